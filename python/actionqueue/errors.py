@@ -1,0 +1,149 @@
+"""The one exception hierarchy of actionqueue.
+
+Every error the library raises — from Python or from the Rust core — is an
+:class:`ActionQueueError`. Where it helps callers, classes also subclass the built-in they would
+expect (:class:`ValueError` for bad values, :class:`TypeError` for wrong types,
+:class:`OSError` for storage failures, :class:`KeyError`-like lookups as :class:`LookupError`),
+so ``except ValueError`` keeps working.
+
+The Rust core raises these classes by name (see ``rust/py/errors.rs``); renaming one here means
+renaming it there.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActionQueueError",
+    "AuthorityFailedError",
+    "ClosedError",
+    "CodecError",
+    "CommandRejectedError",
+    "DataDirLockedError",
+    "DerivationError",
+    "InvalidIdError",
+    "InvalidPolicyError",
+    "InvalidTransitionError",
+    "LeaseError",
+    "NotFoundError",
+    "RecordTooLargeError",
+    "SequenceError",
+    "SnapshotError",
+    "StorageError",
+    "StorageFailedError",
+    "StorageIOError",
+    "UnknownHandlerError",
+    "ValidationError",
+    "WalCorruptionError",
+    "WrongTypeError",
+]
+
+
+class ActionQueueError(Exception):
+    """Root of every error raised by actionqueue."""
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+class ValidationError(ActionQueueError, ValueError):
+    """A value given to the API is not acceptable. The message names the field and the value."""
+
+
+class WrongTypeError(ActionQueueError, TypeError):
+    """An argument has the wrong type. The message names the field and the type received."""
+
+
+class InvalidIdError(ValidationError):
+    """An id is malformed or nil."""
+
+
+class InvalidPolicyError(ValidationError):
+    """A run policy (once / repeat / cron / misfire) is invalid."""
+
+
+class DerivationError(ValidationError):
+    """Deriving runs would exceed what the run policy allows; nothing was derived."""
+
+
+class RecordTooLargeError(ValidationError):
+    """An encoded record exceeds the configured maximum record size; nothing was written."""
+
+    size: int
+    max_size: int
+
+
+class UnknownHandlerError(ValidationError, LookupError):
+    """No handler is registered under the given routing name."""
+
+
+# --- commands refused by the state machine -----------------------------------------------
+
+
+class CommandRejectedError(ActionQueueError, ValueError):
+    """The mutation authority refused a command; the state and the log are unchanged."""
+
+
+class InvalidTransitionError(CommandRejectedError):
+    """A run state transition that the transition table does not allow."""
+
+
+class SequenceError(CommandRejectedError):
+    """A command named a sequence other than the next one expected."""
+
+    expected: int
+    got: int
+
+
+class LeaseError(CommandRejectedError):
+    """A lease operation was refused (held by another owner, expired, not held)."""
+
+
+class NotFoundError(ActionQueueError, LookupError):
+    """A task or run id that does not exist."""
+
+
+# --- storage ------------------------------------------------------------------------------
+
+
+class StorageError(ActionQueueError, OSError):
+    """Root of storage failures (WAL, snapshots, data directory)."""
+
+
+class StorageIOError(StorageError):
+    """An I/O call (write, fsync, rename, ...) failed. ``errno`` is set when the OS gave one."""
+
+
+class DataDirLockedError(StorageError):
+    """Another writer holds the data directory's lock."""
+
+    path: str
+
+
+class WalCorruptionError(StorageError):
+    """The WAL holds bytes that fail verification where recovery may not truncate silently.
+
+    ``segment``, ``offset`` and ``reason`` say where and why.
+    """
+
+    segment: str
+    offset: int
+    reason: str
+
+
+class SnapshotError(StorageError):
+    """A snapshot file is unusable."""
+
+
+class CodecError(StorageError):
+    """Bytes that should hold an encoded value could not be decoded."""
+
+
+class StorageFailedError(StorageError):
+    """An earlier write or fsync failed; the handle refuses work until it is reopened."""
+
+
+AuthorityFailedError = StorageFailedError
+
+
+class ClosedError(ActionQueueError):
+    """The queue, writer or authority was already closed."""

@@ -1,0 +1,170 @@
+//! The one error type of the core.
+//!
+//! Every fallible core operation returns [`CoreError`]. The binding layer (`py/`) maps each
+//! variant to exactly one Python exception class of `actionqueue.errors` through
+//! [`CoreError::python_class`], so the hierarchy users catch is defined once, in Python.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why a WAL or snapshot byte range could not be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorruptionReason {
+    IncompleteHeader,
+    IncompletePayload,
+    BadMagic,
+    UnsupportedVersion(u32),
+    CrcMismatch { stored: u32, computed: u32 },
+    Decode(String),
+    SequenceRegression { previous: u64, found: u64 },
+    BadLength(u64),
+}
+
+impl fmt::Display for CorruptionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::IncompleteHeader => write!(f, "incomplete header"),
+            Self::IncompletePayload => write!(f, "incomplete payload"),
+            Self::BadMagic => write!(f, "bad magic"),
+            Self::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
+            Self::CrcMismatch { stored, computed } => {
+                write!(
+                    f,
+                    "crc mismatch (stored {stored:#010x}, computed {computed:#010x})"
+                )
+            }
+            Self::Decode(why) => write!(f, "decode failure: {why}"),
+            Self::SequenceRegression { previous, found } => {
+                write!(
+                    f,
+                    "sequence regression (previous {previous}, found {found})"
+                )
+            }
+            Self::BadLength(n) => write!(f, "implausible record length {n}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// An I/O call failed. `op` says which (write, fdatasync, rename, ...).
+    #[error("{op} failed on {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Another writer (this process or another) holds the data directory lock.
+    #[error("data directory {path} is locked by another writer (lock file {lock}); close the other queue or pick another directory")]
+    DataDirLocked { path: PathBuf, lock: PathBuf },
+
+    /// Bytes on disk failed verification somewhere recovery may not silently truncate.
+    #[error("WAL corruption in {segment} at offset {offset}: {reason}")]
+    WalCorruption {
+        segment: PathBuf,
+        offset: u64,
+        reason: CorruptionReason,
+    },
+
+    /// A snapshot file could not be used.
+    #[error("snapshot {path} is unusable: {reason}")]
+    SnapshotCorrupt { path: PathBuf, reason: String },
+
+    /// A record's encoded size exceeds the configured maximum.
+    #[error("record of {size} bytes exceeds the maximum record size of {max} bytes")]
+    RecordTooLarge { size: u64, max: u64 },
+
+    /// A command named a sequence other than the next one.
+    #[error("sequence mismatch: expected {expected}, got {got}")]
+    Sequence { expected: u64, got: u64 },
+
+    /// Bytes that should hold an encoded value do not.
+    #[error("decode failure: {0}")]
+    Decode(String),
+
+    /// A command that the reducer refuses (precondition failed). Nothing was changed.
+    #[error("{0}")]
+    Rejected(String),
+
+    /// An illegal run state transition.
+    #[error("invalid run state transition {from} -> {to} for run {run}")]
+    InvalidTransition {
+        run: String,
+        from: String,
+        to: String,
+    },
+
+    /// A task or run id that is not in the projection.
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+
+    /// A write or fsync failed earlier; the handle refuses work until reopened.
+    #[error("storage has failed and must be reopened: {cause}")]
+    Failed { cause: String },
+
+    /// The handle was closed.
+    #[error("{0} is closed")]
+    Closed(&'static str),
+
+    /// Bad argument values given to the core (not a domain rule violation).
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl CoreError {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Name of the `actionqueue.errors` class this error is raised as.
+    pub fn python_class(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "StorageIOError",
+            Self::DataDirLocked { .. } => "DataDirLockedError",
+            Self::WalCorruption { .. } => "WalCorruptionError",
+            Self::SnapshotCorrupt { .. } => "SnapshotError",
+            Self::RecordTooLarge { .. } => "RecordTooLargeError",
+            Self::Sequence { .. } => "SequenceError",
+            Self::Decode(_) => "CodecError",
+            Self::Rejected(_) => "CommandRejectedError",
+            Self::InvalidTransition { .. } => "InvalidTransitionError",
+            Self::NotFound { .. } => "NotFoundError",
+            Self::Failed { .. } => "StorageFailedError",
+            Self::Closed(_) => "ClosedError",
+            Self::InvalidArgument(_) => "ValidationError",
+        }
+    }
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_offending_values() {
+        let e = CoreError::RecordTooLarge { size: 10, max: 5 };
+        assert_eq!(
+            e.to_string(),
+            "record of 10 bytes exceeds the maximum record size of 5 bytes"
+        );
+        assert_eq!(e.python_class(), "RecordTooLargeError");
+        let c = CoreError::WalCorruption {
+            segment: "wal/00000001.seg".into(),
+            offset: 42,
+            reason: CorruptionReason::CrcMismatch {
+                stored: 1,
+                computed: 2,
+            },
+        };
+        assert!(c.to_string().contains("offset 42"));
+        assert!(c.to_string().contains("crc mismatch"));
+    }
+}

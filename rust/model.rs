@@ -1,0 +1,243 @@
+//! The domain values that are persisted: task specs, run states, attempt outcomes.
+//!
+//! These types are the contract between the Python domain model (`actionqueue.core`), the WAL
+//! codec and the replay reducer. Their serde field order *is* the on-disk encoding order
+//! (postcard, see `docs/FORMAT.md`): append new fields only through new event variants or new
+//! format versions, never by reordering.
+//!
+//! Times are `i64` milliseconds since the Unix epoch (UTC). Ids are 16 raw UUID bytes.
+
+use serde::{Deserialize, Serialize};
+
+/// 16 raw bytes of a UUID (task, run or attempt id). Nil (all zero) is never valid.
+pub type Id = [u8; 16];
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+pub const NIL_ID: Id = [0u8; 16];
+
+/// The nine run states. The discriminant is the stable wire value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum RunState {
+    Scheduled = 0,
+    Ready = 1,
+    Leased = 2,
+    Running = 3,
+    RetryWait = 4,
+    Suspended = 5,
+    Completed = 6,
+    Failed = 7,
+    Canceled = 8,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 9] = [
+        Self::Scheduled,
+        Self::Ready,
+        Self::Leased,
+        Self::Running,
+        Self::RetryWait,
+        Self::Suspended,
+        Self::Completed,
+        Self::Failed,
+        Self::Canceled,
+    ];
+
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(v)).copied()
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Canceled)
+    }
+
+    /// The legal transition table of SPEC §4. Self-transitions are never legal.
+    pub fn can_transition_to(self, to: RunState) -> bool {
+        use RunState::*;
+        matches!(
+            (self, to),
+            (Scheduled, Ready | Canceled)
+                | (Ready, Leased | Canceled)
+                | (Leased, Ready | Running | Canceled)
+                | (
+                    Running,
+                    RetryWait | Suspended | Completed | Failed | Canceled
+                )
+                | (RetryWait, Ready | Failed | Canceled)
+                | (Suspended, Ready | Canceled)
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Scheduled => "Scheduled",
+            Self::Ready => "Ready",
+            Self::Leased => "Leased",
+            Self::Running => "Running",
+            Self::RetryWait => "RetryWait",
+            Self::Suspended => "Suspended",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+            Self::Canceled => "Canceled",
+        }
+    }
+}
+
+/// How one attempt ended. The discriminant is the stable wire value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum AttemptOutcome {
+    Success = 0,
+    RetryableFailure = 1,
+    TerminalFailure = 2,
+    Timeout = 3,
+    /// Does not count toward `max_attempts`.
+    Suspended = 4,
+    /// The runtime could not learn the outcome (lease expired, process crashed).
+    Lost = 5,
+    /// The run was canceled while the attempt was open (closed by the reducer).
+    Canceled = 6,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 7] = [
+        Self::Success,
+        Self::RetryableFailure,
+        Self::TerminalFailure,
+        Self::Timeout,
+        Self::Suspended,
+        Self::Lost,
+        Self::Canceled,
+    ];
+
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(v)).copied()
+    }
+
+    /// Whether an attempt with this outcome counts toward `max_attempts`.
+    pub fn counts_toward_cap(self) -> bool {
+        !matches!(self, Self::Suspended)
+    }
+}
+
+/// What to do with occurrences that fell due while the process was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum MisfireKind {
+    /// Run every missed occurrence (optionally capped: the most recent `cap` run, the rest are
+    /// canceled with a reason in their history).
+    CatchUp = 0,
+    /// One run for the whole missed window.
+    Coalesce = 1,
+    /// Drop missed occurrences, run the next one.
+    Skip = 2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Misfire {
+    pub kind: MisfireKind,
+    /// For `CatchUp`: at most this many missed occurrences run.
+    pub cap: Option<u32>,
+    /// An occurrence late by at most this much is not a misfire.
+    pub grace_ms: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PolicyKind {
+    /// One run at the schedule origin.
+    Once,
+    /// `count` runs at `origin + k * interval_ms`, k = 0..count-1.
+    Repeat { count: u32, interval_ms: Millis },
+    /// Cron occurrences after the origin, derived in a rolling window of `window` non-terminal
+    /// runs, never more than `max_occurrences` in total.
+    Cron {
+        expression: String,
+        timezone: String,
+        max_occurrences: Option<u32>,
+        window: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunPolicy {
+    pub kind: PolicyKind,
+    pub misfire: Misfire,
+}
+
+impl RunPolicy {
+    /// Total runs the policy implies, or `None` when unbounded (cron without a cap).
+    pub fn total_runs(&self) -> Option<u64> {
+        match &self.kind {
+            PolicyKind::Once => Some(1),
+            PolicyKind::Repeat { count, .. } => Some(u64::from(*count)),
+            PolicyKind::Cron {
+                max_occurrences, ..
+            } => max_occurrences.map(u64::from),
+        }
+    }
+}
+
+/// Whether a run keeps its concurrency key while waiting to retry or suspended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum HoldPolicy {
+    HoldDuringRetry = 0,
+    ReleaseOnRetry = 1,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Backoff {
+    /// Retry immediately.
+    None,
+    Fixed {
+        delay_ms: Millis,
+    },
+    /// `min(cap, base * 2^(n-1))`, then +/- `jitter_ppm` parts per million of it.
+    Exponential {
+        base_ms: Millis,
+        cap_ms: Millis,
+        jitter_ppm: u32,
+    },
+}
+
+/// Which failures are retried (before `max_attempts` is reached).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RetryOn {
+    pub timeout: bool,
+    pub lost: bool,
+    /// Qualified names of exception types that fail the run terminally.
+    pub terminal_errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Constraints {
+    pub max_attempts: u32,
+    pub timeout_ms: Option<Millis>,
+    pub concurrency_key: Option<String>,
+    pub hold: HoldPolicy,
+    pub backoff: Backoff,
+    pub retry_on: RetryOn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Higher runs first.
+    pub priority: i32,
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub id: Id,
+    /// Routing name: which handler runs it.
+    pub handler: Option<String>,
+    pub payload: Vec<u8>,
+    pub content_type: Option<String>,
+    pub policy: RunPolicy,
+    pub constraints: Constraints,
+    pub metadata: Metadata,
+    /// A second live task with the same key is refused (the caller gets the existing one).
+    pub dedupe_key: Option<String>,
+}

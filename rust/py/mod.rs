@@ -1,0 +1,33 @@
+//! The PyO3 binding layer: the only place that knows about Python.
+//!
+//! Only plain values cross the boundary (ints, str, bytes, tuples/lists of them). Every
+//! [`CoreError`] becomes the `actionqueue.errors` class it names, in [`errors::to_py`].
+
+mod errors;
+
+use pyo3::prelude::*;
+
+use crate::{DEFAULT_MAX_RECORD_SIZE, FORMAT_VERSION};
+
+/// Raises `RecordTooLargeError` when `size` exceeds `max` (the WAL's admission check).
+#[pyfunction]
+#[pyo3(signature = (size, max = DEFAULT_MAX_RECORD_SIZE))]
+fn check_record_size(size: u64, max: u64) -> PyResult<()> {
+    crate::check_record_size(size, max).map_err(errors::to_py)
+}
+
+/// CRC32C (Castagnoli) of `data`, hardware accelerated where the CPU allows.
+#[pyfunction(name = "crc32c")]
+#[pyo3(signature = (data, initial = 0))]
+fn crc32c_py(data: &[u8], initial: u32) -> u32 {
+    ::crc32c::crc32c_append(initial, data)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("FORMAT_VERSION", FORMAT_VERSION)?;
+    m.add("DEFAULT_MAX_RECORD_SIZE", DEFAULT_MAX_RECORD_SIZE)?;
+    m.add_function(wrap_pyfunction!(check_record_size, m)?)?;
+    m.add_function(wrap_pyfunction!(crc32c_py, m)?)?;
+    Ok(())
+}
