@@ -1,0 +1,125 @@
+"""Clock abstractions so that every time-dependent decision can be tested deterministically.
+
+All engine code asks an injected :class:`Clock` for the time instead of reading the wall clock,
+and times are integer milliseconds since the Unix epoch (UTC) everywhere.
+
+>>> clock = ManualClock(1_000)
+>>> clock.advance(250)
+1250
+>>> clock.now()
+1250
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Clock", "ManualClock", "SystemClock"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Anything with ``now() -> int`` (milliseconds since the Unix epoch, UTC)."""
+
+    def now(self) -> int: ...
+
+
+class SystemClock:
+    """Reads the wall clock (``time.time_ns``) in whole milliseconds."""
+
+    __slots__ = ()
+
+    def now(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+def _as_millis(value: int | float | timedelta, what: str) -> int:
+    # Lazy import: the core time helpers live in actionqueue.core.time; keep this module
+    # importable on its own and accept the same spellings as the rest of the API.
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be milliseconds (int) or a timedelta, got bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, timedelta):
+        return value // timedelta(milliseconds=1)
+    if isinstance(value, float):
+        raise TypeError(
+            f"{what} must be int milliseconds or a timedelta, got float {value!r}; "
+            "use timedelta(seconds=...) for seconds"
+        )
+    raise TypeError(f"{what} must be int milliseconds or a timedelta, got {type(value).__name__}")
+
+
+class ManualClock:
+    """A clock that moves only when told to; share one instance between a test and an engine.
+
+    Thread-safe. Listeners registered with :meth:`subscribe` are called after every change,
+    which lets a runtime that sleeps until its next wake-up notice that time moved.
+    """
+
+    __slots__ = ("_listeners", "_lock", "_now")
+
+    def __init__(self, start: int | datetime = 0) -> None:
+        if isinstance(start, datetime):
+            if start.tzinfo is None:
+                raise ValueError(
+                    f"ManualClock start must be timezone-aware, got naive datetime {start!r}"
+                )
+            start = int(start.timestamp() * 1000)
+        self._now = _as_millis(start, "start")
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[int], None]] = []
+
+    def now(self) -> int:
+        return self._now
+
+    def set(self, millis: int | datetime) -> int:
+        """Moves the clock to ``millis`` (it may move backwards: tests use that)."""
+        if isinstance(millis, datetime):
+            if millis.tzinfo is None:
+                raise ValueError(f"set() needs a timezone-aware datetime, got {millis!r}")
+            millis = int(millis.timestamp() * 1000)
+        value = _as_millis(millis, "millis")
+        with self._lock:
+            self._now = value
+        self._notify(value)
+        return value
+
+    def advance(self, delta: int | timedelta) -> int:
+        """Moves the clock forward by ``delta`` (milliseconds or a timedelta); returns now."""
+        step = _as_millis(delta, "delta")
+        if step < 0:
+            raise ValueError(f"advance() needs a non-negative delta, got {step}; use set()")
+        with self._lock:
+            self._now += step
+            value = self._now
+        self._notify(value)
+        return value
+
+    def subscribe(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Calls ``listener(now)`` after each change; returns a function that unsubscribes."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _notify(self, value: int) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(value)
+
+    def __repr__(self) -> str:
+        return f"ManualClock({self._now})"

@@ -1,0 +1,62 @@
+"""Clocks: integer milliseconds, deterministic manual time, wall time that moves."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from actionqueue.engine.time.clock import Clock, ManualClock, SystemClock
+
+
+def test_system_clock_reads_wall_time_in_millis() -> None:
+    before = time.time_ns() // 1_000_000
+    now = SystemClock().now()
+    after = time.time_ns() // 1_000_000
+    assert isinstance(now, int)
+    assert before <= now <= after
+
+
+def test_both_clocks_satisfy_the_protocol() -> None:
+    assert isinstance(SystemClock(), Clock)
+    assert isinstance(ManualClock(), Clock)
+
+
+def test_manual_clock_set_and_advance() -> None:
+    clock = ManualClock(1_000)
+    assert clock.now() == 1_000
+    assert clock.advance(500) == 1_500
+    assert clock.advance(timedelta(seconds=2)) == 3_500
+    assert clock.set(10) == 10  # backwards is allowed: lease tests move time back
+    assert clock.now() == 10
+
+
+def test_manual_clock_accepts_aware_datetimes() -> None:
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    clock = ManualClock(start)
+    assert clock.now() == int(start.timestamp() * 1000)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ManualClock(datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
+
+
+@pytest.mark.parametrize("bad", [1.5, "10", None, True])
+def test_manual_clock_rejects_non_millisecond_inputs(bad: object) -> None:
+    with pytest.raises(TypeError):
+        ManualClock().advance(bad)  # type: ignore[arg-type]
+
+
+def test_manual_clock_refuses_negative_advance() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        ManualClock(5).advance(-1)
+
+
+def test_listeners_hear_every_change_until_unsubscribed() -> None:
+    clock = ManualClock()
+    seen: list[int] = []
+    unsubscribe = clock.subscribe(seen.append)
+    clock.advance(5)
+    clock.set(100)
+    unsubscribe()
+    clock.advance(1)
+    assert seen == [5, 100]
