@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from actionqueue.engine.time.clock import Clock, ManualClock, SystemClock
+from actionqueue.errors import ValidationError, WrongTypeError
 
 
 def test_system_clock_reads_wall_time_in_millis() -> None:
@@ -36,18 +37,18 @@ def test_manual_clock_accepts_aware_datetimes() -> None:
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     clock = ManualClock(start)
     assert clock.now() == int(start.timestamp() * 1000)
-    with pytest.raises(ValueError, match="timezone-aware"):
-        ManualClock(datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        ManualClock(datetime(2026, 1, 1))
 
 
 @pytest.mark.parametrize("bad", [1.5, "10", None, True])
 def test_manual_clock_rejects_non_millisecond_inputs(bad: object) -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(WrongTypeError):
         ManualClock().advance(bad)  # type: ignore[arg-type]
 
 
 def test_manual_clock_refuses_negative_advance() -> None:
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValidationError, match="non-negative"):
         ManualClock(5).advance(-1)
 
 

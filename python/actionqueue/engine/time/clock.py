@@ -18,6 +18,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from actionqueue.errors import ValidationError, WrongTypeError
+
 __all__ = ["Clock", "ManualClock", "SystemClock"]
 
 
@@ -41,20 +43,21 @@ class SystemClock:
 
 
 def _as_millis(value: int | float | timedelta, what: str) -> int:
-    # Lazy import: the core time helpers live in actionqueue.core.time; keep this module
-    # importable on its own and accept the same spellings as the rest of the API.
+    # Clock positions are exact integers: floats would silently lose sub-millisecond parts.
     if isinstance(value, bool):
-        raise TypeError(f"{what} must be milliseconds (int) or a timedelta, got bool")
+        raise WrongTypeError(f"{what} must be milliseconds (int) or a timedelta, got bool")
     if isinstance(value, int):
         return value
     if isinstance(value, timedelta):
         return value // timedelta(milliseconds=1)
     if isinstance(value, float):
-        raise TypeError(
+        raise WrongTypeError(
             f"{what} must be int milliseconds or a timedelta, got float {value!r}; "
             "use timedelta(seconds=...) for seconds"
         )
-    raise TypeError(f"{what} must be int milliseconds or a timedelta, got {type(value).__name__}")
+    raise WrongTypeError(
+        f"{what} must be int milliseconds or a timedelta, got {type(value).__name__}"
+    )
 
 
 class ManualClock:
@@ -69,7 +72,7 @@ class ManualClock:
     def __init__(self, start: int | datetime = 0) -> None:
         if isinstance(start, datetime):
             if start.tzinfo is None:
-                raise ValueError(
+                raise ValidationError(
                     f"ManualClock start must be timezone-aware, got naive datetime {start!r}"
                 )
             start = int(start.timestamp() * 1000)
@@ -84,7 +87,7 @@ class ManualClock:
         """Moves the clock to ``millis`` (it may move backwards: tests use that)."""
         if isinstance(millis, datetime):
             if millis.tzinfo is None:
-                raise ValueError(f"set() needs a timezone-aware datetime, got {millis!r}")
+                raise ValidationError(f"set() needs a timezone-aware datetime, got {millis!r}")
             millis = int(millis.timestamp() * 1000)
         value = _as_millis(millis, "millis")
         with self._lock:
@@ -96,7 +99,7 @@ class ManualClock:
         """Moves the clock forward by ``delta`` (milliseconds or a timedelta); returns now."""
         step = _as_millis(delta, "delta")
         if step < 0:
-            raise ValueError(f"advance() needs a non-negative delta, got {step}; use set()")
+            raise ValidationError(f"advance() needs a non-negative delta, got {step}; use set()")
         with self._lock:
             self._now += step
             value = self._now
