@@ -5,7 +5,7 @@ moves to. Retries are further attempts of the same run, never new runs.
 
 ``AttemptOutcome`` values are the stable wire values shared with the Rust core
 (``rust/model.rs``). As with :class:`~actionqueue.core.run.state.RunState`, members are upper
-case and the seed's CamelCase spelling is available as aliases
+case and the seed's CamelCase spelling names the same members
 (``AttemptOutcome.RetryableFailure is AttemptOutcome.RETRYABLE_FAILURE``).
 
 >>> decide(AttemptOutcome.TIMEOUT, counted_attempts=1, max_attempts=3)
@@ -17,7 +17,7 @@ case and the seed's CamelCase spelling is available as aliases
 from __future__ import annotations
 
 import enum
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from actionqueue.core.run.state import RunState
 from actionqueue.errors import ValidationError, WrongTypeError
@@ -43,14 +43,15 @@ class AttemptOutcome(enum.IntEnum):
     #: The run was canceled while this attempt was open (recorded by the reducer).
     CANCELED = 6
 
-    # Seed spelling: aliases of the members above.
-    Success = 0
-    RetryableFailure = 1
-    TerminalFailure = 2
-    Timeout = 3
-    Suspended = 4
-    Lost = 5
-    Canceled = 6
+    # Seed spelling: class attributes bound to the members after the class is built (not enum
+    # aliases, so type checkers keep exhaustiveness over the canonical members).
+    Success: ClassVar[AttemptOutcome]
+    RetryableFailure: ClassVar[AttemptOutcome]
+    TerminalFailure: ClassVar[AttemptOutcome]
+    Timeout: ClassVar[AttemptOutcome]
+    Suspended: ClassVar[AttemptOutcome]
+    Lost: ClassVar[AttemptOutcome]
+    Canceled: ClassVar[AttemptOutcome]
 
     @property
     def label(self) -> str:
@@ -92,6 +93,10 @@ _LABELS: dict[AttemptOutcome, str] = {
     AttemptOutcome.LOST: "Lost",
     AttemptOutcome.CANCELED: "Canceled",
 }
+
+for _outcome, _label in _LABELS.items():
+    setattr(AttemptOutcome, _label, _outcome)
+del _outcome, _label
 
 _BY_VALUE: tuple[AttemptOutcome, ...] = tuple(sorted(AttemptOutcome))
 

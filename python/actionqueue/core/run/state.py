@@ -5,10 +5,12 @@ Rust core (``rust/model.rs``): they cross the boundary and are written to the lo
 integers, so they must never be renumbered.
 
 Members are spelled in upper case (``RunState.RUNNING``), as Python enums usually are. The
-seed's CamelCase spelling (``RunState.Running``) is also available: those are enum *aliases* of
-the same members (``RunState.Running is RunState.RUNNING``), so code ported from the seed reads
-naturally and iteration still yields each state once. ``str(state)`` is the CamelCase label
-(``"Running"``), which is what histories, error messages and the Rust core print.
+seed's CamelCase spelling (``RunState.Running``) is also available: those are class attributes
+bound to the same members (``RunState.Running is RunState.RUNNING``), so code ported from the
+seed reads naturally, while iteration, ``RunState.__members__`` and ``RunState["RUNNING"]`` know
+only the nine canonical names (use :meth:`RunState.parse` to look up any spelling).
+``str(state)`` is the CamelCase label (``"Running"``), which is what histories, error messages
+and the Rust core print.
 
 >>> RunState.RUNNING.is_terminal
 False
@@ -21,6 +23,7 @@ True
 from __future__ import annotations
 
 import enum
+from typing import ClassVar
 
 from actionqueue.errors import ValidationError, WrongTypeError
 
@@ -40,16 +43,19 @@ class RunState(enum.IntEnum):
     FAILED = 7
     CANCELED = 8
 
-    # Seed spelling: aliases of the members above (same objects, not new members).
-    Scheduled = 0
-    Ready = 1
-    Leased = 2
-    Running = 3
-    RetryWait = 4
-    Suspended = 5
-    Completed = 6
-    Failed = 7
-    Canceled = 8
+    # Seed spelling: plain class attributes bound to the members above right after the class
+    # is built (see the end of this module). Declared here, not assigned, so that they are not
+    # enum aliases: type checkers then see them as `RunState` values and exhaustiveness checks
+    # over the nine canonical members keep working.
+    Scheduled: ClassVar[RunState]
+    Ready: ClassVar[RunState]
+    Leased: ClassVar[RunState]
+    Running: ClassVar[RunState]
+    RetryWait: ClassVar[RunState]
+    Suspended: ClassVar[RunState]
+    Completed: ClassVar[RunState]
+    Failed: ClassVar[RunState]
+    Canceled: ClassVar[RunState]
 
     @property
     def label(self) -> str:
@@ -126,6 +132,10 @@ _LABELS: dict[RunState, str] = {
 }
 
 # Indexed by wire value; a tuple lookup is the cheapest int -> member conversion.
+for _state, _label in _LABELS.items():
+    setattr(RunState, _label, _state)
+del _state, _label
+
 _BY_VALUE: tuple[RunState, ...] = tuple(sorted(RunState))
 
 _BY_FOLDED_NAME: dict[str, RunState] = {label.lower(): s for s, label in _LABELS.items()}
