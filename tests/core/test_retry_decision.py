@@ -158,3 +158,15 @@ def test_simulated_run_makes_exactly_max_attempts_counted_attempts(cap: int) -> 
         counted += 1  # an attempt is counted when it starts
         state = decide(A.RETRYABLE_FAILURE, counted, cap)
     assert counted == cap
+
+
+def test_works_with_the_task_constraints_retry_classification() -> None:
+    from actionqueue.core.task.constraints import RetryOn as RealRetryOn
+    from actionqueue.core.task.constraints import TaskConstraints
+
+    strict = TaskConstraints(max_attempts=3, retry_on=RealRetryOn(timeout=False, lost=True))
+    assert decide(A.TIMEOUT, 1, strict.max_attempts, strict.retry_on) is S.FAILED
+    assert decide(A.LOST, 1, strict.max_attempts, strict.retry_on) is S.RETRY_WAIT
+    default = TaskConstraints()
+    assert default.max_attempts == 1
+    assert decide(A.RETRYABLE_FAILURE, 1, default.max_attempts, default.retry_on) is S.FAILED
