@@ -29,7 +29,28 @@ _I = TypeVar("_I", bound="_Id")
 
 _NIL = bytes(16)
 _new = object.__new__
-_setattr = object.__setattr__
+
+
+# Id generation is on the submit hot path: one os.urandom call per id costs a syscall, so ids
+# are drawn from a pool filled 256 at a time (same bits as uuid.uuid4(): version 4, RFC 4122
+# variant, from the OS CSPRNG). list.pop() is atomic, so threads need no lock; a child process
+# drops the inherited pool so parent and child never hand out the same ids.
+_POOL_IDS = 256
+_POOL_BYTES = 16 * _POOL_IDS
+_V4_MASK = int.from_bytes((b"\xff" * 6 + b"\x0f\xff\x3f" + b"\xff" * 7) * _POOL_IDS, "big")
+_V4_BITS = int.from_bytes((bytes(6) + b"\x40\x00\x80" + bytes(7)) * _POOL_IDS, "big")
+_pool: list[builtins.bytes] = []
+_pop_random = _pool.pop
+
+
+def _refill() -> None:
+    raw = int.from_bytes(os.urandom(_POOL_BYTES), "big")
+    data = ((raw & _V4_MASK) | _V4_BITS).to_bytes(_POOL_BYTES, "big")
+    _pool.extend([data[i : i + 16] for i in range(0, _POOL_BYTES, 16)])
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.clear)
 
 
 class _Id:
@@ -58,19 +79,21 @@ class _Id:
             )
         if b == _NIL:
             raise InvalidIdError(f"{cls._kind} must not be the nil UUID, got {value!r}")
-        _setattr(self, "_b", b)
+        _set_b(self, b)
 
     # --- constructors --------------------------------------------------------------------
 
     @classmethod
     def new(cls: type[_I]) -> _I:
         """A fresh random (version 4) id."""
-        # Faster than uuid.uuid4() (no UUID object); same bits: version 4, RFC 4122 variant.
-        raw = bytearray(os.urandom(16))
-        raw[6] = (raw[6] & 0x0F) | 0x40
-        raw[8] = (raw[8] & 0x3F) | 0x80
+        while True:
+            try:
+                b = _pop_random()
+                break
+            except IndexError:
+                _refill()
         obj = _new(cls)
-        _setattr(obj, "_b", bytes(raw))
+        _set_b(obj, b)
         return obj
 
     @classmethod
@@ -86,7 +109,7 @@ class _Id:
         # The hot path from the Rust core: skip the generic dispatch of __init__.
         if type(data) is bytes and len(data) == 16 and data != _NIL:
             obj = _new(cls)
-            _setattr(obj, "_b", data)
+            _set_b(obj, data)
             return obj
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise WrongTypeError(
@@ -190,6 +213,10 @@ def _parse_str(text: str, kind: str) -> bytes:
         raise InvalidIdError(
             f"{kind} must be a UUID like '6f1c2a9e-3b7d-4c2e-9a51-0d8e7f6a5b4c', got {text!r}"
         ) from None
+
+
+# Writes the slot directly, bypassing the immutability guard in __setattr__.
+_set_b = vars(_Id)["_b"].__set__
 
 
 class TaskId(_Id):

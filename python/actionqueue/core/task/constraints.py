@@ -307,14 +307,18 @@ class RetryOn:
     ) -> None:
         check_bool(timeout, "retry_on timeout")
         check_bool(lost, "retry_on lost")
-        if isinstance(terminal_errors, (str, type)):
+        te = type(terminal_errors)
+        if (te is tuple or te is list) and not terminal_errors:
+            names: tuple[str, ...] = ()
+        elif isinstance(terminal_errors, (str, type)):
             # A lone name/class is almost certainly meant as a one-item list.
-            terminal_errors = (terminal_errors,)
+            names = (_exc_name(terminal_errors),)
         elif not isinstance(terminal_errors, Iterable):
             raise wrong_type(
                 "terminal_errors", "a list of exception classes or names", terminal_errors
             )
-        names = tuple(dict.fromkeys(_exc_name(e) for e in terminal_errors))
+        else:
+            names = tuple(dict.fromkeys([_exc_name(e) for e in terminal_errors]))
         object.__setattr__(self, "timeout", timeout)
         object.__setattr__(self, "lost", lost)
         object.__setattr__(self, "terminal_errors", names)
@@ -335,6 +339,8 @@ class RetryOn:
 
     @classmethod
     def from_wire(cls, t: Any) -> RetryOn:
+        if t == _DEFAULT_RETRY_ON_WIRE:
+            return _DEFAULT_RETRY_ON
         timeout, lost, names = unpack(t, 3, "retry_on")
         if not isinstance(names, (list, tuple)):
             raise wrong_type("retry_on terminal_errors wire value", "a list of str", names)
@@ -345,6 +351,7 @@ class RetryOn:
 
 
 _DEFAULT_RETRY_ON = RetryOn()
+_DEFAULT_RETRY_ON_WIRE = _DEFAULT_RETRY_ON.to_wire()
 
 
 # --- constraints -----------------------------------------------------------------------------
@@ -426,6 +433,8 @@ class TaskConstraints:
 
     @classmethod
     def from_wire(cls, t: Any) -> TaskConstraints:
+        if t == _DEFAULT_WIRE:  # the common case, without re-validating
+            return _DEFAULT_CONSTRAINTS
         max_attempts, timeout_ms, key, hold, backoff, retry_on = unpack(t, 6, "constraints")
         if timeout_ms is not None and type(timeout_ms) is not int:
             raise wrong_type("constraints timeout_ms wire value", "an int", timeout_ms)
@@ -445,3 +454,4 @@ class TaskConstraints:
 
 
 _DEFAULT_CONSTRAINTS = TaskConstraints()
+_DEFAULT_WIRE = _DEFAULT_CONSTRAINTS.to_wire()

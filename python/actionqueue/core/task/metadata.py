@@ -40,11 +40,18 @@ class TaskMetadata:
         description: str | None = None,
     ) -> None:
         priority = check_int(priority, "priority", minimum=I32_MIN, maximum=I32_MAX)
-        if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
+        tt = type(tags)
+        if (
+            tt is not tuple
+            and tt is not list
+            and (isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable))
+        ):
             # A bare string would otherwise become one tag per character.
             raise wrong_type("tags", "a list or tuple of str", tags)
-        if type(tags) is not tuple or tags:
-            tags = tuple(dict.fromkeys(check_str(t, "tag") for t in tags))
+        if tags:
+            tags = tuple(dict.fromkeys([check_str(t, "tag") for t in tags]))
+        else:
+            tags = ()
         if description is not None and not isinstance(description, str):
             raise wrong_type("description", "a str or None", description)
         object.__setattr__(self, "priority", priority)
@@ -62,6 +69,8 @@ class TaskMetadata:
 
     @classmethod
     def from_wire(cls, t: Any) -> TaskMetadata:
+        if t == _DEFAULT_WIRE:  # the common case, without re-validating
+            return _DEFAULT_METADATA
         priority, tags, description = unpack(t, 3, "metadata")
         if not isinstance(tags, (list, tuple)):
             raise wrong_type("metadata tags wire value", "a list of str", tags)
@@ -72,3 +81,4 @@ class TaskMetadata:
 
 
 _DEFAULT_METADATA = TaskMetadata()
+_DEFAULT_WIRE = _DEFAULT_METADATA.to_wire()

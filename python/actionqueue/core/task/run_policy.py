@@ -68,6 +68,9 @@ class PolicyKind(IntEnum):
     CRON = 2
 
 
+_MISFIRE_KINDS = tuple(MisfireKind)
+
+
 @dataclass(frozen=True, slots=True)
 class MisfirePolicy:
     """Misfire handling plus an optional grace period.
@@ -99,7 +102,7 @@ class MisfirePolicy:
                 k = check_int(kind, "misfire kind", error=InvalidPolicyError)
                 if k not in (0, 1, 2):
                     raise InvalidPolicyError(f"misfire kind must be 0, 1 or 2, got {k}")
-                kind = MisfireKind(k)
+                kind = _MISFIRE_KINDS[k]
             object.__setattr__(self, "kind", kind)
         if self.cap is not None:
             if kind is not MisfireKind.CATCH_UP:
@@ -133,6 +136,8 @@ class MisfirePolicy:
 
     @classmethod
     def from_wire(cls, t: Any) -> MisfirePolicy:
+        if t == _DEFAULT_MISFIRE_WIRE:
+            return _DEFAULT_MISFIRE
         kind, cap, grace_ms = unpack(t, 3, "misfire")
         return cls(kind, cap, grace_ms)
 
@@ -141,6 +146,7 @@ class MisfirePolicy:
 
 
 _DEFAULT_MISFIRE = MisfirePolicy()
+_DEFAULT_MISFIRE_WIRE = _DEFAULT_MISFIRE.to_wire()
 
 
 def _check_misfire(misfire: object) -> MisfirePolicy:
@@ -227,6 +233,8 @@ class RunPolicy:
     @staticmethod
     def from_wire(t: Any) -> RunPolicy:
         """Rebuild (and re-validate) a policy from :meth:`to_wire`'s tuple."""
+        if t == _ONCE_WIRE:
+            return _ONCE
         kind_t, misfire_t = unpack(t, 2, "run policy")
         misfire = MisfirePolicy.from_wire(misfire_t)
         if not isinstance(kind_t, (tuple, list)) or not kind_t:
@@ -397,6 +405,7 @@ class CronPolicy(RunPolicy):
 
 _ONCE = OncePolicy()
 RunPolicy.Once = _ONCE
+_ONCE_WIRE = _ONCE.to_wire()
 
 
 @functools.lru_cache(maxsize=256)
