@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 from actionqueue.core.ids import AttemptId, RunId, TaskId
 from actionqueue.core.run.attempt import AttemptOutcome
 from actionqueue.core.run.state import RunState
-from actionqueue.core.run.transitions import validate_transition
+from actionqueue.core.run.transitions import allowed_targets, validate_transition
 from actionqueue.core.task.task_spec import TaskSpec
 from actionqueue.errors import ValidationError, WrongTypeError
 
@@ -110,9 +110,11 @@ DurabilityPolicy.Immediate = DurabilityPolicy.IMMEDIATE
 DurabilityPolicy.Deferred = DurabilityPolicy.DEFERRED
 
 
-# --- validation helpers ----------------------------------------------------------------------
-# The happy path of each check is one or two type()/comparison tests: commands are built on
-# the runtime's hot path. Message formatting happens only when a check fails.
+# --- validation ------------------------------------------------------------------------------
+# Commands are built on the runtime's hot path, so each constructor checks its fields inline
+# with type()/range tests and stores them through the slots' own descriptors (a frozen
+# dataclass's generated __init__ goes through object.__setattr__ and costs about 3x as much).
+# The helpers below run only when a check has failed: they work out which error to raise.
 
 
 def _type_error(cmd: str, name: str, expected: str, value: object, hint: str = "") -> NoReturn:
@@ -121,9 +123,7 @@ def _type_error(cmd: str, name: str, expected: str, value: object, hint: str = "
     )
 
 
-def _check_sequence(cmd: str, value: object) -> None:
-    if value is None or (type(value) is int and value >= 1):
-        return
+def _bad_sequence(cmd: str, value: object) -> NoReturn:
     if type(value) is not int:
         _type_error(cmd, "sequence", "an int >= 1 or None", value)
     raise ValidationError(
@@ -131,9 +131,7 @@ def _check_sequence(cmd: str, value: object) -> None:
     )
 
 
-def _check_time(cmd: str, name: str, value: object) -> None:
-    if type(value) is int and 0 <= value <= _I64_MAX:
-        return
+def _bad_time(cmd: str, name: str, value: object) -> NoReturn:
     if type(value) is not int:
         _type_error(
             cmd,
@@ -147,39 +145,29 @@ def _check_time(cmd: str, name: str, value: object) -> None:
     )
 
 
-def _check_opt_time(cmd: str, name: str, value: object) -> None:
-    if value is not None:
-        _check_time(cmd, name, value)
+def _bad_id(cmd: str, name: str, value: object, id_type: type[Any]) -> NoReturn:
+    article = "an" if id_type is AttemptId else "a"
+    _type_error(
+        cmd,
+        name,
+        f"{article} {id_type.__name__}",
+        value,
+        f"; wrap the value with {id_type.__name__}(...)",
+    )
 
 
-def _check_id(cmd: str, name: str, value: object, id_type: type[Any]) -> None:
-    if type(value) is not id_type:
-        _type_error(
-            cmd,
-            name,
-            f"an {id_type.__name__}" if id_type is AttemptId else f"a {id_type.__name__}",
-            value,
-            f"; wrap the value with {id_type.__name__}(...)",
-        )
-
-
-def _check_owner(cmd: str, value: object) -> None:
-    if type(value) is str and value:
-        return
+def _bad_owner(cmd: str, value: object) -> NoReturn:
     if not isinstance(value, str):
         _type_error(cmd, "owner", "a non-empty str", value)
-    if not value:
-        raise ValidationError(f"{cmd}.owner must be a non-empty string, got {value!r}")
+    raise ValidationError(f"{cmd}.owner must be a non-empty string, got {value!r}")
 
 
-def _check_opt_str(cmd: str, name: str, value: object) -> None:
-    if value is not None and not isinstance(value, str):
-        _type_error(cmd, name, "a str or None", value)
+def _bad_opt_str(cmd: str, name: str, value: object) -> NoReturn:
+    _type_error(cmd, name, "a str or None", value)
 
 
-def _check_state(cmd: str, name: str, value: object) -> None:
-    if not isinstance(value, RunState):
-        _type_error(cmd, name, "a RunState", value, "; use RunState(value) to convert a wire value")
+def _bad_state(cmd: str, name: str, value: object) -> NoReturn:
+    _type_error(cmd, name, "a RunState", value, "; use RunState(value) to convert a wire value")
 
 
 def _wire(wire: object, tag: int, n: int, cmd: str) -> Sequence[Any]:
@@ -196,6 +184,17 @@ def _wire(wire: object, tag: int, n: int, cmd: str) -> Sequence[Any]:
     return wire
 
 
+_Setter = Callable[[Any, Any], None]
+
+
+def _command(cls: type[_C]) -> type[_C]:
+    """Finish a command class: record the slot setters its ``__init__`` stores fields with
+    (in field order) and register it under its tag for :meth:`MutationCommand.from_wire`."""
+    cls._set = tuple(cls.__dict__[f.name].__set__ for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    _BY_TAG[cls.TAG] = cls
+    return cls
+
+
 def _seed_wrap(cmd: object, expected: type[_C]) -> _C:
     if not isinstance(cmd, expected):
         raise WrongTypeError(
@@ -206,6 +205,13 @@ def _seed_wrap(cmd: object, expected: type[_C]) -> _C:
 
 
 # --- the commands ----------------------------------------------------------------------------
+
+#: Command classes by event tag (filled in by ``_command``).
+_BY_TAG: dict[int, type[MutationCommand]] = {}
+
+# Legal (from, to) pairs: one hash lookup on the hot path; the table module explains failures.
+_LEGAL = frozenset((a, b) for a in RunState for b in allowed_targets(a))
+_RETRY_WAIT = RunState.RETRY_WAIT
 
 
 class MutationCommand:
@@ -225,6 +231,9 @@ class MutationCommand:
 
     sequence: int | None
     timestamp: int
+
+    # Setters of the slots, in field order (filled in by ``_command``).
+    _set: ClassVar[tuple[_Setter, ...]]
 
     def to_wire(self) -> tuple[Any, ...]:
         """The event tuple of ``docs/DESIGN.md`` (tag first; no sequence)."""
@@ -331,10 +340,11 @@ class MutationCommand:
         return _seed_wrap(cmd, PruneCommand)
 
 
+@_command
 @dataclass(frozen=True, slots=True, init=False)
 class TaskCreateCommand(MutationCommand):
-    """Create a task (its runs are created by separate ``RunCreateCommand`` s, usually in the
-    same atomic batch).
+    """Create a task (its runs are created by ``RunCreateCommand`` s, usually in the same
+    atomic batch).
 
     ``schedule_origin`` is the time the task's runs are derived from (a Once run is due at
     it); it defaults to ``timestamp``.
@@ -366,19 +376,22 @@ class TaskCreateCommand(MutationCommand):
         *,
         schedule_origin: int | None = None,
     ) -> None:
-        _check_sequence("TaskCreateCommand", sequence)
+        cmd = "TaskCreateCommand"
+        if sequence is not None and (type(sequence) is not int or sequence < 1):
+            _bad_sequence(cmd, sequence)
         if not isinstance(task_spec, TaskSpec):
-            _type_error("TaskCreateCommand", "task_spec", "a TaskSpec", task_spec)
-        _check_time("TaskCreateCommand", "timestamp", timestamp)
+            _type_error(cmd, "task_spec", "a TaskSpec", task_spec)
+        if type(timestamp) is not int or not 0 <= timestamp <= _I64_MAX:
+            _bad_time(cmd, "timestamp", timestamp)
         if schedule_origin is None:
             schedule_origin = timestamp
-        else:
-            _check_time("TaskCreateCommand", "schedule_origin", schedule_origin)
-        setattr_ = object.__setattr__
-        setattr_(self, "sequence", sequence)
-        setattr_(self, "task_spec", task_spec)
-        setattr_(self, "timestamp", timestamp)
-        setattr_(self, "schedule_origin", schedule_origin)
+        elif type(schedule_origin) is not int or not 0 <= schedule_origin <= _I64_MAX:
+            _bad_time(cmd, "schedule_origin", schedule_origin)
+        s = self._set
+        s[0](self, sequence)
+        s[1](self, task_spec)
+        s[2](self, timestamp)
+        s[3](self, schedule_origin)
 
     @property
     def task_id(self) -> TaskId:
@@ -394,7 +407,8 @@ class TaskCreateCommand(MutationCommand):
         return cls(sequence, TaskSpec.from_wire(spec), at, schedule_origin=origin)
 
 
-@dataclass(frozen=True, slots=True)
+@_command
+@dataclass(frozen=True, slots=True, init=False)
 class RunCreateCommand(MutationCommand):
     """Create run number ``ordinal`` (0-based, per task) of a task, in state Scheduled."""
 
@@ -408,20 +422,40 @@ class RunCreateCommand(MutationCommand):
     scheduled_at: int
     timestamp: int
 
-    def __post_init__(self) -> None:
-        _check_sequence("RunCreateCommand", self.sequence)
-        _check_id("RunCreateCommand", "run_id", self.run_id, RunId)
-        _check_id("RunCreateCommand", "task_id", self.task_id, TaskId)
-        ordinal = self.ordinal
-        if not (type(ordinal) is int and 0 <= ordinal <= _U32_MAX):
+    def __init__(
+        self,
+        sequence: int | None,
+        run_id: RunId,
+        task_id: TaskId,
+        ordinal: int,
+        scheduled_at: int,
+        timestamp: int,
+    ) -> None:
+        cmd = "RunCreateCommand"
+        if sequence is not None and (type(sequence) is not int or sequence < 1):
+            _bad_sequence(cmd, sequence)
+        if type(run_id) is not RunId:
+            _bad_id(cmd, "run_id", run_id, RunId)
+        if type(task_id) is not TaskId:
+            _bad_id(cmd, "task_id", task_id, TaskId)
+        if type(ordinal) is not int or not 0 <= ordinal <= _U32_MAX:
             if type(ordinal) is not int:
-                _type_error("RunCreateCommand", "ordinal", "an int", ordinal)
+                _type_error(cmd, "ordinal", "an int", ordinal)
             raise ValidationError(
-                f"RunCreateCommand.ordinal must be in 0..{_U32_MAX} (runs of a task are "
-                f"numbered from 0), got {ordinal}"
+                f"{cmd}.ordinal must be in 0..{_U32_MAX} (runs of a task are numbered from 0), "
+                f"got {ordinal}"
             )
-        _check_time("RunCreateCommand", "scheduled_at", self.scheduled_at)
-        _check_time("RunCreateCommand", "timestamp", self.timestamp)
+        if type(scheduled_at) is not int or not 0 <= scheduled_at <= _I64_MAX:
+            _bad_time(cmd, "scheduled_at", scheduled_at)
+        if type(timestamp) is not int or not 0 <= timestamp <= _I64_MAX:
+            _bad_time(cmd, "timestamp", timestamp)
+        s = self._set
+        s[0](self, sequence)
+        s[1](self, run_id)
+        s[2](self, task_id)
+        s[3](self, ordinal)
+        s[4](self, scheduled_at)
+        s[5](self, timestamp)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (
@@ -446,7 +480,8 @@ class RunCreateCommand(MutationCommand):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@_command
+@dataclass(frozen=True, slots=True, init=False)
 class RunStateTransitionCommand(MutationCommand):
     """Move a run from ``previous_state`` (which must be its current state) to ``new_state``.
 
@@ -464,25 +499,51 @@ class RunStateTransitionCommand(MutationCommand):
     previous_state: RunState
     new_state: RunState
     timestamp: int
-    not_before: int | None = field(default=None, kw_only=True)
-    reason: str | None = field(default=None, kw_only=True)
+    not_before: int | None
+    reason: str | None
 
-    def __post_init__(self) -> None:
-        _check_sequence("RunStateTransitionCommand", self.sequence)
-        _check_id("RunStateTransitionCommand", "run_id", self.run_id, RunId)
-        _check_state("RunStateTransitionCommand", "previous_state", self.previous_state)
-        _check_state("RunStateTransitionCommand", "new_state", self.new_state)
-        validate_transition(self.previous_state, self.new_state)
-        _check_time("RunStateTransitionCommand", "timestamp", self.timestamp)
-        if self.not_before is None:
-            if self.new_state is RunState.RETRY_WAIT:
+    def __init__(
+        self,
+        sequence: int | None,
+        run_id: RunId,
+        previous_state: RunState,
+        new_state: RunState,
+        timestamp: int,
+        *,
+        not_before: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        cmd = "RunStateTransitionCommand"
+        if sequence is not None and (type(sequence) is not int or sequence < 1):
+            _bad_sequence(cmd, sequence)
+        if type(run_id) is not RunId:
+            _bad_id(cmd, "run_id", run_id, RunId)
+        if type(previous_state) is not RunState:
+            _bad_state(cmd, "previous_state", previous_state)
+        if type(new_state) is not RunState:
+            _bad_state(cmd, "new_state", new_state)
+        if (previous_state, new_state) not in _LEGAL:
+            validate_transition(previous_state, new_state)  # raises, naming both states
+        if type(timestamp) is not int or not 0 <= timestamp <= _I64_MAX:
+            _bad_time(cmd, "timestamp", timestamp)
+        if not_before is None:
+            if new_state is _RETRY_WAIT:
                 raise ValidationError(
-                    f"RunStateTransitionCommand.not_before is required when entering RetryWait "
-                    f"(when the run may become Ready again), got None for run {self.run_id}"
+                    f"{cmd}.not_before is required when entering RetryWait (when the run may "
+                    f"become Ready again), got None for run {run_id}"
                 )
-        else:
-            _check_time("RunStateTransitionCommand", "not_before", self.not_before)
-        _check_opt_str("RunStateTransitionCommand", "reason", self.reason)
+        elif type(not_before) is not int or not 0 <= not_before <= _I64_MAX:
+            _bad_time(cmd, "not_before", not_before)
+        if reason is not None and not isinstance(reason, str):
+            _bad_opt_str(cmd, "reason", reason)
+        s = self._set
+        s[0](self, sequence)
+        s[1](self, run_id)
+        s[2](self, previous_state)
+        s[3](self, new_state)
+        s[4](self, timestamp)
+        s[5](self, not_before)
+        s[6](self, reason)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (
@@ -509,7 +570,8 @@ class RunStateTransitionCommand(MutationCommand):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@_command
+@dataclass(frozen=True, slots=True, init=False)
 class AttemptStartCommand(MutationCommand):
     """Open attempt ``attempt_id`` of a Running run that has no open attempt."""
 
@@ -521,11 +583,23 @@ class AttemptStartCommand(MutationCommand):
     attempt_id: AttemptId
     timestamp: int
 
-    def __post_init__(self) -> None:
-        _check_sequence("AttemptStartCommand", self.sequence)
-        _check_id("AttemptStartCommand", "run_id", self.run_id, RunId)
-        _check_id("AttemptStartCommand", "attempt_id", self.attempt_id, AttemptId)
-        _check_time("AttemptStartCommand", "timestamp", self.timestamp)
+    def __init__(
+        self, sequence: int | None, run_id: RunId, attempt_id: AttemptId, timestamp: int
+    ) -> None:
+        cmd = "AttemptStartCommand"
+        if sequence is not None and (type(sequence) is not int or sequence < 1):
+            _bad_sequence(cmd, sequence)
+        if type(run_id) is not RunId:
+            _bad_id(cmd, "run_id", run_id, RunId)
+        if type(attempt_id) is not AttemptId:
+            _bad_id(cmd, "attempt_id", attempt_id, AttemptId)
+        if type(timestamp) is not int or not 0 <= timestamp <= _I64_MAX:
+            _bad_time(cmd, "timestamp", timestamp)
+        s = self._set
+        s[0](self, sequence)
+        s[1](self, run_id)
+        s[2](self, attempt_id)
+        s[3](self, timestamp)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (3, self.run_id.bytes, self.attempt_id.bytes, self.timestamp)
@@ -536,7 +610,8 @@ class AttemptStartCommand(MutationCommand):
         return cls(sequence, RunId.from_bytes(run_id), AttemptId.from_bytes(attempt_id), at)
 
 
-@dataclass(frozen=True, slots=True)
+@_command
+@dataclass(frozen=True, slots=True, init=False)
 class AttemptFinishCommand(MutationCommand):
     """Close the open attempt ``attempt_id`` with its ``outcome``.
 
@@ -551,31 +626,49 @@ class AttemptFinishCommand(MutationCommand):
     attempt_id: AttemptId
     outcome: AttemptOutcome
     timestamp: int
-    error: str | None = field(default=None, kw_only=True)
-    output: bytes | None = field(default=None, kw_only=True)
+    error: str | None
+    output: bytes | None
 
-    def __post_init__(self) -> None:
-        _check_sequence("AttemptFinishCommand", self.sequence)
-        _check_id("AttemptFinishCommand", "run_id", self.run_id, RunId)
-        _check_id("AttemptFinishCommand", "attempt_id", self.attempt_id, AttemptId)
-        if not isinstance(self.outcome, AttemptOutcome):
+    def __init__(
+        self,
+        sequence: int | None,
+        run_id: RunId,
+        attempt_id: AttemptId,
+        outcome: AttemptOutcome,
+        timestamp: int,
+        *,
+        error: str | None = None,
+        output: bytes | None = None,
+    ) -> None:
+        cmd = "AttemptFinishCommand"
+        if sequence is not None and (type(sequence) is not int or sequence < 1):
+            _bad_sequence(cmd, sequence)
+        if type(run_id) is not RunId:
+            _bad_id(cmd, "run_id", run_id, RunId)
+        if type(attempt_id) is not AttemptId:
+            _bad_id(cmd, "attempt_id", attempt_id, AttemptId)
+        if type(outcome) is not AttemptOutcome:
             _type_error(
-                "AttemptFinishCommand",
+                cmd,
                 "outcome",
                 "an AttemptOutcome",
-                self.outcome,
+                outcome,
                 "; use AttemptOutcome(value) to convert a wire value",
             )
-        _check_time("AttemptFinishCommand", "timestamp", self.timestamp)
-        _check_opt_str("AttemptFinishCommand", "error", self.error)
-        if self.output is not None and type(self.output) is not bytes:
-            _type_error(
-                "AttemptFinishCommand",
-                "output",
-                "bytes or None",
-                self.output,
-                "; convert with bytes(...)",
-            )
+        if type(timestamp) is not int or not 0 <= timestamp <= _I64_MAX:
+            _bad_time(cmd, "timestamp", timestamp)
+        if error is not None and not isinstance(error, str):
+            _bad_opt_str(cmd, "error", error)
+        if output is not None and type(output) is not bytes:
+            _type_error(cmd, "output", "bytes or None", output, "; convert with bytes(...)")
+        s = self._set
+        s[0](self, sequence)
+        s[1](self, run_id)
+        s[2](self, attempt_id)
+        s[3](self, outcome)
+        s[4](self, timestamp)
+        s[5](self, error)
+        s[6](self, output)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (
@@ -605,8 +698,47 @@ class AttemptFinishCommand(MutationCommand):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseAcquireCommand(MutationCommand):
+class _LeaseCommand(MutationCommand):
+    """Shared constructor of the four lease commands (not a command itself)."""
+
+    __slots__ = ()
+
+    run_id: RunId
+    owner: str
+
+    def _init(
+        self,
+        cmd: str,
+        sequence: int | None,
+        run_id: RunId,
+        owner: str,
+        expires_at: int | None,
+        timestamp: int,
+    ) -> None:
+        if sequence is not None and (type(sequence) is not int or sequence < 1):
+            _bad_sequence(cmd, sequence)
+        if type(run_id) is not RunId:
+            _bad_id(cmd, "run_id", run_id, RunId)
+        if type(owner) is not str or not owner:
+            _bad_owner(cmd, owner)
+        if type(timestamp) is not int or not 0 <= timestamp <= _I64_MAX:
+            _bad_time(cmd, "timestamp", timestamp)
+        s = self._set
+        s[0](self, sequence)
+        s[1](self, run_id)
+        s[2](self, owner)
+        if expires_at is None:
+            s[3](self, timestamp)
+        else:
+            if type(expires_at) is not int or not 0 <= expires_at <= _I64_MAX:
+                _bad_time(cmd, "expires_at", expires_at)
+            s[3](self, expires_at)
+            s[4](self, timestamp)
+
+
+@_command
+@dataclass(frozen=True, slots=True, init=False)
+class LeaseAcquireCommand(_LeaseCommand):
     """Grant ``owner`` a lease on a Leased run (that has none) until ``expires_at``.
 
     ``expires_at`` must be later than ``timestamp``.
@@ -621,16 +753,14 @@ class LeaseAcquireCommand(MutationCommand):
     expires_at: int
     timestamp: int
 
-    def __post_init__(self) -> None:
-        _check_sequence("LeaseAcquireCommand", self.sequence)
-        _check_id("LeaseAcquireCommand", "run_id", self.run_id, RunId)
-        _check_owner("LeaseAcquireCommand", self.owner)
-        _check_time("LeaseAcquireCommand", "expires_at", self.expires_at)
-        _check_time("LeaseAcquireCommand", "timestamp", self.timestamp)
-        if self.expires_at <= self.timestamp:
+    def __init__(
+        self, sequence: int | None, run_id: RunId, owner: str, expires_at: int, timestamp: int
+    ) -> None:
+        self._init("LeaseAcquireCommand", sequence, run_id, owner, expires_at, timestamp)
+        if expires_at <= timestamp:
             raise ValidationError(
-                f"LeaseAcquireCommand.expires_at must be later than timestamp "
-                f"{self.timestamp}, got {self.expires_at}; a lease needs a positive duration"
+                f"LeaseAcquireCommand.expires_at must be later than timestamp {timestamp}, "
+                f"got {expires_at}; a lease needs a positive duration"
             )
 
     def to_wire(self) -> tuple[Any, ...]:
@@ -642,8 +772,9 @@ class LeaseAcquireCommand(MutationCommand):
         return cls(sequence, RunId.from_bytes(run_id), owner, expires_at, at)
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseHeartbeatCommand(MutationCommand):
+@_command
+@dataclass(frozen=True, slots=True, init=False)
+class LeaseHeartbeatCommand(_LeaseCommand):
     """Extend ``owner``'s lease to ``expires_at`` (never shortens: the later expiry wins)."""
 
     TAG: ClassVar[int] = 6
@@ -655,12 +786,10 @@ class LeaseHeartbeatCommand(MutationCommand):
     expires_at: int
     timestamp: int
 
-    def __post_init__(self) -> None:
-        _check_sequence("LeaseHeartbeatCommand", self.sequence)
-        _check_id("LeaseHeartbeatCommand", "run_id", self.run_id, RunId)
-        _check_owner("LeaseHeartbeatCommand", self.owner)
-        _check_time("LeaseHeartbeatCommand", "expires_at", self.expires_at)
-        _check_time("LeaseHeartbeatCommand", "timestamp", self.timestamp)
+    def __init__(
+        self, sequence: int | None, run_id: RunId, owner: str, expires_at: int, timestamp: int
+    ) -> None:
+        self._init("LeaseHeartbeatCommand", sequence, run_id, owner, expires_at, timestamp)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (6, self.run_id.bytes, self.owner, self.expires_at, self.timestamp)
@@ -671,8 +800,9 @@ class LeaseHeartbeatCommand(MutationCommand):
         return cls(sequence, RunId.from_bytes(run_id), owner, expires_at, at)
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseExpireCommand(MutationCommand):
+@_command
+@dataclass(frozen=True, slots=True, init=False)
+class LeaseExpireCommand(_LeaseCommand):
     """Record that ``owner``'s lease ran out (accepted only when ``timestamp >= expires_at``).
 
     It removes the lease only; returning the run to Ready is a separate transition (usually in
@@ -687,11 +817,8 @@ class LeaseExpireCommand(MutationCommand):
     owner: str
     timestamp: int
 
-    def __post_init__(self) -> None:
-        _check_sequence("LeaseExpireCommand", self.sequence)
-        _check_id("LeaseExpireCommand", "run_id", self.run_id, RunId)
-        _check_owner("LeaseExpireCommand", self.owner)
-        _check_time("LeaseExpireCommand", "timestamp", self.timestamp)
+    def __init__(self, sequence: int | None, run_id: RunId, owner: str, timestamp: int) -> None:
+        self._init("LeaseExpireCommand", sequence, run_id, owner, None, timestamp)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (7, self.run_id.bytes, self.owner, self.timestamp)
@@ -702,8 +829,9 @@ class LeaseExpireCommand(MutationCommand):
         return cls(sequence, RunId.from_bytes(run_id), owner, at)
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseReleaseCommand(MutationCommand):
+@_command
+@dataclass(frozen=True, slots=True, init=False)
+class LeaseReleaseCommand(_LeaseCommand):
     """``owner`` gives its lease back. Removes the lease only (see :class:`LeaseExpireCommand`)."""
 
     TAG: ClassVar[int] = 8
@@ -714,11 +842,8 @@ class LeaseReleaseCommand(MutationCommand):
     owner: str
     timestamp: int
 
-    def __post_init__(self) -> None:
-        _check_sequence("LeaseReleaseCommand", self.sequence)
-        _check_id("LeaseReleaseCommand", "run_id", self.run_id, RunId)
-        _check_owner("LeaseReleaseCommand", self.owner)
-        _check_time("LeaseReleaseCommand", "timestamp", self.timestamp)
+    def __init__(self, sequence: int | None, run_id: RunId, owner: str, timestamp: int) -> None:
+        self._init("LeaseReleaseCommand", sequence, run_id, owner, None, timestamp)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (8, self.run_id.bytes, self.owner, self.timestamp)
@@ -729,7 +854,8 @@ class LeaseReleaseCommand(MutationCommand):
         return cls(sequence, RunId.from_bytes(run_id), owner, at)
 
 
-@dataclass(frozen=True, slots=True)
+@_command
+@dataclass(frozen=True, slots=True, init=False)
 class TaskCancelCommand(MutationCommand):
     """Cancel a task **and** every non-terminal run of it (each gets a history entry)."""
 
@@ -739,13 +865,25 @@ class TaskCancelCommand(MutationCommand):
     sequence: int | None
     task_id: TaskId
     timestamp: int
-    reason: str | None = field(default=None, kw_only=True)
+    reason: str | None
 
-    def __post_init__(self) -> None:
-        _check_sequence("TaskCancelCommand", self.sequence)
-        _check_id("TaskCancelCommand", "task_id", self.task_id, TaskId)
-        _check_time("TaskCancelCommand", "timestamp", self.timestamp)
-        _check_opt_str("TaskCancelCommand", "reason", self.reason)
+    def __init__(
+        self, sequence: int | None, task_id: TaskId, timestamp: int, *, reason: str | None = None
+    ) -> None:
+        cmd = "TaskCancelCommand"
+        if sequence is not None and (type(sequence) is not int or sequence < 1):
+            _bad_sequence(cmd, sequence)
+        if type(task_id) is not TaskId:
+            _bad_id(cmd, "task_id", task_id, TaskId)
+        if type(timestamp) is not int or not 0 <= timestamp <= _I64_MAX:
+            _bad_time(cmd, "timestamp", timestamp)
+        if reason is not None and not isinstance(reason, str):
+            _bad_opt_str(cmd, "reason", reason)
+        s = self._set
+        s[0](self, sequence)
+        s[1](self, task_id)
+        s[2](self, timestamp)
+        s[3](self, reason)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (9, self.task_id.bytes, self.reason, self.timestamp)
@@ -756,8 +894,32 @@ class TaskCancelCommand(MutationCommand):
         return cls(sequence, TaskId.from_bytes(task_id), at, reason=reason)
 
 
-@dataclass(frozen=True, slots=True)
-class EnginePauseCommand(MutationCommand):
+class _EngineCommand(MutationCommand):
+    """Shared constructor of the commands that carry only a timestamp (not a command itself)."""
+
+    __slots__ = ()
+
+    def __init__(self, sequence: int | None, timestamp: int) -> None:
+        if sequence is not None and (type(sequence) is not int or sequence < 1):
+            _bad_sequence(type(self).__name__, sequence)
+        if type(timestamp) is not int or not 0 <= timestamp <= _I64_MAX:
+            _bad_time(type(self).__name__, "timestamp", timestamp)
+        s = self._set
+        s[0](self, sequence)
+        s[1](self, timestamp)
+
+    def to_wire(self) -> tuple[Any, ...]:
+        return (self.TAG, self.timestamp)
+
+    @classmethod
+    def _from_wire(cls, wire: Sequence[Any], sequence: int | None) -> MutationCommand:
+        _, at = _wire(wire, cls.TAG, 2, cls.__name__)
+        return cls(sequence, at)
+
+
+@_command
+@dataclass(frozen=True, slots=True, init=False)
+class EnginePauseCommand(_EngineCommand):
     """Pause dispatching (durable: a restarted engine stays paused)."""
 
     TAG: ClassVar[int] = 10
@@ -766,21 +928,10 @@ class EnginePauseCommand(MutationCommand):
     sequence: int | None
     timestamp: int
 
-    def __post_init__(self) -> None:
-        _check_sequence("EnginePauseCommand", self.sequence)
-        _check_time("EnginePauseCommand", "timestamp", self.timestamp)
 
-    def to_wire(self) -> tuple[Any, ...]:
-        return (10, self.timestamp)
-
-    @classmethod
-    def _from_wire(cls, wire: Sequence[Any], sequence: int | None) -> EnginePauseCommand:
-        _, at = _wire(wire, 10, 2, "EnginePauseCommand")
-        return cls(sequence, at)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineResumeCommand(MutationCommand):
+@_command
+@dataclass(frozen=True, slots=True, init=False)
+class EngineResumeCommand(_EngineCommand):
     """Resume dispatching after :class:`EnginePauseCommand`."""
 
     TAG: ClassVar[int] = 11
@@ -789,20 +940,9 @@ class EngineResumeCommand(MutationCommand):
     sequence: int | None
     timestamp: int
 
-    def __post_init__(self) -> None:
-        _check_sequence("EngineResumeCommand", self.sequence)
-        _check_time("EngineResumeCommand", "timestamp", self.timestamp)
 
-    def to_wire(self) -> tuple[Any, ...]:
-        return (11, self.timestamp)
-
-    @classmethod
-    def _from_wire(cls, wire: Sequence[Any], sequence: int | None) -> EngineResumeCommand:
-        _, at = _wire(wire, 11, 2, "EngineResumeCommand")
-        return cls(sequence, at)
-
-
-@dataclass(frozen=True, slots=True)
+@_command
+@dataclass(frozen=True, slots=True, init=False)
 class PruneCommand(MutationCommand):
     """Retention: forget terminal runs whose last change is before ``before``, and finished
     tasks left with no runs."""
@@ -814,10 +954,18 @@ class PruneCommand(MutationCommand):
     before: int
     timestamp: int
 
-    def __post_init__(self) -> None:
-        _check_sequence("PruneCommand", self.sequence)
-        _check_time("PruneCommand", "before", self.before)
-        _check_time("PruneCommand", "timestamp", self.timestamp)
+    def __init__(self, sequence: int | None, before: int, timestamp: int) -> None:
+        cmd = "PruneCommand"
+        if sequence is not None and (type(sequence) is not int or sequence < 1):
+            _bad_sequence(cmd, sequence)
+        if type(before) is not int or not 0 <= before <= _I64_MAX:
+            _bad_time(cmd, "before", before)
+        if type(timestamp) is not int or not 0 <= timestamp <= _I64_MAX:
+            _bad_time(cmd, "timestamp", timestamp)
+        s = self._set
+        s[0](self, sequence)
+        s[1](self, before)
+        s[2](self, timestamp)
 
     def to_wire(self) -> tuple[Any, ...]:
         return (12, self.before, self.timestamp)
@@ -826,23 +974,3 @@ class PruneCommand(MutationCommand):
     def _from_wire(cls, wire: Sequence[Any], sequence: int | None) -> PruneCommand:
         _, before, at = _wire(wire, 12, 3, "PruneCommand")
         return cls(sequence, before, at)
-
-
-_BY_TAG: dict[int, type[MutationCommand]] = {
-    c.TAG: c
-    for c in (
-        TaskCreateCommand,
-        RunCreateCommand,
-        RunStateTransitionCommand,
-        AttemptStartCommand,
-        AttemptFinishCommand,
-        LeaseAcquireCommand,
-        LeaseHeartbeatCommand,
-        LeaseExpireCommand,
-        LeaseReleaseCommand,
-        TaskCancelCommand,
-        EnginePauseCommand,
-        EngineResumeCommand,
-        PruneCommand,
-    )
-}

@@ -17,7 +17,7 @@ case and the seed's CamelCase spelling names the same members
 from __future__ import annotations
 
 import enum
-from typing import ClassVar, Protocol
+from typing import ClassVar, NoReturn, Protocol
 
 from actionqueue.core.run.state import RunState
 from actionqueue.errors import ValidationError, WrongTypeError
@@ -61,7 +61,7 @@ class AttemptOutcome(enum.IntEnum):
     @property
     def counts_toward_cap(self) -> bool:
         """Whether an attempt with this outcome counts toward ``max_attempts``."""
-        return self is not AttemptOutcome.SUSPENDED
+        return self is not _SUSPENDED
 
     def __str__(self) -> str:
         return _LABELS[self]
@@ -98,6 +98,8 @@ for _outcome, _label in _LABELS.items():
     setattr(AttemptOutcome, _label, _outcome)
 del _outcome, _label
 
+_SUSPENDED = AttemptOutcome.SUSPENDED
+
 _BY_VALUE: tuple[AttemptOutcome, ...] = tuple(sorted(AttemptOutcome))
 
 
@@ -106,7 +108,7 @@ def counts_toward_cap(outcome: AttemptOutcome) -> bool:
 
     Every outcome counts except Suspended: a handler that parks its run has not used up a try.
     """
-    return outcome is not AttemptOutcome.SUSPENDED
+    return outcome is not _SUSPENDED
 
 
 class RetryClassification(Protocol):
@@ -155,33 +157,21 @@ def decide(
     Which *exceptions* are terminal is decided earlier, when the runtime maps a handler's
     exception to RetryableFailure or TerminalFailure.
     """
-    if not isinstance(counted_attempts, int) or isinstance(counted_attempts, bool):
-        raise WrongTypeError(
-            f"counted_attempts must be an int, got {type(counted_attempts).__name__} "
-            f"{counted_attempts!r}"
-        )
-    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool):
-        raise WrongTypeError(
-            f"max_attempts must be an int, got {type(max_attempts).__name__} {max_attempts!r}"
-        )
-    if counted_attempts < 0:
-        raise ValidationError(f"counted_attempts must be >= 0, got {counted_attempts}")
-    if max_attempts < 1:
-        raise ValidationError(f"max_attempts must be >= 1, got {max_attempts}")
-
-    if outcome is AttemptOutcome.SUCCESS:
-        return RunState.COMPLETED
-    if outcome is AttemptOutcome.TERMINAL_FAILURE:
-        return RunState.FAILED
-    if outcome is AttemptOutcome.SUSPENDED:
-        return RunState.SUSPENDED
-    if outcome is AttemptOutcome.CANCELED:
-        return RunState.CANCELED
-    if outcome is AttemptOutcome.RETRYABLE_FAILURE:
+    if (
+        type(counted_attempts) is not int
+        or type(max_attempts) is not int
+        or counted_attempts < 0
+        or max_attempts < 1
+    ):
+        _bad_counts(counted_attempts, max_attempts)
+    fixed = _FIXED.get(outcome)
+    if fixed is not None:
+        return fixed
+    if outcome is _RETRYABLE_FAILURE:
         retryable = True
-    elif outcome is AttemptOutcome.TIMEOUT:
+    elif outcome is _TIMEOUT:
         retryable = retry_on is None or bool(retry_on.timeout)
-    elif outcome is AttemptOutcome.LOST:
+    elif outcome is _LOST:
         retryable = retry_on is None or bool(retry_on.lost)
     else:
         # Plain ints and foreign values end up here; convert once and decide again.
@@ -189,5 +179,30 @@ def decide(
             AttemptOutcome.from_wire(outcome, "outcome"), counted_attempts, max_attempts, retry_on
         )
     if retryable and counted_attempts < max_attempts:
-        return RunState.RETRY_WAIT
-    return RunState.FAILED
+        return _RETRY_WAIT
+    return _FAILED
+
+
+def _bad_counts(counted_attempts: object, max_attempts: object) -> NoReturn:
+    for name, value in (("counted_attempts", counted_attempts), ("max_attempts", max_attempts)):
+        if type(value) is not int:
+            raise WrongTypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if counted_attempts < 0:  # type: ignore[operator]
+        raise ValidationError(f"counted_attempts must be >= 0, got {counted_attempts}")
+    raise ValidationError(f"max_attempts must be >= 1, got {max_attempts}")
+
+
+# Module-level constants: reading an enum member off its class costs ~100 ns on CPython 3.11,
+# and decide() runs once per finished attempt.
+_RETRYABLE_FAILURE = AttemptOutcome.RETRYABLE_FAILURE
+_TIMEOUT = AttemptOutcome.TIMEOUT
+_LOST = AttemptOutcome.LOST
+_RETRY_WAIT = RunState.RETRY_WAIT
+_FAILED = RunState.FAILED
+# Outcomes whose next state does not depend on counts or classification.
+_FIXED: dict[AttemptOutcome, RunState] = {
+    AttemptOutcome.SUCCESS: RunState.COMPLETED,
+    AttemptOutcome.TERMINAL_FAILURE: RunState.FAILED,
+    AttemptOutcome.SUSPENDED: RunState.SUSPENDED,
+    AttemptOutcome.CANCELED: RunState.CANCELED,
+}

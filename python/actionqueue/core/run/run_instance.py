@@ -18,6 +18,8 @@ from actionqueue.errors import ValidationError, WrongTypeError
 
 __all__ = ["AttemptRecord", "Lease", "RunInstance", "StateChange"]
 
+_RUNNING = RunState.RUNNING
+
 
 @dataclass(frozen=True, slots=True)
 class Lease:
@@ -120,7 +122,7 @@ class RunInstance:
                 f"RunInstance.state must be a RunState, got {type(self.state).__name__} "
                 f"{self.state!r}; use RunState(value) to convert a wire value"
             )
-        if self.current_attempt is not None and self.state is not RunState.RUNNING:
+        if self.current_attempt is not None and self.state is not _RUNNING:
             raise ValidationError(
                 f"RunInstance.current_attempt is {self.current_attempt} but state is "
                 f"{self.state}; only a Running run has an open attempt"
