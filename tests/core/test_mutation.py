@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 import re
 from collections.abc import Callable
 from typing import Any
@@ -121,6 +123,12 @@ def test_seed_spelling_returns_the_command(cmd: MutationCommand, wire: tuple[Any
     )
     with pytest.raises(WrongTypeError, match=f"MutationCommand.{type(cmd).KIND} takes a"):
         wrap(other)
+
+
+@pytest.mark.parametrize(("cmd", "wire"), EXAMPLES, ids=IDS)
+def test_commands_pickle_and_copy(cmd: MutationCommand, wire: tuple[Any, ...]) -> None:
+    assert pickle.loads(pickle.dumps(cmd)) == cmd
+    assert copy.deepcopy(cmd) == cmd
 
 
 @pytest.mark.parametrize(("cmd", "wire"), EXAMPLES, ids=IDS)

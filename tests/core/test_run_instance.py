@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from typing import Any
 
 import pytest
@@ -88,6 +89,11 @@ def test_wire_round_trip() -> None:
     run = RunInstance.from_wire(wire)
     assert run.to_wire() == wire
     assert RunInstance.from_wire(run.to_wire()) == run
+
+
+def test_pickle_round_trip() -> None:
+    run = RunInstance.from_wire(running_wire())
+    assert pickle.loads(pickle.dumps(run)) == run
 
 
 def test_optional_created_seq_is_the_fifteenth_item() -> None:
