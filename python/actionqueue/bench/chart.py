@@ -55,7 +55,8 @@ def write_chart(data: dict[str, Any], path: Path) -> str | None:
         ax.set_ylabel("submitted records/s (median)")
         ax.set_title(f"submit, {title}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
     fig.suptitle(f"actionqueue bench ({data['mode']}, {data['started_at']}): same run, same disk")
     fig.tight_layout()
     if not plotted:
