@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from actionqueue.bench import ours
+from actionqueue.bench import ours, syncprobe
+from actionqueue.bench.analysis import durability_contradictions
 from actionqueue.bench.durability import Durability
 from actionqueue.bench.harness import run_and_report
 from actionqueue.bench.runner import BenchConfig, make_payload
@@ -32,8 +33,10 @@ from actionqueue.cli.app import cli
 TINY = Scale(durable_ops=4, buffered_ops=40, batches=2, repeats=2)
 
 
-def _run(tmp_path: Path, only: str, chart: bool = False) -> dict[str, object]:
-    config = BenchConfig(scale=TINY, only=only, data_dir=tmp_path / "data")
+def _run(
+    tmp_path: Path, only: str, chart: bool = False, count_syncs: bool = False
+) -> dict[str, object]:
+    config = BenchConfig(scale=TINY, only=only, data_dir=tmp_path / "data", count_syncs=count_syncs)
     artifacts = run_and_report(config, tmp_path / "out", chart=chart)
     data = json.loads(artifacts.json_path.read_text())
     assert data == json.loads(json.dumps(artifacts.data))
@@ -96,14 +99,16 @@ def test_end_to_end_baselines_and_sqlite(tmp_path: Path) -> None:
     assert isinstance(targets, list)
     assert all(t["status"] == "n/a" for t in targets)  # ours did not run
     md = (tmp_path / "out" / "results.md").read_text()
-    assert "| `sqlite3-wal-full.submit.t1` | fsync-per-op | 1 | 1 |" in md
+    assert "| `sqlite3-wal-full.submit.t1` | fsync-per-op | - | 1 | 1 |" in md
     assert "None of actionqueue's workloads ran" in md
     # The data directory is left for the caller when given, but emptied of workload dirs.
     assert not any(p.name.startswith("wl-") for p in (tmp_path / "data").iterdir())
 
 
 def test_chart_is_written_or_skipped_with_a_note(tmp_path: Path) -> None:
-    config = BenchConfig(scale=TINY, only=r"^sqlite3-wal-normal\.submit\.t1$", probe=False)
+    config = BenchConfig(
+        scale=TINY, only=r"^sqlite3-wal-normal\.submit\.t1$", probe=False, count_syncs=False
+    )
     artifacts = run_and_report(config, tmp_path, chart=True)
     if importlib.util.find_spec("matplotlib") is None:
         assert artifacts.chart_path is None
@@ -214,7 +219,7 @@ def test_cli_list_run_and_bad_pattern(tmp_path: Path) -> None:
 
     out = tmp_path / "res"
     args = ["bench", "--only", r"^baseline\.no-sync", "--repeats", "1", "--out", str(out)]
-    ran = runner.invoke(cli, [*args, "--no-chart", "--quiet"])
+    ran = runner.invoke(cli, [*args, "--no-chart", "--no-strace", "--quiet"])
     assert ran.exit_code == 0, ran.output
     assert "| `baseline.no-sync.t1` | os-buffered |" in ran.output
     assert json.loads((out / "results.json").read_text())["config"]["repeats"] == 1
@@ -226,3 +231,27 @@ def test_cli_list_run_and_bad_pattern(tmp_path: Path) -> None:
     none = runner.invoke(cli, ["bench", "--only", "no-such-workload", "--out", str(out)])
     assert none.exit_code == 1
     assert "matches no workload" in none.output
+
+
+@pytest.mark.skipif(syncprobe.probe_reason() is not None, reason="needs strace on Linux")
+def test_strace_counts_syncs_and_checks_labels(tmp_path: Path) -> None:
+    data = _run(tmp_path, r"^baseline\.(fdatasync-per-op|no-sync)\.t1$", count_syncs=True)
+    results = _by_name(data)
+    assert results["baseline.fdatasync-per-op.t1"]["syncs_per_call"] == 1.0
+    assert results["baseline.no-sync.t1"]["syncs_per_call"] == 0.0
+    assert data["durability_contradictions"] == []
+    assert "strace" in str(data["sync_note"])
+
+
+def test_durability_contradictions_are_reported() -> None:
+    def never(_ctx: RunContext) -> Sample:
+        raise AssertionError
+
+    fake = System("x", "test")
+    liar = Workload("liar", fake, "submit", Durability.FSYNC_PER_OP, never, SizeClass.DURABLE)
+    leaky = Workload("leaky", fake, "submit", Durability.OS_BUFFERED, never, SizeClass.BUFFERED)
+    honest = Workload("ok", fake, "submit", Durability.FSYNC_PER_OP, never, SizeClass.DURABLE)
+    assert durability_contradictions([(liar, 0.0), (leaky, 1.0), (honest, 2.0)]) == [
+        "liar: labelled fsync-per-op but made 0.00 syncs/call",
+        "leaky: labelled os-buffered but made 1.00 syncs/call",
+    ]

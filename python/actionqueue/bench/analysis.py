@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from actionqueue.bench.durability import Durability
 from actionqueue.bench.stats import ratio
 from actionqueue.bench.targets import Target
 from actionqueue.bench.workload import Workload
@@ -86,3 +87,21 @@ def check_targets(targets: Iterable[Target], medians: Mapping[str, float]) -> li
             status = "met" if value >= t.minimum else "MISSED"
             results.append(TargetResult(t, value, status, detail))
     return results
+
+
+_EXPECTS_SYNC = (Durability.FSYNC_PER_OP, Durability.GROUP_COMMIT, Durability.FSYNC_PER_BATCH)
+
+
+def durability_contradictions(observed: Iterable[tuple[Workload, float]]) -> list[str]:
+    """Workloads whose durability label disagrees with the sync calls counted under strace.
+
+    A durable label needs at least one sync per call (0.95 allows for rounding of the
+    difference method); an os-buffered one must make essentially none.
+    """
+    out: list[str] = []
+    for w, syncs in observed:
+        if w.durability in _EXPECTS_SYNC and syncs < 0.95:
+            out.append(f"{w.name}: labelled {w.durability.value} but made {syncs:.2f} syncs/call")
+        elif w.durability is Durability.OS_BUFFERED and syncs > 0.05:
+            out.append(f"{w.name}: labelled os-buffered but made {syncs:.2f} syncs/call")
+    return out

@@ -7,7 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actionqueue.bench.analysis import baseline_ratio, check_targets, compare_ours
+from actionqueue.bench.analysis import (
+    baseline_ratio,
+    check_targets,
+    compare_ours,
+    durability_contradictions,
+)
 from actionqueue.bench.durability import SQLITE_WAL_SYNC_NOTE, Durability
 from actionqueue.bench.runner import BenchRun
 from actionqueue.bench.targets import TARGETS
@@ -58,6 +63,7 @@ def to_json(run: BenchRun) -> dict[str, Any]:
                 else {"p50": s.p50_us, "p99": s.p99_us, "calls": s.calls},
                 "baseline": w.baseline,
                 "ratio_to_baseline": baseline_ratio(w, med),
+                "syncs_per_call": o.syncs_per_call,
             }
         )
     workloads = [o.workload for o in run.outcomes]
@@ -87,6 +93,10 @@ def to_json(run: BenchRun) -> dict[str, Any]:
             }
             for name, info in run.systems.items()
         },
+        "sync_note": run.sync_note,
+        "durability_contradictions": durability_contradictions(
+            (o.workload, o.syncs_per_call) for o in run.outcomes if o.syncs_per_call is not None
+        ),
         "results": results,
         "comparisons": [
             {"ours": c.ours, "peer": c.peer, "peer_system": c.peer_system, "ratio": c.ratio}
@@ -146,9 +156,9 @@ def to_markdown(data: dict[str, Any]) -> str:
         "record, or one batch) over all repetitions; **÷ baseline** divides the median by the "
         "named baseline's median from this same run.",
         "",
-        "| workload | durability | thr | batch | records/s | min-max | p50 µs | p99 µs "
-        "| ÷ baseline |",
-        "|---|---|--:|--:|--:|--:|--:|--:|---|",
+        "| workload | durability | syncs/call | thr | batch | records/s | min-max | p50 µs "
+        "| p99 µs | ÷ baseline |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     skipped: list[str] = []
     for r in data["results"]:
@@ -162,10 +172,17 @@ def to_markdown(data: dict[str, Any]) -> str:
             else "-"
         )
         lines.append(
-            f"| `{r['name']}` | {r['durability']} | {r['threads']} | {r['batch']} "
+            f"| `{r['name']}` | {r['durability']} | {_num(r['syncs_per_call'], 2)} "
+            f"| {r['threads']} | {r['batch']} "
             f"| {_num(rate['median'])} | {_num(rate['min'])}-{_num(rate['max'])} "
             f"| {_us(lat.get('p50'))} | {_us(lat.get('p99'))} | {base} |"
         )
+    lines += ["", f"{data['sync_note']}."]
+    if data["durability_contradictions"]:
+        lines += ["", "**Durability labels contradicted by strace:**", ""]
+        lines += [f"- {c}" for c in data["durability_contradictions"]]
+    elif any(r["syncs_per_call"] is not None for r in data["results"]):
+        lines += ["Every counted workload's durability label agrees with its sync calls."]
     lines += ["", "#### actionqueue ÷ peers at equal durability", ""]
     if data["comparisons"]:
         lines += ["| ours | peer | ours ÷ peer |", "|---|---|--:|"]

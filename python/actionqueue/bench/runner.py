@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actionqueue.bench import registry
+from actionqueue.bench import registry, syncprobe
 from actionqueue.bench.machine import distribution_version, machine_info
 from actionqueue.bench.stats import Summary, summarize
 from actionqueue.bench.workload import (
@@ -49,6 +50,8 @@ class BenchConfig:
     record_bytes: int = DEFAULT_RECORD_BYTES
     #: Probe each system's live SQLite PRAGMAs (a few ms each).
     probe: bool = True
+    #: Count sync calls per call under strace after measuring (about 1 s per workload).
+    count_syncs: bool = True
 
 
 @dataclass(slots=True)
@@ -60,6 +63,8 @@ class Outcome:
     reason: str = ""
     samples: list[Sample] = field(default_factory=list)
     calls_per_repeat: int = 0
+    #: fsync-family calls per workload call, counted under strace (``None``: not counted).
+    syncs_per_call: float | None = None
 
     @property
     def summary(self) -> Summary | None:
@@ -88,6 +93,8 @@ class BenchRun:
     duration_s: float
     outcomes: list[Outcome]
     systems: dict[str, SystemInfo]
+    #: How sync calls were counted, or why they were not.
+    sync_note: str = ""
 
 
 def _check_system(system: System) -> str | None:
@@ -131,6 +138,30 @@ def _one_repeat(outcome: Outcome, ctx_root: Path, calls: int, payload: bytes) ->
         outcome.status, outcome.reason = "error", f"{type(exc).__name__}: {exc}"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _count_syncs(
+    config: BenchConfig, outcomes: list[Outcome], data_root: Path, say: Progress
+) -> str:
+    """Count syncs per call under strace, after all timing is done so it disturbs nothing."""
+    if not config.count_syncs:
+        return "sync calls not counted (disabled)"
+    reason = syncprobe.probe_reason()
+    if reason is not None:
+        return reason
+    full = config.mode == "full"
+    for o in outcomes:
+        if o.status == "ok" and syncprobe.should_probe(o.workload, full):
+            try:
+                o.syncs_per_call = syncprobe.syncs_per_call(o.workload.name, data_root)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                say(f"strace {o.workload.name}: {exc}")
+                continue
+            say(f"strace {o.workload.name}: {o.syncs_per_call:.2f} syncs/call")
+    return (
+        f"syncs/call: fsync-family system calls per call, counted with strace -f over "
+        f"{syncprobe.MANY} minus {syncprobe.FEW} calls in a separate process"
+    )
 
 
 def run_bench(config: BenchConfig, out_dir: Path, progress: Progress | None = None) -> BenchRun:
@@ -178,7 +209,10 @@ def run_bench(config: BenchConfig, out_dir: Path, progress: Progress | None = No
                     say(f"{label}: {rate:,.0f} records/s ({time.perf_counter() - t0:.2f} s)")
                 else:
                     say(f"{label}: {o.status}: {o.reason}")
-        return BenchRun(config, machine, started, time.time() - started, outcomes, systems)
+        sync_note = _count_syncs(config, outcomes, data_root, say)
+        return BenchRun(
+            config, machine, started, time.time() - started, outcomes, systems, sync_note
+        )
     finally:
         if own_data:
             shutil.rmtree(data_root, ignore_errors=True)

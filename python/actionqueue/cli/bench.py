@@ -40,6 +40,9 @@ _MEMORY_FS = {"tmpfs", "ramfs"}
 )
 @click.option("--repeats", type=click.IntRange(min=1), default=None, help="Override repetitions.")
 @click.option("--no-chart", is_flag=True, help="Skip the PNG chart.")
+@click.option(
+    "--no-strace", is_flag=True, help="Do not count sync calls per op under strace afterwards."
+)
 @click.option("--list", "list_only", is_flag=True, help="List the workloads and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-workload progress lines.")
 def bench(
@@ -49,6 +52,7 @@ def bench(
     data_dir: Path | None,
     repeats: int | None,
     no_chart: bool,
+    no_strace: bool,
     list_only: bool,
     quiet: bool,
 ) -> None:
@@ -68,7 +72,11 @@ def bench(
     if repeats is not None:
         scale = replace(scale, repeats=repeats)
     config = BenchConfig(
-        scale=scale, mode="full" if full else "quick", only=only, data_dir=data_dir
+        scale=scale,
+        mode="full" if full else "quick",
+        only=only,
+        data_dir=data_dir,
+        count_syncs=not no_strace,
     )
 
     def progress(message: str) -> None:
