@@ -25,7 +25,8 @@ from actionqueue.bench.timing import Op, time_calls, time_threads
 from actionqueue.bench.workload import RunContext, Sample, SizeClass, System, Workload
 
 
-def _open(workdir: Path, full: bool) -> Any:
+def open_queue(workdir: Path, full: bool) -> Any:
+    """A diskcache Deque in ``workdir``; ``full`` sets sqlite_synchronous=2."""
     diskcache = importlib.import_module("diskcache")
     settings: dict[str, Any] = {"eviction_policy": "none"}
     if full:
@@ -36,7 +37,7 @@ def _open(workdir: Path, full: bool) -> Any:
 
 def _probe_for(full: bool) -> Callable[[Path], dict[str, str]]:
     def probe(workdir: Path) -> dict[str, str]:
-        d = _open(workdir, full)
+        d = open_queue(workdir, full)
         try:
             return pragmas(d.cache._con)
         finally:
@@ -68,7 +69,7 @@ FULL = System(
 
 def _append(full: bool, threads: int) -> Callable[[RunContext], Sample]:
     def run(ctx: RunContext) -> Sample:
-        d = _open(ctx.workdir, full)
+        d = open_queue(ctx.workdir, full)
         payload = ctx.payload
         try:
 
@@ -84,7 +85,7 @@ def _append(full: bool, threads: int) -> Callable[[RunContext], Sample]:
 
 def _popleft(full: bool) -> Callable[[RunContext], Sample]:
     def run(ctx: RunContext) -> Sample:
-        d = _open(ctx.workdir, full)
+        d = open_queue(ctx.workdir, full)
         try:
             d.extend([ctx.payload] * ctx.ops)
             return time_calls(lambda _i: d.popleft(), ctx.ops)

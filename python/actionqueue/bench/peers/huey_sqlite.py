@@ -23,14 +23,15 @@ from actionqueue.bench.timing import Op, time_calls, time_threads
 from actionqueue.bench.workload import RunContext, Sample, SizeClass, System, Workload
 
 
-def _open(workdir: Path, fsync: bool | None) -> Any:
+def open_queue(workdir: Path, fsync: bool | None) -> Any:
+    """huey's SqliteStorage in ``workdir``; ``fsync=None`` is huey's default."""
     storage = importlib.import_module("huey.storage")
     return storage.SqliteStorage(name="bench", filename=str(workdir / "huey.db"), fsync=fsync)
 
 
 def _probe_for(fsync: bool | None) -> Callable[[Path], dict[str, str]]:
     def probe(workdir: Path) -> dict[str, str]:
-        s = _open(workdir, fsync)
+        s = open_queue(workdir, fsync)
         try:
             return pragmas(s.conn)
         finally:
@@ -63,7 +64,7 @@ NO_FSYNC = System(
 
 def _enqueue(fsync: bool | None, threads: int) -> Callable[[RunContext], Sample]:
     def run(ctx: RunContext) -> Sample:
-        s = _open(ctx.workdir, fsync)
+        s = open_queue(ctx.workdir, fsync)
         payload = ctx.payload
         try:
 
@@ -79,7 +80,7 @@ def _enqueue(fsync: bool | None, threads: int) -> Callable[[RunContext], Sample]
 
 def _dequeue(fsync: bool | None) -> Callable[[RunContext], Sample]:
     def run(ctx: RunContext) -> Sample:
-        s = _open(ctx.workdir, fsync)
+        s = open_queue(ctx.workdir, fsync)
         try:
             for _ in range(ctx.ops):
                 s.enqueue(ctx.payload)

@@ -34,7 +34,8 @@ from actionqueue.bench.workload import (
 )
 
 
-def _open(workdir: Path, full: bool) -> Any:
+def open_queue(workdir: Path, full: bool) -> Any:
+    """A LiteQueue in ``workdir``; ``full`` switches its connection to synchronous=FULL."""
     litequeue = importlib.import_module("litequeue")
     q = litequeue.LiteQueue(str(workdir / "litequeue.db"))
     if full:
@@ -44,7 +45,7 @@ def _open(workdir: Path, full: bool) -> Any:
 
 def _probe_for(full: bool) -> Callable[[Path], dict[str, str]]:
     def probe(workdir: Path) -> dict[str, str]:
-        q = _open(workdir, full)
+        q = open_queue(workdir, full)
         try:
             return pragmas(q.conn)
         finally:
@@ -85,7 +86,7 @@ def _put(full: bool, threads: int) -> Callable[[RunContext], Sample]:
     def run(ctx: RunContext) -> Sample:
         if threads > 1 and (reason := _threads_ok()):
             raise Unavailable(reason)
-        q = _open(ctx.workdir, full)
+        q = open_queue(ctx.workdir, full)
         data = ctx.payload.decode("ascii")  # litequeue stores TEXT
         try:
 
@@ -101,7 +102,7 @@ def _put(full: bool, threads: int) -> Callable[[RunContext], Sample]:
 
 def _pop_done(full: bool) -> Callable[[RunContext], Sample]:
     def run(ctx: RunContext) -> Sample:
-        q = _open(ctx.workdir, full)
+        q = open_queue(ctx.workdir, full)
         data = ctx.payload.decode("ascii")
         try:
             for _ in range(ctx.ops):

@@ -22,7 +22,8 @@ from actionqueue.bench.timing import Op, time_calls, time_threads
 from actionqueue.bench.workload import RunContext, Sample, SizeClass, System, Workload
 
 
-def _open(workdir: Path, multithreading: bool) -> Any:
+def open_queue(workdir: Path, multithreading: bool) -> Any:
+    """A SQLiteAckQueue in ``workdir`` with the library's defaults (see module doc)."""
     persistqueue = importlib.import_module("persistqueue")
     # multithreading=True is the library's switch for use from several threads (a separate
     # putter connection, check_same_thread off); single-threaded runs keep its default.
@@ -30,7 +31,7 @@ def _open(workdir: Path, multithreading: bool) -> Any:
 
 
 def _probe(workdir: Path) -> dict[str, str]:
-    q = _open(workdir, multithreading=False)
+    q = open_queue(workdir, multithreading=False)
     try:
         return pragmas(q._putter)
     finally:
@@ -52,7 +53,7 @@ SYSTEM = System(
 
 def _submit(threads: int) -> Callable[[RunContext], Sample]:
     def run(ctx: RunContext) -> Sample:
-        q = _open(ctx.workdir, multithreading=threads > 1)
+        q = open_queue(ctx.workdir, multithreading=threads > 1)
         payload = ctx.payload
         try:
 
@@ -67,7 +68,7 @@ def _submit(threads: int) -> Callable[[RunContext], Sample]:
 
 
 def _claim_complete(ctx: RunContext) -> Sample:
-    q = _open(ctx.workdir, multithreading=False)
+    q = open_queue(ctx.workdir, multithreading=False)
     try:
         for _ in range(ctx.ops):
             q.put(ctx.payload)

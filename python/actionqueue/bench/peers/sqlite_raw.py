@@ -26,7 +26,8 @@ _SCHEMA = (
 )
 
 
-def _connect(workdir: Path, synchronous: str) -> sqlite3.Connection:
+def connect(workdir: Path, synchronous: str) -> sqlite3.Connection:
+    """An autocommit WAL-mode connection with the given synchronous level and the table."""
     # isolation_level=None: autocommit, so every bare INSERT is its own transaction and we
     # issue BEGIN/COMMIT explicitly where a transaction spans several statements.
     conn = sqlite3.connect(workdir / "queue.db", isolation_level=None, check_same_thread=False)
@@ -44,7 +45,7 @@ def _system(synchronous: str) -> System:
     )
 
     def probe(workdir: Path) -> dict[str, str]:
-        conn = _connect(workdir, synchronous)
+        conn = connect(workdir, synchronous)
         try:
             return pragmas(conn)
         finally:
@@ -66,7 +67,7 @@ NORMAL = _system("NORMAL")
 
 def _submit(synchronous: str, threads: int) -> Callable[[RunContext], Sample]:
     def run(ctx: RunContext) -> Sample:
-        conn = _connect(ctx.workdir, synchronous)
+        conn = connect(ctx.workdir, synchronous)
         lock = threading.Lock()
         payload = ctx.payload
         try:
@@ -87,7 +88,7 @@ def _submit(synchronous: str, threads: int) -> Callable[[RunContext], Sample]:
 
 def _submit_batch(synchronous: str, size: int) -> Callable[[RunContext], Sample]:
     def run(ctx: RunContext) -> Sample:
-        conn = _connect(ctx.workdir, synchronous)
+        conn = connect(ctx.workdir, synchronous)
         rows = [(ctx.payload,)] * size
         try:
 
@@ -105,7 +106,7 @@ def _submit_batch(synchronous: str, size: int) -> Callable[[RunContext], Sample]
 
 def _claim_complete(synchronous: str) -> Callable[[RunContext], Sample]:
     def run(ctx: RunContext) -> Sample:
-        conn = _connect(ctx.workdir, synchronous)
+        conn = connect(ctx.workdir, synchronous)
         try:
             conn.execute("BEGIN")
             conn.executemany("INSERT INTO queue(payload) VALUES (?)", [(ctx.payload,)] * ctx.ops)
