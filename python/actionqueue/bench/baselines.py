@@ -172,7 +172,7 @@ def workloads() -> list[Workload]:
                 kind="write",
                 durability=Durability.FSYNC_EVERY_K,
                 run=_sync_every(k),
-                size=SizeClass.BUFFERED,
+                size=SizeClass.CEILING,
                 baseline=FDATASYNC_PER_OP,
                 note=f"append 100 B, one fdatasync per {k} records (group-commit ceiling)",
             )

@@ -78,6 +78,7 @@ def to_json(run: BenchRun) -> dict[str, Any]:
             "durable_ops": run.config.scale.durable_ops,
             "buffered_ops": run.config.scale.buffered_ops,
             "batches": run.config.scale.batches,
+            "ceiling_ops": run.config.scale.ceiling_ops,
             "record_bytes": run.config.record_bytes,
         },
         "machine": run.machine,

@@ -27,6 +27,8 @@ class SizeClass(enum.Enum):
     DURABLE = "durable"
     BUFFERED = "buffered"
     BATCHES = "batches"
+    #: Raw writes synced every K records: cheap, and K=1000 needs many records to mean much.
+    CEILING = "ceiling"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class Scale:
     buffered_ops: int
     batches: int
     repeats: int
+    ceiling_ops: int = 20_000
 
     def ops(self, size: SizeClass) -> int:
         """The op count for a workload of the given size class."""
@@ -44,11 +47,13 @@ class Scale:
             return self.durable_ops
         if size is SizeClass.BUFFERED:
             return self.buffered_ops
+        if size is SizeClass.CEILING:
+            return self.ceiling_ops
         return self.batches
 
 
-QUICK = Scale(durable_ops=300, buffered_ops=5_000, batches=10, repeats=3)
-FULL = Scale(durable_ops=3_000, buffered_ops=100_000, batches=100, repeats=5)
+QUICK = Scale(durable_ops=300, buffered_ops=2_000, batches=10, repeats=3, ceiling_ops=20_000)
+FULL = Scale(durable_ops=3_000, buffered_ops=50_000, batches=100, repeats=5, ceiling_ops=200_000)
 
 
 @dataclass(frozen=True, slots=True)

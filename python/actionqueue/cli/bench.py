@@ -16,7 +16,7 @@ _MEMORY_FS = {"tmpfs", "ramfs"}
 
 
 @click.command()
-@click.option("--full", is_flag=True, help="Complete run: 10-20x more ops, 5 repetitions.")
+@click.option("--full", is_flag=True, help="Complete run: 10-25x more ops, 5 repetitions.")
 @click.option(
     "--out",
     "out_dir",
