@@ -182,3 +182,12 @@ def test_spec_targets_name_registered_workloads() -> None:
     for t in TARGETS:
         assert t.numerator in names, t.label
         assert t.denominator is None or t.denominator in names, t.label
+
+
+def test_ratio_formatting_keeps_small_ratios_visible() -> None:
+    from actionqueue.bench.report import _ratio
+
+    assert _ratio(None) == "-"
+    assert _ratio(1.234) == "1.23x"
+    assert _ratio(0.0041) == "0.0041x"
+    assert _ratio(0.05) == "0.05x"

@@ -123,7 +123,10 @@ def _num(value: float | None, digits: int = 0) -> str:
 
 
 def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+    if value is None:
+        return "-"
+    # Small ratios keep two significant digits: 0.004x must not print as 0.00x.
+    return f"{value:.2g}x" if value < 0.1 else f"{value:.2f}x"
 
 
 def _us(value: float | None) -> str:
