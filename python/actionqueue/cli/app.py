@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from actionqueue import __version__
+from actionqueue.cli.bench import bench
 from actionqueue.cli.demo import demo
 
 
@@ -15,6 +16,7 @@ def cli() -> None:
 
 
 cli.add_command(demo)
+cli.add_command(bench)
 
 
 def main() -> None:

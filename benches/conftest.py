@@ -1,0 +1,94 @@
+"""pytest-benchmark set-up for ``python -m pytest benches``.
+
+``bench_*.py`` files are collected here (the project's pytest config only looks in ``tests/``,
+which keeps these out of the default run). Every benchmark records its records/s, and the
+terminal summary divides each by the baseline named for it, measured in the same session.
+Data goes to a temporary directory under ``$AQ_BENCH_DIR`` (default: the current directory),
+so the filesystem measured is the one you run from, not a possibly memory-backed ``/tmp``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actionqueue.bench.machine import machine_info
+from actionqueue.bench.runner import make_payload
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+@dataclass
+class Rates:
+    """records/s of each benchmark in this session, and the baseline it is divided by."""
+
+    rates: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, str | None] = field(default_factory=dict)
+
+    def record(
+        self, name: str, benchmark: Any, records_per_call: int = 1, baseline: str | None = None
+    ) -> None:
+        """Note ``benchmark``'s median as records/s (nothing when benchmarks are disabled)."""
+        stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+        median = getattr(stats, "median", None)
+        if median:
+            self.rates[name] = records_per_call / median
+            self.baselines[name] = baseline
+
+
+_RATES = Rates()
+#: Where the session's data went, described while the directory still exists.
+_WHERE: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def rates() -> Rates:
+    return _RATES
+
+
+@pytest.fixture(scope="session")
+def bench_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="aq-benches-", dir=os.environ.get("AQ_BENCH_DIR", ".")))
+    fs = machine_info(root)["filesystem"]
+    assert isinstance(fs, dict)
+    kind = fs["statfs_type"] or fs["mounts_type"]
+    _WHERE.append(f"{root.resolve().parent} on {kind} ({fs['mounts_type']}, {fs['device']})")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def workdir(bench_root: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=bench_root))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def payload() -> bytes:
+    return make_payload(100)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _RATES.rates:
+        return
+    tr = terminalreporter
+    tr.section("records/s and ratios (same session)")
+    for where in _WHERE:
+        tr.write_line(f"data in {where}; set AQ_BENCH_DIR to choose")
+    for name, rate in _RATES.rates.items():
+        base = _RATES.baselines.get(name)
+        base_rate = _RATES.rates.get(base) if base else None
+        ratio = f"{rate / base_rate:6.2f}x {base}" if base_rate else ""
+        tr.write_line(f"{name:45} {rate:14,.0f} records/s  {ratio}")

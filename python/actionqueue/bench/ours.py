@@ -1,0 +1,343 @@
+"""actionqueue's own workloads, and the hook for adding more.
+
+Our API is being built while this harness is; every workload here checks what it needs with
+imports and attribute look-ups and raises :class:`Unavailable` (reported as skipped, with the
+reason) when it is absent or shaped differently. Nothing here is imported statically, so the
+harness runs on a tree that has no WAL yet.
+
+Written against the API announced in issue 3 and docs/DESIGN.md::
+
+    from actionqueue.storage.wal.fs_writer import WalFsWriter
+    w = WalFsWriter(directory)
+    w.append([event_tuple, ...], durability)   # durability.name in {"IMMEDIATE", "DEFERRED"}
+
+To add a workload once an API lands, write a ``run(ctx) -> Sample`` function (see
+:mod:`actionqueue.bench.timing`) and pass a :class:`Workload` to :func:`register_ours`, or add
+it to :func:`workloads` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from actionqueue.bench.baselines import BATCH_1000, FDATASYNC_PER_OP, NO_SYNC
+from actionqueue.bench.durability import Durability
+from actionqueue.bench.timing import Op, time_calls, time_threads
+from actionqueue.bench.workload import (
+    RunContext,
+    Sample,
+    SizeClass,
+    System,
+    Unavailable,
+    Workload,
+)
+
+WAL_WRITER_MODULE = "actionqueue.storage.wal.fs_writer"
+WAL_READER_MODULE = "actionqueue.storage.wal.fs_reader"
+
+#: Where a DurabilityPolicy-like type may live, most specific first.
+_DURABILITY_HOMES = (
+    ("actionqueue.storage.wal.fs_writer", "DurabilityPolicy"),
+    ("actionqueue.storage.wal.fs_writer", "Durability"),
+    ("actionqueue.storage.wal", "DurabilityPolicy"),
+    ("actionqueue.storage.wal", "Durability"),
+    ("actionqueue.core.mutation", "DurabilityPolicy"),
+    ("actionqueue", "DurabilityPolicy"),
+)
+
+_registered: list[Workload] = []
+
+
+def register_ours(workload: Workload) -> None:
+    """Add one of our workloads to every later harness run in this process."""
+    if any(w.name == workload.name for w in _registered):
+        raise ValueError(f"workload {workload.name!r} is already registered")
+    _registered.append(workload)
+
+
+def _import(module: str, issue: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise Unavailable(f"{module} is not importable yet ({issue}): {exc}") from None
+
+
+def _durability(name: str) -> object:
+    """The durability object whose ``.name`` is ``name``, wherever the project defines it."""
+    for module, attr in _DURABILITY_HOMES:
+        try:
+            owner = getattr(importlib.import_module(module), attr, None)
+        except ImportError:
+            continue
+        member = getattr(owner, name, None)
+        if member is not None and getattr(member, "name", None) == name:
+            return member
+    raise Unavailable(f"no durability object named {name} in any of {_DURABILITY_HOMES}")
+
+
+def wal_api() -> tuple[Any, object, object]:
+    """``(WalFsWriter, IMMEDIATE, DEFERRED)`` or :class:`Unavailable` saying what is missing."""
+    module = _import(WAL_WRITER_MODULE, "issue 3")
+    writer = getattr(module, "WalFsWriter", None)
+    if writer is None or not callable(getattr(writer, "append", None)):
+        raise Unavailable(f"{WAL_WRITER_MODULE}.WalFsWriter with an append() method is missing")
+    return writer, _durability("IMMEDIATE"), _durability("DEFERRED")
+
+
+def _check_wal() -> str | None:
+    try:
+        wal_api()
+    except Unavailable as exc:
+        return str(exc)
+    return None
+
+
+OURS_WAL = System(
+    name="actionqueue WAL",
+    durability_evidence=(
+        "WalFsWriter.append(events, IMMEDIATE) returns after fdatasync of the record "
+        "(group commit shares one sync among concurrent appenders); DEFERRED returns after "
+        "write(); SPEC §5-§6, issue 3"
+    ),
+    check=_check_wal,
+    is_ours=True,
+)
+
+
+def task_create_event(payload: bytes, at_ms: int) -> tuple[object, ...]:
+    """A TaskCreate wire tuple (docs/DESIGN.md) carrying ``payload``: our 100-byte record."""
+    spec: tuple[object, ...] = (
+        uuid.uuid4().bytes,  # id
+        "bench",  # handler
+        payload,
+        None,  # content_type
+        ((0,), (0, None, None)),  # policy: Once, misfire catch_up
+        (1, None, None, 0, (0,), (False, False, [])),  # constraints
+        (0, [], None),  # metadata: priority, tags, description
+        None,  # dedupe_key
+    )
+    return (0, spec, at_ms, at_ms)
+
+
+def _open_writer(workdir: Path) -> Any:
+    writer_cls, _, _ = wal_api()
+    try:
+        return writer_cls(str(workdir / "wal"))
+    except TypeError as exc:
+        raise Unavailable(f"WalFsWriter(directory) signature differs: {exc}") from None
+
+
+def _close(writer: Any) -> None:
+    close = getattr(writer, "close", None)
+    if callable(close):
+        close()
+
+
+def _warm_up(writer: Any, event: tuple[object, ...], durability: object) -> None:
+    # One untimed append: creates the segment (as the baselines open their file untimed) and
+    # turns an API mismatch into a clear "skipped" instead of an error mid-measurement.
+    try:
+        writer.append([event], durability)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise Unavailable(f"WalFsWriter.append([TaskCreate], durability) refused: {exc}") from None
+
+
+def _wal_append(durability_name: str, threads: int) -> Callable[[RunContext], Sample]:
+    def run(ctx: RunContext) -> Sample:
+        durability = _durability(durability_name)
+        writer = _open_writer(ctx.workdir)
+        try:
+            now = int(time.time() * 1000)
+            _warm_up(writer, task_create_event(ctx.payload, now), durability)
+            # Events are built before timing: uuid4 costs about as much as a Deferred append.
+            events = [[task_create_event(ctx.payload, now)] for _ in range(ctx.ops)]
+            append = writer.append
+
+            def make_op(thread: int) -> Op:
+                mine = events[thread::threads]
+                return lambda i: append(mine[i], durability)
+
+            return time_threads(make_op, threads, ctx.ops)
+        finally:
+            _close(writer)
+
+    return run
+
+
+def _wal_append_batch(durability_name: str, size: int) -> Callable[[RunContext], Sample]:
+    def run(ctx: RunContext) -> Sample:
+        durability = _durability(durability_name)
+        writer = _open_writer(ctx.workdir)
+        try:
+            now = int(time.time() * 1000)
+            _warm_up(writer, task_create_event(ctx.payload, now), durability)
+            batches = [
+                [task_create_event(ctx.payload, now) for _ in range(size)] for _ in range(ctx.ops)
+            ]
+            return time_calls(
+                lambda i: writer.append(batches[i], durability), ctx.ops, records_per_call=size
+            )
+        finally:
+            _close(writer)
+
+    return run
+
+
+def _wal_replay(ctx: RunContext) -> Sample:
+    """Events/s of a full scan by WalFsReader over a log written (untimed) just before."""
+    reader_module = _import(WAL_READER_MODULE, "issue 3")
+    reader_cls = getattr(reader_module, "WalFsReader", None)
+    if reader_cls is None:
+        raise Unavailable(f"{WAL_READER_MODULE}.WalFsReader is missing")
+    durability = _durability("DEFERRED")
+    writer = _open_writer(ctx.workdir)
+    now = int(time.time() * 1000)
+    total = ctx.ops * 1000
+    try:
+        for _ in range(ctx.ops):
+            writer.append([task_create_event(ctx.payload, now) for _ in range(1000)], durability)
+    finally:
+        _close(writer)
+    try:
+        reader = reader_cls(str(ctx.workdir / "wal"))
+    except TypeError as exc:
+        raise Unavailable(f"WalFsReader(directory) signature differs: {exc}") from None
+    start = time.perf_counter_ns()
+    count = sum(1 for _ in reader)
+    elapsed = time.perf_counter_ns() - start
+    _close(reader)
+    if count < total:
+        raise RuntimeError(f"replay read {count} events, expected at least {total}")
+    return Sample(count, elapsed / 1e9)
+
+
+def _wal_workloads() -> list[Workload]:
+    out: list[Workload] = [
+        Workload(
+            name=f"ours-wal-immediate.submit.t{t}",
+            system=OURS_WAL,
+            kind="submit",
+            durability=Durability.GROUP_COMMIT,
+            run=_wal_append("IMMEDIATE", t),
+            size=SizeClass.DURABLE,
+            threads=t,
+            baseline=FDATASYNC_PER_OP,
+            note="WalFsWriter.append([TaskCreate], IMMEDIATE)",
+        )
+        for t in (1, 8, 32)
+    ]
+    out += [
+        Workload(
+            name="ours-wal-deferred.submit.t1",
+            system=OURS_WAL,
+            kind="submit",
+            durability=Durability.OS_BUFFERED,
+            run=_wal_append("DEFERRED", 1),
+            size=SizeClass.BUFFERED,
+            baseline=NO_SYNC,
+            note="WalFsWriter.append([TaskCreate], DEFERRED)",
+        ),
+        Workload(
+            name="ours-wal-immediate.submit-batch-1000",
+            system=OURS_WAL,
+            kind="submit-batch",
+            durability=Durability.FSYNC_PER_BATCH,
+            run=_wal_append_batch("IMMEDIATE", 1000),
+            size=SizeClass.BATCHES,
+            batch=1000,
+            baseline=BATCH_1000,
+            note="one append of 1000 TaskCreate events (one record, one sync)",
+        ),
+        Workload(
+            name="ours-wal-deferred.submit-batch-1000",
+            system=OURS_WAL,
+            kind="submit-batch",
+            durability=Durability.OS_BUFFERED,
+            run=_wal_append_batch("DEFERRED", 1000),
+            size=SizeClass.BATCHES,
+            batch=1000,
+            baseline=NO_SYNC,
+            note="one append of 1000 TaskCreate events",
+        ),
+        Workload(
+            name="ours-wal.replay",
+            system=OURS_WAL,
+            kind="replay",
+            durability=Durability.NOT_APPLICABLE,
+            run=_wal_replay,
+            size=SizeClass.BATCHES,
+            note="full scan with WalFsReader; records/s = events/s",
+        ),
+    ]
+    return out
+
+
+# --- runtime (issue 6) -----------------------------------------------------------------------
+
+OURS_RUNTIME = System(
+    name="actionqueue runtime",
+    durability_evidence=(
+        "ActionQueue.open(dir, durability=...): every state change of a run goes through the "
+        "WAL at that durability; SPEC §9, issue 6"
+    ),
+    check=lambda: None if _facade() is not None else "actionqueue.ActionQueue (issue 6) is absent",
+    is_ours=True,
+)
+
+
+def _facade() -> Any:
+    return getattr(importlib.import_module("actionqueue"), "ActionQueue", None)
+
+
+def _lifecycle(durability_name: str) -> Callable[[RunContext], Sample]:
+    """Submit N no-op runs, then time ``run_until_idle()`` draining them (issue 6 example)."""
+
+    def run(ctx: RunContext) -> Sample:
+        facade = _facade()
+        if facade is None:
+            raise Unavailable("actionqueue.ActionQueue (issue 6) is absent")
+        durability = _durability(durability_name)
+        try:
+            q = facade.open(str(ctx.workdir / "aq"), durability=durability)
+        except TypeError as exc:
+            raise Unavailable(f"ActionQueue.open(dir, durability=...) differs: {exc}") from None
+        try:
+            q.handler("bench-noop")(lambda _ctx, _payload: None)
+            start = time.perf_counter_ns()
+            for _ in range(ctx.ops):
+                q.submit("bench-noop", ctx.payload)
+            q.run_until_idle()
+            elapsed = time.perf_counter_ns() - start
+            return Sample(ctx.ops, elapsed / 1e9)
+        finally:
+            _close(q)
+
+    return run
+
+
+def _runtime_workloads() -> list[Workload]:
+    return [
+        Workload(
+            name=f"ours-runtime-{name.lower()}.lifecycle",
+            system=OURS_RUNTIME,
+            kind="lifecycle",
+            durability=durability,
+            run=_lifecycle(name),
+            size=size,
+            note="submit + run_until_idle(), no-op handler, default executor",
+        )
+        for name, durability, size in (
+            ("DEFERRED", Durability.OS_BUFFERED, SizeClass.BUFFERED),
+            ("IMMEDIATE", Durability.GROUP_COMMIT, SizeClass.DURABLE),
+        )
+    ]
+
+
+def workloads() -> list[Workload]:
+    """Our workloads: WAL, runtime, then anything added with :func:`register_ours`."""
+    return [*_wal_workloads(), *_runtime_workloads(), *_registered]
