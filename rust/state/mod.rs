@@ -27,6 +27,8 @@ pub mod prune;
 mod queries;
 mod reducer;
 pub mod spec_check;
+#[cfg(test)]
+mod tests;
 pub mod types;
 
 use rustc_hash::FxHashMap;
