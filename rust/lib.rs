@@ -11,6 +11,7 @@
 pub mod error;
 pub mod event;
 pub mod model;
+pub mod snapshot;
 pub mod state;
 
 #[cfg(feature = "python")]

@@ -28,7 +28,7 @@ mod queries;
 mod reducer;
 pub mod spec_check;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod types;
 
 use rustc_hash::FxHashMap;
