@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use rustc_hash::FxHashMap;
+use super::Map;
 
 use crate::model::{Id, RunState};
 
@@ -15,8 +15,8 @@ impl Projection {
     /// `Err(description)` at the first derived structure that disagrees with a full scan.
     pub fn debug_check_indexes(&self) -> Result<(), String> {
         let mut sets: [BTreeSet<IxKey>; 9] = Default::default();
-        let mut holders: FxHashMap<&str, Id> = FxHashMap::default();
-        let mut per_task: FxHashMap<Id, Vec<(u32, Id)>> = FxHashMap::default();
+        let mut holders: Map<&str, Id> = Map::default();
+        let mut per_task: Map<Id, Vec<(u32, Id)>> = Map::default();
         for (id, run) in &self.runs {
             if *id != run.id {
                 return Err(format!("run stored under the wrong id {}", fmt_id(id)));
@@ -51,8 +51,8 @@ impl Projection {
                 return Err(format!("index of {} differs from a scan", state.name()));
             }
         }
-        let mut key_tasks: FxHashMap<&str, u32> = FxHashMap::default();
-        let mut dedupe: FxHashMap<&str, Id> = FxHashMap::default();
+        let mut key_tasks: Map<&str, u32> = Map::default();
+        let mut dedupe: Map<&str, Id> = Map::default();
         let mut empty_finished = BTreeSet::new();
         for (id, task) in &self.tasks {
             if let Some(k) = task.spec.constraints.concurrency_key.as_deref() {
@@ -99,7 +99,7 @@ impl Projection {
         if !per_task.is_empty() {
             return Err("runs whose task is missing".into());
         }
-        let got_dedupe: FxHashMap<&str, Id> = self
+        let got_dedupe: Map<&str, Id> = self
             .ix
             .dedupe
             .iter()
@@ -108,13 +108,13 @@ impl Projection {
         if got_dedupe != dedupe {
             return Err("dedupe index differs from a scan".into());
         }
-        let got_keys: FxHashMap<&str, (Option<Id>, u32)> = self
+        let got_keys: Map<&str, (Option<Id>, u32)> = self
             .ix
             .keys
             .iter()
             .map(|(k, s)| (k.as_str(), (s.holder, s.tasks)))
             .collect();
-        let want_keys: FxHashMap<&str, (Option<Id>, u32)> = key_tasks
+        let want_keys: Map<&str, (Option<Id>, u32)> = key_tasks
             .iter()
             .map(|(k, n)| (*k, (holders.get(k).copied(), *n)))
             .collect();

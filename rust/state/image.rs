@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Millis, RunState};
 
-use super::indexes::{placement, sync_task};
+use super::indexes::{placement, sync_task, IxKey};
 use super::types::{fmt_id, Run, Task};
 use super::Projection;
 
@@ -74,6 +74,8 @@ impl Projection {
                 return Err(format!("task {} appears twice", fmt_id(&id)));
             }
         }
+        // Index keys per state, bulk-built into the ordered sets below (O(n) once sorted).
+        let mut buckets: [Vec<IxKey>; 9] = Default::default();
         for run in img.runs {
             let id = run.id;
             let task = p
@@ -100,7 +102,14 @@ impl Projection {
                     ));
                 }
             }
-            p.ix.insert(&pl, key);
+            if pl.holds_key {
+                if let Some(slot) = key.and_then(|k| p.ix.keys.get_mut(k)) {
+                    slot.holder = Some(id);
+                }
+            }
+            if let Some(bucket) = buckets.get_mut(pl.state as usize) {
+                bucket.push(pl.key);
+            }
             task.runs.push(id);
             if !run.state.is_terminal() {
                 task.nonterminal_runs = task.nonterminal_runs.saturating_add(1);
@@ -108,6 +117,10 @@ impl Projection {
             if p.runs.insert(id, run).is_some() {
                 return Err(format!("run {} appears twice", fmt_id(&id)));
             }
+        }
+        for (set, mut keys) in p.ix.by_state.iter_mut().zip(buckets) {
+            keys.sort_unstable();
+            *set = keys.into_iter().collect();
         }
         for task in p.tasks.values_mut() {
             let id = task.id();
@@ -131,9 +144,18 @@ impl Projection {
     }
 }
 
+/// Formats an id only when a message is actually built.
+struct Hex<'a>(&'a crate::model::Id);
+
+impl std::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&fmt_id(self.0))
+    }
+}
+
 /// The per-run invariants the reducer's code relies on.
 fn check_run(run: &Run, task: &Task, sequence: u64) -> Result<(), String> {
-    let id = fmt_id(&run.id);
+    let id = Hex(&run.id);
     if run.created_seq > sequence || run.created_seq < task.created_seq {
         return Err(format!("run {id} has an impossible creation sequence"));
     }

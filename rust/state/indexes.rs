@@ -17,7 +17,7 @@
 
 use std::collections::BTreeSet;
 
-use rustc_hash::FxHashMap;
+use super::Map;
 
 use crate::model::{HoldPolicy, Id, Millis, RunState};
 
@@ -84,8 +84,8 @@ pub struct KeySlot {
 #[derive(Debug, Default)]
 pub struct Indexes {
     pub(crate) by_state: [BTreeSet<IxKey>; 9],
-    pub(crate) keys: FxHashMap<String, KeySlot>,
-    pub(crate) dedupe: FxHashMap<String, Id>,
+    pub(crate) keys: Map<String, KeySlot>,
+    pub(crate) dedupe: Map<String, Id>,
     /// Finished tasks with no runs left, by (finished_at, id): what Prune may drop.
     pub(crate) empty_finished: BTreeSet<(Millis, Id)>,
 }

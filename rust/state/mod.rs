@@ -31,9 +31,11 @@ pub mod spec_check;
 pub(crate) mod tests;
 pub mod types;
 
-use rustc_hash::FxHashMap;
-
 use crate::model::{Id, Millis};
+
+/// Hash map used for id- and key-indexed maps (foldhash: fast on 16-byte ids, well mixed,
+/// randomly seeded per process; nothing depends on iteration order).
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub use digest::Digest;
 pub use indexes::{holds_key, IxKey, KeySlot};
@@ -46,8 +48,8 @@ use indexes::Indexes;
 /// The projection of the WAL: every task and run, indexed.
 #[derive(Debug, Default)]
 pub struct Projection {
-    pub(crate) tasks: FxHashMap<Id, Task>,
-    pub(crate) runs: FxHashMap<Id, Run>,
+    pub(crate) tasks: Map<Id, Task>,
+    pub(crate) runs: Map<Id, Run>,
     pub(crate) ix: Indexes,
     /// `Some(at)` while the engine is paused.
     pub(crate) paused_at: Option<Millis>,

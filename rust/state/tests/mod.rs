@@ -6,6 +6,7 @@ pub mod gen;
 mod keys;
 mod leases;
 mod lifecycle;
+mod perf;
 mod props;
 mod prune;
 mod queries;
