@@ -9,7 +9,8 @@
 //! Module map:
 //! - [`types`]: the records (Task, Run, Lease, StateChange, Attempt);
 //! - `batch`: atomic batches (undo log, rollback), sequence rules;
-//! - `reducer`: one handler per event kind, every precondition checked before any change;
+//! - `reducer`: one handler per event kind, every precondition checked before any change
+//!   (lease handlers in `leases`);
 //! - `prune`: retention;
 //! - [`indexes`]: the incrementally maintained indexes;
 //! - `queries`: read access (due runs, selection order, expired leases, listings, counts);
@@ -23,6 +24,7 @@ mod debug;
 mod digest;
 pub mod image;
 pub mod indexes;
+mod leases;
 pub mod prune;
 mod queries;
 mod reducer;

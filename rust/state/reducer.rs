@@ -9,25 +9,25 @@ use crate::model::{AttemptOutcome, Id, Millis, RunState, TaskSpec, NIL_ID};
 use super::batch::{RunSaved, Undo};
 use super::indexes::{placement, sync_task, Indexes, Placement};
 use super::spec_check;
-use super::types::{fmt_id, Attempt, Lease, Run, StateChange, Task};
+use super::types::{fmt_id, Attempt, Run, StateChange, Task};
 use super::Projection;
 
-fn rejected(msg: String) -> CoreError {
+pub(super) fn rejected(msg: String) -> CoreError {
     CoreError::Rejected(msg)
 }
 
-fn lease_err(msg: String) -> CoreError {
+pub(super) fn lease_err(msg: String) -> CoreError {
     CoreError::Lease(msg)
 }
 
-fn run_not_found(id: &Id) -> CoreError {
+pub(super) fn run_not_found(id: &Id) -> CoreError {
     CoreError::NotFound {
         kind: "run",
         id: fmt_id(id),
     }
 }
 
-fn task_not_found(id: &Id) -> CoreError {
+pub(super) fn task_not_found(id: &Id) -> CoreError {
     CoreError::NotFound {
         kind: "task",
         id: fmt_id(id),
@@ -36,7 +36,7 @@ fn task_not_found(id: &Id) -> CoreError {
 
 /// A run's task is always present (a task is pruned only once it has no runs); if that ever
 /// failed to hold, refuse rather than panic.
-fn orphan(run: &Id) -> CoreError {
+pub(super) fn orphan(run: &Id) -> CoreError {
     rejected(format!(
         "projection inconsistency: the task of run {} is missing",
         fmt_id(run)
@@ -586,154 +586,6 @@ impl Projection {
             s.reopen_last = true;
             self.undo.push(Undo::Run(s));
         }
-        Ok(())
-    }
-
-    fn lease_acquire(
-        &mut self,
-        run_id: &Id,
-        owner: &str,
-        expires_at: Millis,
-        at: Millis,
-        record: bool,
-    ) -> Result<()> {
-        let run = self
-            .runs
-            .get_mut(run_id)
-            .ok_or_else(|| run_not_found(run_id))?;
-        if run.state != RunState::Leased {
-            return Err(lease_err(format!(
-                "run {} is {}; a lease is acquired only in Leased",
-                fmt_id(run_id),
-                run.state.name()
-            )));
-        }
-        if let Some(l) = &run.lease {
-            return Err(lease_err(format!(
-                "run {} is already leased by {:?} until {}",
-                fmt_id(run_id),
-                l.owner,
-                l.expires_at
-            )));
-        }
-        if owner.is_empty() {
-            return Err(lease_err("a lease owner must not be empty".into()));
-        }
-        if expires_at <= at {
-            return Err(lease_err(format!(
-                "lease expiry {expires_at} must be after its acquisition time {at} (run {})",
-                fmt_id(run_id)
-            )));
-        }
-        let task = self
-            .tasks
-            .get_mut(&run.task_id)
-            .ok_or_else(|| orphan(run_id))?;
-        let before = placement(run, task);
-        if record {
-            let mut s = RunSaved::of(run);
-            s.lease = Some(None);
-            self.undo.push(Undo::Run(s));
-        }
-        run.lease = Some(Lease {
-            owner: owner.to_owned(),
-            expires_at,
-            acquired_at: at,
-        });
-        commit_change(run, task, &mut self.ix, &before, at);
-        Ok(())
-    }
-
-    /// The lease of `run_id` if `owner` holds it.
-    fn owned_lease<'a>(run: &'a Run, run_id: &Id, owner: &str) -> Result<&'a Lease> {
-        match &run.lease {
-            None => Err(lease_err(format!(
-                "run {} holds no lease ({:?} asked)",
-                fmt_id(run_id),
-                owner
-            ))),
-            Some(l) if l.owner != owner => Err(lease_err(format!(
-                "the lease of run {} is held by {:?}, not {:?}",
-                fmt_id(run_id),
-                l.owner,
-                owner
-            ))),
-            Some(l) => Ok(l),
-        }
-    }
-
-    fn lease_heartbeat(
-        &mut self,
-        run_id: &Id,
-        owner: &str,
-        expires_at: Millis,
-        at: Millis,
-        record: bool,
-    ) -> Result<()> {
-        let run = self
-            .runs
-            .get_mut(run_id)
-            .ok_or_else(|| run_not_found(run_id))?;
-        let lease = Self::owned_lease(run, run_id, owner)?;
-        if at >= lease.expires_at {
-            return Err(lease_err(format!(
-                "the lease of run {} expired at {} (heartbeat at {at})",
-                fmt_id(run_id),
-                lease.expires_at
-            )));
-        }
-        let new_expiry = lease.expires_at.max(expires_at);
-        let task = self
-            .tasks
-            .get_mut(&run.task_id)
-            .ok_or_else(|| orphan(run_id))?;
-        let before = placement(run, task);
-        if record {
-            let mut s = RunSaved::of(run);
-            s.lease = Some(run.lease.clone());
-            self.undo.push(Undo::Run(s));
-        }
-        if let Some(l) = run.lease.as_mut() {
-            l.expires_at = new_expiry;
-        }
-        commit_change(run, task, &mut self.ix, &before, at);
-        Ok(())
-    }
-
-    /// LeaseExpire (`expire`: only once `at >= expires_at`) and LeaseRelease: remove the lease
-    /// only; the run's state is moved by its own transition event.
-    fn lease_remove(
-        &mut self,
-        run_id: &Id,
-        owner: &str,
-        at: Millis,
-        expire: bool,
-        record: bool,
-    ) -> Result<()> {
-        let run = self
-            .runs
-            .get_mut(run_id)
-            .ok_or_else(|| run_not_found(run_id))?;
-        let lease = Self::owned_lease(run, run_id, owner)?;
-        if expire && at < lease.expires_at {
-            return Err(lease_err(format!(
-                "the lease of run {} expires at {}, not yet at {at}",
-                fmt_id(run_id),
-                lease.expires_at
-            )));
-        }
-        let task = self
-            .tasks
-            .get_mut(&run.task_id)
-            .ok_or_else(|| orphan(run_id))?;
-        let before = placement(run, task);
-        let mut saved = record.then(|| RunSaved::of(run));
-        let old = run.lease.take();
-        if let Some(mut s) = saved.take() {
-            s.lease = Some(old);
-            self.undo.push(Undo::Run(s));
-        }
-        commit_change(run, task, &mut self.ix, &before, at);
         Ok(())
     }
 
