@@ -96,6 +96,11 @@ pub enum CoreError {
         to: String,
     },
 
+    /// A lease operation the reducer refuses (not held, held by another owner, expired, or
+    /// still live). Nothing was changed.
+    #[error("{0}")]
+    Lease(String),
+
     /// A task or run id that is not in the projection.
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
@@ -134,6 +139,7 @@ impl CoreError {
             Self::Decode(_) => "CodecError",
             Self::Rejected(_) => "CommandRejectedError",
             Self::InvalidTransition { .. } => "InvalidTransitionError",
+            Self::Lease(_) => "LeaseError",
             Self::NotFound { .. } => "NotFoundError",
             Self::Failed { .. } => "StorageFailedError",
             Self::Closed(_) => "ClosedError",

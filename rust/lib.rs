@@ -11,6 +11,8 @@
 pub mod error;
 pub mod event;
 pub mod model;
+pub mod snapshot;
+pub mod state;
 
 #[cfg(feature = "python")]
 mod py;

@@ -1,0 +1,169 @@
+//! Snapshot files: atomic write, listing, loading the newest valid one, removing old ones.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{CoreError, Result};
+use crate::state::Projection;
+
+use super::{decode, encode, HEADER_LEN};
+
+const PREFIX: &str = "snapshot-";
+const SUFFIX: &str = ".aqs";
+const TMP_SUFFIX: &str = ".aqs.tmp";
+
+/// A snapshot file and the sequence its name carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+    pub sequence: u64,
+}
+
+/// `snapshot-<sequence zero-padded to 20 digits>.aqs`, so names sort like sequences.
+pub fn file_name(sequence: u64) -> String {
+    format!("{PREFIX}{sequence:020}{SUFFIX}")
+}
+
+fn parse_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| CoreError::io("fsync directory", dir, e))
+}
+
+/// Writes the projection's snapshot into `dir`: temp file, write, fsync, rename, fsync the
+/// directory. A crash at any point leaves either the old set of snapshots or the new file
+/// complete (a leftover `.tmp` is ignored by [`list`] and removed by [`remove_older`]).
+pub fn write_atomic(dir: &Path, p: &Projection) -> Result<SnapshotFile> {
+    let bytes = encode(p)?;
+    let sequence = p.latest_sequence();
+    let path = dir.join(file_name(sequence));
+    let tmp = dir.join(format!("{PREFIX}{sequence:020}{TMP_SUFFIX}"));
+    {
+        let mut f = File::create(&tmp).map_err(|e| CoreError::io("create", &tmp, e))?;
+        f.write_all(&bytes)
+            .map_err(|e| CoreError::io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| CoreError::io("fsync", &tmp, e))?;
+    }
+    fs::rename(&tmp, &path).map_err(|e| CoreError::io("rename", &path, e))?;
+    sync_dir(dir)?;
+    Ok(SnapshotFile { path, sequence })
+}
+
+/// Snapshot files in `dir`, newest (highest sequence) first. Other files are ignored.
+pub fn list(dir: &Path) -> Result<Vec<SnapshotFile>> {
+    let mut out = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|e| CoreError::io("read directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| CoreError::io("read directory", dir, e))?;
+        let name = entry.file_name();
+        if let Some(sequence) = name.to_str().and_then(parse_name) {
+            out.push(SnapshotFile {
+                path: entry.path(),
+                sequence,
+            });
+        }
+    }
+    out.sort_by_key(|f| std::cmp::Reverse(f.sequence));
+    Ok(out)
+}
+
+/// Reads and decodes one snapshot file (at most `max_body` body bytes).
+pub fn load_file(path: &Path, max_body: u64) -> Result<Projection> {
+    let corrupt = |reason: String| CoreError::SnapshotCorrupt {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut f = File::open(path).map_err(|e| CoreError::io("open", path, e))?;
+    let len = f
+        .metadata()
+        .map_err(|e| CoreError::io("stat", path, e))?
+        .len();
+    if len > max_body.saturating_add(HEADER_LEN as u64) {
+        return Err(corrupt(format!(
+            "file of {len} bytes exceeds the snapshot size limit of {max_body} bytes"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    f.read_to_end(&mut bytes)
+        .map_err(|e| CoreError::io("read", path, e))?;
+    decode(&bytes, max_body).map_err(|r| corrupt(r.to_string()))
+}
+
+/// What [`load_newest`] found.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// The newest valid snapshot and its projection, if any.
+    pub loaded: Option<(SnapshotFile, Projection)>,
+    /// Snapshots passed over, newest first, with the reason (for the recovery report).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Loads the newest valid snapshot in `dir`, skipping (with a reason) unreadable or corrupt
+/// ones and, when `max_sequence` is given (the log's last sequence), ones newer than the log.
+pub fn load_newest(dir: &Path, max_sequence: Option<u64>, max_body: u64) -> Result<LoadReport> {
+    let mut report = LoadReport::default();
+    for file in list(dir)? {
+        if let Some(max) = max_sequence {
+            if file.sequence > max {
+                report.skipped.push((
+                    file.path,
+                    format!(
+                        "snapshot at sequence {} is newer than the log (last sequence {max})",
+                        file.sequence
+                    ),
+                ));
+                continue;
+            }
+        }
+        match load_file(&file.path, max_body) {
+            Ok(p) if p.latest_sequence() == file.sequence => {
+                report.loaded = Some((file, p));
+                break;
+            }
+            Ok(p) => report.skipped.push((
+                file.path,
+                format!(
+                    "file name says sequence {} but the snapshot holds {}",
+                    file.sequence,
+                    p.latest_sequence()
+                ),
+            )),
+            Err(e) => report.skipped.push((file.path, e.to_string())),
+        }
+    }
+    Ok(report)
+}
+
+/// Removes snapshots older than `keep_sequence` and leftover temp files; returns how many
+/// files were removed. The directory is fsynced when anything was removed.
+pub fn remove_older(dir: &Path, keep_sequence: u64) -> Result<usize> {
+    let mut removed = 0;
+    let entries = fs::read_dir(dir).map_err(|e| CoreError::io("read directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| CoreError::io("read directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = match parse_name(name) {
+            Some(seq) => seq < keep_sequence,
+            None => name.starts_with(PREFIX) && name.ends_with(TMP_SUFFIX),
+        };
+        if stale {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(|e| CoreError::io("remove", &path, e))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}

@@ -1,0 +1,222 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::error::CorruptionReason;
+use crate::state::tests::gen::Driver;
+
+fn sample() -> Projection {
+    let mut d = Driver::new();
+    let mut x: u64 = 7;
+    for _ in 0..300 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        d.step(((x >> 33) as u8, (x >> 41) as u16, (x >> 20) as u16));
+    }
+    assert!(d.p.run_count() > 5);
+    d.p
+}
+
+#[test]
+fn round_trip_keeps_the_digest_and_rebuilds_indexes() {
+    let p = sample();
+    let bytes = encode(&p).unwrap();
+    assert_eq!(&bytes[..8], b"AQSNAPSH");
+    let q = decode(&bytes, DEFAULT_MAX_SNAPSHOT_SIZE).unwrap();
+    assert_eq!(p.state_digest(), q.state_digest());
+    assert_eq!(p.counts(), q.counts());
+    assert_eq!(p.latest_sequence(), q.latest_sequence());
+    q.debug_check_indexes().unwrap();
+    // Encoding is deterministic.
+    assert_eq!(bytes, encode(&q).unwrap());
+    let empty = Projection::new();
+    let e = decode(&encode(&empty).unwrap(), 1 << 20).unwrap();
+    assert_eq!(e.state_digest(), empty.state_digest());
+}
+
+#[test]
+fn every_truncation_is_detected() {
+    let bytes = encode(&sample()).unwrap();
+    for n in 0..bytes.len() {
+        assert!(
+            decode(&bytes[..n], u64::MAX).is_err(),
+            "truncation at {n} accepted"
+        );
+    }
+    assert!(matches!(
+        decode(&bytes[..10], u64::MAX),
+        Err(CorruptionReason::IncompleteHeader)
+    ));
+    assert!(matches!(
+        decode(&bytes[..HEADER_LEN + 1], u64::MAX),
+        Err(CorruptionReason::IncompletePayload)
+    ));
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(decode(&longer, u64::MAX).is_err());
+}
+
+#[test]
+fn every_bit_flip_is_detected() {
+    let bytes = encode(&sample()).unwrap();
+    let mut b = bytes.clone();
+    for i in 0..b.len() {
+        for bit in 0..8 {
+            b[i] ^= 1 << bit;
+            assert!(
+                decode(&b, u64::MAX).is_err(),
+                "flip of byte {i} bit {bit} accepted"
+            );
+            b[i] ^= 1 << bit;
+        }
+    }
+}
+
+#[test]
+fn header_rules() {
+    let bytes = encode(&sample()).unwrap();
+    let body = (bytes.len() - HEADER_LEN) as u64;
+    assert!(matches!(
+        decode(&bytes, body - 1),
+        Err(CorruptionReason::BadLength(_))
+    ));
+    let mut v2 = bytes.clone();
+    v2[8] = 2;
+    let crc = crc32c::crc32c(&v2[..36]);
+    v2[36..40].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(
+        decode(&v2, u64::MAX),
+        Err(CorruptionReason::UnsupportedVersion(2))
+    ));
+}
+
+/// A body with a valid checksum but hostile content: re-checksummed garbage.
+fn with_body(body: &[u8], sequence: u64) -> Vec<u8> {
+    let mut out = vec![0u8; HEADER_LEN];
+    out[..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[16..24].copy_from_slice(&sequence.to_le_bytes());
+    out[24..32].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    out[32..36].copy_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    let crc = crc32c::crc32c(&out[..36]);
+    out[36..40].copy_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn checksummed_but_inconsistent_images_are_refused() {
+    let p = sample();
+    let bytes = encode(&p).unwrap();
+    let body = &bytes[HEADER_LEN..];
+    // Same body under another header sequence.
+    assert!(decode(&with_body(body, p.latest_sequence() + 1), u64::MAX).is_err());
+    // Mutated bodies, re-checksummed: refused or (rarely) a different but valid image,
+    // never a panic.
+    for i in (0..body.len()).step_by(3) {
+        let mut b = body.to_vec();
+        b[i] = b[i].wrapping_add(1);
+        let _ = decode(&with_body(&b, p.latest_sequence()), u64::MAX);
+    }
+}
+
+proptest! {
+    #[test]
+    fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400), seq in any::<u64>()) {
+        prop_assert!(decode(&bytes, 1 << 20).is_err());
+        let _ = decode(&with_body(&bytes, seq), 1 << 20);
+    }
+}
+
+mod files_tests {
+    use super::*;
+
+    #[test]
+    fn write_list_load_newest_and_remove_older() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Driver::new();
+        let mut x: u64 = 99;
+        let mut written = Vec::new();
+        for round in 0..3 {
+            for _ in 0..100 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                d.step(((x >> 33) as u8, (x >> 41) as u16, (x >> 20) as u16));
+            }
+            let f = write_atomic(dir.path(), &d.p).unwrap();
+            assert_eq!(
+                f.path.file_name().unwrap().to_str().unwrap(),
+                files::file_name(d.p.latest_sequence())
+            );
+            assert!(f.path.to_str().unwrap().ends_with(".aqs"), "round {round}");
+            written.push((f, d.p.state_digest()));
+        }
+        std::fs::write(dir.path().join("unrelated.txt"), b"x").unwrap();
+        let listed = list(dir.path()).unwrap();
+        assert_eq!(listed.len(), 3);
+        assert!(listed[0].sequence > listed[1].sequence);
+        let r = load_newest(dir.path(), None, DEFAULT_MAX_SNAPSHOT_SIZE).unwrap();
+        let (f, p) = r.loaded.unwrap();
+        assert_eq!(f, written[2].0);
+        assert_eq!(p.state_digest(), written[2].1);
+        assert!(r.skipped.is_empty());
+
+        // Newest truncated, the middle one has a flipped byte: fall back to the oldest.
+        let newest = &written[2].0.path;
+        let len = std::fs::metadata(newest).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(newest)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        let mid = &written[1].0.path;
+        let mut b = std::fs::read(mid).unwrap();
+        let n = b.len();
+        b[n - 3] ^= 0x40;
+        std::fs::write(mid, b).unwrap();
+        let r = load_newest(dir.path(), None, DEFAULT_MAX_SNAPSHOT_SIZE).unwrap();
+        let (f, p) = r.loaded.unwrap();
+        assert_eq!(f, written[0].0);
+        assert_eq!(p.state_digest(), written[0].1);
+        assert_eq!(r.skipped.len(), 2);
+        assert!(
+            r.skipped[0].1.contains("incomplete payload"),
+            "{:?}",
+            r.skipped
+        );
+        assert!(r.skipped[1].1.contains("crc mismatch"), "{:?}", r.skipped);
+
+        // A snapshot newer than the log is skipped with a reason.
+        let r = load_newest(dir.path(), Some(written[0].0.sequence - 1), u64::MAX).unwrap();
+        assert!(r.loaded.is_none());
+        assert_eq!(r.skipped.len(), 3);
+        assert!(r.skipped[2].1.contains("newer than the log"));
+
+        // Size limit.
+        let e = load_file(&written[0].0.path, 10).unwrap_err();
+        assert_eq!(e.python_class(), "SnapshotError");
+
+        std::fs::write(
+            dir.path().join("snapshot-00000000000000000001.aqs.tmp"),
+            b"x",
+        )
+        .unwrap();
+        let removed = remove_older(dir.path(), written[2].0.sequence).unwrap();
+        assert_eq!(removed, 3);
+        let left = list(dir.path()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].sequence, written[2].0.sequence);
+        assert!(dir.path().join("unrelated.txt").exists());
+    }
+
+    #[test]
+    fn empty_or_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = load_newest(dir.path(), None, u64::MAX).unwrap();
+        assert!(r.loaded.is_none() && r.skipped.is_empty());
+        let e = list(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(e.python_class(), "StorageIOError");
+    }
+}

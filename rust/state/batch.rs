@@ -1,0 +1,214 @@
+//! Atomic batches: sequence rules, the undo log and rollback.
+//!
+//! Each event handler checks every precondition before it changes anything, so an event that
+//! fails leaves no trace of itself. Events earlier in the same batch did change the projection;
+//! they pushed [`Undo`] entries, which are replayed in reverse when a later event fails. The
+//! last event of an applied batch needs no undo entry (nothing after it can fail), so a
+//! single-event record pays nothing for atomicity. A dry run ([`Projection::check`]) records
+//! undo for every event and always rolls back: it is the same code as replay.
+
+use crate::error::{CoreError, Result};
+use crate::event::Event;
+use crate::model::{Id, Millis, RunState};
+
+use super::indexes::{placement, sync_task};
+use super::types::{Lease, Run};
+use super::Projection;
+
+/// How to put back what one event changed.
+#[derive(Debug)]
+pub(crate) enum Undo {
+    TaskCreated(Id),
+    /// The task was not canceled before; its previous cancel reason.
+    TaskCanceled {
+        id: Id,
+        reason: Option<String>,
+    },
+    RunCreated(Id),
+    Run(RunSaved),
+    Pause(Option<Millis>),
+}
+
+/// The mutable scalars of a run before an event, plus the lengths of its histories.
+#[derive(Debug)]
+pub(crate) struct RunSaved {
+    pub id: Id,
+    pub state: RunState,
+    pub effective_priority: i32,
+    pub last_state_change_at: Millis,
+    pub not_before: Option<Millis>,
+    pub attempt_count: u32,
+    pub current_attempt: Option<Id>,
+    pub history_len: usize,
+    pub attempts_len: usize,
+    /// `Some(previous)` when the event changed the lease (the old value is moved here).
+    pub lease: Option<Option<Lease>>,
+    /// The event closed the last attempt: reopen it.
+    pub reopen_last: bool,
+}
+
+impl RunSaved {
+    pub fn of(run: &Run) -> Self {
+        Self {
+            id: run.id,
+            state: run.state,
+            effective_priority: run.effective_priority,
+            last_state_change_at: run.last_state_change_at,
+            not_before: run.not_before,
+            attempt_count: run.attempt_count,
+            current_attempt: run.current_attempt,
+            history_len: run.history.len(),
+            attempts_len: run.attempts.len(),
+            lease: None,
+            reopen_last: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Apply,
+    Check,
+}
+
+impl Projection {
+    /// Applies one record: `events[i]` gets sequence `first_sequence + i`. All or nothing: if
+    /// any event is refused, the projection is exactly as before and the error names why.
+    pub fn apply(&mut self, first_sequence: u64, events: &[Event]) -> Result<()> {
+        self.run_batch(first_sequence, events, Mode::Apply)
+    }
+
+    /// Would [`apply`](Self::apply) accept this record? Runs the same code and rolls back, so
+    /// the projection is unchanged either way.
+    pub fn check(&mut self, first_sequence: u64, events: &[Event]) -> Result<()> {
+        self.run_batch(first_sequence, events, Mode::Check)
+    }
+
+    fn run_batch(&mut self, first: u64, events: &[Event], mode: Mode) -> Result<()> {
+        let expected = self.next_sequence();
+        if first != expected {
+            return Err(CoreError::Sequence {
+                expected,
+                got: first,
+            });
+        }
+        let n = events.len();
+        if n == 0 {
+            return Err(CoreError::Rejected(
+                "a record must hold at least one event".into(),
+            ));
+        }
+        let last_seq = u64::try_from(n - 1)
+            .ok()
+            .and_then(|k| first.checked_add(k))
+            .ok_or_else(|| CoreError::Rejected(format!("sequence overflow after {first}")))?;
+        if let Some(i) = events
+            .iter()
+            .take(n - 1)
+            .position(|e| matches!(e, Event::Prune { .. }))
+        {
+            return Err(CoreError::Rejected(format!(
+                "Prune must be the last event of its record (found at position {i} of {n})"
+            )));
+        }
+        self.undo.clear();
+        for (i, ev) in events.iter().enumerate() {
+            let record = mode == Mode::Check || i + 1 < n;
+            let seq = first.wrapping_add(i as u64);
+            if let Err(e) = self.step(seq, ev, record, mode == Mode::Check) {
+                self.rollback();
+                return Err(e);
+            }
+        }
+        match mode {
+            Mode::Check => self.rollback(),
+            Mode::Apply => {
+                self.undo.clear();
+                self.latest_sequence = last_seq;
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes the current undo log, newest first.
+    fn rollback(&mut self) {
+        while let Some(u) = self.undo.pop() {
+            self.undo_one(u);
+        }
+    }
+
+    fn undo_one(&mut self, u: Undo) {
+        match u {
+            Undo::Pause(prev) => self.paused_at = prev,
+            Undo::TaskCreated(id) => {
+                if let Some(task) = self.tasks.remove(&id) {
+                    if let Some(k) = task.spec.dedupe_key.as_deref() {
+                        if self.ix.dedupe.get(k) == Some(&id) {
+                            self.ix.dedupe.remove(k);
+                        }
+                    }
+                    if let Some(k) = task.spec.constraints.concurrency_key.as_deref() {
+                        self.ix.key_task_removed(k);
+                    }
+                }
+            }
+            Undo::TaskCanceled { id, reason } => {
+                if let Some(task) = self.tasks.get_mut(&id) {
+                    task.canceled_at = None;
+                    task.cancel_reason = reason;
+                    let at = task.created_at;
+                    sync_task(task, &mut self.ix, at);
+                }
+            }
+            Undo::RunCreated(id) => {
+                let Some(run) = self.runs.remove(&id) else {
+                    return;
+                };
+                let Some(task) = self.tasks.get_mut(&run.task_id) else {
+                    return;
+                };
+                let p = placement(&run, task);
+                self.ix
+                    .remove(&p, task.spec.constraints.concurrency_key.as_deref());
+                if task.runs.last() == Some(&id) {
+                    task.runs.pop();
+                }
+                task.runs_created = task.runs_created.saturating_sub(1);
+                if !run.state.is_terminal() {
+                    task.nonterminal_runs = task.nonterminal_runs.saturating_sub(1);
+                }
+                sync_task(task, &mut self.ix, run.created_at);
+            }
+            Undo::Run(s) => {
+                let Some(run) = self.runs.get_mut(&s.id) else {
+                    return;
+                };
+                let Some(task) = self.tasks.get_mut(&run.task_id) else {
+                    return;
+                };
+                let before = placement(run, task);
+                run.state = s.state;
+                run.effective_priority = s.effective_priority;
+                run.last_state_change_at = s.last_state_change_at;
+                run.not_before = s.not_before;
+                run.attempt_count = s.attempt_count;
+                run.current_attempt = s.current_attempt;
+                run.history.truncate(s.history_len);
+                run.attempts.truncate(s.attempts_len);
+                if let Some(lease) = s.lease {
+                    run.lease = lease;
+                }
+                if s.reopen_last {
+                    if let Some(a) = run.attempts.last_mut() {
+                        a.finished_at = None;
+                        a.outcome = None;
+                        a.error = None;
+                        a.output = None;
+                    }
+                }
+                let at = run.last_state_change_at;
+                super::reducer::commit_change(run, task, &mut self.ix, &before, at);
+            }
+        }
+    }
+}

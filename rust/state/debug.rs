@@ -1,0 +1,129 @@
+//! Index consistency check: recomputes every derived structure by scanning and compares it
+//! with the incrementally maintained one. O(n log n); for tests and debugging only.
+
+use std::collections::BTreeSet;
+
+use super::Map;
+
+use crate::model::{Id, RunState};
+
+use super::indexes::{placement, IxKey};
+use super::types::fmt_id;
+use super::Projection;
+
+impl Projection {
+    /// `Err(description)` at the first derived structure that disagrees with a full scan.
+    pub fn debug_check_indexes(&self) -> Result<(), String> {
+        let mut sets: [BTreeSet<IxKey>; 9] = Default::default();
+        let mut holders: Map<&str, Id> = Map::default();
+        let mut per_task: Map<Id, Vec<(u32, Id)>> = Map::default();
+        for (id, run) in &self.runs {
+            if *id != run.id {
+                return Err(format!("run stored under the wrong id {}", fmt_id(id)));
+            }
+            let task = self
+                .tasks
+                .get(&run.task_id)
+                .ok_or_else(|| format!("run {} has no task", fmt_id(id)))?;
+            let p = placement(run, task);
+            if let Some(set) = sets.get_mut(p.state as usize) {
+                set.insert(p.key);
+            }
+            if p.holds_key {
+                if let Some(k) = task.spec.constraints.concurrency_key.as_deref() {
+                    if let Some(other) = holders.insert(k, *id) {
+                        return Err(format!(
+                            "key {k:?} held by two runs: {} and {}",
+                            fmt_id(&other),
+                            fmt_id(id)
+                        ));
+                    }
+                }
+            }
+            per_task
+                .entry(run.task_id)
+                .or_default()
+                .push((run.ordinal, *id));
+        }
+        for state in RunState::ALL {
+            let want = sets.get(state as usize).cloned().unwrap_or_default();
+            if self.ix.set(state) != &want {
+                return Err(format!("index of {} differs from a scan", state.name()));
+            }
+        }
+        let mut key_tasks: Map<&str, u32> = Map::default();
+        let mut dedupe: Map<&str, Id> = Map::default();
+        let mut empty_finished = BTreeSet::new();
+        for (id, task) in &self.tasks {
+            if let Some(k) = task.spec.constraints.concurrency_key.as_deref() {
+                *key_tasks.entry(k).or_default() += 1;
+            }
+            let mut runs = per_task.remove(id).unwrap_or_default();
+            runs.sort_unstable();
+            let ids: Vec<Id> = runs.iter().map(|r| r.1).collect();
+            if ids != task.runs {
+                return Err(format!(
+                    "run list of task {} differs from a scan",
+                    fmt_id(id)
+                ));
+            }
+            let nonterminal = ids
+                .iter()
+                .filter(|r| self.runs.get(*r).is_some_and(|r| !r.state.is_terminal()))
+                .count();
+            if u32::try_from(nonterminal).ok() != Some(task.nonterminal_runs) {
+                return Err(format!(
+                    "non-terminal count of task {} is wrong",
+                    fmt_id(id)
+                ));
+            }
+            if task.is_finished() != task.finished_at.is_some() {
+                return Err(format!(
+                    "finished_at of task {} is inconsistent",
+                    fmt_id(id)
+                ));
+            }
+            if task.is_live() {
+                if let Some(k) = task.spec.dedupe_key.as_deref() {
+                    if dedupe.insert(k, *id).is_some() {
+                        return Err(format!("dedupe key {k:?} held by two live tasks"));
+                    }
+                }
+            }
+            if let Some(f) = task.finished_at {
+                if task.runs.is_empty() {
+                    empty_finished.insert((f, *id));
+                }
+            }
+        }
+        if !per_task.is_empty() {
+            return Err("runs whose task is missing".into());
+        }
+        let got_dedupe: Map<&str, Id> = self
+            .ix
+            .dedupe
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        if got_dedupe != dedupe {
+            return Err("dedupe index differs from a scan".into());
+        }
+        let got_keys: Map<&str, (Option<Id>, u32)> = self
+            .ix
+            .keys
+            .iter()
+            .map(|(k, s)| (k.as_str(), (s.holder, s.tasks)))
+            .collect();
+        let want_keys: Map<&str, (Option<Id>, u32)> = key_tasks
+            .iter()
+            .map(|(k, n)| (*k, (holders.get(k).copied(), *n)))
+            .collect();
+        if got_keys != want_keys {
+            return Err("concurrency key slots differ from a scan".into());
+        }
+        if self.ix.empty_finished != empty_finished {
+            return Err("prune candidates differ from a scan".into());
+        }
+        Ok(())
+    }
+}

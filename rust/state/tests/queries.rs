@@ -1,0 +1,68 @@
+//! Index queries.
+
+use super::*;
+use crate::model::RunState as S;
+
+#[test]
+fn next_due_and_due_scheduled_in_time_then_creation_order() {
+    let mut p = P::new();
+    assert_eq!(p.0.next_due(), None);
+    let t = id(1);
+    p.ok(&[
+        tc(repeat(spec(t), 4), 0),
+        rc(id(10), t, 0, 300),
+        rc(id(11), t, 1, 100),
+        rc(id(12), t, 2, 100),
+        rc(id(13), t, 3, 200),
+    ]);
+    assert_eq!(p.0.next_due(), Some(100));
+    assert_eq!(p.0.due_scheduled(99).count(), 0);
+    let due: Vec<_> = p.0.due_scheduled(200).collect();
+    assert_eq!(due, [id(11), id(12), id(13)]);
+    assert_eq!(p.0.due_scheduled(1000).take(2).count(), 2);
+}
+
+#[test]
+fn ready_order_is_priority_then_schedule_then_creation() {
+    let mut p = P::new();
+    let mk = |n: u64, prio: i32| {
+        let mut s = spec(id(n));
+        s.metadata.priority = prio;
+        s
+    };
+    p.ok(&[tc(mk(1, 0), 0), rc(id(10), id(1), 0, 50)]);
+    p.ok(&[tc(mk(2, 5), 0), rc(id(20), id(2), 0, 90)]);
+    p.ok(&[tc(mk(3, 0), 0), rc(id(30), id(3), 0, 10)]);
+    p.ok(&[tc(mk(4, 0), 0), rc(id(40), id(4), 0, 50)]);
+    for r in [10, 20, 30, 40] {
+        p.ok1(tr(id(r), S::Scheduled, S::Ready, 100));
+    }
+    assert_eq!(
+        p.0.ready().collect::<Vec<_>>(),
+        [id(20), id(30), id(10), id(40)]
+    );
+    assert_eq!(p.0.ready().take(1).collect::<Vec<_>>(), [id(20)]);
+}
+
+#[test]
+fn runs_in_state_pages_with_a_cursor() {
+    let mut p = P::new();
+    let t = id(1);
+    let mut batch = vec![tc(repeat(spec(t), 5), 0)];
+    for k in 0..5u32 {
+        batch.push(rc(id(10 + u64::from(k)), t, k, i64::from(k)));
+    }
+    p.ok(&batch);
+    let first: Vec<_> = p.0.runs_in_state(S::Scheduled, None).take(2).collect();
+    assert_eq!(
+        first.iter().map(|k| k.id).collect::<Vec<_>>(),
+        [id(10), id(11)]
+    );
+    let rest: Vec<_> =
+        p.0.runs_in_state(S::Scheduled, first.last().copied())
+            .map(|k| k.id)
+            .collect();
+    assert_eq!(rest, [id(12), id(13), id(14)]);
+    assert_eq!(p.0.counts(), [5, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(p.0.terminal_count(), 0);
+}
