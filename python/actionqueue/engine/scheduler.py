@@ -19,7 +19,7 @@ On-time due runs always become Ready (no history reason). Missed ones, per task:
 =====================  ==========================================================================
 misfire policy         missed runs
 =====================  ==========================================================================
-catch_up               all become Ready, reason ``"misfire: caught up N ms late"``
+catch_up               all become Ready, reason ``"misfire: caught up 3m 5s late"``
 catch_up(cap=C)        the most recent C become Ready; older ones are Canceled with
                        ``"misfire: catch-up cap C exceeded"``
 coalesce               the most recent *due* run (missed or on time) runs once for all:
@@ -127,6 +127,23 @@ class MisfirePlan:
         return [t.command(now) for t in self.transitions]
 
 
+def _human_ms(ms: int) -> str:
+    """``"250 ms"``, ``"42 s"``, ``"3h 2m 5s"``, ``"30d 0h 2m"`` — for history reasons."""
+    if ms < 1_000:
+        return f"{ms} ms"
+    s = ms // 1_000
+    if s < 60:
+        return f"{s} s"
+    m, s = divmod(s, 60)
+    h, m = divmod(m, 60)
+    d, h = divmod(h, 24)
+    if d:
+        return f"{d}d {h}h {m}m"
+    if h:
+        return f"{h}h {m}m {s}s"
+    return f"{m}m {s}s"
+
+
 def is_misfire(scheduled_at: int, now: int, grace_ms: int | None) -> bool:
     """Whether a run due at ``scheduled_at`` is *missed* at ``now``: late by more than the grace.
 
@@ -208,7 +225,7 @@ def plan_misfire(
                 for r in missed[: len(missed) - len(keep)]:
                     cancel(r, f"misfire: catch-up cap {cap} exceeded")
             for r in keep:
-                ready(r, f"misfire: caught up {now - r.scheduled_at} ms late")
+                ready(r, f"misfire: caught up {_human_ms(now - r.scheduled_at)} late")
         elif kind is MisfireKind.COALESCE:
             # The most recent due run (missed or on time) runs once for the whole window.
             survivor = next(
@@ -302,9 +319,18 @@ def plan_task_promotion(
     nt = non_terminal
     exhausted = not isinstance(run_policy, CronPolicy)
     if isinstance(run_policy, CronPolicy):
-        # Each round derives, then plans the due runs (old and new). A second round is needed
-        # only when cancellations opened window slots; folding consumes every missed stretch in
-        # the first round, so the second round derives only on-time or future runs.
+        misfire = run_policy.misfire
+        grace = effective_grace_ms(misfire.grace_ms)
+        # Under coalesce, skip and capped catch-up the task's missed runs and the stretch
+        # missed after them are one missed window, planned together in the first round. The
+        # missed runs are about to be canceled or superseded, so they do not hold window slots
+        # for the refill (at worst the window overfills by what the cap lets survive).
+        folding = misfire.kind is not MisfireKind.CATCH_UP or misfire.cap is not None
+        held = nt
+        if folding:
+            held -= sum(1 for r in due if now - r.scheduled_at > grace)
+        # A second round is needed only when cancellations opened window slots; the first
+        # round consumes every missed stretch, so later rounds derive on-time or future runs.
         for _ in range(3):
             d = derive_runs(
                 clock,
@@ -313,7 +339,7 @@ def plan_task_promotion(
                 total,
                 schedule_origin,
                 after=last,
-                non_terminal=nt,
+                non_terminal=max(0, held),
                 now=now,
             )
             derivations.append(d)
@@ -325,12 +351,13 @@ def plan_task_promotion(
             nt += len(d.derived)
             batch_due = due + [r for r in d.derived if r.scheduled_at <= now]
             due = []
-            plan = plan_misfire(batch_due, run_policy.misfire, now, folded=d.folded)
+            plan = plan_misfire(batch_due, misfire, now, folded=d.folded)
             transitions.extend(plan.transitions)
             canceled = len(plan.canceled)
             nt -= canceled
-            if not canceled or exhausted:
+            if exhausted or nt >= run_policy.window:
                 break
+            held = nt
     else:
         plan = plan_misfire(due, run_policy.misfire, now)
         transitions.extend(plan.transitions)
