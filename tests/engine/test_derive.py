@@ -63,7 +63,8 @@ def test_once_is_one_run_at_the_origin_then_nothing() -> None:
     assert run.history[0].to_state is RunState.SCHEDULED
     assert r.exhausted
     again = derive_runs(clock, tid, RunPolicy.once(), 1, T0 + 5)
-    assert again.derived == () and again.derived_total == 1
+    assert again.derived == ()
+    assert again.derived_total == 1
 
 
 def test_repeat_derives_exactly_n_at_origin_plus_k_interval() -> None:
@@ -79,7 +80,8 @@ def test_repeat_already_derived_continues_where_it_stopped() -> None:
     r = derive_runs(ManualClock(0), TaskId.new(), RunPolicy.repeat(5, 10), 3, 100)
     assert [(x.ordinal, x.scheduled_at) for x in r.derived] == [(3, 130), (4, 140)]
     done = derive_runs(ManualClock(0), TaskId.new(), RunPolicy.repeat(5, 10), 5, 100)
-    assert done.derived == () and done.derived_total == 5
+    assert done.derived == ()
+    assert done.derived_total == 5
 
 
 def test_sub_second_repeat() -> None:
@@ -137,7 +139,8 @@ def test_cron_fills_the_window_and_refills_after_terminal_runs() -> None:
     r = derive_runs(clock, tid, policy, 0, 0)
     assert [x.scheduled_at for x in r.derived] == [0, 5 * MIN, 10 * MIN]
     full = derive_runs(clock, tid, policy, 3, 0, after=r.last_scheduled_at, non_terminal=3)
-    assert full.derived == () and full.derived_total == 3
+    assert full.derived == ()
+    assert full.derived_total == 3
     # Two runs finished: two more, strictly after the last one, with the next ordinals.
     more = derive_runs(clock, tid, policy, 3, 0, after=10 * MIN, non_terminal=1)
     assert [(x.ordinal, x.scheduled_at) for x in more.derived] == [(3, 15 * MIN), (4, 20 * MIN)]
@@ -148,11 +151,15 @@ def test_cron_max_occurrences_is_never_exceeded() -> None:
     tid = TaskId.new()
     policy = RunPolicy.cron("* * * * *", max_occurrences=4, window=3)
     r = derive_runs(clock, tid, policy, 0, 0)
-    assert len(r.derived) == 3 and not r.exhausted
+    assert len(r.derived) == 3
+    assert not r.exhausted
     r2 = derive_runs(clock, tid, policy, 3, 0, after=r.last_scheduled_at, non_terminal=0)
-    assert len(r2.derived) == 1 and r2.derived_total == 4 and r2.exhausted
+    assert len(r2.derived) == 1
+    assert r2.derived_total == 4
+    assert r2.exhausted
     r3 = derive_runs(clock, tid, policy, 4, 0, after=r2.last_scheduled_at, non_terminal=0)
-    assert r3.derived == () and r3.exhausted
+    assert r3.derived == ()
+    assert r3.exhausted
 
 
 def _paris(*args: int) -> int:
@@ -196,7 +203,10 @@ def test_cron_dst_fall_back_paris_and_new_york() -> None:
     # 2024-11-03 New York: 01:30 happens twice (EDT then EST).
     ny = RunPolicy.cron("30 1 * * *", timezone="America/New_York", window=2)
     r = derive_runs(ManualClock(0), TaskId.new(), ny, 0, _utc(2024, 11, 3, 0))
-    assert [x.scheduled_at for x in r.derived] == [_utc(2024, 11, 3, 5, 30), _utc(2024, 11, 3, 6, 30)]
+    assert [x.scheduled_at for x in r.derived] == [
+        _utc(2024, 11, 3, 5, 30),
+        _utc(2024, 11, 3, 6, 30),
+    ]
 
 
 def test_cron_times_are_strictly_increasing_over_refills() -> None:
@@ -211,7 +221,8 @@ def test_cron_times_are_strictly_increasing_over_refills() -> None:
         seen.extend(x.scheduled_at for x in r.derived)
         assert [x.ordinal for x in r.derived] == list(range(total, total + 4))
         total, after = r.derived_total, r.last_scheduled_at
-    assert seen == sorted(set(seen)) and seen[1] - seen[0] == 10_000
+    assert seen == sorted(set(seen))
+    assert seen[1] - seen[0] == 10_000
 
 
 # --- cron after downtime (folding) -------------------------------------------------------------
@@ -224,8 +235,11 @@ def test_coalesce_folds_a_long_missed_stretch_into_one_run() -> None:
     first, second = r.derived
     assert first.scheduled_at == now - 1_000  # the last missed occurrence (1 s late > grace 0)
     fold = r.folded[first.run_id]
-    assert not fold.dropped and not fold.exact and fold.count_text == "1000+"
-    assert fold.first_at == 1_000 and fold.last_at == now - 1_000
+    assert not fold.dropped
+    assert not fold.exact
+    assert fold.count_text == "1000+"
+    assert fold.first_at == 1_000
+    assert fold.last_at == now - 1_000
     assert second.scheduled_at == now  # on time: not folded
     assert second.run_id not in r.folded
 
@@ -237,7 +251,10 @@ def test_skip_folds_into_one_dropped_run_that_does_not_use_the_window() -> None:
     times = [x.scheduled_at for x in r.derived]
     assert times == [10 * MIN, 11 * MIN, 12 * MIN]
     fold = r.folded[r.derived[0].run_id]
-    assert fold.dropped and fold.exact and fold.count == 10 and fold.first_at == MIN
+    assert fold.dropped
+    assert fold.exact
+    assert fold.count == 10
+    assert fold.first_at == MIN
 
 
 def test_capped_catch_up_materializes_only_the_cap() -> None:
@@ -247,16 +264,20 @@ def test_capped_catch_up_materializes_only_the_cap() -> None:
     times = [x.scheduled_at // MIN for x in r.derived]
     assert times == [97, 98, 99, 100]  # one dropped stand-in + the 3 most recent missed
     fold = r.folded[r.derived[0].run_id]
-    assert fold.dropped and fold.count == 97 and fold.exact
+    assert fold.dropped
+    assert fold.count == 97
+    assert fold.exact
     # A stretch within the cap is not folded.
     r = derive_runs(ManualClock(now), TaskId.new(), policy, 1, 0, after=98 * MIN, now=now)
-    assert [x.scheduled_at // MIN for x in r.derived] == [99, 100] and not r.folded
+    assert [x.scheduled_at // MIN for x in r.derived] == [99, 100]
+    assert not r.folded
 
 
 def test_uncapped_catch_up_is_never_folded() -> None:
     policy = RunPolicy.cron("* * * * *", window=3)
     r = derive_runs(ManualClock(0), TaskId.new(), policy, 1, 0, after=0, now=1_000 * MIN)
-    assert [x.scheduled_at // MIN for x in r.derived] == [1, 2, 3] and not r.folded
+    assert [x.scheduled_at // MIN for x in r.derived] == [1, 2, 3]
+    assert not r.folded
 
 
 def test_folding_respects_max_occurrences() -> None:
@@ -264,7 +285,9 @@ def test_folding_respects_max_occurrences() -> None:
         "* * * * *", max_occurrences=3, window=5, misfire=MisfirePolicy.skip(grace=0)
     )
     r = derive_runs(ManualClock(0), TaskId.new(), policy, 2, 0, after=MIN, now=50 * MIN + 1)
-    assert len(r.derived) == 1 and r.derived_total == 3 and r.exhausted
+    assert len(r.derived) == 1
+    assert r.derived_total == 3
+    assert r.exhausted
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -275,7 +298,8 @@ def test_plan_task_create_is_one_batch_with_the_task_first() -> None:
     spec = TaskSpec(TaskId.new(), b"x", RunPolicy.repeat(3, 1000))
     batch, result = plan_task_create(clock, spec, schedule_origin=T0 + 10)
     assert isinstance(batch[0], TaskCreateCommand)
-    assert batch[0].schedule_origin == T0 + 10 and batch[0].timestamp == T0
+    assert batch[0].schedule_origin == T0 + 10
+    assert batch[0].timestamp == T0
     assert [c.KIND for c in batch[1:]] == ["RunCreate"] * 3
     assert all(c.sequence is None for c in batch)
     assert [c.ordinal for c in batch[1:]] == [0, 1, 2]  # type: ignore[attr-defined]
