@@ -12,8 +12,8 @@
 //!   mismatch) in the *last* segment such that no valid record after it claims that the damaged
 //!   spot was already durable. Handles: a crash during `write` (torn record), a power loss that
 //!   kept some of the unsynced pages and not others (a hole, possibly followed by intact records
-//!   that were never synced, which the tail scan counts), a crash while creating a segment (torn
-//!   segment header with nothing valid after it).
+//!   that were never synced, which the tail scan counts), a crash while creating a segment (the
+//!   last segment is shorter than a header and holds only a prefix of one, or zeros).
 //! * **Corruption** (hard [`CoreError::WalCorruption`]): damage in any older segment (they are
 //!   synced and trimmed before the next one is created, so no crash can tear them); damage in
 //!   the last segment when a later valid record's `durable_through` says the damaged record had
@@ -29,7 +29,7 @@ use std::path::Path;
 
 use super::dir::SegmentEntry;
 use super::format::{
-    RecordHeader, SegmentHeader, RECORD_HEADER_LEN, RECORD_MAGIC, SEGMENT_HEADER_LEN,
+    RecordHeader, SegmentHeader, RECORD_HEADER_LEN, RECORD_MAGIC, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 use crate::error::CorruptionReason;
 use crate::{CoreError, Result};
@@ -272,15 +272,16 @@ impl Scanner {
         let header = match SegmentHeader::decode(hdr.get(..n).unwrap_or_default()) {
             Ok(h) => h,
             Err(reason) => {
-                if !self.is_last(idx) || !is_damage(&reason) {
-                    return Err(self.hard(idx, 0, reason));
-                }
-                // Crash while creating the segment (only possible where rename is not atomic
-                // or the file was cut short): usable only if nothing valid follows, because a
-                // record is appended only after the header was durable.
-                let after = scan_valid_records(&file, 0, len, self.max_record)
-                    .map_err(|e| CoreError::io("read", &path, e))?;
-                if after.records > 0 {
+                // Crash while creating the segment (only where a rename can reach the disk
+                // before the data it names): a short file holding a prefix of a header. Any
+                // other bad header — full length, foreign bytes — is corruption, never
+                // guessed away (a user's file must not be deleted as "torn").
+                let head = hdr.get(..n).unwrap_or_default();
+                let torn = self.is_last(idx)
+                    && n < SEGMENT_HEADER_LEN
+                    && (head.iter().all(|&b| b == 0)
+                        || SEGMENT_MAGIC.starts_with(head.get(..n.min(8)).unwrap_or_default()));
+                if !torn {
                     return Err(self.hard(idx, 0, reason));
                 }
                 return Ok(Some(Tail {
@@ -292,7 +293,7 @@ impl Scanner {
                     damage: Some(Damage {
                         reason,
                         whole_segment: true,
-                        after,
+                        after: TailScan::default(),
                     }),
                 }));
             }
