@@ -19,6 +19,7 @@ DEFAULT_MAX_RECORD_SIZE: int
 
 def check_record_size(size: int, max: int = ...) -> None: ...
 def crc32c(data: bytes, initial: int = 0) -> int: ...
+
 @final
 class WalWriter:
     def __new__(

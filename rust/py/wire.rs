@@ -87,7 +87,7 @@ impl<'py> Fields<'_, 'py> {
     }
 
     fn i64(&self, i: usize, field: &str) -> PyResult<i64> {
-        int(&self.item(i)?, &self.name(field))
+        int(&self.item(i)?, &|| self.name(field))
     }
 
     fn opt_i64(&self, i: usize, field: &str) -> PyResult<Option<i64>> {
@@ -95,7 +95,7 @@ impl<'py> Fields<'_, 'py> {
         if o.is_none() {
             return Ok(None);
         }
-        int(&o, &self.name(field)).map(Some)
+        int(&o, &|| self.name(field)).map(Some)
     }
 
     fn u32(&self, i: usize, field: &str) -> PyResult<u32> {
@@ -134,7 +134,7 @@ impl<'py> Fields<'_, 'py> {
     }
 
     fn string(&self, i: usize, field: &str) -> PyResult<String> {
-        string(&self.item(i)?, &self.name(field))
+        string(&self.item(i)?, &|| self.name(field))
     }
 
     fn opt_string(&self, i: usize, field: &str) -> PyResult<Option<String>> {
@@ -142,7 +142,7 @@ impl<'py> Fields<'_, 'py> {
         if o.is_none() {
             return Ok(None);
         }
-        string(&o, &self.name(field)).map(Some)
+        string(&o, &|| self.name(field)).map(Some)
     }
 
     fn bytes(&self, i: usize, field: &str) -> PyResult<Vec<u8>> {
@@ -161,18 +161,21 @@ impl<'py> Fields<'_, 'py> {
 
     fn id(&self, i: usize, field: &str) -> PyResult<Id> {
         let o = self.item(i)?;
-        let name = self.name(field);
         let b = o
             .cast::<PyBytes>()
-            .map_err(|_| wrong_type(&name, "16 bytes (uuid.UUID.bytes)", &o))?;
+            .map_err(|_| wrong_type(&self.name(field), "16 bytes (uuid.UUID.bytes)", &o))?;
         let id: Id = b.as_bytes().try_into().map_err(|_| {
             invalid(format!(
-                "{name}: an id is 16 bytes, got {}",
+                "{}: an id is 16 bytes, got {}",
+                self.name(field),
                 b.as_bytes().len()
             ))
         })?;
         if id == NIL_ID {
-            return Err(invalid(format!("{name}: the nil UUID is not a valid id")));
+            return Err(invalid(format!(
+                "{}: the nil UUID is not a valid id",
+                self.name(field)
+            )));
         }
         Ok(id)
     }
@@ -192,34 +195,36 @@ impl<'py> Fields<'_, 'py> {
 
     fn strings(&self, i: usize, field: &str) -> PyResult<Vec<String>> {
         let o = self.item(i)?;
-        let name = self.name(field);
         let items: Vec<Bound<'py, PyAny>> = if let Ok(l) = o.cast::<PyList>() {
             l.iter().collect()
         } else if let Ok(t) = o.cast::<PyTuple>() {
             t.iter().collect()
         } else {
-            return Err(wrong_type(&name, "a list of str", &o));
+            return Err(wrong_type(&self.name(field), "a list of str", &o));
         };
         items
             .iter()
             .enumerate()
-            .map(|(k, s)| string(s, &format!("{name}[{k}]")))
+            .map(|(k, s)| string(s, &|| format!("{}[{k}]", self.name(field))))
             .collect()
     }
 }
 
-fn int(o: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
+/// The field name for error messages, built only when an error is raised.
+type Name<'a> = &'a dyn Fn() -> String;
+
+fn int(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<i64> {
     if !o.is_instance_of::<PyInt>() || o.is_instance_of::<PyBool>() {
-        return Err(wrong_type(name, "int", o));
+        return Err(wrong_type(&name(), "int", o));
     }
     o.extract::<i64>()
-        .map_err(|_| invalid(format!("{name}: {o} does not fit in 64 bits")))
+        .map_err(|_| invalid(format!("{}: {o} does not fit in 64 bits", name())))
 }
 
-fn string(o: &Bound<'_, PyAny>, name: &str) -> PyResult<String> {
+fn string(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<String> {
     let s = o
         .cast::<PyString>()
-        .map_err(|_| wrong_type(name, "str", o))?;
+        .map_err(|_| wrong_type(&name(), "str", o))?;
     Ok(s.to_str()?.to_owned())
 }
 
@@ -231,7 +236,7 @@ pub fn event_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
     let tag_obj = t
         .get_item(0)
         .map_err(|_| invalid("event: an empty tuple has no tag".into()))?;
-    let tag = int(&tag_obj, "event tag")?;
+    let tag = int(&tag_obj, &|| "event tag".into())?;
     let Some(&name) = usize::try_from(tag).ok().and_then(|i| EVENT_NAMES.get(i)) else {
         return Err(invalid(format!(
             "event: unknown tag {tag} (known: 0..{})",
@@ -421,7 +426,7 @@ fn policy_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<RunPolicy> {
     let kt = kind_obj
         .cast::<PyTuple>()
         .map_err(|_| wrong_type("RunPolicy.kind", "a tuple", &kind_obj))?;
-    let k = int(&kt.get_item(0)?, "RunPolicy.kind tag")?;
+    let k = int(&kt.get_item(0)?, &|| "RunPolicy.kind tag".into())?;
     let kind = match k {
         0 => {
             Fields::open(&kind_obj, "Once", &["tag"])?;
@@ -502,7 +507,7 @@ fn constraints_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Constraints> {
     let bt = b_obj
         .cast::<PyTuple>()
         .map_err(|_| wrong_type("TaskConstraints.backoff", "a tuple", &b_obj))?;
-    let backoff = match int(&bt.get_item(0)?, "Backoff tag")? {
+    let backoff = match int(&bt.get_item(0)?, &|| "Backoff tag".into())? {
         0 => {
             Fields::open(&b_obj, "Backoff.None", &["tag"])?;
             Backoff::None

@@ -140,7 +140,9 @@ def decode_spec(c: Cursor) -> tuple[Any, ...]:
     key = c.option(c.string)
     hold = c.enum(2)
     b = c.enum(3)
-    backoff: tuple[Any, ...] = (0,) if b == 0 else (1, c.i64()) if b == 1 else (2, c.i64(), c.i64(), c.u32())
+    backoff: tuple[Any, ...] = (
+        (0,) if b == 0 else (1, c.i64()) if b == 1 else (2, c.i64(), c.i64(), c.u32())
+    )
     retry_on = (c.boolean(), c.boolean(), c.strings())
     metadata = (c.i32(), c.strings(), c.option(c.string))
     dedupe = c.option(c.string)
@@ -223,7 +225,7 @@ def read_log(path: str | os.PathLike[str], max_record_size: int = 64 << 20) -> L
         expected = first_seq
         pos = HEADER
         while pos < len(data):
-            if data[pos : pos + 4] == b"\0\0\0\0" or len(data) - pos < 4 and not any(data[pos:]):
+            if data[pos : pos + 4] == b"\0\0\0\0" or (len(data) - pos < 4 and not any(data[pos:])):
                 if any(data[pos:]):
                     return _stop(log, name, pos, "garbage after end marker", last)
                 break

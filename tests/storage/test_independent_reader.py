@@ -26,7 +26,8 @@ def test_every_event_kind_decodes_identically(tmp_path: Path) -> None:
     log = read_log(tmp_path)
     assert log.end is None
     assert [e for _, e in log.events()] == EVERY_EVENT * 2
-    assert log.records[0].first_seq == 1 and len(log.records[0].events) == len(EVERY_EVENT)
+    assert log.records[0].first_seq == 1
+    assert len(log.records[0].events) == len(EVERY_EVENT)
     assert log.records[-1].kind == 2  # the close's sync mark
     assert log.records[-1].durable_through == 2 * len(EVERY_EVENT)
     assert log.records[1].durable_through == len(EVERY_EVENT)  # the first append was synced
@@ -67,7 +68,8 @@ def test_independent_reader_stops_where_the_writer_would_cut(tmp_path: Path) -> 
     data = seg.read_bytes()
     seg.write_bytes(data[:-42])  # drop the sync mark (40 B) and the last payload byte
     log = read_log(tmp_path)
-    assert log.end is not None and log.end[2] == "incomplete payload"
+    assert log.end is not None
+    assert log.end[2] == "incomplete payload"
     assert [e for _, e in log.events()] == [(12, i, i) for i in range(4)]
     with WalFsWriter(tmp_path) as w:
         assert w.recovery_report.truncated

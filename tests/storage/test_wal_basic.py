@@ -82,20 +82,52 @@ def test_commands_with_to_wire_and_durability_enums_are_accepted(tmp_path: Path)
 @pytest.mark.parametrize(
     ("event", "error", "message"),
     [
-        ((1, uid(2), "not-an-id", 0, 5, 6), errors.WrongTypeError, r"RunCreate.task_id: expected 16 bytes"),
-        ((1, uid(2), b"short", 0, 5, 6), errors.ValidationError, r"RunCreate.task_id: an id is 16 bytes, got 5"),
+        (
+            (1, uid(2), "not-an-id", 0, 5, 6),
+            errors.WrongTypeError,
+            r"RunCreate.task_id: expected 16 bytes",
+        ),
+        (
+            (1, uid(2), b"short", 0, 5, 6),
+            errors.ValidationError,
+            r"RunCreate.task_id: an id is 16 bytes, got 5",
+        ),
         ((1, uid(2), uid(0), 0, 5, 6), errors.ValidationError, r"RunCreate.task_id: the nil UUID"),
-        ((1, uid(2), uid(1), "0", 5, 6), errors.WrongTypeError, r"RunCreate.ordinal: expected int, got str"),
-        ((1, uid(2), uid(1), -1, 5, 6), errors.ValidationError, r"RunCreate.ordinal: must be between 0"),
-        ((1, uid(2), uid(1), 0, 5), errors.ValidationError, r"RunCreate: expected a tuple of 6 items"),
-        ((2, uid(2), 3, 9, None, None, 7), errors.ValidationError, r"RunTransition.to: a run state is 0..8, got 9"),
+        (
+            (1, uid(2), uid(1), "0", 5, 6),
+            errors.WrongTypeError,
+            r"RunCreate.ordinal: expected int, got str",
+        ),
+        (
+            (1, uid(2), uid(1), -1, 5, 6),
+            errors.ValidationError,
+            r"RunCreate.ordinal: must be between 0",
+        ),
+        (
+            (1, uid(2), uid(1), 0, 5),
+            errors.ValidationError,
+            r"RunCreate: expected a tuple of 6 items",
+        ),
+        (
+            (2, uid(2), 3, 9, None, None, 7),
+            errors.ValidationError,
+            r"RunTransition.to: a run state is 0..8, got 9",
+        ),
         ((4, uid(2), uid(3), 7, None, None, 9), errors.ValidationError, r"outcome is 0..6, got 7"),
         ((10, 2**64), errors.ValidationError, r"EnginePause.at: .* does not fit in 64 bits"),
         ((10, True), errors.WrongTypeError, r"EnginePause.at: expected int, got bool"),
         ((99, 1), errors.ValidationError, r"unknown tag 99"),
         ((), errors.ValidationError, r"empty tuple"),
-        ((0, (*SPEC[:6], (1, "tags-not-a-list", None), None), 1, 2), errors.WrongTypeError, r"TaskMetadata.tags: expected a list of str"),
-        ((0, (*SPEC[:4], ((7,), (0, None, None)), *SPEC[5:]), 1, 2), errors.ValidationError, r"RunPolicy.kind: unknown tag 7"),
+        (
+            (0, (*SPEC[:6], (1, "tags-not-a-list", None), None), 1, 2),
+            errors.WrongTypeError,
+            r"TaskMetadata.tags: expected a list of str",
+        ),
+        (
+            (0, (*SPEC[:4], ((7,), (0, None, None)), *SPEC[5:]), 1, 2),
+            errors.ValidationError,
+            r"RunPolicy.kind: unknown tag 7",
+        ),
     ],
 )
 def test_bad_wire_tuples_name_the_field(
@@ -125,7 +157,9 @@ def test_expected_sequence_is_enforced(tmp_path: Path) -> None:
 def test_oversized_record_is_refused_and_nothing_written(tmp_path: Path) -> None:
     with WalFsWriter(tmp_path, max_record_size=1000) as w:
         big = (9, uid(1), "x" * 2000, 1)
-        with pytest.raises(errors.RecordTooLargeError, match="exceeds the maximum record size of 1000") as info:
+        with pytest.raises(
+            errors.RecordTooLargeError, match="exceeds the maximum record size of 1000"
+        ) as info:
             w.append(big, "immediate")
         assert info.value.max_size == 1000
         assert w.stats().appends == 0
@@ -163,7 +197,7 @@ def test_garbage_file_in_the_wal_directory_is_reported_by_name(tmp_path: Path) -
         w.append((10, 1), "immediate")
     (tmp_path / "backup.tar").write_bytes(b"junk")
     for opener in (WalFsWriter, WalFsReader, verify):
-        with pytest.raises(errors.DataDirError, match="backup.tar") as info:
+        with pytest.raises(errors.DataDirError, match=r"backup\.tar") as info:
             opener(tmp_path)
         assert info.value.path.endswith("backup.tar")
 
@@ -199,7 +233,8 @@ def test_stats_and_verify(tmp_path: Path) -> None:
     v = verify(tmp_path)
     assert (v.events, v.first_sequence, v.last_sequence, v.torn_tail) == (3, 1, 3, None)
     r = repair(tmp_path)
-    assert r.segment is None and not r.truncated
+    assert r.segment is None
+    assert not r.truncated
 
 
 def test_reopen_continues_and_reports_nothing_to_recover(tmp_path: Path) -> None:

@@ -38,7 +38,17 @@ SPEC_MINIMAL: Wire = (
 EVERY_EVENT: list[Wire] = [
     (0, SPEC, 1_700_000_000_000, 1_700_000_000_001),
     (0, SPEC_MINIMAL, 0, -1),
-    (0, (*SPEC[:4], ((1, 7, 60_000), (1, None, None)), (1, None, None, 0, (1, 250), (False, False, [])), *SPEC[6:]), 5, 6),
+    (
+        0,
+        (
+            *SPEC[:4],
+            ((1, 7, 60_000), (1, None, None)),
+            (1, None, None, 0, (1, 250), (False, False, [])),
+            *SPEC[6:],
+        ),
+        5,
+        6,
+    ),
     (1, uid(2), uid(1), 0, 5, 6),
     (2, uid(2), 3, 4, 99, "boom", 7),
     (2, uid(2), 0, 1, None, None, 8),
@@ -68,13 +78,27 @@ def random_event(rng: random.Random) -> Wire:
     if kind == 1:
         return (1, rid, uid(rng.randrange(1, 2**64)), rng.randrange(2**32), i64(), i64())
     if kind == 2:
-        return (2, rid, rng.randrange(9), rng.randrange(9), rng.choice([None, i64()]),
-                rng.choice([None, text]), i64())
+        return (
+            2,
+            rid,
+            rng.randrange(9),
+            rng.randrange(9),
+            rng.choice([None, i64()]),
+            rng.choice([None, text]),
+            i64(),
+        )
     if kind == 3:
         return (3, rid, uid(rng.randrange(1, 2**64)), i64())
     if kind == 4:
-        return (4, rid, uid(7), rng.randrange(7), rng.choice([None, text]),
-                rng.choice([None, rng.randbytes(rng.randrange(0, 300))]), i64())
+        return (
+            4,
+            rid,
+            uid(7),
+            rng.randrange(7),
+            rng.choice([None, text]),
+            rng.choice([None, rng.randbytes(rng.randrange(0, 300))]),
+            i64(),
+        )
     if kind in (5, 6):
         return (kind, rid, text, i64(), i64())
     if kind in (7, 8):

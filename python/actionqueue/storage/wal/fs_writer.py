@@ -55,7 +55,21 @@ Durability = str | _Named
 whose ``name`` is one of those."""
 
 
+_DURABILITY: dict[object, bool] = {
+    "immediate": True,
+    "IMMEDIATE": True,
+    "Immediate": True,
+    "deferred": False,
+    "DEFERRED": False,
+    "Deferred": False,
+}
+
+
 def _is_immediate(durability: Durability) -> bool:
+    try:
+        return _DURABILITY[durability]  # fast path: the usual strings, enum members seen before
+    except (KeyError, TypeError):
+        pass
     name = durability if isinstance(durability, str) else getattr(durability, "name", None)
     if not isinstance(name, str):
         raise WrongTypeError(
@@ -63,10 +77,11 @@ def _is_immediate(durability: Durability) -> bool:
             f"got {type(durability).__name__}"
         )
     upper = name.upper()
-    if upper == "IMMEDIATE":
-        return True
-    if upper == "DEFERRED":
-        return False
+    if upper in ("IMMEDIATE", "DEFERRED"):
+        immediate = upper == "IMMEDIATE"
+        if not isinstance(durability, str) and len(_DURABILITY) < 64:
+            _DURABILITY[durability] = immediate  # enum members are hashable singletons
+        return immediate
     raise ValidationError(f"durability: expected IMMEDIATE or DEFERRED, got {name!r}")
 
 
@@ -76,8 +91,7 @@ def _wire(event: WireTuple | _HasToWire) -> WireTuple:
     to_wire = getattr(event, "to_wire", None)
     if to_wire is None:
         raise WrongTypeError(
-            f"event: expected a wire tuple or an object with to_wire(), "
-            f"got {type(event).__name__}"
+            f"event: expected a wire tuple or an object with to_wire(), got {type(event).__name__}"
         )
     wire = to_wire()
     if not isinstance(wire, tuple):
