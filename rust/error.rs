@@ -14,10 +14,33 @@ pub enum CorruptionReason {
     IncompletePayload,
     BadMagic,
     UnsupportedVersion(u32),
-    CrcMismatch { stored: u32, computed: u32 },
+    CrcMismatch {
+        stored: u32,
+        computed: u32,
+    },
     Decode(String),
-    SequenceRegression { previous: u64, found: u64 },
+    SequenceRegression {
+        previous: u64,
+        found: u64,
+    },
     BadLength(u64),
+    /// The first sequence of a segment or record is past the expected one (a missing record
+    /// or segment).
+    SequenceGap {
+        expected: u64,
+        found: u64,
+    },
+    /// A segment whose WAL id differs from the directory's other segments (copied in from
+    /// another queue).
+    ForeignSegment {
+        expected: u64,
+        found: u64,
+    },
+    /// A record kind this build does not know (written by a newer version?).
+    UnknownRecordKind(u8),
+    /// A header whose checksum is fine but whose fields contradict the file (e.g. the
+    /// segment's name and its first sequence disagree, reserved bytes set).
+    Malformed(String),
 }
 
 impl fmt::Display for CorruptionReason {
@@ -41,6 +64,17 @@ impl fmt::Display for CorruptionReason {
                 )
             }
             Self::BadLength(n) => write!(f, "implausible record length {n}"),
+            Self::SequenceGap { expected, found } => {
+                write!(f, "sequence gap (expected {expected}, found {found})")
+            }
+            Self::ForeignSegment { expected, found } => write!(
+                f,
+                "segment belongs to another WAL (WAL id {found:#018x}, this directory's is {expected:#018x})"
+            ),
+            Self::UnknownRecordKind(k) => {
+                write!(f, "unknown record kind {k} (written by a newer version?)")
+            }
+            Self::Malformed(why) => write!(f, "malformed header: {why}"),
         }
     }
 }
@@ -67,6 +101,10 @@ pub enum CoreError {
         offset: u64,
         reason: CorruptionReason,
     },
+
+    /// The data directory holds an entry the store did not write (or cannot be used as is).
+    #[error("unexpected entry in data directory: {path}: {what}")]
+    UnexpectedFile { path: PathBuf, what: String },
 
     /// A snapshot file could not be used.
     #[error("snapshot {path} is unusable: {reason}")]
@@ -116,6 +154,10 @@ pub enum CoreError {
     /// Bad argument values given to the core (not a domain rule violation).
     #[error("{0}")]
     InvalidArgument(String),
+
+    /// An argument of the wrong type (e.g. a malformed wire tuple from Python).
+    #[error("{0}")]
+    WrongType(String),
 }
 
 impl CoreError {
@@ -144,6 +186,8 @@ impl CoreError {
             Self::Failed { .. } => "StorageFailedError",
             Self::Closed(_) => "ClosedError",
             Self::InvalidArgument(_) => "ValidationError",
+            Self::WrongType(_) => "WrongTypeError",
+            Self::UnexpectedFile { .. } => "DataDirError",
         }
     }
 }

@@ -18,6 +18,7 @@ __all__ = [
     "ClosedError",
     "CodecError",
     "CommandRejectedError",
+    "DataDirError",
     "DataDirLockedError",
     "DerivationError",
     "InvalidIdError",
@@ -115,6 +116,12 @@ class StorageIOError(StorageError):
 
 class DataDirLockedError(StorageError):
     """Another writer holds the data directory's lock."""
+
+    path: str
+
+
+class DataDirError(StorageError):
+    """The data directory holds an entry the store did not write (``path`` names it)."""
 
     path: str
 

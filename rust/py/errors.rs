@@ -44,7 +44,7 @@ fn build(py: Python<'_>, err: &CoreError) -> PyResult<PyErr> {
             exc.setattr("offset", *offset)?;
             exc.setattr("reason", reason.to_string())?;
         }
-        CoreError::DataDirLocked { path, .. } => {
+        CoreError::DataDirLocked { path, .. } | CoreError::UnexpectedFile { path, .. } => {
             exc.setattr("path", path.to_string_lossy().into_owned())?;
         }
         CoreError::Sequence { expected, got } => {

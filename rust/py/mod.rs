@@ -4,6 +4,8 @@
 //! [`CoreError`] becomes the `actionqueue.errors` class it names, in [`errors::to_py`].
 
 mod errors;
+pub mod wal;
+pub mod wire;
 
 use pyo3::prelude::*;
 
@@ -29,5 +31,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_MAX_RECORD_SIZE", DEFAULT_MAX_RECORD_SIZE)?;
     m.add_function(wrap_pyfunction!(check_record_size, m)?)?;
     m.add_function(wrap_pyfunction!(crc32c_py, m)?)?;
+    m.add_class::<wal::PyWalWriter>()?;
+    m.add_class::<wal::PyWalReader>()?;
+    m.add_function(wrap_pyfunction!(wal::wal_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(wal::wal_repair, m)?)?;
+    m.add_function(wrap_pyfunction!(wal::encode_events, m)?)?;
+    m.add_function(wrap_pyfunction!(wal::decode_events, m)?)?;
     Ok(())
 }

@@ -1,0 +1,890 @@
+//! The WAL writer: one record per append, group commit, rotation, preallocation.
+//!
+//! ```text
+//!  appender threads                          group commit
+//!  ----------------                          ------------
+//!  encode + crc (no lock)                    first waiter with no sync in flight = leader:
+//!  lock state: seq, header, pwrite, unlock     read (file, last written seq) under the lock,
+//!  Deferred: return                            fdatasync with no lock held (appends go on),
+//!  Immediate: wait until synced >= my last     synced = that seq, wake everyone
+//! ```
+//!
+//! Space is preallocated by writing zeros ahead of the write position (in `preallocate`-sized
+//! chunks), so a steady-state `fdatasync` flushes data into already-allocated blocks without a
+//! size change (SPEC §10: ≈110 µs instead of ≈180 µs), and unwritten space reads as the zero
+//! end-of-records marker. A write or sync error moves the writer into a failed state for good:
+//! every later call returns [`CoreError::Failed`] naming the first cause; a failed `fdatasync`
+//! is never retried as if it had succeeded (the kernel may have dropped the dirty pages).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::dir::{self, segment_name, TMP_SUFFIX};
+use super::format::{
+    RecordHeader, RecordKind, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
+use super::fs::{StdFs, WalFile, WalFs};
+use super::lock::DirLock;
+use super::scan::{read_segment_header, Item, Scanner};
+use crate::codec::encode_batch_into;
+use crate::error::CorruptionReason;
+use crate::event::Event;
+use crate::{check_record_size, CoreError, Result, DEFAULT_MAX_RECORD_SIZE, FORMAT_VERSION};
+
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_PREALLOCATE: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Returns only after the record is on stable storage (`fdatasync`).
+    Immediate,
+    /// Returns after the write; synced by the next Immediate append, `flush`, `close` or the
+    /// background sync.
+    Deferred,
+}
+
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// A segment rotates when the next record would take it past this size.
+    pub segment_size: u64,
+    /// Largest record payload accepted when writing and believed when reading.
+    pub max_record_size: u64,
+    /// Zero-filled space written ahead of the write position, in bytes per step (0: none).
+    pub preallocate: u64,
+    /// When set, a background thread syncs Deferred appends at this interval.
+    pub sync_interval: Option<Duration>,
+    /// First sequence of a log that has no segments yet.
+    pub start_sequence: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            max_record_size: DEFAULT_MAX_RECORD_SIZE,
+            preallocate: DEFAULT_PREALLOCATE,
+            sync_interval: None,
+            start_sequence: 1,
+        }
+    }
+}
+
+/// What recovery at open found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// A crash tail was cut off.
+    pub truncated: bool,
+    /// The segment that was cut (or removed).
+    pub segment: Option<PathBuf>,
+    /// Where it was cut.
+    pub offset: u64,
+    /// Bytes removed from that segment (including torn bytes and zero padding after them).
+    pub bytes_dropped: u64,
+    /// Intact records found after the damage that were never durable (power loss kept a later
+    /// page but not an earlier one); they are cut off with the tail.
+    pub records_dropped: u64,
+    pub events_dropped: u64,
+    /// Why the tail was judged torn.
+    pub reason: Option<String>,
+    /// Last sequence in the log after recovery (`start_sequence - 1` for an empty log).
+    pub last_sequence: u64,
+    /// Files removed: torn segments, leftover `*.wal.tmp`.
+    pub removed_files: Vec<PathBuf>,
+}
+
+/// Sequences given to one append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Records appended (one per `append` call).
+    pub appends: u64,
+    pub events: u64,
+    /// Record bytes written (headers included, zero padding excluded).
+    pub bytes: u64,
+    /// `fdatasync` calls on segments.
+    pub syncs: u64,
+}
+
+struct State {
+    file: Option<Arc<dyn WalFile>>,
+    seg_path: PathBuf,
+    pos: u64,
+    zeroed_end: u64,
+    next_seq: u64,
+    dirty: bool,
+    lock: Option<DirLock>,
+}
+
+struct SyncState {
+    synced: u64,
+    syncing: bool,
+    failed: Option<String>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    fs: Arc<dyn WalFs>,
+    opts: WalOptions,
+    wal_id: u64,
+    state: Mutex<State>,
+    sync: Mutex<SyncState>,
+    synced_cv: Condvar,
+    /// Signalled after each append: a leader holding back its sync (adaptive commit delay)
+    /// wakes up to see whether the appenders it expects have arrived.
+    append_cv: Condvar,
+    /// Appends covered by the previous group sync, and its duration: the adaptive delay.
+    last_group: AtomicU64,
+    last_sync_nanos: AtomicU64,
+    appends_at_last_sync: AtomicU64,
+    synced_seq: AtomicU64,
+    failed: AtomicBool,
+    closed: AtomicBool,
+    appends: AtomicU64,
+    events: AtomicU64,
+    bytes: AtomicU64,
+    syncs: AtomicU64,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+}
+
+/// The single writer of a WAL directory. All methods take `&self` and are thread-safe.
+pub struct WalWriter {
+    shared: Arc<Shared>,
+    background: Mutex<Option<JoinHandle<()>>>,
+    report: RecoveryReport,
+}
+
+static ZEROS: [u8; 64 * 1024] = [0u8; 64 * 1024];
+
+thread_local! {
+    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl WalWriter {
+    pub fn open(dir: impl AsRef<Path>, opts: WalOptions) -> Result<Self> {
+        Self::open_with_fs(dir, opts, Arc::new(StdFs))
+    }
+
+    /// Opens (creating if needed) the WAL in `dir`, takes its lock, and recovers its tail.
+    pub fn open_with_fs(
+        dir: impl AsRef<Path>,
+        opts: WalOptions,
+        fs: Arc<dyn WalFs>,
+    ) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        validate(&opts)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).map_err(|e| CoreError::io("mkdir", &dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs.sync_dir(parent)
+                    .map_err(|e| CoreError::io("fsync dir", parent, e))?;
+            }
+        } else if !dir.is_dir() {
+            return Err(CoreError::UnexpectedFile {
+                path: dir,
+                what: "the WAL path exists and is not a directory".into(),
+            });
+        }
+        let dir_lock = DirLock::acquire(&dir)?;
+        let recovered = recover(&dir, &opts, fs.as_ref())?;
+        let Recovered {
+            mut report,
+            wal_id,
+            last,
+        } = recovered;
+        let (file, seg_path, pos, zeroed_end, next_seq) = match last {
+            Some(l) => {
+                let file = fs
+                    .open_rw(&l.path)
+                    .map_err(|e| CoreError::io("open", &l.path, e))?;
+                // Certify what recovery read: it may still sit in the page cache of a
+                // process that crashed; after this sync, new records may claim it durable.
+                file.sync_data()
+                    .map_err(|e| CoreError::io("fdatasync", &l.path, e))?;
+                (file, l.path, l.end, l.zeroed_end, l.next_seq)
+            }
+            None => {
+                let first = report.last_sequence.saturating_add(1);
+                let (file, path) = create_segment(&dir, fs.as_ref(), &opts, wal_id, first)?;
+                let zeroed = SEGMENT_HEADER_LEN as u64 + opts.preallocate;
+                (file, path, SEGMENT_HEADER_LEN as u64, zeroed, first)
+            }
+        };
+        report.last_sequence = next_seq.saturating_sub(1);
+        let synced = next_seq.saturating_sub(1);
+        let shared = Arc::new(Shared {
+            dir,
+            fs,
+            wal_id,
+            state: Mutex::new(State {
+                file: Some(file),
+                seg_path,
+                pos,
+                zeroed_end,
+                next_seq,
+                dirty: false,
+                lock: Some(dir_lock),
+            }),
+            sync: Mutex::new(SyncState {
+                synced,
+                syncing: false,
+                failed: None,
+            }),
+            synced_cv: Condvar::new(),
+            append_cv: Condvar::new(),
+            last_group: AtomicU64::new(1),
+            last_sync_nanos: AtomicU64::new(0),
+            appends_at_last_sync: AtomicU64::new(0),
+            synced_seq: AtomicU64::new(synced),
+            failed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            appends: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            syncs: AtomicU64::new(1),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            opts,
+        });
+        let background = shared.opts.sync_interval.map(|every| {
+            let s = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("actionqueue-wal-sync".into())
+                .spawn(move || s.background_sync(every))
+        });
+        let background = match background {
+            Some(Ok(h)) => Some(h),
+            Some(Err(e)) => return Err(CoreError::io("spawn sync thread", &shared.dir, e)),
+            None => None,
+        };
+        Ok(Self {
+            shared,
+            background: Mutex::new(background),
+            report,
+        })
+    }
+
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn wal_id(&self) -> u64 {
+        self.shared.wal_id
+    }
+
+    pub fn options(&self) -> &WalOptions {
+        &self.shared.opts
+    }
+
+    /// The sequence the next appended event will get.
+    pub fn next_sequence(&self) -> u64 {
+        lock(&self.shared.state).next_seq
+    }
+
+    /// Every event with a sequence `<=` this is on stable storage.
+    pub fn synced_sequence(&self) -> u64 {
+        self.shared.synced_seq.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> WalStats {
+        let s = &self.shared;
+        WalStats {
+            appends: s.appends.load(Ordering::Relaxed),
+            events: s.events.load(Ordering::Relaxed),
+            bytes: s.bytes.load(Ordering::Relaxed),
+            syncs: s.syncs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Appends `events` as one atomic record with consecutive sequences. `expected_first`, when
+    /// given, must equal the next sequence ([`CoreError::Sequence`] otherwise, nothing written).
+    pub fn append(
+        &self,
+        events: &[Event],
+        durability: Durability,
+        expected_first: Option<u64>,
+    ) -> Result<Appended> {
+        let s = &self.shared;
+        if events.is_empty() {
+            return Err(CoreError::InvalidArgument(
+                "append needs at least one event".into(),
+            ));
+        }
+        let count = u32::try_from(events.len()).map_err(|_| {
+            CoreError::InvalidArgument(format!("a batch of {} events is too large", events.len()))
+        })?;
+        let appended = ENCODE_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            let r = self.write_record(&mut buf, events, count, expected_first);
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::with_capacity(64 * 1024);
+            }
+            r
+        })?;
+        if durability == Durability::Immediate {
+            s.wait_durable(appended.last_seq)?;
+        }
+        Ok(appended)
+    }
+
+    fn write_record(
+        &self,
+        buf: &mut Vec<u8>,
+        events: &[Event],
+        count: u32,
+        expected_first: Option<u64>,
+    ) -> Result<Appended> {
+        let s = &self.shared;
+        // Encode and checksum the payload before taking the lock.
+        buf.clear();
+        buf.resize(RECORD_HEADER_LEN, 0);
+        encode_batch_into(events, buf)?;
+        let payload = buf.get(RECORD_HEADER_LEN..).unwrap_or_default();
+        let payload_len = payload.len() as u64;
+        check_record_size(payload_len, s.opts.max_record_size)?;
+        let payload_crc = crc32c::crc32c(payload);
+        let payload_len = u32::try_from(payload_len).map_err(|_| CoreError::RecordTooLarge {
+            size: payload_len,
+            max: u64::from(u32::MAX),
+        })?;
+
+        let mut st = lock(&s.state);
+        s.check_usable()?;
+        if let Some(got) = expected_first {
+            if got != st.next_seq {
+                return Err(CoreError::Sequence {
+                    expected: st.next_seq,
+                    got,
+                });
+            }
+        }
+        let first_seq = st.next_seq;
+        let last_seq = first_seq + u64::from(count) - 1;
+        let record_len = buf.len() as u64;
+        if st.pos > SEGMENT_HEADER_LEN as u64 && st.pos + record_len > s.opts.segment_size {
+            s.rotate(&mut st).map_err(|e| s.fail(e))?;
+        }
+        RecordHeader {
+            kind: RecordKind::Events,
+            payload_len,
+            event_count: count,
+            first_seq,
+            durable_through: s.synced_seq.load(Ordering::Acquire),
+            payload_crc,
+        }
+        .encode_into(buf);
+        // Preallocation failing (ENOSPC) leaves only zeros behind: report it, stay usable.
+        let need = st.pos + record_len;
+        s.ensure_zeroed(&mut st, need)?;
+        let file = st.file.as_ref().ok_or(CoreError::Closed("WAL writer"))?;
+        if let Err(e) = file.write_all_at(buf, st.pos) {
+            // A partial record may be on disk: never write after it. Reopen recovers.
+            return Err(s.fail(CoreError::io("write", &st.seg_path, e)));
+        }
+        st.pos += record_len;
+        st.zeroed_end = st.zeroed_end.max(st.pos);
+        st.next_seq = last_seq + 1;
+        st.dirty = true;
+        s.appends.fetch_add(1, Ordering::Relaxed);
+        drop(st);
+        s.append_cv.notify_one();
+        s.events.fetch_add(u64::from(count), Ordering::Relaxed);
+        s.bytes.fetch_add(record_len, Ordering::Relaxed);
+        Ok(Appended {
+            first_seq,
+            last_seq,
+        })
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn flush(&self) -> Result<()> {
+        let s = &self.shared;
+        s.check_usable()?;
+        let target = lock(&s.state).next_seq.saturating_sub(1);
+        s.wait_durable(target)
+    }
+
+    /// Syncs, writes a sync mark certifying the whole log durable, and releases the lock.
+    /// Closing a failed writer only releases its resources. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        let s = &self.shared;
+        if s.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        {
+            *lock(&s.stop) = true;
+            s.stop_cv.notify_all();
+        }
+        if let Some(h) = lock(&self.background).take() {
+            let _ = h.join();
+        }
+        let result = if s.failed.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            self.finish()
+        };
+        let mut st = lock(&s.state);
+        st.file = None;
+        if let Some(l) = st.lock.take() {
+            l.release();
+        }
+        result
+    }
+
+    fn finish(&self) -> Result<()> {
+        let s = &self.shared;
+        let target = lock(&s.state).next_seq.saturating_sub(1);
+        s.wait_durable(target)?;
+        let mut st = lock(&s.state);
+        if !st.dirty {
+            return Ok(());
+        }
+        let mut rec = [0u8; RECORD_HEADER_LEN];
+        RecordHeader {
+            kind: RecordKind::SyncMark,
+            payload_len: 0,
+            event_count: 0,
+            first_seq: st.next_seq,
+            durable_through: st.next_seq.saturating_sub(1),
+            payload_crc: crc32c::crc32c(&[]),
+        }
+        .encode_into(&mut rec);
+        let end = st.pos + RECORD_HEADER_LEN as u64;
+        s.ensure_zeroed(&mut st, end)?;
+        let file = st.file.clone().ok_or(CoreError::Closed("WAL writer"))?;
+        file.write_all_at(&rec, st.pos)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| s.fail(CoreError::io("write sync mark", &st.seg_path, e)))?;
+        s.syncs.fetch_add(1, Ordering::Relaxed);
+        st.pos = end;
+        st.dirty = false;
+        Ok(())
+    }
+}
+
+impl Drop for WalWriter {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl Shared {
+    fn check_usable(&self) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            let cause = lock(&self.sync)
+                .failed
+                .clone()
+                .unwrap_or_else(|| "unknown".into());
+            return Err(CoreError::Failed { cause });
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(CoreError::Closed("WAL writer"));
+        }
+        Ok(())
+    }
+
+    /// Enters the failed state (first cause wins) and returns the error to report now.
+    fn fail(&self, err: CoreError) -> CoreError {
+        let mut g = lock(&self.sync);
+        if g.failed.is_none() {
+            g.failed = Some(err.to_string());
+        }
+        self.failed.store(true, Ordering::Release);
+        self.synced_cv.notify_all();
+        err
+    }
+
+    /// Waits until every event `<= target` is durable, leading a group sync when no sync is
+    /// in flight.
+    fn wait_durable(&self, target: u64) -> Result<()> {
+        let mut g = lock(&self.sync);
+        loop {
+            if let Some(cause) = &g.failed {
+                return Err(CoreError::Failed {
+                    cause: cause.clone(),
+                });
+            }
+            if g.synced >= target {
+                return Ok(());
+            }
+            if g.syncing {
+                g = self
+                    .synced_cv
+                    .wait(g)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            g.syncing = true;
+            g = self.commit_delay(g);
+            drop(g);
+            let result = self.lead_sync();
+            g = lock(&self.sync);
+            g.syncing = false;
+            match result {
+                Ok(through) => {
+                    g.synced = g.synced.max(through);
+                    self.synced_seq.store(g.synced, Ordering::Release);
+                }
+                Err(e) => {
+                    if g.failed.is_none() {
+                        g.failed = Some(e.to_string());
+                    }
+                    self.failed.store(true, Ordering::Release);
+                }
+            }
+            self.synced_cv.notify_all();
+        }
+    }
+
+    /// Adaptive commit delay (PostgreSQL's `commit_delay`/`commit_siblings`, made adaptive):
+    /// when the previous group sync covered several appends, concurrent appenders are on
+    /// their way (e.g. Python threads waiting for the GIL after their last append returned),
+    /// so the leader waits — at most half the last sync's duration, capped at 200 µs — until
+    /// as many appends as last time are in, instead of syncing for itself alone. A lone
+    /// appender (last group of 1) never waits.
+    fn commit_delay<'a>(&'a self, mut g: MutexGuard<'a, SyncState>) -> MutexGuard<'a, SyncState> {
+        let group = self.last_group.load(Ordering::Relaxed);
+        if group <= 1 {
+            return g;
+        }
+        let nanos = (self.last_sync_nanos.load(Ordering::Relaxed) / 2).min(200_000);
+        let deadline = std::time::Instant::now() + Duration::from_nanos(nanos);
+        let want = self.appends_at_last_sync.load(Ordering::Relaxed) + group;
+        while self.appends.load(Ordering::Relaxed) < want {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            g = self
+                .append_cv
+                .wait_timeout(g, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        g
+    }
+
+    fn lead_sync(&self) -> Result<u64> {
+        let (file, through, path, appends) = {
+            let st = lock(&self.state);
+            let file = st.file.clone().ok_or(CoreError::Closed("WAL writer"))?;
+            let appends = self.appends.load(Ordering::Relaxed);
+            (
+                file,
+                st.next_seq.saturating_sub(1),
+                st.seg_path.clone(),
+                appends,
+            )
+        };
+        let started = std::time::Instant::now();
+        file.sync_data()
+            .map_err(|e| CoreError::io("fdatasync", path, e))?;
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_sync_nanos.store(took, Ordering::Relaxed);
+        let before = self.appends_at_last_sync.swap(appends, Ordering::Relaxed);
+        self.last_group
+            .store(appends.saturating_sub(before).max(1), Ordering::Relaxed);
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(through)
+    }
+
+    /// Writes zeros so that `[pos, need)` (and one preallocation step beyond) is allocated.
+    fn ensure_zeroed(&self, st: &mut State, need: u64) -> Result<()> {
+        if self.opts.preallocate == 0 || need <= st.zeroed_end {
+            return Ok(());
+        }
+        let target = need.max(st.zeroed_end + self.opts.preallocate);
+        let file = st.file.clone().ok_or(CoreError::Closed("WAL writer"))?;
+        let mut at = st.zeroed_end.max(st.pos);
+        while at < target {
+            let n = usize::try_from((target - at).min(ZEROS.len() as u64)).unwrap_or(0);
+            file.write_all_at(ZEROS.get(..n).unwrap_or_default(), at)
+                .map_err(|e| CoreError::io("preallocate", &st.seg_path, e))?;
+            at += n as u64;
+            st.zeroed_end = at;
+        }
+        Ok(())
+    }
+
+    /// Seals the current segment (synced, trimmed to its records) and starts the next one.
+    fn rotate(&self, st: &mut State) -> Result<()> {
+        let file = st.file.clone().ok_or(CoreError::Closed("WAL writer"))?;
+        file.set_len(st.pos)
+            .map_err(|e| CoreError::io("truncate", &st.seg_path, e))?;
+        file.sync_data()
+            .map_err(|e| CoreError::io("fdatasync", &st.seg_path, e))?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        let through = st.next_seq.saturating_sub(1);
+        {
+            let mut g = lock(&self.sync);
+            g.synced = g.synced.max(through);
+            self.synced_seq.store(g.synced, Ordering::Release);
+            self.synced_cv.notify_all();
+        }
+        let (new, path) = create_segment(
+            &self.dir,
+            self.fs.as_ref(),
+            &self.opts,
+            self.wal_id,
+            st.next_seq,
+        )?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        st.file = Some(new);
+        st.seg_path = path;
+        st.pos = SEGMENT_HEADER_LEN as u64;
+        st.zeroed_end = SEGMENT_HEADER_LEN as u64 + self.opts.preallocate;
+        Ok(())
+    }
+
+    fn background_sync(&self, every: Duration) {
+        let mut stop = lock(&self.stop);
+        loop {
+            let (g, _) = self
+                .stop_cv
+                .wait_timeout(stop, every)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            stop = g;
+            if *stop || self.failed.load(Ordering::Acquire) {
+                return;
+            }
+            let target = lock(&self.state).next_seq.saturating_sub(1);
+            if target > self.synced_seq.load(Ordering::Acquire) {
+                // A failure here fails the writer; the next call reports it.
+                let _ = self.wait_durable(target);
+            }
+        }
+    }
+}
+
+fn validate(opts: &WalOptions) -> Result<()> {
+    let min = 4096;
+    if opts.segment_size < min {
+        return Err(CoreError::InvalidArgument(format!(
+            "segment_size must be at least {min} bytes, got {}",
+            opts.segment_size
+        )));
+    }
+    if opts.max_record_size == 0 || opts.max_record_size > u64::from(u32::MAX) {
+        return Err(CoreError::InvalidArgument(format!(
+            "max_record_size must be between 1 and {} bytes, got {}",
+            u32::MAX,
+            opts.max_record_size
+        )));
+    }
+    if opts.start_sequence == 0 {
+        return Err(CoreError::InvalidArgument(
+            "start_sequence must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates segment `first_seq`: header and preallocated zeros are written to a temporary
+/// name and synced, then renamed into place and the directory synced, so a segment under its
+/// final name always has a durable header.
+fn create_segment(
+    dir: &Path,
+    fs: &dyn WalFs,
+    opts: &WalOptions,
+    wal_id: u64,
+    first_seq: u64,
+) -> Result<(Arc<dyn WalFile>, PathBuf)> {
+    let name = segment_name(first_seq);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(
+        "{}{TMP_SUFFIX}",
+        name.trim_end_matches(dir::SEGMENT_SUFFIX)
+    ));
+    if tmp.exists() {
+        fs.remove_file(&tmp)
+            .map_err(|e| CoreError::io("remove", &tmp, e))?;
+    }
+    let file = fs
+        .create_new(&tmp)
+        .map_err(|e| CoreError::io("create", &tmp, e))?;
+    let header = SegmentHeader {
+        version: FORMAT_VERSION,
+        wal_id,
+        first_seq,
+    }
+    .encode();
+    file.write_all_at(&header, 0)
+        .map_err(|e| CoreError::io("write", &tmp, e))?;
+    let mut at = SEGMENT_HEADER_LEN as u64;
+    let end = at + opts.preallocate;
+    while at < end {
+        let n = usize::try_from((end - at).min(ZEROS.len() as u64)).unwrap_or(0);
+        file.write_all_at(ZEROS.get(..n).unwrap_or_default(), at)
+            .map_err(|e| CoreError::io("preallocate", &tmp, e))?;
+        at += n as u64;
+    }
+    file.sync_data()
+        .map_err(|e| CoreError::io("fdatasync", &tmp, e))?;
+    fs.rename(&tmp, &path)
+        .map_err(|e| CoreError::io("rename", &path, e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| CoreError::io("fsync dir", dir, e))?;
+    Ok((file, path))
+}
+
+struct LastSegment {
+    path: PathBuf,
+    end: u64,
+    zeroed_end: u64,
+    next_seq: u64,
+}
+
+struct Recovered {
+    report: RecoveryReport,
+    wal_id: u64,
+    last: Option<LastSegment>,
+}
+
+/// Recovery at open: checks every segment header, scans the last segment and cuts off a
+/// crash tail (see `scan.rs` for the rules), removes torn segments and temporary files.
+fn recover(dir: &Path, opts: &WalOptions, fs: &dyn WalFs) -> Result<Recovered> {
+    let mut report = RecoveryReport::default();
+    let listing = dir::list(dir)?;
+    // Crash while creating a segment: the temporary file was never renamed into place.
+    for tmp in &listing.temps {
+        fs.remove_file(tmp)
+            .map_err(|e| CoreError::io("remove", tmp, e))?;
+        report.removed_files.push(tmp.clone());
+    }
+    let mut segs = listing.segments;
+    // Older segments: headers must be sound and agree on the WAL id. (Their records are
+    // verified when read; they were synced before the next segment was created.)
+    let mut wal_id = None;
+    for s in segs.iter().take(segs.len().saturating_sub(1)) {
+        let h = read_segment_header(&s.path)?;
+        match wal_id {
+            Some(id) if id != h.wal_id => {
+                return Err(CoreError::WalCorruption {
+                    segment: s.path.clone(),
+                    offset: 0,
+                    reason: CorruptionReason::ForeignSegment {
+                        expected: id,
+                        found: h.wal_id,
+                    },
+                })
+            }
+            _ => wal_id = Some(h.wal_id),
+        }
+    }
+    let mut next_if_empty = opts.start_sequence;
+    let last = loop {
+        let Some(last) = segs.last().cloned() else {
+            break None;
+        };
+        let idx = segs.len() - 1;
+        let mut scanner = Scanner::new(segs.clone(), idx, opts.max_record_size, None, wal_id);
+        let tail = loop {
+            match scanner.next_item()? {
+                Item::Record { header, offset, .. } => {
+                    if header.kind == RecordKind::Events {
+                        // Checksum-valid records must also decode (else: hard corruption).
+                        if let Err(e) =
+                            crate::codec::decode_batch(scanner.payload(), header.event_count)
+                        {
+                            return Err(CoreError::WalCorruption {
+                                segment: last.path.clone(),
+                                offset,
+                                reason: CorruptionReason::Decode(e.to_string()),
+                            });
+                        }
+                    }
+                }
+                Item::End(t) => break t,
+            }
+        };
+        wal_id = wal_id.or(scanner.wal_id());
+        match &tail.damage {
+            Some(d) if d.whole_segment => {
+                // Crash while creating this segment: nothing in it to keep.
+                fs.remove_file(&last.path)
+                    .map_err(|e| CoreError::io("remove", &last.path, e))?;
+                fs.sync_dir(dir)
+                    .map_err(|e| CoreError::io("fsync dir", dir, e))?;
+                report.truncated = true;
+                report.segment = Some(last.path.clone());
+                report.offset = 0;
+                report.bytes_dropped += tail.file_len;
+                report.reason = Some(d.reason.to_string());
+                report.removed_files.push(last.path.clone());
+                next_if_empty = last.first_seq;
+                segs.pop();
+                continue;
+            }
+            Some(d) => {
+                // Crash tail: cut the segment at the end of its last valid record.
+                let file = fs
+                    .open_rw(&last.path)
+                    .map_err(|e| CoreError::io("open", &last.path, e))?;
+                file.set_len(tail.offset)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| CoreError::io("truncate", &last.path, e))?;
+                report.truncated = true;
+                report.segment = Some(last.path.clone());
+                report.offset = tail.offset;
+                report.bytes_dropped += tail.file_len - tail.offset;
+                report.records_dropped = d.after.records;
+                report.events_dropped = d.after.events;
+                report.reason = Some(d.reason.to_string());
+                break Some(LastSegment {
+                    path: last.path,
+                    end: tail.offset,
+                    zeroed_end: tail.offset,
+                    next_seq: tail.next_seq.unwrap_or(last.first_seq),
+                });
+            }
+            None => {
+                break Some(LastSegment {
+                    path: last.path,
+                    end: tail.offset,
+                    zeroed_end: tail.file_len,
+                    next_seq: tail.next_seq.unwrap_or(last.first_seq),
+                })
+            }
+        }
+    };
+    report.last_sequence = match &last {
+        Some(l) => l.next_seq.saturating_sub(1),
+        None => next_if_empty.saturating_sub(1),
+    };
+    Ok(Recovered {
+        report,
+        wal_id: wal_id.unwrap_or_else(new_wal_id),
+        last,
+    })
+}
+
+/// A random 64-bit id for a new WAL (std's randomly keyed hasher over time and pid).
+fn new_wal_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.write_u128(now);
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}

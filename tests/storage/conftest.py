@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def fast_dir() -> Iterator[Path]:
+    """A directory on tmpfs when there is one: for tests that reopen a log thousands of times
+    to check recovery logic (fsync is free there; durability is tested elsewhere)."""
+    base = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    d = Path(tempfile.mkdtemp(prefix="aq-wal-", dir=base))
+    try:
+        yield d / "wal"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
