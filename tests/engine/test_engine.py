@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import T0, Env
 
 from actionqueue.core import (
     AttemptOutcome,
@@ -24,9 +23,10 @@ from actionqueue.errors import (
     LeaseError,
     NotFoundError,
 )
+from conftest import T0, Env
 
 S = RunState
-O = AttemptOutcome
+Out = AttemptOutcome
 MIN = 60_000
 
 
@@ -59,7 +59,7 @@ def spec(
     )
 
 
-def drain(engine: Engine, outcome: AttemptOutcome = O.SUCCESS, limit: int = 100) -> int:
+def drain(engine: Engine, outcome: AttemptOutcome = Out.SUCCESS, limit: int = 100) -> int:
     """Dispatch and finish everything runnable now; returns the number of attempts."""
     n = 0
     while True:
@@ -95,7 +95,7 @@ def test_repeat_runs_exactly_n_in_schedule_order(env: Env) -> None:
     for _ in range(10):
         for d in e.dispatch_next(limit=10):
             seen.append(d.scheduled_at)
-            e.finish_attempt(d.run_id, d.attempt_id, O.SUCCESS)
+            e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS)
         w = e.next_wakeup()
         if w is None:
             break
@@ -133,7 +133,7 @@ def test_submit_many_one_batch_and_dedupe(env: Env) -> None:
 # --- retries -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("outcome", [O.RETRYABLE_FAILURE, O.TIMEOUT, O.LOST])
+@pytest.mark.parametrize("outcome", [Out.RETRYABLE_FAILURE, Out.TIMEOUT, Out.LOST])
 @pytest.mark.parametrize("max_attempts", [1, 3])
 def test_retry_cap(env: Env, outcome: AttemptOutcome, max_attempts: int) -> None:
     e = env.engine
@@ -161,7 +161,7 @@ def test_retry_cap(env: Env, outcome: AttemptOutcome, max_attempts: int) -> None
 def test_mixed_outcomes_then_success(env: Env) -> None:
     e = env.engine
     tid = e.submit(spec(max_attempts=3, retry=Backoff.fixed(100)))
-    outcomes = [O.TIMEOUT, O.RETRYABLE_FAILURE, O.SUCCESS]
+    outcomes = [Out.TIMEOUT, Out.RETRYABLE_FAILURE, Out.SUCCESS]
     for o in outcomes:
         (d,) = e.dispatch_next(limit=5)
         assert e.finish_attempt(d.run_id, d.attempt_id, o, error=None) in (
@@ -178,7 +178,7 @@ def test_terminal_failure_fails_at_once(env: Env) -> None:
     e = env.engine
     e.submit(spec(max_attempts=5))
     (d,) = e.dispatch_next()
-    assert e.finish_attempt(d.run_id, d.attempt_id, O.TERMINAL_FAILURE, error="bad") is S.FAILED
+    assert e.finish_attempt(d.run_id, d.attempt_id, Out.TERMINAL_FAILURE, error="bad") is S.FAILED
     run = e.get_run(d.run_id)
     assert run is not None
     assert run.attempts[0].error == "bad"
@@ -188,14 +188,14 @@ def test_retry_waits_for_backoff_and_retry_delay_overrides(env: Env) -> None:
     e = env.engine
     e.submit(spec(max_attempts=3, retry=Backoff.fixed(5_000)))
     (d,) = e.dispatch_next()
-    e.finish_attempt(d.run_id, d.attempt_id, O.RETRYABLE_FAILURE)
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
     assert e.next_wakeup() == T0 + 5_000
     env.clock.set(T0 + 4_999)
     assert e.dispatch_next() == []
     env.clock.set(T0 + 5_000)
     (d2,) = e.dispatch_next()
     assert d2.attempt == 2
-    e.finish_attempt(d2.run_id, d2.attempt_id, O.RETRYABLE_FAILURE, retry_delay=1)
+    e.finish_attempt(d2.run_id, d2.attempt_id, Out.RETRYABLE_FAILURE, retry_delay=1)
     assert e.next_wakeup() == T0 + 5_001
 
 
@@ -203,25 +203,25 @@ def test_suspended_does_not_count_and_retry_now_resumes(env: Env) -> None:
     e = env.engine
     e.submit(spec(max_attempts=1))
     (d,) = e.dispatch_next()
-    assert e.finish_attempt(d.run_id, d.attempt_id, O.SUSPENDED) is S.SUSPENDED
+    assert e.finish_attempt(d.run_id, d.attempt_id, Out.SUSPENDED) is S.SUSPENDED
     assert e.dispatch_next() == []
     e.retry_now(d.run_id)
     (d2,) = e.dispatch_next()
     assert d2.attempt == 1
-    assert e.finish_attempt(d2.run_id, d2.attempt_id, O.SUCCESS) is S.COMPLETED
+    assert e.finish_attempt(d2.run_id, d2.attempt_id, Out.SUCCESS) is S.COMPLETED
 
 
 def test_retry_now_skips_backoff_and_refuses_terminal(env: Env) -> None:
     e = env.engine
     e.submit(spec(max_attempts=2, retry=Backoff.fixed(60_000)))
     (d,) = e.dispatch_next()
-    e.finish_attempt(d.run_id, d.attempt_id, O.RETRYABLE_FAILURE)
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
     e.retry_now(d.run_id)
     (d2,) = e.dispatch_next()
     assert d2.attempt == 2
     with pytest.raises(CommandRejectedError, match="RetryWait or"):
         e.retry_now(d2.run_id)  # Running: nothing to retry
-    e.finish_attempt(d2.run_id, d2.attempt_id, O.RETRYABLE_FAILURE)
+    e.finish_attempt(d2.run_id, d2.attempt_id, Out.RETRYABLE_FAILURE)
     with pytest.raises(InvalidTransitionError, match="terminal"):
         e.retry_now(d2.run_id)  # Failed is final
 
@@ -292,9 +292,9 @@ def test_lease_boundary_and_clock_moved_back(env: Env) -> None:
     run = e.get_run(d.run_id)
     assert run is not None
     assert run.state is S.RETRY_WAIT
-    assert run.attempts[0].outcome is O.LOST
+    assert run.attempts[0].outcome is Out.LOST
     with pytest.raises(LeaseError):
-        e.finish_attempt(d.run_id, d.attempt_id, O.SUCCESS)  # too late: already Lost
+        e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS)  # too late: already Lost
 
 
 def test_lease_expiry_reeligible_completes_with_lineage(env: Env) -> None:
@@ -306,10 +306,10 @@ def test_lease_expiry_reeligible_completes_with_lineage(env: Env) -> None:
     assert d2.run_id == d.run_id
     assert d2.attempt == 2
     assert d2.attempt_id != d.attempt_id
-    e.finish_attempt(d2.run_id, d2.attempt_id, O.SUCCESS)
+    e.finish_attempt(d2.run_id, d2.attempt_id, Out.SUCCESS)
     (run,) = e.runs_for_task(tid)
     assert run.state is S.COMPLETED
-    assert [a.outcome for a in run.attempts] == [O.LOST, O.SUCCESS]
+    assert [a.outcome for a in run.attempts] == [Out.LOST, Out.SUCCESS]
     assert any(h.reason and "lease expired" in h.reason for h in run.history)
 
 
@@ -360,7 +360,7 @@ def test_release_gives_the_attempt_back(env: Env) -> None:
     assert run.attempt_count == 0
     (d2,) = e.dispatch_next()
     assert d2.attempt == 1
-    assert e.finish_attempt(d2.run_id, d2.attempt_id, O.SUCCESS) is S.COMPLETED
+    assert e.finish_attempt(d2.run_id, d2.attempt_id, Out.SUCCESS) is S.COMPLETED
 
 
 # --- concurrency keys --------------------------------------------------------------------------
@@ -376,7 +376,7 @@ def test_concurrency_key_exclusion_and_release_on_completion(env: Env) -> None:
     assert e.dispatch_next(limit=10) == []
     assert states(e, b) == [S.READY]  # skipped, not dropped
     first = next(d for d in batch if d.task_id == a)
-    e.finish_attempt(first.run_id, first.attempt_id, O.SUCCESS)
+    e.finish_attempt(first.run_id, first.attempt_id, Out.SUCCESS)
     (d,) = e.dispatch_next(limit=10)
     assert d.task_id == b
 
@@ -387,11 +387,11 @@ def test_key_held_during_retry_and_released_on_failure(env: Env) -> None:
     b = e.submit(spec(key="k"))
     (d,) = e.dispatch_next(limit=5)
     assert d.task_id == a
-    e.finish_attempt(d.run_id, d.attempt_id, O.RETRYABLE_FAILURE)
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
     assert e.dispatch_next(limit=5) == []  # a holds "k" in RetryWait
     env.clock.advance(1_000)
     (d2,) = e.dispatch_next(limit=5)
-    e.finish_attempt(d2.run_id, d2.attempt_id, O.RETRYABLE_FAILURE)  # -> Failed, releases
+    e.finish_attempt(d2.run_id, d2.attempt_id, Out.RETRYABLE_FAILURE)  # -> Failed, releases
     (d3,) = e.dispatch_next(limit=5)
     assert d3.task_id == b
 
@@ -403,7 +403,7 @@ def test_release_on_retry_lets_others_run(env: Env) -> None:
     )
     b = e.submit(spec(key="k"))
     (d,) = e.dispatch_next(limit=5)
-    e.finish_attempt(d.run_id, d.attempt_id, O.RETRYABLE_FAILURE)
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
     (d2,) = e.dispatch_next(limit=5)
     assert d2.task_id == b
 
@@ -415,7 +415,7 @@ def test_cancel_releases_key(env: Env) -> None:
     (d,) = e.dispatch_next(limit=5)
     assert d.task_id == a
     e.cancel_task(a, "no longer needed")
-    assert e.finish_attempt(d.run_id, d.attempt_id, O.SUCCESS) is S.CANCELED
+    assert e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS) is S.CANCELED
     (d2,) = e.dispatch_next(limit=5)
     assert d2.task_id == b
 
@@ -432,7 +432,7 @@ def test_cancel_any_non_terminal_state(env: Env) -> None:
     got = {d.task_id: d for d in e.dispatch_next(limit=2)}
     assert set(got) == {t_run, t_retry}
     d = got[t_retry]
-    e.finish_attempt(d.run_id, d.attempt_id, O.RETRYABLE_FAILURE)
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
     for tid, st in [(t_sched, S.SCHEDULED), (t_ready, S.READY), (t_run, S.RUNNING)]:
         assert states(e, tid) == [st]
     assert states(e, t_retry) == [S.RETRY_WAIT]
@@ -445,7 +445,7 @@ def test_cancel_any_non_terminal_state(env: Env) -> None:
         with pytest.raises(InvalidTransitionError):
             e.retry_now(run.run_id)
     running = e.runs_for_task(t_run)[0]
-    assert running.attempts[0].outcome is O.CANCELED
+    assert running.attempts[0].outcome is Out.CANCELED
     env.clock.advance(2 * MIN)
     assert drain(e) == 0
 
@@ -472,9 +472,9 @@ def test_refused_batch_changes_nothing(env: Env) -> None:
         # Ready -> Running is not in the table.
         env.auth.submit_wire([(2, d.run_id.bytes, 1, 3, None, None, T0)], e.durability)
     with pytest.raises(CommandRejectedError):
-        e.finish_attempt(d.run_id, type(d.attempt_id).new(), O.SUCCESS)
+        e.finish_attempt(d.run_id, type(d.attempt_id).new(), Out.SUCCESS)
     assert env.auth.latest_sequence == seq
-    assert e.finish_attempt(d.run_id, d.attempt_id, O.SUCCESS) is S.COMPLETED
+    assert e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS) is S.COMPLETED
 
 
 # --- selection -------------------------------------------------------------------------------
