@@ -595,3 +595,43 @@ def test_cron_cancel_run_refills_window(env: Env) -> None:
     (run,) = e.runs_for_task(tid)
     e.cancel_run(run.run_id)
     assert states(e, tid) == [S.CANCELED, S.SCHEDULED]
+
+
+# --- argument errors ---------------------------------------------------------------------------
+
+
+def test_bad_arguments_are_typed_errors(env: Env) -> None:
+    from actionqueue.errors import ValidationError, WrongTypeError
+
+    e = env.engine
+    with pytest.raises(ValidationError, match="owner"):
+        e.dispatch_next(owner="")
+    with pytest.raises(ValidationError, match="limit"):
+        e.dispatch_next(limit=-1)
+    with pytest.raises(WrongTypeError, match="TaskSpec"):
+        e.submit("not a spec")  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):
+        e.cancel_run(TaskId.new().bytes)
+    with pytest.raises(NotFoundError):
+        e.retry_now(TaskId.new().bytes)
+    e.submit(spec())
+    (d,) = e.dispatch_next()
+    with pytest.raises(WrongTypeError, match="output"):
+        e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS, output="text")  # type: ignore[arg-type]
+    assert e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS, output=b"ok") is S.COMPLETED
+    run = e.get_run(d.run_id)
+    assert run is not None
+    assert run.attempts[0].output == b"ok"
+
+
+def test_selector_violating_the_key_contract_cannot_break_the_gate(env: Env) -> None:
+    class Greedy(DefaultSelector):
+        def select(self, candidates, limit, held_keys=frozenset()):  # type: ignore[no-untyped-def]
+            got = list(candidates)
+            return got + got  # duplicates: the engine drops them
+
+    env.engine = Engine(env.auth, env.clock, owner="w1", selector=Greedy())
+    env.engine.submit(spec(key="k"))
+    env.engine.submit(spec(key="k"))
+    env.engine.submit(spec())
+    assert len(env.engine.dispatch_next(limit=10)) == 2
