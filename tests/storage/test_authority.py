@@ -159,13 +159,22 @@ def test_full_lifecycle_and_typed_queries(auth: StorageMutationAuthority) -> Non
     assert isinstance(run, RunInstance)
     assert run.state is RunState.RUNNING
     assert run.current_attempt == attempt
-    assert run.lease is not None and run.lease.owner == "w1"
+    assert run.lease is not None
+    assert run.lease.owner == "w1"
     assert run.effective_priority == 5
     assert run.created_seq == 2
     auth.submit_batch(complete(rid, attempt, T0 + 20), IMM)
     run = auth.get_run(rid)
-    assert run is not None and run.state is RunState.COMPLETED and run.lease is None
-    assert [h.to_state for h in run.history] == [S.SCHEDULED, S.READY, S.LEASED, S.RUNNING, S.COMPLETED]
+    assert run is not None
+    assert run.state is RunState.COMPLETED
+    assert run.lease is None
+    assert [h.to_state for h in run.history] == [
+        S.SCHEDULED,
+        S.READY,
+        S.LEASED,
+        S.RUNNING,
+        S.COMPLETED,
+    ]
     assert run.attempts[0].outcome is AttemptOutcome.SUCCESS
     rec = auth.get_task(tid)
     assert isinstance(rec, TaskRecord)
@@ -209,7 +218,9 @@ def test_lease_causality(auth: StorageMutationAuthority) -> None:
         IMM,
     )
     run = auth.get_run(rid)
-    assert run is not None and run.state is RunState.FAILED and run.attempt_count == 1
+    assert run is not None
+    assert run.state is RunState.FAILED
+    assert run.attempt_count == 1
 
 
 def test_cancel_cascades_to_every_non_terminal_run(auth: StorageMutationAuthority) -> None:
@@ -226,7 +237,9 @@ def test_cancel_cascades_to_every_non_terminal_run(auth: StorageMutationAuthorit
     assert states[r0].attempts[0].outcome is AttemptOutcome.CANCELED
     assert states[r0].lease is None
     rec = auth.get_task(s.task_id)
-    assert rec is not None and rec.is_canceled and rec.non_terminal == 0
+    assert rec is not None
+    assert rec.is_canceled
+    assert rec.non_terminal == 0
     assert auth.ready_candidates(10) == []
     assert r2 in states
     with pytest.raises(CommandRejectedError):
@@ -299,7 +312,9 @@ def test_prune_by_age_and_by_count(auth: StorageMutationAuthority) -> None:
     out = auth.prune(T0 + 3, IMM, timestamp=T0 + 100)
     assert (out.runs_removed, out.tasks_removed, out.before) == (3, 3, T0 + 3)
     kept = auth.prune_keep_newest(2, IMM, timestamp=T0 + 100)
-    assert kept is not None and kept.runs_removed == 5 and kept.before == T0 + 8
+    assert kept is not None
+    assert kept.runs_removed == 5
+    assert kept.before == T0 + 8
     assert auth.counts()[RunState.CANCELED] == 2
     assert auth.task_count == 2
     assert auth.prune_keep_newest(2) is None
@@ -341,7 +356,8 @@ def test_seed_construction_refuses_a_reducer_of_another_history(tmp_path: Path) 
     # Nothing was taken: replaying the log into the reducer makes the pair consistent.
     assert r.replay_wal(tmp_path / "wal") == (1, 1)
     a = StorageMutationAuthority(w, r)
-    assert a.is_paused and a.latest_sequence == 1
+    assert a.is_paused
+    assert a.latest_sequence == 1
     a.close()
 
 

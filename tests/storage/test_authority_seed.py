@@ -53,7 +53,8 @@ def test_seed_example_verbatim() -> None:
 
     # What it did, checked.
     rec = authority.get_task(task_id)
-    assert rec is not None and rec.spec == task_spec
+    assert rec is not None
+    assert rec.spec == task_spec
     assert authority.latest_sequence == 1
     authority.close()
     import shutil
@@ -76,4 +77,5 @@ def test_module_doctests() -> None:
 
     for name in ("actionqueue.storage.mutation", "actionqueue.storage.recovery.reducer"):
         result = doctest.testmod(importlib.import_module(name))
-        assert result.attempted > 0 and result.failed == 0, name
+        assert result.attempted > 0, name
+        assert result.failed == 0, name

@@ -41,7 +41,8 @@ def test_sixteen_threads_immediate_share_fsyncs(tmp_path: Path) -> None:
     stats = a.stats()
     submits = threads * per_thread
     assert stats.submits == submits
-    assert a.task_count == submits and a.run_count == submits
+    assert a.task_count == submits
+    assert a.run_count == submits
     assert stats.synced_sequence == 2 * submits
     assert stats.wal_syncs < submits / 2, stats
     digest = a.state_digest()

@@ -33,7 +33,8 @@ def test_new_data_dir_layout_is_owner_only(data_dir: Path) -> None:
     for d in (data_dir, data_dir / "wal", data_dir / "snapshots"):
         assert d.is_dir()
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
-    assert report.snapshot_path is None and report.final_sequence == 0
+    assert report.snapshot_path is None
+    assert report.final_sequence == 0
     assert report.snapshots_skipped == ()
     assert report.duration_ms >= 0
 
@@ -60,9 +61,12 @@ def test_torn_tail_is_cut_and_reported(data_dir: Path) -> None:
         f.write(b"AQRC\x01\x00\x00\x00" + bytes(20))
     b, r = bootstrap(data_dir, **SMALL)  # type: ignore[arg-type]
     with b:
-        assert r.wal.truncated and r.tail_truncated_bytes == 28
-        assert r.wal.segment is not None and r.wal.segment.endswith(seg.name)
-        assert b.state_digest() == live and b.latest_sequence == last
+        assert r.wal.truncated
+        assert r.tail_truncated_bytes == 28
+        assert r.wal.segment is not None
+        assert r.wal.segment.endswith(seg.name)
+        assert b.state_digest() == live
+        assert b.latest_sequence == last
 
 
 def test_snapshot_checkpoint_and_tail_only_startup(data_dir: Path) -> None:
@@ -70,7 +74,8 @@ def test_snapshot_checkpoint_and_tail_only_startup(data_dir: Path) -> None:
     fill(a, 100)
     live, last = a.state_digest(), a.latest_sequence
     st = a.stats()
-    assert st.snapshots >= 3 and st.last_snapshot is not None
+    assert st.snapshots >= 3
+    assert st.last_snapshot is not None
     a.close()
     snaps = snapshots(data_dir)
     assert len(snaps) == 2
@@ -111,7 +116,8 @@ def test_bad_newest_snapshot_falls_back_to_the_older_one(data_dir: Path, damage:
         newest.write_bytes(os.urandom(len(data)))
     b, r = bootstrap(data_dir, **SMALL)  # type: ignore[arg-type]
     with b:
-        assert b.state_digest() == live and b.latest_sequence == last
+        assert b.state_digest() == live
+        assert b.latest_sequence == last
         assert r.snapshot_path == str(older)
         if damage == "missing":
             assert r.snapshots_skipped == ()
@@ -166,6 +172,7 @@ def test_snapshot_on_close(data_dir: Path) -> None:
     a.close()
     b, r = bootstrap(data_dir)
     with b:
-        assert r.snapshot_sequence == b.latest_sequence and r.events_replayed == 0
+        assert r.snapshot_sequence == b.latest_sequence
+        assert r.events_replayed == 0
     # Nothing changed since: no new snapshot at the second close.
     assert len(snapshots(data_dir)) == 1

@@ -18,18 +18,23 @@ def test_take_list_inspect_load(data_dir: Path) -> None:
     for _ in range(20):
         a.submit_batch(create(spec())[0], DurabilityPolicy.DEFERRED)
     info = snapshot.take(a)
-    assert info is not None and info.sequence == 40 and info.bytes > 40
+    assert info is not None
+    assert info.sequence == 40
+    assert info.bytes > 40
     digest = a.state_digest()
     a.close()
     files = snapshot.list_snapshots(data_dir / "snapshots")
     assert [(f.path, f.sequence) for f in files] == [(info.path, 40)]
     ins = snapshot.inspect(info.path)
-    assert ins.valid and ins.error is None
+    assert ins.valid
+    assert ins.error is None
     assert (ins.sequence, ins.tasks, ins.runs, ins.version) == (40, 20, 20, 1)
     assert ins.file_size == info.bytes
     r = snapshot.load(info.path)
     assert isinstance(r, ReplayReducer)
-    assert r.state_digest() == digest and r.latest_sequence == 40 and r.task_count == 20
+    assert r.state_digest() == digest
+    assert r.latest_sequence == 40
+    assert r.task_count == 20
 
 
 def test_inspect_and_load_report_corruption(tmp_path: Path) -> None:
@@ -40,13 +45,16 @@ def test_inspect_and_load_report_corruption(tmp_path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 0x80]))
     ins = snapshot.inspect(path)
-    assert not ins.valid and ins.sequence == 2
-    assert ins.error is not None and "crc mismatch" in ins.error
+    assert not ins.valid
+    assert ins.sequence == 2
+    assert ins.error is not None
+    assert "crc mismatch" in ins.error
     with pytest.raises(SnapshotError, match="crc mismatch"):
         snapshot.load(path)
     path.write_bytes(b"nope")
     ins = snapshot.inspect(path)
-    assert not ins.valid and ins.sequence is None
+    assert not ins.valid
+    assert ins.sequence is None
 
 
 def test_snapshot_without_a_directory_is_none(tmp_path: Path) -> None:
@@ -61,4 +69,5 @@ def test_snapshot_without_a_directory_is_none(tmp_path: Path) -> None:
     ) as a:
         a.submit_batch(create(spec(), T0)[0], DurabilityPolicy.IMMEDIATE)
         info = a.snapshot()
-        assert info is not None and Path(info.path).parent == tmp_path / "snaps"
+        assert info is not None
+        assert Path(info.path).parent == tmp_path / "snaps"
