@@ -125,6 +125,10 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
     let wal_report = wal.recovery_report().clone();
     let last = wal.next_sequence().saturating_sub(1);
 
+    // Snapshots that cannot be used are skipped with their reason, newest first: torn or
+    // bit-rotted files (a crash during an interrupted copy, bad media), and snapshots newer
+    // than the log (the log was cut by an explicit `repair`, or lost unsynced records — the
+    // authority flushes before snapshotting, so only a damaged disk gets there).
     let t = Instant::now();
     let loaded = snapshot::load_newest(&snap_dir, Some(last), opts.max_snapshot_size)?;
     let snapshot_load_ms = ms(t);
