@@ -5,9 +5,10 @@
 //!  ───────────────────────────────────────────        projection apply order
 //!  lock ─ refuse if failed/closed
 //!       ─ first = projection.next_sequence()  (caller's expected first must match)
-//!       ─ projection.check(first, events)      the reducer's dry run = replay's code
+//!       ─ projection.apply_tentative(first, events)   the reducer's dry run = replay's
+//!                                              code, kept with its undo log (one pass)
 //!       ─ wal.append(events, Deferred, first)  one record, one checksum
-//!       ─ projection.apply(first, events)
+//!       ─ commit_tentative  (or abort_tentative: undo, if the append failed)
 //!       ─ every `snapshot_every` events: flush, snapshot, checkpoint
 //!  unlock
 //!  Immediate: wal.wait_durable(last)           group commit, no lock held
@@ -257,20 +258,37 @@ impl Authority {
             }
         }
         // Validation is the reducer's own dry run (SPEC §11.1): nothing that replay would
-        // refuse ever reaches the log.
-        if let Err(e) = g.p.check(first, events) {
+        // refuse ever reaches the log. The dry run and the apply are one pass: the record is
+        // applied tentatively (replay's code; a refusal rolls itself back), appended, and
+        // kept — or taken back through its undo log if the append fails. Nobody sees the
+        // tentative state: the mutex is held throughout. A Prune cannot be undone, so its
+        // record takes the two-pass path.
+        let tentative = !events.iter().any(|e| matches!(e, Event::Prune { .. }));
+        let checked = if tentative {
+            g.p.apply_tentative(first, events)
+        } else {
+            g.p.check(first, events)
+        };
+        if let Err(e) = checked {
             g.stats.rejected += 1;
             return Err(e);
         }
         let appended = match self.wal.append(events, Durability::Deferred, Some(first)) {
             Ok(a) => a,
-            Err(e) if nothing_written(&e, &self.wal) => {
-                g.stats.rejected += 1;
-                return Err(e);
+            Err(e) => {
+                if tentative {
+                    g.p.abort_tentative();
+                }
+                if nothing_written(&e, &self.wal) {
+                    g.stats.rejected += 1;
+                    return Err(e);
+                }
+                return Err(Self::fail(g, e));
             }
-            Err(e) => return Err(Self::fail(g, e)),
         };
-        if let Err(e) = g.p.apply(first, events) {
+        if tentative {
+            g.p.commit_tentative(first, events);
+        } else if let Err(e) = g.p.apply(first, events) {
             // `check` accepted exactly this record a moment ago: this is a bug, and the log
             // now holds a record memory lacks. Stop rather than diverge.
             return Err(Self::fail(
@@ -300,6 +318,19 @@ impl Authority {
             }
         }
         Ok(appended)
+    }
+
+    /// Waits until every event `<= seq` (already submitted) is durable, sharing the WAL's
+    /// group commit; a sync failure fails the authority, as for an Immediate submit.
+    pub fn wait_durable(&self, seq: u64) -> Result<()> {
+        self.make_durable(
+            Appended {
+                first_seq: seq,
+                last_seq: seq,
+            },
+            Durability::Immediate,
+        )
+        .map(|_| ())
     }
 
     fn make_durable(&self, appended: Appended, durability: Durability) -> Result<Appended> {

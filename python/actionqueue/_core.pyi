@@ -131,6 +131,15 @@ class Authority(_Queries):
     def submit(
         self, events: _Events, immediate: bool, expected_first: int | None = None
     ) -> tuple[int, int]: ...
+    def submit_async(
+        self,
+        events: _Events,
+        immediate: bool,
+        expected_first: int | None,
+        event_loop: Any,
+        future: Any,
+        resolve: Any,
+    ) -> tuple[int, int] | None: ...
     def submit_many(
         self, batches: list[list[tuple[Any, ...]]], immediate: bool
     ) -> tuple[int, int]: ...

@@ -8,11 +8,13 @@
 //! query costs far less than a GIL round trip) and release the GIL before blocking on it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use super::completer::{Completer, Pending};
 use super::errors::to_py;
 use super::projection::PyProjection;
 use super::queries::{pyclass_queries, Holder};
@@ -68,7 +70,17 @@ type PruneOut = (u64, u64, usize, usize, i64);
 /// The storage-owned mutation authority.
 #[pyclass(name = "Authority", module = "actionqueue._core", frozen)]
 pub struct PyAuthority {
-    inner: Authority,
+    inner: Arc<Authority>,
+    completer: Arc<Completer>,
+}
+
+impl PyAuthority {
+    fn wrap(a: Authority) -> Self {
+        Self {
+            inner: Arc::new(a),
+            completer: Arc::default(),
+        }
+    }
 }
 
 impl Holder for PyAuthority {
@@ -174,7 +186,7 @@ pyclass_queries!(PyAuthority, {
                 wal.take_back();
                 to_py(e)
             })?;
-        Ok(Self { inner })
+        Ok(Self::wrap(inner))
     }
 
     /// Validates (the reducer's dry run), appends and applies `events` (wire tuples) as one
@@ -195,6 +207,46 @@ pyclass_queries!(PyAuthority, {
             })
             .map_err(to_py)?;
         Ok((a.first_seq, a.last_seq))
+    }
+
+    /// `submit` for an event loop: validates, appends and applies now (raising at once on
+    /// refusal), then resolves `future` with `(first, last)` — on `event_loop`, through
+    /// `resolve([(future, ok, value), ...])` called with `call_soon_threadsafe` — once the
+    /// record is durable (at once when `immediate` is false). The durability wait runs on a
+    /// completer thread that syncs for every commit queued meanwhile (one group per sync).
+    #[pyo3(signature = (events, immediate, expected_first, event_loop, future, resolve))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit_async(
+        &self,
+        py: Python<'_>,
+        events: &Bound<'_, PyAny>,
+        immediate: bool,
+        expected_first: Option<u64>,
+        event_loop: Py<PyAny>,
+        future: Py<PyAny>,
+        resolve: Py<PyAny>,
+    ) -> PyResult<Option<(u64, u64)>> {
+        let events = events_from_wire(events)?;
+        let a = py
+            .detach(|| {
+                self.inner
+                    .submit(expected_first, &events, Durability::Deferred)
+            })
+            .map_err(to_py)?;
+        if !immediate || self.inner.wal().synced_sequence() >= a.last_seq {
+            return Ok(Some((a.first_seq, a.last_seq)));
+        }
+        self.completer.push(
+            &self.inner,
+            Pending {
+                first: a.first_seq,
+                last: a.last_seq,
+                future,
+                event_loop,
+                resolve,
+            },
+        )?;
+        Ok(None)
     }
 
     /// Submits each batch as its own atomic record, crossing into Rust once (one durability
@@ -273,7 +325,11 @@ pyclass_queries!(PyAuthority, {
 
     /// Flushes, snapshots when configured, closes the WAL and releases the lock. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.close()).map_err(to_py)
+        py.detach(|| {
+            self.completer.stop();
+            self.inner.close()
+        })
+        .map_err(to_py)
     }
 
     /// Counters of the authority and its WAL.
@@ -365,7 +421,7 @@ pub fn bootstrap<'py>(
     let (a, report) = py
         .detach(|| core_bootstrap(&data_dir, opts))
         .map_err(to_py)?;
-    Ok((PyAuthority { inner: a }, report_dict(py, &report)?))
+    Ok((PyAuthority::wrap(a), report_dict(py, &report)?))
 }
 
 /// Snapshot files in `dir`, newest first: `[(path, sequence)]`.

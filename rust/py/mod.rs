@@ -4,6 +4,7 @@
 //! [`CoreError`] becomes the `actionqueue.errors` class it names, in [`errors::to_py`].
 
 pub mod authority;
+mod completer;
 mod errors;
 pub mod projection;
 pub mod queries;

@@ -69,6 +69,8 @@ impl RunSaved {
 pub(crate) enum Mode {
     Apply,
     Check,
+    /// Apply, keeping the undo entries of every event until `commit` or `abort`.
+    Tentative,
 }
 
 impl Projection {
@@ -82,6 +84,36 @@ impl Projection {
     /// the projection is unchanged either way.
     pub fn check(&mut self, first_sequence: u64, events: &[Event]) -> Result<()> {
         self.run_batch(first_sequence, events, Mode::Check)
+    }
+
+    /// [`check`](Self::check) and [`apply`](Self::apply) in one pass, for a writer that must
+    /// validate before it logs: applies the record (same code, same refusals, rolled back on
+    /// refusal) but keeps the undo entries of every event, so the caller can still take it back
+    /// with [`abort_tentative`](Self::abort_tentative) (the log refused the record) or keep it
+    /// with [`commit_tentative`](Self::commit_tentative). Nothing else may touch the projection
+    /// in between. A record holding a Prune is refused (a prune cannot be undone): use check +
+    /// apply for it.
+    pub fn apply_tentative(&mut self, first_sequence: u64, events: &[Event]) -> Result<()> {
+        if events.iter().any(|e| matches!(e, Event::Prune { .. })) {
+            return Err(CoreError::InvalidArgument(
+                "a record holding a Prune cannot be applied tentatively".into(),
+            ));
+        }
+        self.run_batch(first_sequence, events, Mode::Tentative)
+    }
+
+    /// Keeps the record applied by [`apply_tentative`](Self::apply_tentative).
+    pub fn commit_tentative(&mut self, first_sequence: u64, events: &[Event]) {
+        self.undo.clear();
+        self.latest_sequence = first_sequence
+            .saturating_add(events.len() as u64)
+            .saturating_sub(1);
+    }
+
+    /// Takes back the record applied by [`apply_tentative`](Self::apply_tentative): the
+    /// projection is exactly as before it.
+    pub fn abort_tentative(&mut self) {
+        self.rollback();
     }
 
     fn run_batch(&mut self, first: u64, events: &[Event], mode: Mode) -> Result<()> {
@@ -113,7 +145,7 @@ impl Projection {
         }
         self.undo.clear();
         for (i, ev) in events.iter().enumerate() {
-            let record = mode == Mode::Check || i + 1 < n;
+            let record = mode != Mode::Apply || i + 1 < n;
             let seq = first.wrapping_add(i as u64);
             if let Err(e) = self.step(seq, ev, record, mode == Mode::Check) {
                 self.rollback();
@@ -122,6 +154,7 @@ impl Projection {
         }
         match mode {
             Mode::Check => self.rollback(),
+            Mode::Tentative => {}
             Mode::Apply => {
                 self.undo.clear();
                 self.latest_sequence = last_seq;

@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use super::dir::{self, segment_name, TMP_SUFFIX};
@@ -129,6 +129,40 @@ struct SyncState {
     synced: u64,
     syncing: bool,
     failed: Option<String>,
+    /// Parked waiters: `(sequence they need durable, their thread)`. The leader of a group
+    /// sync wakes exactly the ones its sync covered, plus one to lead the next sync, instead of
+    /// waking everyone to re-lock and re-check (a storm of futex wake-ups and lock hand-offs
+    /// that on two cores costs more than the sync).
+    waiters: Vec<(u64, Thread)>,
+}
+
+impl SyncState {
+    /// Removes and returns the waiters to wake after `synced` moved (or the writer failed):
+    /// those now covered, then (when a sync is not already in flight) the first uncovered one,
+    /// which will lead the next sync.
+    fn take_wakeable(&mut self) -> Vec<Thread> {
+        let synced = self.synced;
+        let all = self.failed.is_some();
+        let mut wake = Vec::new();
+        let mut leader: Option<Thread> = None;
+        let need_leader = !self.syncing;
+        self.waiters.retain(|(target, th)| {
+            if all || *target <= synced {
+                wake.push(th.clone());
+                false
+            } else if need_leader && leader.is_none() {
+                leader = Some(th.clone());
+                false
+            } else {
+                true
+            }
+        });
+        // The next leader first: its sync starts while the covered waiters return.
+        if let Some(l) = leader {
+            wake.insert(0, l);
+        }
+        wake
+    }
 }
 
 struct Shared {
@@ -138,10 +172,10 @@ struct Shared {
     wal_id: u64,
     state: Mutex<State>,
     sync: Mutex<SyncState>,
-    synced_cv: Condvar,
-    /// Signalled after each append: a leader holding back its sync (adaptive commit delay)
-    /// wakes up to see whether the appenders it expects have arrived.
+    /// Signalled after an append while a leader holds back its sync (adaptive commit delay,
+    /// `delaying` set): it wakes up to see whether the appenders it expects have arrived.
     append_cv: Condvar,
+    delaying: AtomicBool,
     /// Appends covered by the previous group sync, and its duration: the adaptive delay.
     last_group: AtomicU64,
     last_sync_nanos: AtomicU64,
@@ -243,9 +277,10 @@ impl WalWriter {
                 synced,
                 syncing: false,
                 failed: None,
+                waiters: Vec::new(),
             }),
-            synced_cv: Condvar::new(),
             append_cv: Condvar::new(),
+            delaying: AtomicBool::new(false),
             last_group: AtomicU64::new(1),
             last_sync_nanos: AtomicU64::new(0),
             appends_at_last_sync: AtomicU64::new(0),
@@ -403,9 +438,12 @@ impl WalWriter {
         st.zeroed_end = st.zeroed_end.max(st.pos);
         st.next_seq = last_seq + 1;
         st.dirty = true;
-        s.appends.fetch_add(1, Ordering::Relaxed);
+        s.appends.fetch_add(1, Ordering::SeqCst);
         drop(st);
-        s.append_cv.notify_one();
+        // A notify is a futex syscall: only when a leader is actually waiting for appends.
+        if s.delaying.load(Ordering::SeqCst) {
+            s.append_cv.notify_one();
+        }
         s.events.fetch_add(u64::from(count), Ordering::Relaxed);
         s.bytes.fetch_add(record_len, Ordering::Relaxed);
         Ok(Appended {
@@ -570,15 +608,24 @@ impl Shared {
             g.failed = Some(err.to_string());
         }
         self.failed.store(true, Ordering::Release);
-        self.synced_cv.notify_all();
+        let wake = g.take_wakeable();
+        drop(g);
+        wake.iter().for_each(Thread::unpark);
         err
     }
 
     /// Waits until every event `<= target` is durable, leading a group sync when no sync is
-    /// in flight.
+    /// in flight. Followers park until the leader wakes them: only the covered ones, and one
+    /// uncovered one to lead next (see [`SyncState::take_wakeable`]).
     fn wait_durable(&self, target: u64) -> Result<()> {
-        let mut g = lock(&self.sync);
         loop {
+            // Woken followers return here without touching the lock.
+            if self.synced_seq.load(Ordering::Acquire) >= target
+                && !self.failed.load(Ordering::Acquire)
+            {
+                return Ok(());
+            }
+            let mut g = lock(&self.sync);
             if let Some(cause) = &g.failed {
                 return Err(CoreError::Failed {
                     cause: cause.clone(),
@@ -588,31 +635,35 @@ impl Shared {
                 return Ok(());
             }
             if g.syncing {
-                g = self
-                    .synced_cv
-                    .wait(g)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                g.waiters.push((target, std::thread::current()));
+                drop(g);
+                // Unparked by the leader that covers `target` (or fails), or to lead the next
+                // sync; a spurious return just goes round the loop again.
+                std::thread::park();
                 continue;
             }
             g.syncing = true;
             g = self.commit_delay(g);
             drop(g);
             let result = self.lead_sync();
-            g = lock(&self.sync);
-            g.syncing = false;
-            match result {
-                Ok(through) => {
-                    g.synced = g.synced.max(through);
-                    self.synced_seq.store(g.synced, Ordering::Release);
-                }
-                Err(e) => {
-                    if g.failed.is_none() {
-                        g.failed = Some(e.to_string());
+            let wake = {
+                let mut g = lock(&self.sync);
+                g.syncing = false;
+                match result {
+                    Ok(through) => {
+                        g.synced = g.synced.max(through);
+                        self.synced_seq.store(g.synced, Ordering::Release);
                     }
-                    self.failed.store(true, Ordering::Release);
+                    Err(e) => {
+                        if g.failed.is_none() {
+                            g.failed = Some(e.to_string());
+                        }
+                        self.failed.store(true, Ordering::Release);
+                    }
                 }
-            }
-            self.synced_cv.notify_all();
+                g.take_wakeable()
+            };
+            wake.iter().for_each(Thread::unpark);
         }
     }
 
@@ -630,7 +681,8 @@ impl Shared {
         let nanos = (self.last_sync_nanos.load(Ordering::Relaxed) / 2).min(200_000);
         let deadline = std::time::Instant::now() + Duration::from_nanos(nanos);
         let want = self.appends_at_last_sync.load(Ordering::Relaxed) + group;
-        while self.appends.load(Ordering::Relaxed) < want {
+        self.delaying.store(true, Ordering::SeqCst);
+        while self.appends.load(Ordering::SeqCst) < want {
             let now = std::time::Instant::now();
             if now >= deadline {
                 break;
@@ -641,6 +693,7 @@ impl Shared {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
+        self.delaying.store(false, Ordering::SeqCst);
         g
     }
 
@@ -695,12 +748,13 @@ impl Shared {
             .map_err(|e| CoreError::io("fdatasync", &st.seg_path, e))?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
         let through = st.next_seq.saturating_sub(1);
-        {
+        let wake = {
             let mut g = lock(&self.sync);
             g.synced = g.synced.max(through);
             self.synced_seq.store(g.synced, Ordering::Release);
-            self.synced_cv.notify_all();
-        }
+            g.take_wakeable()
+        };
+        wake.iter().for_each(Thread::unpark);
         let (new, path) = create_segment(
             &self.dir,
             self.fs.as_ref(),

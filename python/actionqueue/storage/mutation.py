@@ -38,6 +38,7 @@ A data directory (WAL + snapshots, recovered on open) is opened with
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,18 @@ class AuthorityStats:
     wal_bytes: int
     wal_syncs: int
     synced_sequence: int
+
+
+def _resolve_many(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """Runs on the event loop (``call_soon_threadsafe`` from the completer thread): resolves
+    the futures of one group sync."""
+    for fut, ok, value in items:
+        if fut.done():  # canceled by its awaiter; the record is durable all the same
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 def _command_batch(commands: Iterable[MutationCommand]) -> tuple[list[WireTuple], int | None]:
@@ -269,6 +282,42 @@ class StorageMutationAuthority(ProjectionQueries):
         """Submits wire tuples (``docs/DESIGN.md``) as one atomic record; returns
         ``(first, last)``. The hot path: no command objects."""
         return self._core.submit(events, _immediate(durability), expected_first)
+
+    async def submit_wire_async(
+        self,
+        events: Sequence[WireTuple],
+        durability: DurabilityPolicy | str,
+        expected_first: int | None = None,
+    ) -> tuple[int, int]:
+        """:meth:`submit_wire` for asyncio: validated, appended and applied before the first
+        ``await`` (a refusal raises at once); with ``IMMEDIATE``, the coroutine then waits for
+        the record to be durable **without blocking the event loop**, so one loop can have many
+        commits in flight and they share syncs (group commit without a thread per submitter).
+
+        Canceling the awaiting task does not take the record back: it was already applied and
+        becomes durable with the next sync.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, int]] = loop.create_future()
+        done = self._core.submit_async(
+            events, _immediate(durability), expected_first, loop, fut, _resolve_many
+        )
+        if done is not None:
+            return done
+        return await fut
+
+    async def submit_command_async(
+        self, command: MutationCommand, durability: DurabilityPolicy | str
+    ) -> AppliedOutcome:
+        """:meth:`submit_command` for asyncio (see :meth:`submit_wire_async`)."""
+        if not isinstance(command, MutationCommand):
+            raise WrongTypeError(
+                f"command: expected a MutationCommand, got {type(command).__name__}"
+            )
+        first, last = await self.submit_wire_async(
+            [command.to_wire()], durability, command.sequence
+        )
+        return AppliedOutcome(first, last)
 
     def submit_many_wire(
         self, batches: Sequence[Sequence[WireTuple]], durability: DurabilityPolicy | str

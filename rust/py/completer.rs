@@ -1,0 +1,163 @@
+//! Awaitable Immediate submits: many commits in flight from one event-loop thread.
+//!
+//! ```text
+//!  event loop thread                         completer thread (one per authority, lazy)
+//!  -----------------                         -------------------------------------------
+//!  submit_async: validate+append+apply       take every pending completion
+//!  (Deferred write), queue (last, future)    wait_durable(max last)  ─ one group sync
+//!  return; `await future`                    attach once: loop.call_soon_threadsafe(
+//!                                              resolve, [(future, ok, value), ...])
+//! ```
+//!
+//! With blocking calls, N concurrent Immediate submitters need N threads, and every commit
+//! costs each of them a GIL hand-off on the way back (the convoy that caps thread group
+//! commit). Here the loop thread never blocks: it keeps submitting while the completer syncs,
+//! and the completer takes the GIL once per sync, whatever the group size. The completer
+//! exits after a short idle period, so an idle authority holds no thread.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use super::errors::to_py;
+use crate::authority::Authority;
+
+/// How long an idle completer waits for more work before its thread exits.
+const LINGER: Duration = Duration::from_millis(200);
+
+/// One awaited commit: resolved with `(first, last)` once `last` is durable.
+pub struct Pending {
+    pub first: u64,
+    pub last: u64,
+    pub future: Py<PyAny>,
+    pub event_loop: Py<PyAny>,
+    pub resolve: Py<PyAny>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: Vec<Pending>,
+    running: bool,
+    stop: bool,
+}
+
+#[derive(Default)]
+pub struct Completer {
+    q: Mutex<Queue>,
+    cv: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Completer {
+    /// Queues `p`, starting the completer thread if it is not running. Called with the GIL
+    /// held; takes only the queue lock (never held while waiting for the GIL).
+    pub fn push(self: &Arc<Self>, auth: &Arc<Authority>, p: Pending) -> PyResult<()> {
+        let spawn = {
+            let mut q = lock(&self.q);
+            if q.stop {
+                return Err(to_py(crate::CoreError::Closed("mutation authority")));
+            }
+            q.items.push(p);
+            let spawn = !q.running;
+            q.running = true;
+            spawn
+        };
+        if spawn {
+            let (me, auth) = (Arc::clone(self), Arc::clone(auth));
+            let h = std::thread::Builder::new()
+                .name("actionqueue-completer".into())
+                .spawn(move || me.run(&auth))
+                .map_err(|e| to_py(crate::CoreError::io("spawn completer", ".", e)))?;
+            // The previous (exited) thread, if any, is joined here; it has nothing left to do.
+            if let Some(old) = lock(&self.thread).replace(h) {
+                let _ = old.join();
+            }
+        } else {
+            self.cv.notify_one();
+        }
+        Ok(())
+    }
+
+    fn run(&self, auth: &Authority) {
+        loop {
+            let batch = {
+                let mut q = lock(&self.q);
+                while q.items.is_empty() {
+                    if q.stop {
+                        q.running = false;
+                        return;
+                    }
+                    let (g, timeout) = self
+                        .cv
+                        .wait_timeout(q, LINGER)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    q = g;
+                    if timeout.timed_out() && q.items.is_empty() {
+                        q.running = false;
+                        return;
+                    }
+                }
+                std::mem::take(&mut q.items)
+            };
+            let target = batch.iter().map(|p| p.last).max().unwrap_or(0);
+            // Commits queued meanwhile wait for the next round: one sync each round.
+            let result = auth.wait_durable(target);
+            Python::attach(|py| deliver(py, batch, result));
+        }
+    }
+
+    /// Stops the thread after it has resolved what is queued; later pushes are refused.
+    /// Call without the GIL (the thread needs it to resolve).
+    pub fn stop(&self) {
+        lock(&self.q).stop = true;
+        self.cv.notify_all();
+        if let Some(h) = lock(&self.thread).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// `(event loop, resolve callable, [(future, ok, value)])`.
+type Group = (Py<PyAny>, Py<PyAny>, Vec<Py<PyAny>>);
+
+/// Hands each event loop its resolved futures in one `call_soon_threadsafe` call.
+fn deliver(py: Python<'_>, batch: Vec<Pending>, result: crate::Result<()>) {
+    let err = result.err().map(to_py);
+    let mut groups: Vec<Group> = Vec::new();
+    for p in batch {
+        let item: PyResult<Py<PyAny>> = (|| {
+            let value: Py<PyAny> = match &err {
+                None => (p.first, p.last).into_pyobject(py)?.into_any().unbind(),
+                Some(e) => e.clone_ref(py).into_value(py).into_any(),
+            };
+            Ok((p.future, err.is_none(), value)
+                .into_pyobject(py)?
+                .into_any()
+                .unbind())
+        })();
+        let Ok(item) = item else { continue };
+        match groups
+            .iter_mut()
+            .find(|g| g.0.is(&p.event_loop) && g.1.is(&p.resolve))
+        {
+            Some(g) => g.2.push(item),
+            None => groups.push((p.event_loop, p.resolve, vec![item])),
+        }
+    }
+    for (event_loop, resolve, items) in groups {
+        let Ok(list) = PyList::new(py, items) else {
+            continue;
+        };
+        // A closed loop raises RuntimeError: nobody is left to await these futures.
+        let _ = event_loop
+            .bind(py)
+            .call_method1("call_soon_threadsafe", (resolve, list));
+    }
+}
