@@ -364,3 +364,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn record_refused_by_the_log_is_taken_back_from_memory() {
+    // The reducer accepts the record (applied tentatively), the WAL refuses it (too large):
+    // the undo log puts memory back exactly, and the same ids can be used afterwards.
+    let t = tempfile::tempdir().unwrap();
+    let mut o = small_opts(0);
+    o.wal.max_record_size = 512;
+    let (a, _) = open(t.path(), o);
+    create_once(&a, 1, 10);
+    let (bytes, d) = (wal_bytes(t.path()), digest(&a));
+    let mut big = spec(id(2));
+    big.payload = vec![7u8; 4096];
+    let batch = [
+        tc(big, 11),
+        rc(id(2_000_000), id(2), 0, 11),
+        tr(id(1_000_001), RunState::Scheduled, RunState::Ready, 11),
+    ];
+    let e = a.submit(None, &batch, Durability::Deferred).unwrap_err();
+    assert!(matches!(e, CoreError::RecordTooLarge { .. }), "{e}");
+    assert!(a.failure().is_none());
+    assert_eq!(d, digest(&a));
+    assert_eq!(bytes, wal_bytes(t.path()));
+    assert_eq!(a.read(|p| p.next_sequence()).unwrap(), 3);
+    a.submit(
+        None,
+        &[tc(spec(id(2)), 12), rc(id(2_000_000), id(2), 0, 12)],
+        Durability::Immediate,
+    )
+    .unwrap();
+    let live = digest(&a);
+    a.close().unwrap();
+    let (_b, report) = open(t.path(), small_opts(0));
+    assert_eq!(report.digest, Some(live));
+}

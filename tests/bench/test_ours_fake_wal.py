@@ -111,11 +111,9 @@ def test_wal_workloads_run_and_feed_comparisons_and_targets(tmp_path: Path) -> N
     ):
         assert ("ours-wal-immediate.submit.t1", "persist-queue.submit.t1") in pairs
     targets = {t["target"]: t for t in data["targets"]}
+    # SPEC §10's submit targets are read from the authority-level workloads (a task
+    # submission is validated, logged and applied), which this WAL-only run did not select.
     single = targets["Immediate, 1 thread >= 0.8x raw write+fdatasync loop"]
-    assert single["status"] in ("met", "MISSED")
-    assert single["value"] == pytest.approx(
-        results["ours-wal-immediate.submit.t1"]["records_per_s"]["median"]
-        / results["baseline.fdatasync-per-op.t1"]["records_per_s"]["median"]
-    )
+    assert single["status"] == "n/a"
     assert targets["Runtime lifecycle Deferred >= 50k runs/s"]["status"] == "n/a"
     assert "actionqueue ÷ peers" in artifacts.markdown_path.read_text()

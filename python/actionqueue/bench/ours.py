@@ -277,6 +277,344 @@ def _wal_workloads() -> list[Workload]:
     return out
 
 
+# --- authority, engine, recovery (issue 4, issue 5) ------------------------------------------
+
+AUTHORITY_MODULE = "actionqueue.storage.mutation"
+RECOVERY_MODULE = "actionqueue.storage.recovery"
+ENGINE_MODULE = "actionqueue.engine"
+
+
+def _check_authority() -> str | None:
+    try:
+        mod = _import(AUTHORITY_MODULE, "issue 4")
+    except Unavailable as exc:
+        return str(exc)
+    cls = getattr(mod, "StorageMutationAuthority", None)
+    if cls is None or not callable(getattr(cls, "submit_wire", None)):
+        return f"{AUTHORITY_MODULE}.StorageMutationAuthority.submit_wire is missing"
+    return None
+
+
+OURS_AUTHORITY = System(
+    name="actionqueue authority",
+    durability_evidence=(
+        "StorageMutationAuthority.submit_wire(events, IMMEDIATE): validated by the reducer's dry "
+        "run, appended as one WAL record and applied; returns after fdatasync (group commit "
+        "with concurrent submitters); DEFERRED returns after write(); SPEC §5, issue 4"
+    ),
+    check=_check_authority,
+    is_ours=True,
+)
+
+
+def _open_authority(workdir: Path, **options: Any) -> Any:
+    if (reason := _check_authority()) is not None:
+        raise Unavailable(reason)
+    bootstrap = getattr(_import(RECOVERY_MODULE, "issue 4"), "bootstrap", None)
+    if bootstrap is None:
+        raise Unavailable(f"{RECOVERY_MODULE}.bootstrap is missing")
+    options.setdefault("snapshot_every", 0)
+    options.setdefault("snapshot_on_close", False)
+    authority, report = bootstrap(str(workdir / "data"), **options)
+    return authority, report
+
+
+def _authority_submit(durability_name: str, threads: int) -> Callable[[RunContext], Sample]:
+    def run(ctx: RunContext) -> Sample:
+        durability = _durability(durability_name)
+        auth, _ = _open_authority(ctx.workdir)
+        try:
+            now = int(time.time() * 1000)
+            auth.submit_wire([task_create_event(ctx.payload, now)], durability)
+            records = [[task_create_event(ctx.payload, now)] for _ in range(ctx.ops)]
+            submit = auth.submit_wire
+
+            def make_op(thread: int) -> Op:
+                mine = records[thread::threads]
+                return lambda i: submit(mine[i], durability)
+
+            return time_threads(make_op, threads, ctx.ops)
+        finally:
+            auth.close()
+
+    return run
+
+
+def _authority_batch(durability_name: str, size: int) -> Callable[[RunContext], Sample]:
+    def run(ctx: RunContext) -> Sample:
+        durability = _durability(durability_name)
+        auth, _ = _open_authority(ctx.workdir)
+        try:
+            now = int(time.time() * 1000)
+            auth.submit_wire([task_create_event(ctx.payload, now)], durability)
+            batches = [
+                [task_create_event(ctx.payload, now) for _ in range(size)] for _ in range(ctx.ops)
+            ]
+            submit = auth.submit_wire
+            return time_calls(
+                lambda i: submit(batches[i], durability), ctx.ops, records_per_call=size
+            )
+        finally:
+            auth.close()
+
+    return run
+
+
+def _authority_async(concurrency: int) -> Callable[[RunContext], Sample]:
+    """``concurrency`` asyncio tasks on one event loop, each awaiting its Immediate submits."""
+
+    def run(ctx: RunContext) -> Sample:
+        import asyncio
+
+        durability = _durability("IMMEDIATE")
+        auth, _ = _open_authority(ctx.workdir)
+        if not callable(getattr(auth, "submit_wire_async", None)):
+            auth.close()
+            raise Unavailable("StorageMutationAuthority.submit_wire_async is missing")
+        try:
+            now = int(time.time() * 1000)
+            auth.submit_wire([task_create_event(ctx.payload, now)], durability)
+            records = [[task_create_event(ctx.payload, now)] for _ in range(ctx.ops)]
+            latencies: list[int] = []
+            clock = time.perf_counter_ns
+
+            async def producer(k: int) -> None:
+                submit = auth.submit_wire_async
+                for r in records[k::concurrency]:
+                    t = clock()
+                    await submit(r, durability)
+                    latencies.append(clock() - t)
+
+            async def main() -> int:
+                start = clock()
+                await asyncio.gather(*(producer(k) for k in range(concurrency)))
+                return clock() - start
+
+            elapsed = asyncio.run(main())
+            return Sample(ctx.ops, elapsed / 1e9, latencies)
+        finally:
+            auth.close()
+
+    return run
+
+
+def _engine_drain(durability_name: str) -> Callable[[RunContext], Sample]:
+    """Drain N Ready runs one at a time: ``dispatch_next`` (Ready -> Leased -> Running + attempt
+    start, one record) then ``finish_attempt`` (attempt finish + Completed, one record)."""
+
+    def run(ctx: RunContext) -> Sample:
+        engine_mod = _import(ENGINE_MODULE, "issue 5")
+        core = _import("actionqueue.core", "issue 2")
+        durability = _durability(durability_name)
+        deferred = _durability("DEFERRED")
+        auth, _ = _open_authority(ctx.workdir)
+        try:
+            clock = engine_mod.ManualClock(int(time.time() * 1000))
+            engine = engine_mod.Engine(auth, clock, owner="bench", durability=durability)
+            spec, task_id, once = core.TaskSpec, core.TaskId, core.RunPolicy.once()
+            for i in range(0, ctx.ops, 5_000):
+                engine.submit_many(
+                    [
+                        spec(task_id.new(), ctx.payload, once)
+                        for _ in range(min(5_000, ctx.ops - i))
+                    ],
+                    durability=deferred,
+                )
+            engine.tick()
+            auth.flush()
+            success = core.AttemptOutcome.SUCCESS
+            dispatch, finish = engine.dispatch_next, engine.finish_attempt
+
+            def op(_i: int) -> None:
+                (d,) = dispatch(limit=1)
+                finish(d.run_id, d.attempt_id, success)
+
+            return time_calls(op, ctx.ops)
+        finally:
+            auth.close()
+
+    return run
+
+
+def _history(workdir: Path, runs: int, snapshot: bool, payload: bytes) -> Path:
+    """A data directory holding ``runs`` finished runs (9 events each), closed cleanly with
+    (or without) a snapshot at the end."""
+    auth, _ = _open_authority(workdir, snapshot_on_close=snapshot)
+    now = int(time.time() * 1000)
+    chunk: list[list[tuple[object, ...]]] = []
+    deferred = _durability("DEFERRED")
+    for i in range(runs):
+        task = task_create_event(payload, now)
+        t = task[1][0]  # type: ignore[index]
+        r, a = uuid.uuid4().bytes, uuid.uuid4().bytes
+        chunk += [
+            [task, (1, r, t, 0, now, now), (2, r, 0, 1, None, None, now)],
+            [
+                (2, r, 1, 2, None, None, now),
+                (5, r, "bench", now + 30_000, now),
+                (2, r, 2, 3, None, None, now),
+                (3, r, a, now),
+            ],
+            [(4, r, a, 0, None, None, now + i), (2, r, 3, 6, None, None, now + i)],
+        ]
+        if len(chunk) >= 3_000:
+            auth.submit_many_wire(chunk, deferred)
+            chunk = []
+    if chunk:
+        auth.submit_many_wire(chunk, deferred)
+    auth.close()
+    return workdir
+
+
+def _recovery(runs: int, snapshot: bool) -> Callable[[RunContext], Sample]:
+    """Open time of a data directory with ``runs`` finished runs: records/s = events of
+    history per second of open; the latency column is the open itself."""
+
+    def run(ctx: RunContext) -> Sample:
+        _history(ctx.workdir, runs, snapshot, ctx.payload)
+        samples: list[int] = []
+        for _ in range(min(ctx.ops, 3)):
+            start = time.perf_counter_ns()
+            auth, report = _open_authority(ctx.workdir)
+            samples.append(time.perf_counter_ns() - start)
+            used = report.snapshot_path is not None
+            auth.close()
+            if used != snapshot:
+                raise RuntimeError(f"recovery used a snapshot: {used}, expected {snapshot}")
+        return Sample(runs * 9 * len(samples), sum(samples) / 1e9, samples)
+
+    return run
+
+
+def _replay(ctx: RunContext) -> Sample:
+    """Replay events/s (the reducer over the log, no snapshot), from the recovery report."""
+    runs = 20_000 * max(1, ctx.ops // 10)
+    _history(ctx.workdir, runs, False, ctx.payload)
+    auth, report = _open_authority(ctx.workdir)
+    auth.close()
+    return Sample(report.events_replayed, max(report.replay_ms, 1e-3) / 1000)
+
+
+def _authority_workloads() -> list[Workload]:
+    out: list[Workload] = []
+    for t in (1, 8, 32):
+        out.append(
+            Workload(
+                name=f"ours-authority-immediate.submit.t{t}",
+                system=OURS_AUTHORITY,
+                kind="submit",
+                durability=Durability.GROUP_COMMIT,
+                run=_authority_submit("IMMEDIATE", t),
+                size=SizeClass.DURABLE,
+                threads=t,
+                baseline=FDATASYNC_PER_OP,
+                note="submit_wire([TaskCreate], IMMEDIATE): check + append + apply + sync",
+            )
+        )
+    for c in (8, 32):
+        out.append(
+            Workload(
+                name=f"ours-authority-immediate.submit-async.c{c}",
+                system=OURS_AUTHORITY,
+                kind="submit-async",
+                durability=Durability.GROUP_COMMIT,
+                run=_authority_async(c),
+                size=SizeClass.DURABLE,
+                threads=c,
+                baseline=FDATASYNC_PER_OP,
+                note=f"{c} asyncio tasks on one loop awaiting submit_wire_async(IMMEDIATE)",
+            )
+        )
+    for t in (1, 8, 32):
+        out.append(
+            Workload(
+                name=f"ours-authority-deferred.submit.t{t}",
+                system=OURS_AUTHORITY,
+                kind="submit",
+                durability=Durability.OS_BUFFERED,
+                run=_authority_submit("DEFERRED", t),
+                size=SizeClass.BUFFERED,
+                threads=t,
+                baseline=NO_SYNC,
+                note="submit_wire([TaskCreate], DEFERRED)",
+            )
+        )
+    out += [
+        Workload(
+            name="ours-authority-immediate.submit-batch-1000",
+            system=OURS_AUTHORITY,
+            kind="submit-batch",
+            durability=Durability.FSYNC_PER_BATCH,
+            run=_authority_batch("IMMEDIATE", 1000),
+            size=SizeClass.BATCHES,
+            batch=1000,
+            baseline=BATCH_1000,
+            note="one submit_wire of 1000 TaskCreate events (one record, one sync)",
+        ),
+        Workload(
+            name="ours-authority-deferred.submit-batch-1000",
+            system=OURS_AUTHORITY,
+            kind="submit-batch",
+            durability=Durability.OS_BUFFERED,
+            run=_authority_batch("DEFERRED", 1000),
+            size=SizeClass.BATCHES,
+            batch=1000,
+            baseline=NO_SYNC,
+            note="one submit_wire of 1000 TaskCreate events",
+        ),
+        Workload(
+            name="ours-engine-immediate.claim-complete",
+            system=OURS_AUTHORITY,
+            kind="claim-complete",
+            durability=Durability.GROUP_COMMIT,
+            run=_engine_drain("IMMEDIATE"),
+            size=SizeClass.DURABLE,
+            baseline=FDATASYNC_PER_OP,
+            note="Engine.dispatch_next(limit=1) + finish_attempt: 2 records, 2 syncs per run",
+        ),
+        Workload(
+            name="ours-engine-deferred.claim-complete",
+            system=OURS_AUTHORITY,
+            kind="claim-complete",
+            durability=Durability.OS_BUFFERED,
+            run=_engine_drain("DEFERRED"),
+            size=SizeClass.BUFFERED,
+            baseline=NO_SYNC,
+            note="Engine.dispatch_next(limit=1) + finish_attempt, no handler",
+        ),
+    ]
+    for runs in (10_000, 50_000):
+        for snap in (False, True):
+            how = "snapshot" if snap else "full-replay"
+            out.append(
+                Workload(
+                    name=f"ours-recovery.open-{how}.{runs // 1000}k-runs",
+                    system=OURS_AUTHORITY,
+                    kind="recovery",
+                    durability=Durability.NOT_APPLICABLE,
+                    run=_recovery(runs, snap),
+                    size=SizeClass.BATCHES,
+                    note=(
+                        f"bootstrap() of {runs:,} finished runs ({runs * 9:,} events) "
+                        + ("from a snapshot + empty tail" if snap else "by replaying the log")
+                        + "; records/s = history events per second of open, latency = one open"
+                    ),
+                )
+            )
+    out.append(
+        Workload(
+            name="ours-recovery.replay",
+            system=OURS_AUTHORITY,
+            kind="replay",
+            durability=Durability.NOT_APPLICABLE,
+            run=_replay,
+            size=SizeClass.BATCHES,
+            note="reducer replay of finished-run lifecycles (recovery report's replay_ms)",
+        )
+    )
+    return out
+
+
 # --- runtime (issue 6) -----------------------------------------------------------------------
 
 OURS_RUNTIME = System(
@@ -339,5 +677,6 @@ def _runtime_workloads() -> list[Workload]:
 
 
 def workloads() -> list[Workload]:
-    """Our workloads: WAL, runtime, then anything added with :func:`register_ours`."""
-    return [*_wal_workloads(), *_runtime_workloads(), *_registered]
+    """Our workloads: WAL, authority/engine/recovery, runtime, then anything added with
+    :func:`register_ours`."""
+    return [*_wal_workloads(), *_authority_workloads(), *_runtime_workloads(), *_registered]
