@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 import click
 
@@ -26,7 +27,8 @@ __all__ = ["cancel", "pause", "resume", "retry"]
 @contextmanager
 def _engine(cli: CliContext) -> Iterator[tuple[Engine, StorageMutationAuthority]]:
     with open_authority(cli.data_dir) as auth:
-        yield Engine(auth, SystemClock(), owner="actionqueue-cli"), auth
+        # cast: the authority's query tuples are narrower than the port's Sequence types.
+        yield Engine(cast(Any, auth), SystemClock(), owner="actionqueue-cli"), auth
 
 
 @click.command()
@@ -50,7 +52,7 @@ def cancel(cli: CliContext, ident: str, reason: str | None) -> None:
 @pass_cli
 def pause(cli: CliContext) -> None:
     """Stop handing out work (durable: a queue opened later stays paused)."""
-    with _engine(cli) as (engine, auth):
+    with _engine(cli) as (engine, _auth):
         changed = engine.pause()
     cli.console.print("paused" if changed else "already paused")
 
@@ -59,7 +61,7 @@ def pause(cli: CliContext) -> None:
 @pass_cli
 def resume(cli: CliContext) -> None:
     """Resume after `pause`."""
-    with _engine(cli) as (engine, auth):
+    with _engine(cli) as (engine, _auth):
         changed = engine.resume()
     cli.console.print("resumed" if changed else "not paused")
 

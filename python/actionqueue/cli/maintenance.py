@@ -6,6 +6,7 @@ running queue snapshots by itself (``snapshot_every``) and at a clean close.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -28,10 +29,8 @@ def _dir_bytes(path: str) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
         for f in files:
-            try:
+            with contextlib.suppress(OSError):  # deleted meanwhile
                 total += os.path.getsize(os.path.join(root, f))
-            except OSError:
-                pass  # deleted meanwhile
     return total
 
 
@@ -112,9 +111,13 @@ def compact(cli: CliContext, prune_before: str | None, keep: int | None, as_json
     with open_authority(cli.data_dir) as auth:
         if prune_before is not None:
             cutoff = parse_before(prune_before, now)
-            p = auth.prune(cutoff, "immediate", timestamp=now)
+            got = auth.prune(cutoff, "immediate", timestamp=now)
             pruned.append(
-                {"before": cutoff, "runs_removed": p.runs_removed, "tasks_removed": p.tasks_removed}
+                {
+                    "before": cutoff,
+                    "runs_removed": got.runs_removed,
+                    "tasks_removed": got.tasks_removed,
+                }
             )
         if keep is not None:
             k = auth.prune_keep_newest(keep, "immediate", timestamp=now)

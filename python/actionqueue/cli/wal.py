@@ -90,8 +90,9 @@ def verify(cli: CliContext, as_json: bool, progress: bool | None) -> None:
             _read_with_progress(path, total, segs)
         report = wal_verify(path)
     except WalCorruptionError as exc:
+        seg = getattr(exc, "segment", None)
         where = {
-            "segment": getattr(exc, "segment", None),
+            "segment": os.path.basename(seg) if isinstance(seg, str) else seg,
             "offset": getattr(exc, "offset", None),
             "reason": getattr(exc, "reason", None),
         }
