@@ -34,3 +34,6 @@ pub fn check_record_size(size: u64, max: u64) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod fuzz_tests;
