@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod error;
 pub mod event;
+pub mod fsguard;
 pub mod model;
 pub mod snapshot;
 pub mod state;
