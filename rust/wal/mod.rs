@@ -29,7 +29,7 @@ pub mod repair;
 pub mod scan;
 pub mod writer;
 
-pub use reader::{ReadEvent, WalReader};
+pub use reader::{ReadEvent, ReadRecord, WalReader};
 pub use repair::{repair, verify, RepairReport, VerifyReport};
 pub use writer::{Appended, Durability, RecoveryReport, WalOptions, WalStats, WalWriter};
 
@@ -38,4 +38,4 @@ mod crash_tests;
 #[cfg(test)]
 pub(crate) mod faultfs;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
