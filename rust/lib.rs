@@ -40,3 +40,6 @@ pub fn check_record_size(size: u64, max: u64) -> Result<()> {
 
 #[cfg(test)]
 mod fuzz_tests;
+
+#[cfg(test)]
+mod authority_fault_tests;
