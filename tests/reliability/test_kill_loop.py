@@ -152,7 +152,9 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(fast_tmp: Path) -> 
                     assert run.state is RunState.COMPLETED, f"{where}: {run_hex} {run.state}"
             # The uncertainty clause: past every lease, the sweep frees whatever was in flight.
             engine.tick()
-            stuck = auth.runs_in_state(RunState.LEASED, 10) + auth.runs_in_state(RunState.RUNNING, 10)
+            stuck = auth.runs_in_state(RunState.LEASED, 10) + auth.runs_in_state(
+                RunState.RUNNING, 10
+            )
             assert not stuck, f"{where}: runs still in flight after the sweep: {stuck}"
         finally:
             auth.close()
