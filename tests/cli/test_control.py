@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from cli_helpers import Populated, run_cli
+
 from actionqueue.storage.recovery import bootstrap
-from conftest import Populated, run_cli
 
 
 def aq(p: Populated, *args: str):

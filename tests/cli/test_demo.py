@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import Populated, run_cli
+from cli_helpers import Populated, run_cli
 
 
 def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Populated, run_cli
+from cli_helpers import Populated, run_cli
 
 
 def aq(p: Populated, *args: str):

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
+from cli_helpers import Populated, run_cli
 
 from actionqueue.cli import wal as wal_cmd
-from conftest import Populated, run_cli
 
 
 def aq(p: Populated, *args: str, input: str | None = None):

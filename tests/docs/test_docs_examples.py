@@ -38,9 +38,7 @@ def test_skips_give_a_reason() -> None:
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)], ids=lambda p: p.name)
-def test_page_examples_run(
-    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code = blocks(page)
     if any("ActionQueue" in b or "import actionqueue as aq" in b for b in code):
         pytest.importorskip("actionqueue.runtime", reason="the runtime facade is not merged")

@@ -91,7 +91,7 @@ def long_job(ctx: Any, payload: Any) -> str:
 
 
 def _register(q: Any) -> None:
-    import actionqueue as aq
+    aq = _facade()
 
     q.register("resize_image", resize_image)
     q.register("send_digest", send_digest)
@@ -114,7 +114,7 @@ class Submitted:
 
 
 def _submit_mix(q: Any) -> list[Submitted]:
-    import actionqueue as aq
+    aq = _facade()
 
     tags = (DEMO_TAG,)
     out: list[Submitted] = []
@@ -286,7 +286,7 @@ def _spawn_worker(data_dir: str, console: Console) -> ChildReport:
 
 
 def _recovery(data_dir: str, console: Console) -> list[str]:
-    import actionqueue as aq
+    aq = _facade()
 
     report = _spawn_worker(data_dir, console)
     problems: list[str] = []
@@ -405,7 +405,7 @@ def demo(cli: CliContext, local_dir: str | None, fresh: bool, no_crash: bool) ->
     Takes about ten seconds. Afterwards, inspect what happened with `actionqueue stats`,
     `tasks`, `runs`, `show ID` and `why ID` on the same data directory.
     """
-    import actionqueue as aq
+    aq = _facade()
 
     data_dir = os.path.normpath(local_dir) if local_dir else cli.data_dir
     console = cli.console
@@ -445,7 +445,7 @@ def demo(cli: CliContext, local_dir: str | None, fresh: bool, no_crash: bool) ->
 @pass_cli
 def demo_worker(cli: CliContext, quick: int, slow: int) -> None:
     """Internal: the child process the demo kills (protocol: ACK/COMPLETED/RUNNING/READY lines)."""
-    import actionqueue as aq
+    aq = _facade()
 
     def say(*words: object) -> None:
         print(*words, flush=True)
@@ -473,6 +473,15 @@ def demo_worker(cli: CliContext, quick: int, slow: int) -> None:
         say("READY")
         time.sleep(PHASE_TIMEOUT)  # the parent kills us here
         os._exit(3)  # not reached in the demo; never close cleanly (that is the point)
+
+
+def _facade() -> Any:
+    """The top-level package, typed loosely: the demo uses the runtime facade (``ActionQueue``,
+    ``aq.every``...), which lands in its own branch; importing it lazily keeps the other
+    commands usable from a checkout without it."""
+    import actionqueue
+
+    return actionqueue
 
 
 def _quiet_runtime_logs() -> None:

@@ -9,12 +9,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_helpers import Populated, run_cli
 from click.testing import CliRunner
 
 from actionqueue.cli.app import cli
 from actionqueue.errors import StorageError
 from actionqueue.storage.recovery import bootstrap
-from conftest import Populated, run_cli
 
 INSPECT = (("stats",), ("tasks",), ("runs",), ("wal", "verify"), ("wal", "dump"))
 WRITE = (("pause",), ("resume",), ("snapshot",), ("compact",), ("wal", "repair", "--yes"))
