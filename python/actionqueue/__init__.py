@@ -22,6 +22,7 @@ from actionqueue.core.task.metadata import TaskMetadata
 from actionqueue.core.task.run_policy import MisfirePolicy, RunPolicy
 from actionqueue.core.task.task_spec import TaskPayload, TaskSpec
 from actionqueue.errors import ActionQueueError
+from actionqueue.runtime.api import Cancelled, Fail, Retry, Suspend, exponential, fixed
 
 __version__ = "0.1.0"
 
@@ -44,4 +45,11 @@ __all__ = [
     "TaskSpec",
     "__version__",
     "errors",
+    # runtime facade (numbers are seconds here: see actionqueue.runtime.units)
+    "Cancelled",
+    "Fail",
+    "Retry",
+    "Suspend",
+    "exponential",
+    "fixed",
 ]

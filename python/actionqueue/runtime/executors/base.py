@@ -161,9 +161,8 @@ class ExecutorAdapter(ABC):
     inline_completion: bool = False
     hard_timeout: bool = False
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Start threads / processes (called by the runtime before the first submit)."""
-        return None
 
     @abstractmethod
     def submit(self, job: Job) -> None:
@@ -178,9 +177,8 @@ class ExecutorAdapter(ABC):
         job.context.cancelled.set(reason)
         job.finish(interrupted(reason, job.elapsed()))
 
-    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:  # noqa: B027
         """Stop accepting work and release resources (waiting up to ``timeout`` s if ``wait``)."""
-        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_workers={self.max_workers})"
