@@ -39,6 +39,10 @@ from actionqueue.engine.dispatch import (
     plan_dispatch,
     plan_finish,
 )
+
+# Last: the Engine wires everything above to the authority.
+from actionqueue.engine.engine import Dispatch, Engine, TickReport
+from actionqueue.engine.index import RunIndex
 from actionqueue.engine.lease import (
     DEFAULT_LEASE_MS,
     LEASE_TIMEOUT_MARGIN_MS,
@@ -52,6 +56,7 @@ from actionqueue.engine.lease import (
     plan_heartbeat,
     plan_release,
 )
+from actionqueue.engine.ports import AuthorityPort, TaskRecordLike
 from actionqueue.engine.scheduler import (
     MisfirePlan,
     PlannedTransition,
@@ -80,18 +85,24 @@ __all__ = [
     "FOLD_COUNT_LIMIT",
     "LEASE_TIMEOUT_MARGIN_MS",
     "RETRY_HOLDING_STATES",
+    "AuthorityPort",
     "Candidate",
     "Clock",
     "DefaultSelector",
     "DerivationResult",
+    "Dispatch",
+    "Engine",
     "FoldedOccurrences",
     "Lease",
     "ManualClock",
     "MisfirePlan",
     "PlannedTransition",
     "PromotionPlan",
+    "RunIndex",
     "Selector",
     "SystemClock",
+    "TaskRecordLike",
+    "TickReport",
     "default_order_key",
     "derive_runs",
     "dispatched_attempts",

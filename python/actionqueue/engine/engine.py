@@ -1,0 +1,1112 @@
+"""The engine: the pure decision layer wired to the storage authority.
+
+:class:`Engine` is what a runtime drives. It decides with the pure functions of this package
+(derivation, misfire planning, selection, lease and retry decisions) and writes every decision
+through the authority as **one atomic batch** per operation, so a crash can never leave half a
+decision in the log. The authority dry-runs the replay reducer on each batch, so a decision made
+on stale information is refused whole (nothing changes) instead of corrupting state.
+
+Hot path
+--------
+
+``dispatch_next`` and ``finish_attempt`` are the runtime's hot loop. They build the event
+tuples of ``docs/DESIGN.md`` directly (no command objects) and avoid reading whole runs back:
+
+* the engine caches each task's spec (specs are immutable);
+* it remembers, for every run it dispatched, the open attempt and its counted attempts, and for
+  runs waiting to retry their counted attempts. Runs created before the engine started (a
+  restart) are looked up once. These are hints only: the authority re-checks every rule, and
+  the engine must be the only writer of run state for its authority (it is the one write path).
+
+Pause
+-----
+
+A paused engine (durable ``EnginePause``) leases nothing — the reducer refuses Ready → Leased.
+The engine also stops *promoting*: Scheduled and RetryWait runs stay where they are, so time
+spent paused counts as downtime for misfire policies (a per-minute ``coalesce`` cron paused for
+an hour runs once at resume, not 60 times). What continues: submissions, cancellations,
+``finish_attempt`` / ``heartbeat`` / ``release`` of work already handed out, ``retry_now`` and
+the **expiry sweep** (an expired lease is still recovered, so nothing is stuck at resume).
+:meth:`Engine.next_wakeup` reports only lease expiries while paused.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from actionqueue.core._validate import I64_MAX
+from actionqueue.core.ids import AttemptId, RunId, TaskId
+from actionqueue.core.mutation import DurabilityPolicy
+from actionqueue.core.run.attempt import AttemptOutcome, decide
+from actionqueue.core.run.run_instance import RunInstance
+from actionqueue.core.run.state import TERMINAL_STATES, RunState
+from actionqueue.core.task.constraints import TaskConstraints
+from actionqueue.core.task.run_policy import CronPolicy, OncePolicy, RepeatPolicy, RunPolicy
+from actionqueue.core.task.task_spec import TaskPayload, TaskSpec
+from actionqueue.core.time import DurationLike, TimeLike, to_duration_ms, to_millis
+from actionqueue.engine.derive import derive_runs, effective_grace_ms, run_create_commands
+from actionqueue.engine.index import RunIndex
+from actionqueue.engine.lease import DEFAULT_LEASE_MS, lease_duration_ms, plan_expiry
+from actionqueue.engine.ports import AuthorityPort, EventTuple, RunTuple, TaskRecordLike
+from actionqueue.engine.scheduler import plan_misfire, plan_task_promotion
+from actionqueue.engine.selection import Candidate, DefaultSelector, Selector
+from actionqueue.engine.time.clock import Clock
+from actionqueue.errors import (
+    CommandRejectedError,
+    DerivationError,
+    InvalidTransitionError,
+    LeaseError,
+    NotFoundError,
+    ValidationError,
+    WrongTypeError,
+)
+
+__all__ = ["Dispatch", "Engine", "TickReport"]
+
+# Wire values, as module constants: enum attribute reads cost on the hot path.
+_SCHEDULED = int(RunState.SCHEDULED)
+_READY = int(RunState.READY)
+_LEASED = int(RunState.LEASED)
+_RUNNING = int(RunState.RUNNING)
+_RETRY_WAIT = int(RunState.RETRY_WAIT)
+_SUSPENDED = int(RunState.SUSPENDED)
+_CANCELED = int(RunState.CANCELED)
+_RS_RETRY_WAIT = RunState.RETRY_WAIT
+_RS_SUSPENDED = RunState.SUSPENDED
+_RS_FAILED = RunState.FAILED
+_RS_CANCELED = RunState.CANCELED
+_OUT_SUSPENDED = AttemptOutcome.SUSPENDED
+_OUT_TERMINAL = AttemptOutcome.TERMINAL_FAILURE
+_TERMINAL = TERMINAL_STATES
+
+_new_attempt = AttemptId.new
+_run_id_of = RunId.from_bytes
+
+#: Runs handled per authority batch by the sweep and the promotions (bounds record size).
+PAGE = 4_096
+#: Candidates shown to a custom selector per round.
+SELECTOR_SCAN = 1_024
+
+
+class _Rng(Protocol):
+    def random(self) -> float: ...
+
+
+class _At:
+    """A clock stopped at ``now``: derivation stamps runs with the operation's time."""
+
+    __slots__ = ("_now",)
+
+    def __init__(self, now: int) -> None:
+        self._now = now
+
+    def now(self) -> int:
+        return self._now
+
+
+class _TaskInfo:
+    """What the hot path needs about a task, computed once per task."""
+
+    __slots__ = (
+        "constraints",
+        "is_cron",
+        "lease_ms",
+        "max_attempts",
+        "policy",
+        "retry",
+        "retry_on",
+        "spec",
+        "task_id",
+        "timeout_ms",
+    )
+
+    def __init__(self, spec: TaskSpec, default_lease_ms: int) -> None:
+        c = spec.constraints
+        self.spec = spec
+        self.task_id = spec.task_id
+        self.policy: RunPolicy = spec.run_policy
+        self.is_cron = type(spec.run_policy) is CronPolicy
+        self.constraints = c
+        self.max_attempts = c.max_attempts
+        self.retry_on = c.retry_on
+        self.retry = c.retry
+        self.timeout_ms = c.timeout_ms
+        self.lease_ms = lease_duration_ms(c, default_lease_ms)
+
+
+class Dispatch(NamedTuple):
+    """One run handed to a worker by :meth:`Engine.dispatch_next` (Leased → Running, attempt
+    open). The worker reports back with ``finish_attempt(run_id, attempt_id, outcome)``.
+
+    Attributes:
+        run_id / attempt_id: what the handler gets to be idempotent (SPEC contract 6).
+        attempt: the attempt number, counted toward ``max_attempts`` (1 for the first try).
+        task_id / spec: the task (``handler``, ``payload`` and ``constraints`` are shortcuts).
+        scheduled_at: when the run was due.
+        lease_expires_at: the lease's expiry; heartbeat before it (``Engine.heartbeat``).
+        deadline: ``now + timeout`` when the task has a timeout, else ``None``.
+        owner: the lease owner.
+    """
+
+    run_id: RunId
+    attempt_id: AttemptId
+    attempt: int
+    task_id: TaskId
+    spec: TaskSpec
+    scheduled_at: int
+    lease_expires_at: int
+    deadline: int | None
+    owner: str
+
+    @property
+    def handler(self) -> str | None:
+        return self.spec.handler
+
+    @property
+    def payload(self) -> TaskPayload:
+        return self.spec.payload
+
+    @property
+    def constraints(self) -> TaskConstraints:
+        return self.spec.constraints
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one :meth:`Engine.tick` wrote.
+
+    Attributes:
+        promoted: Scheduled → Ready (misfire catch-ups and coalesce survivors included).
+        misfired: Scheduled → Canceled by a misfire policy (skip, cap, coalesce).
+        retried: RetryWait → Ready.
+        expired: runs recovered by the expiry sweep (Leased → Ready, Running → retry decision).
+        created: runs derived (cron window refills).
+        batches: authority batches written.
+    """
+
+    promoted: int = 0
+    misfired: int = 0
+    retried: int = 0
+    expired: int = 0
+    created: int = 0
+    batches: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return self.batches > 0
+
+
+def _default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _check_owner(owner: object) -> str:
+    if type(owner) is not str or not owner:
+        raise ValidationError(f"owner must be a non-empty str, got {owner!r}")
+    return owner
+
+
+def _check_limit(limit: object) -> int:
+    if type(limit) is not int or limit < 0:
+        raise ValidationError(f"limit must be an int >= 0, got {limit!r}")
+    return limit
+
+
+def _check_run_id(run_id: object) -> RunId:
+    if type(run_id) is RunId:
+        return run_id
+    if isinstance(run_id, (bytes, str)):
+        return RunId(run_id)
+    raise WrongTypeError(f"run_id must be a RunId, got {type(run_id).__name__} {run_id!r}")
+
+
+def _check_task_id(task_id: object) -> TaskId:
+    if type(task_id) is TaskId:
+        return task_id
+    if isinstance(task_id, (bytes, str)):
+        return TaskId(task_id)
+    raise WrongTypeError(f"task_id must be a TaskId, got {type(task_id).__name__} {task_id!r}")
+
+
+class Engine:
+    """Derivation, promotion, selection, leases and retries over one storage authority.
+
+    Args:
+        authority: the mutation authority (:class:`~actionqueue.engine.ports.AuthorityPort`).
+        clock: where ``now`` comes from when a method is called without one.
+        owner: default lease owner for :meth:`dispatch_next` (default: host:pid:random).
+        selector: a custom :class:`~actionqueue.engine.selection.Selector`; ``None`` uses the
+            index's own order (priority desc, scheduled_at asc, creation order), the fast path.
+        rng: randomness for backoff jitter (pass ``random.Random(seed)`` for determinism).
+        default_lease_ms: lease for tasks without a timeout (a task with one gets at least
+            ``timeout + 5 s``, see :func:`~actionqueue.engine.lease.lease_duration_ms`).
+        durability: default durability of every batch the engine writes.
+
+    Every method takes ``now=None`` meaning ``clock.now()``.
+    """
+
+    def __init__(
+        self,
+        authority: AuthorityPort,
+        clock: Clock,
+        *,
+        owner: str | None = None,
+        selector: Selector | None = None,
+        rng: _Rng | None = None,
+        default_lease_ms: int = DEFAULT_LEASE_MS,
+        durability: DurabilityPolicy = DurabilityPolicy.IMMEDIATE,
+    ) -> None:
+        if not callable(getattr(clock, "now", None)):
+            raise WrongTypeError(f"clock must have a now() method, got {clock!r}")
+        if type(default_lease_ms) is not int or default_lease_ms <= 0:
+            raise ValidationError(f"default_lease_ms must be an int > 0, got {default_lease_ms!r}")
+        self._auth = authority
+        self._clock = clock
+        self.owner = _default_owner() if owner is None else _check_owner(owner)
+        if type(selector) is DefaultSelector and selector.presorted and selector.max_scan is None:
+            selector = None  # the index already yields the default order: stream it
+        self._selector = selector
+        self._rng: _Rng = rng if rng is not None else random.Random()
+        self.default_lease_ms = default_lease_ms
+        self.durability = DurabilityPolicy.parse(durability)
+        self.index = RunIndex(authority)
+        # Serializes the writers that read-then-decide (dispatch, tick, cancel, cron refill);
+        # finish_attempt of a non-cron run takes no lock, so workers never queue behind a
+        # dispatcher waiting for its fsync.
+        self._lock = threading.RLock()
+        self._tasks: dict[bytes, _TaskInfo] = {}
+        # run id -> (attempt id bytes, counted attempts incl. the open one, task info, owner,
+        # lease expiry) for every run this engine has Running.
+        self._inflight: dict[bytes, tuple[bytes, int, _TaskInfo, str, int]] = {}
+        # run id -> counted attempts, for non-terminal runs not in flight with a count > 0.
+        self._counts: dict[bytes, int] = {}
+        # Runs created after this sequence were created by this engine: unknown means 0 attempts.
+        self._boot_seq = authority.latest_sequence
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _now(self, now: int | None) -> int:
+        if now is None:
+            return self._clock.now()
+        if type(now) is not int or now < 0:
+            raise ValidationError(f"now must be int milliseconds >= 0, got {now!r}")
+        return now
+
+    def _dur(self, durability: DurabilityPolicy | str | None) -> DurabilityPolicy:
+        return self.durability if durability is None else DurabilityPolicy.parse(durability)
+
+    def _info(self, tid: bytes) -> _TaskInfo:
+        info = self._tasks.get(tid)
+        if info is None:
+            rec = self._auth.get_task(TaskId.from_bytes(tid))
+            if rec is None:
+                raise NotFoundError(f"task {TaskId.from_bytes(tid)} is not known to the authority")
+            info = self._tasks[tid] = _TaskInfo(rec.spec, self.default_lease_ms)
+        return info
+
+    def _record(self, task_id: TaskId) -> TaskRecordLike:
+        rec = self._auth.get_task(task_id)
+        if rec is None:
+            raise NotFoundError(f"task {task_id} is not known to the authority")
+        return rec
+
+    def _submit(self, events: Sequence[EventTuple], durability: DurabilityPolicy) -> None:
+        if events:
+            self._auth.submit_wire(events, durability)
+
+    # --- submission --------------------------------------------------------------------------
+
+    def _create_events(self, spec: TaskSpec, origin: int, now: int) -> list[EventTuple]:
+        tid = spec.task_id.bytes
+        policy = spec.run_policy
+        events: list[EventTuple] = [(0, spec.to_wire(), origin, now)]
+        # Once/Repeat imply every run up front: build the RunCreates directly (no RunInstance
+        # objects); cron derives its first window.
+        if type(policy) is OncePolicy:
+            events.append((1, RunId.new().bytes, tid, 0, origin, now))
+        elif type(policy) is RepeatPolicy:
+            n, step = policy.count, policy.interval_ms
+            if origin + (n - 1) * step > I64_MAX:
+                raise DerivationError(
+                    f"the last run of task {spec.task_id} (repeat {n} every {step} ms from "
+                    f"{origin}) would be past int64 ms; nothing was submitted"
+                )
+            new = RunId.new
+            events.extend((1, new().bytes, tid, k, origin + k * step, now) for k in range(n))
+        else:
+            result = derive_runs(_At(now), spec.task_id, policy, 0, origin)
+            events.extend(c.to_wire() for c in run_create_commands(result, timestamp=now))
+        return events
+
+    def submit(
+        self,
+        spec: TaskSpec,
+        *,
+        origin: TimeLike | None = None,
+        durability: DurabilityPolicy | str | None = None,
+        now: int | None = None,
+    ) -> TaskId:
+        """Create a task and all its first runs as **one** record; returns the task id.
+
+        ``origin`` (default ``now``) is when the schedule starts: a Once run is due at it. An
+        origin in the past is fine: the next tick promotes the runs under the misfire policy.
+        When ``spec.dedupe_key`` names a *live* task (one with runs still to do), that task's id
+        is returned and nothing is written.
+        """
+        return self.submit_many([spec], origin=origin, durability=durability, now=now)[0]
+
+    def submit_many(
+        self,
+        specs: Iterable[TaskSpec],
+        *,
+        origin: TimeLike | None = None,
+        durability: DurabilityPolicy | str | None = None,
+        now: int | None = None,
+    ) -> list[TaskId]:
+        """:meth:`submit` for many tasks in **one** record (all or nothing), for throughput.
+
+        Returns one id per spec, in order; specs whose dedupe key is taken (by a live task or
+        by an earlier spec of the same call) get that task's id and write nothing.
+        """
+        specs = list(specs)
+        for s in specs:
+            if not isinstance(s, TaskSpec):
+                raise WrongTypeError(f"submit takes TaskSpec objects, got {type(s).__name__} {s!r}")
+        t = self._now(now)
+        o = t if origin is None else to_millis(origin, "origin")
+        if o < 0:
+            raise ValidationError(f"origin must be >= 0 ms, got {origin!r}")
+        dur = self._dur(durability)
+        for _ in range(3):
+            ids: list[TaskId] = []
+            events: list[EventTuple] = []
+            taken: dict[str, TaskId] = {}
+            new_specs: list[TaskSpec] = []
+            for s in specs:
+                key = s.dedupe_key
+                if key is not None:
+                    existing = taken.get(key)
+                    if existing is None:
+                        b = self._auth.task_by_dedupe_key(key)
+                        existing = None if b is None else TaskId.from_bytes(b)
+                    if existing is not None:
+                        ids.append(existing)
+                        continue
+                    taken[key] = s.task_id
+                ids.append(s.task_id)
+                new_specs.append(s)
+                events.extend(self._create_events(s, o, t))
+            try:
+                self._submit(events, dur)
+            except CommandRejectedError:
+                # A dedupe key may have been taken by another thread between the lookup and the
+                # write: look again. Any other refusal repeats and is raised below.
+                if not any(s.dedupe_key for s in new_specs):
+                    raise
+                continue
+            for s in new_specs:
+                self._tasks[s.task_id.bytes] = _TaskInfo(s, self.default_lease_ms)
+            return ids
+        self._submit(events, dur)  # pragma: no cover - raises the persistent refusal
+        return ids  # pragma: no cover
+
+    # --- scheduler tick ----------------------------------------------------------------------
+
+    def tick(self, now: int | None = None) -> TickReport:
+        """Do everything that is due at ``now``, in as few batches as possible.
+
+        1. The **expiry sweep** (even when paused): expired Leased → Ready; expired Running →
+           attempt finished as Lost → retry decision (RetryWait with backoff, or Failed).
+           Leased/Running runs without a lease count as expired (a crash between records).
+        2. Unless paused: RetryWait → Ready when ``not_before <= now``, and Scheduled → Ready
+           under each task's misfire policy, with cron window refills — one batch per page.
+        """
+        t = self._now(now)
+        with self._lock:
+            return self._tick(t)
+
+    def _tick(self, now: int) -> TickReport:
+        expired = created = promoted = misfired = retried = batches = 0
+        while True:
+            swept, made, n_batches = self._sweep(now)
+            expired += swept
+            created += made
+            batches += n_batches
+            if swept < PAGE:
+                break
+        if not self._auth.is_paused:
+            while True:
+                events: list[EventTuple] = []
+                retries = self._auth.due_retries(now, PAGE)
+                for w in retries:
+                    events.append((2, w[0], _RETRY_WAIT, _READY, None, None, now))
+                retried += len(retries)
+                due = self._auth.due_scheduled(now, PAGE)
+                p, m, c = self._plan_promotions(due, now, events)
+                promoted += p
+                misfired += m
+                created += c
+                if not events:
+                    break
+                self._submit(events, self.durability)
+                batches += 1
+                if len(retries) < PAGE and len(due) < PAGE:
+                    break
+        return TickReport(promoted, misfired, retried, expired, created, batches)
+
+    def _plan_promotions(
+        self, due: Sequence[RunTuple], now: int, events: list[EventTuple]
+    ) -> tuple[int, int, int]:
+        """Append the promotion events of ``due`` Scheduled runs; returns the counts."""
+        by_task: dict[bytes, list[RunTuple]] = {}
+        for w in due:
+            by_task.setdefault(w[1], []).append(w)
+        promoted = misfired = created = 0
+        for tid, runs in by_task.items():
+            info = self._info(tid)
+            if not info.is_cron:
+                grace = effective_grace_ms(info.policy.misfire.grace_ms)
+                if all(now - w[4] <= grace for w in runs):
+                    # All on time (the common case): plain promotions, no planning.
+                    events.extend((2, w[0], _SCHEDULED, _READY, None, None, now) for w in runs)
+                    promoted += len(runs)
+                    continue
+                plan = plan_misfire(
+                    [RunInstance.from_wire(w) for w in runs], info.policy.misfire, now
+                )
+                transitions = plan.transitions
+            else:
+                rec = self._record(info.task_id)
+                tplan = plan_task_promotion(
+                    _At(now),
+                    info.task_id,
+                    info.policy,
+                    [RunInstance.from_wire(w) for w in runs],
+                    now=now,
+                    already_derived=rec.derived,
+                    schedule_origin=rec.origin,
+                    after=rec.last_scheduled_at,
+                    non_terminal=rec.non_terminal,
+                )
+                events.extend(c.to_wire() for c in tplan.creates)
+                created += len(tplan.creates)
+                transitions = tplan.transitions
+            for tr in transitions:
+                events.append(
+                    (2, tr.run_id.bytes, _SCHEDULED, int(tr.to_state), None, tr.reason, now)
+                )
+                if tr.to_state is _RS_CANCELED:
+                    misfired += 1
+                else:
+                    promoted += 1
+        return promoted, misfired, created
+
+    def _sweep(self, now: int) -> tuple[int, int, int]:
+        """One page of the expiry sweep as one batch; returns (runs, runs created, batches)."""
+        expired = self._auth.expired_leases(now, PAGE)
+        if not expired:
+            return 0, 0, 0
+        # (a page that yields nothing to do ends the loop in _tick: swept < PAGE)
+        events: list[EventTuple] = []
+        swept = 0
+        leaving: dict[bytes, int] = {}
+        outcome: list[tuple[bytes, RunState, int]] = []
+        for w in expired:
+            run = RunInstance.from_wire(w)
+            info = self._info(w[1])
+            cmds = plan_expiry(run, info.constraints, now, self._rng)
+            if not cmds:
+                continue
+            swept += 1
+            events.extend(c.to_wire() for c in cmds)
+            target = cmds[-1].new_state  # type: ignore[attr-defined]
+            outcome.append((w[0], target, run.attempt_count))
+            if target in _TERMINAL and info.is_cron:
+                leaving[w[1]] = leaving.get(w[1], 0) + 1
+        created = 0
+        for tid, n in leaving.items():
+            refill = self._refill_events(self._info(tid), now, n)
+            created += sum(1 for e in refill if e[0] == 1)
+            events.extend(refill)
+        self._submit(events, self.durability)
+        for rid, target, counted in outcome:
+            self._inflight.pop(rid, None)
+            if target in _TERMINAL or counted == 0:
+                self._counts.pop(rid, None)
+            else:
+                self._counts[rid] = counted
+        return swept, created, 1 if events else 0
+
+    def _refill_events(self, info: _TaskInfo, now: int, leaving: int) -> list[EventTuple]:
+        """Cron window refill for ``leaving`` runs of a task turning terminal in this batch.
+
+        Written in the same batch as the terminal transition, so the window can never be left
+        empty by a crash (a cron task with no Scheduled run would never wake up again).
+        """
+        rec = self._auth.get_task(info.task_id)
+        if rec is None or rec.canceled_at is not None:
+            return []
+        nt = max(0, rec.non_terminal - leaving)
+        if self._auth.is_paused:
+            # Paused: derive without folding and promote nothing; resume applies the misfire
+            # policy to whatever fell due meanwhile.
+            d = derive_runs(
+                _At(now),
+                info.task_id,
+                info.policy,
+                rec.derived,
+                rec.origin,
+                after=rec.last_scheduled_at,
+                non_terminal=nt,
+            )
+            return [c.to_wire() for c in run_create_commands(d, timestamp=now)]
+        plan = plan_task_promotion(
+            _At(now),
+            info.task_id,
+            info.policy,
+            [],
+            now=now,
+            already_derived=rec.derived,
+            schedule_origin=rec.origin,
+            after=rec.last_scheduled_at,
+            non_terminal=nt,
+        )
+        return [c.to_wire() for c in plan.commands(now)]
+
+    # --- dispatch (hot path) -----------------------------------------------------------------
+
+    def dispatch_next(
+        self,
+        owner: str | None = None,
+        now: int | None = None,
+        limit: int = 1,
+        *,
+        durability: DurabilityPolicy | str | None = None,
+    ) -> list[Dispatch]:
+        """Promote what is due, select up to ``limit`` Ready runs and lease + start them.
+
+        Per run, one batch holds Ready → Leased, ``LeaseAcquire``, Leased → Running and
+        ``AttemptStart``; all runs of the call share that batch. Runs whose concurrency key is
+        held (or taken by an earlier pick) are skipped, not dropped. Returns ``[]`` when paused
+        or nothing is Ready.
+        """
+        t = self._now(now)
+        who = self.owner if owner is None else _check_owner(owner)
+        if type(limit) is not int or limit < 0:
+            raise ValidationError(f"limit must be an int >= 0, got {limit!r}")
+        dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
+        auth = self._auth
+        with self._lock:
+            # Promote only when something is due: two index peeks instead of three scans.
+            nd = auth.next_due()
+            nl = auth.next_lease_expiry()
+            if (nd is not None and nd <= t) or (nl is not None and nl <= t):
+                self._tick(t)
+            if limit == 0 or auth.is_paused:
+                return []
+            if self._selector is None:
+                cands = auth.ready_candidates(limit)
+            else:
+                cands = self._select(auth.ready_candidates(max(limit, SELECTOR_SCAN)), limit)
+            if not cands:
+                return []
+            tasks = self._tasks
+            counts = self._counts
+            boot = self._boot_seq
+            events: list[EventTuple] = []
+            add = events.extend
+            out: list[Dispatch] = []
+            infos: list[_TaskInfo] = []
+            for rid, tid, _prio, sched, cseq, _key in cands:
+                info = tasks.get(tid)
+                if info is None:
+                    info = self._info(tid)
+                counted = counts.get(rid)
+                if counted is None:
+                    if cseq > boot:
+                        counted = 0
+                    else:
+                        run = auth.get_run(_run_id_of(rid))
+                        counted = 0 if run is None else run.attempt_count
+                aid = _new_attempt()
+                exp = t + info.lease_ms
+                if exp > I64_MAX:
+                    exp = I64_MAX
+                add(
+                    (
+                        (2, rid, _READY, _LEASED, None, None, t),
+                        (5, rid, who, exp, t),
+                        (2, rid, _LEASED, _RUNNING, None, None, t),
+                        (3, rid, aid.bytes, t),
+                    )
+                )
+                tmo = info.timeout_ms
+                infos.append(info)
+                out.append(
+                    Dispatch(
+                        _run_id_of(rid),
+                        aid,
+                        counted + 1,
+                        info.task_id,
+                        info.spec,
+                        sched,
+                        exp,
+                        None if tmo is None else t + tmo,
+                        who,
+                    )
+                )
+            auth.submit_wire(events, dur)
+            inflight = self._inflight
+            for d, info in zip(out, infos, strict=True):
+                rid = d.run_id.bytes
+                counts.pop(rid, None)
+                inflight[rid] = (d.attempt_id.bytes, d.attempt, info, who, d.lease_expires_at)
+            return out
+
+    def _select(self, raw: list[Any], limit: int) -> list[Any]:
+        assert self._selector is not None
+        by_id = {}
+        cands = []
+        for w in raw:
+            c = Candidate(_run_id_of(w[0]), TaskId.from_bytes(w[1]), w[2], w[3], w[4], w[5])
+            by_id[c.run_id] = w
+            cands.append(c)
+        picked = self._selector.select(cands, limit, frozenset())
+        # The selector contract says: each candidate once, one per key. Re-check it, since a
+        # violating batch would be refused whole by the authority.
+        out = []
+        seen: set[RunId] = set()
+        keys: set[str] = set()
+        for c in picked[:limit]:
+            w = by_id.get(c.run_id)
+            if w is None or c.run_id in seen:
+                continue
+            if c.concurrency_key is not None:
+                if c.concurrency_key in keys:
+                    continue
+                keys.add(c.concurrency_key)
+            seen.add(c.run_id)
+            out.append(w)
+        return out
+
+    # --- finishing (hot path) ----------------------------------------------------------------
+
+    def finish_attempt(
+        self,
+        run_id: RunId,
+        attempt_id: AttemptId,
+        outcome: AttemptOutcome,
+        *,
+        error: str | None = None,
+        output: bytes | None = None,
+        retry_delay: DurationLike | None = None,
+        now: int | None = None,
+        durability: DurabilityPolicy | str | None = None,
+    ) -> RunState:
+        """Record an attempt's outcome and the retry decision in **one** batch; returns the
+        run's new state.
+
+        Success → Completed; TerminalFailure → Failed; RetryableFailure / Timeout / Lost →
+        RetryWait (``not_before = now + backoff``, or ``now + retry_delay`` if given) while
+        attempts remain, else Failed; Suspended → Suspended (the attempt is given back).
+
+        If the run was canceled while the attempt ran, nothing is written and ``Canceled`` is
+        returned. If the sweep already finished the attempt as Lost (the lease expired), a
+        :class:`~actionqueue.errors.LeaseError` is raised: the result arrived too late.
+        """
+        t = self._clock.now() if now is None else self._now(now)
+        if type(outcome) is not AttemptOutcome:
+            outcome = AttemptOutcome.from_wire(outcome, "outcome")
+        if error is not None and not isinstance(error, str):
+            raise WrongTypeError(f"error must be a str or None, got {type(error).__name__}")
+        if output is not None and type(output) is not bytes:
+            if not isinstance(output, (bytearray, memoryview)):
+                raise WrongTypeError(
+                    f"output must be bytes or None, got {type(output).__name__} {output!r:.80}"
+                )
+            output = bytes(output)
+        rid = run_id.bytes
+        aid = attempt_id.bytes
+        entry = self._inflight.get(rid)
+        if entry is None or entry[0] != aid:
+            return self._finish_slow(
+                run_id, attempt_id, outcome, error, output, retry_delay, t, durability
+            )
+        counted = entry[1]
+        info = entry[2]
+        target = decide(outcome, counted, info.max_attempts, info.retry_on)
+        not_before = None
+        reason = None
+        if target is _RS_RETRY_WAIT:
+            if retry_delay is None:
+                delay = info.retry.delay_for(counted, self._rng)
+            else:
+                delay = to_duration_ms(retry_delay, "retry_delay")
+                if delay < 0:
+                    raise ValidationError(f"retry_delay must be >= 0, got {retry_delay!r}")
+            not_before = t + delay
+            if not_before > I64_MAX:
+                not_before = I64_MAX
+            reason = f"{outcome}: attempt {counted} of {info.max_attempts}"
+        elif target is _RS_FAILED and outcome is not _OUT_TERMINAL:
+            reason = f"{outcome}: attempt {counted} of {info.max_attempts}, no retry"
+        events: list[EventTuple] = [
+            (4, rid, aid, int(outcome), error, output, t),
+            (2, rid, _RUNNING, int(target), not_before, reason, t),
+        ]
+        dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
+        if info.is_cron and target in _TERMINAL:
+            with self._lock:
+                events.extend(self._refill_events(info, t, 1))
+                self._finish_submit(rid, events, dur)
+        else:
+            self._finish_submit(rid, events, dur)
+        if target is _RS_RETRY_WAIT:
+            self._counts[rid] = counted
+        elif target is _RS_SUSPENDED and counted > 1:
+            self._counts[rid] = counted - 1
+        return target
+
+    def _finish_submit(self, rid: bytes, events: list[EventTuple], dur: DurabilityPolicy) -> None:
+        try:
+            self._auth.submit_wire(events, dur)
+        except CommandRejectedError:
+            # The hint was stale (swept, canceled): forget it; the caller sees the refusal.
+            self._inflight.pop(rid, None)
+            raise
+        self._inflight.pop(rid, None)
+
+    def _finish_slow(
+        self,
+        run_id: RunId,
+        attempt_id: AttemptId,
+        outcome: AttemptOutcome,
+        error: str | None,
+        output: bytes | None,
+        retry_delay: DurationLike | None,
+        now: int,
+        durability: DurabilityPolicy | str | None,
+    ) -> RunState:
+        """``finish_attempt`` for a run this engine did not dispatch (e.g. after a restart)."""
+        run = self._auth.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id} is not known to the authority")
+        attempt = next((a for a in run.attempts if a.attempt_id == attempt_id), None)
+        if attempt is None:
+            raise CommandRejectedError(f"run {run_id} has no attempt {attempt_id}")
+        if run.current_attempt != attempt_id:
+            if attempt.outcome is AttemptOutcome.CANCELED:
+                return _RS_CANCELED
+            raise LeaseError(
+                f"attempt {attempt_id} of run {run_id} was already finished as "
+                f"{attempt.outcome} at {attempt.finished_at}; the run is {run.state}"
+            )
+        self._inflight[run_id.bytes] = (
+            attempt_id.bytes,
+            run.attempt_count,
+            self._info(run.task_id.bytes),
+            "" if run.lease is None else run.lease.owner,
+            0 if run.lease is None else run.lease.expires_at,
+        )
+        return self.finish_attempt(
+            run_id,
+            attempt_id,
+            outcome,
+            error=error,
+            output=output,
+            retry_delay=retry_delay,
+            now=now,
+            durability=durability,
+        )
+
+    # --- leases ------------------------------------------------------------------------------
+
+    def heartbeat(
+        self,
+        run_id: RunId,
+        owner: str | None = None,
+        now: int | None = None,
+        *,
+        durability: DurabilityPolicy | str | None = None,
+    ) -> int:
+        """Extend ``owner``'s lease on a Leased/Running run to ``now + lease``; returns the
+        lease's expiry after the heartbeat (a heartbeat never shortens a lease).
+
+        Raises :class:`~actionqueue.errors.LeaseError` when ``owner`` does not hold a live lease
+        (expired leases are never revived: the sweep may already have recovered the run).
+        """
+        t = self._now(now)
+        who = self.owner if owner is None else _check_owner(owner)
+        rid = _check_run_id(run_id).bytes
+        entry = self._inflight.get(rid)
+        if entry is not None:
+            lease_ms, old = entry[2].lease_ms, entry[4]
+        else:
+            run = self._auth.get_run(_run_id_of(rid))
+            if run is None:
+                raise NotFoundError(f"run {_run_id_of(rid)} is not known to the authority")
+            lease_ms = self._info(run.task_id.bytes).lease_ms
+            old = 0 if run.lease is None else run.lease.expires_at
+        exp = min(I64_MAX, t + lease_ms)
+        self._submit([(6, rid, who, exp, t)], self._dur(durability))
+        exp = max(exp, old)
+        entry = self._inflight.get(rid)
+        if entry is not None:
+            self._inflight[rid] = (entry[0], entry[1], entry[2], entry[3], exp)
+        return exp
+
+    def release(
+        self,
+        run_id: RunId,
+        owner: str | None = None,
+        now: int | None = None,
+        *,
+        durability: DurabilityPolicy | str | None = None,
+    ) -> None:
+        """``owner`` gives a run back without using up an attempt; it becomes Ready again.
+
+        A Leased run: ``LeaseRelease`` + Leased → Ready. A Running run (a dispatched attempt
+        that will not be executed, e.g. at shutdown): ``LeaseRelease``, its open attempt finished
+        as Suspended (which gives the attempt back), Running → Suspended → Ready — one batch,
+        every step in the run's history.
+        """
+        t = self._now(now)
+        who = self.owner if owner is None else _check_owner(owner)
+        rid_obj = _check_run_id(run_id)
+        rid = rid_obj.bytes
+        with self._lock:
+            run = self._auth.get_run(rid_obj)
+            if run is None:
+                raise NotFoundError(f"run {rid_obj} is not known to the authority")
+            lease = run.lease
+            if run.state not in (RunState.LEASED, RunState.RUNNING):
+                raise LeaseError(
+                    f"run {rid_obj} is {run.state}; only a Leased or Running run can be released"
+                )
+            if lease is None or lease.owner != who:
+                holder = "nobody" if lease is None else repr(lease.owner)
+                raise LeaseError(f"run {rid_obj} is not leased by {who!r} (held by {holder})")
+            events: list[EventTuple] = [(8, rid, who, t)]
+            if run.state is RunState.LEASED:
+                events.append((2, rid, _LEASED, _READY, None, "lease released", t))
+            else:
+                if run.current_attempt is not None:
+                    events.append(
+                        (
+                            4,
+                            rid,
+                            run.current_attempt.bytes,
+                            int(_OUT_SUSPENDED),
+                            "released by owner",
+                            None,
+                            t,
+                        )
+                    )
+                events.append((2, rid, _RUNNING, _SUSPENDED, None, "released by owner", t))
+                events.append((2, rid, _SUSPENDED, _READY, None, "released by owner", t))
+            self._submit(events, self._dur(durability))
+            self._inflight.pop(rid, None)
+            counted = run.attempt_count - (1 if run.current_attempt is not None else 0)
+            if counted > 0:
+                self._counts[rid] = counted
+            else:
+                self._counts.pop(rid, None)
+
+    # --- wake-ups ----------------------------------------------------------------------------
+
+    def next_wakeup(self, now: int | None = None) -> int | None:
+        """When something next needs :meth:`tick` / :meth:`dispatch_next`: the earliest of the
+        next Scheduled run, the next retry and the next lease expiry, clamped to ``now`` (so a
+        value ``== now`` means "now"); ``None`` when nothing is pending. While paused only lease
+        expiries count. Ready runs are not wake-ups: dispatch while it returns full batches.
+        """
+        t = self._now(now)
+        nl = self._auth.next_lease_expiry()
+        best = nl
+        if not self._auth.is_paused:
+            nd = self._auth.next_due()
+            if nd is not None and (best is None or nd < best):
+                best = nd
+        if best is None:
+            return None
+        return max(best, t)
+
+    # --- control -----------------------------------------------------------------------------
+
+    def cancel_task(
+        self,
+        task_id: TaskId,
+        reason: str | None = None,
+        *,
+        now: int | None = None,
+        durability: DurabilityPolicy | str | None = None,
+    ) -> None:
+        """Cancel a task and every non-terminal run of it (one ``TaskCancel``; each run gets a
+        history entry, open attempts are closed as Canceled). Its dedupe key is freed.
+
+        Raises :class:`~actionqueue.errors.NotFoundError` for an unknown task and
+        :class:`~actionqueue.errors.CommandRejectedError` if it is already canceled.
+        """
+        t = self._now(now)
+        tid = _check_task_id(task_id)
+        if reason is not None and not isinstance(reason, str):
+            raise WrongTypeError(f"reason must be a str or None, got {type(reason).__name__}")
+        with self._lock:
+            rec = self._auth.get_task(tid)
+            if rec is None:
+                raise NotFoundError(f"task {tid} is not known to the authority")
+            if rec.canceled_at is not None:
+                raise CommandRejectedError(f"task {tid} was already canceled at {rec.canceled_at}")
+            self._submit([(9, tid.bytes, reason, t)], self._dur(durability))
+            for run in self._auth.runs_for_task(tid):
+                self._inflight.pop(run.run_id.bytes, None)
+                self._counts.pop(run.run_id.bytes, None)
+
+    def cancel_run(
+        self,
+        run_id: RunId,
+        reason: str | None = None,
+        *,
+        now: int | None = None,
+        durability: DurabilityPolicy | str | None = None,
+    ) -> None:
+        """Move one non-terminal run to Canceled (its lease is dropped, an open attempt closed
+        as Canceled, its concurrency key freed). A terminal run raises
+        :class:`~actionqueue.errors.InvalidTransitionError`: canceled runs cannot be revived and
+        finished ones cannot be canceled.
+        """
+        t = self._now(now)
+        rid_obj = _check_run_id(run_id)
+        if reason is not None and not isinstance(reason, str):
+            raise WrongTypeError(f"reason must be a str or None, got {type(reason).__name__}")
+        with self._lock:
+            run = self._auth.get_run(rid_obj)
+            if run is None:
+                raise NotFoundError(f"run {rid_obj} is not known to the authority")
+            if run.state in _TERMINAL:
+                raise InvalidTransitionError(
+                    f"run {rid_obj} is {run.state} (terminal) and cannot be canceled"
+                )
+            rid = rid_obj.bytes
+            events: list[EventTuple] = [
+                (2, rid, int(run.state), _CANCELED, None, reason or "run canceled", t)
+            ]
+            info = self._info(run.task_id.bytes)
+            if info.is_cron:
+                events.extend(self._refill_events(info, t, 1))
+            self._submit(events, self._dur(durability))
+            self._inflight.pop(rid, None)
+            self._counts.pop(rid, None)
+
+    def retry_now(
+        self,
+        run_id: RunId,
+        *,
+        now: int | None = None,
+        durability: DurabilityPolicy | str | None = None,
+    ) -> None:
+        """Make a waiting run Ready immediately: RetryWait (skipping the rest of its backoff)
+        or Suspended → Ready. Works while paused (the run then waits in Ready).
+
+        A terminal run (Completed, Failed, Canceled) raises
+        :class:`~actionqueue.errors.InvalidTransitionError`: terminal is final — submit a new
+        task to try again. Other states raise :class:`~actionqueue.errors.CommandRejectedError`
+        (there is nothing to retry).
+        """
+        t = self._now(now)
+        rid_obj = _check_run_id(run_id)
+        with self._lock:
+            run = self._auth.get_run(rid_obj)
+            if run is None:
+                raise NotFoundError(f"run {rid_obj} is not known to the authority")
+            if run.state in _TERMINAL:
+                raise InvalidTransitionError(
+                    f"run {rid_obj} is {run.state} (terminal); it cannot be retried — "
+                    "submit a new task instead"
+                )
+            if run.state not in (_RS_RETRY_WAIT, _RS_SUSPENDED):
+                raise CommandRejectedError(
+                    f"run {rid_obj} is {run.state}; retry_now applies to RetryWait or "
+                    "Suspended runs"
+                )
+            self._submit(
+                [(2, rid_obj.bytes, int(run.state), _READY, None, "retry now", t)],
+                self._dur(durability),
+            )
+
+    def pause(self, *, now: int | None = None) -> bool:
+        """Pause (durable: a restarted engine stays paused). Returns ``False`` if already paused.
+
+        See the module docs for what pause stops.
+        """
+        t = self._now(now)
+        with self._lock:
+            if self._auth.is_paused:
+                return False
+            self._submit([(10, t)], self.durability)
+            return True
+
+    def resume(self, *, now: int | None = None) -> bool:
+        """Resume after :meth:`pause`. Returns ``False`` if not paused."""
+        t = self._now(now)
+        with self._lock:
+            if not self._auth.is_paused:
+                return False
+            self._submit([(11, t)], self.durability)
+            return True
+
+    @property
+    def is_paused(self) -> bool:
+        return bool(self._auth.is_paused)
+
+    def prune(
+        self,
+        before: TimeLike,
+        *,
+        now: int | None = None,
+        durability: DurabilityPolicy | str | None = None,
+    ) -> None:
+        """Retention: forget terminal runs whose last change is before ``before``, and finished
+        tasks left with no runs (``before``: int ms, float seconds or an aware datetime)."""
+        t = self._now(now)
+        b = to_millis(before, "before")
+        with self._lock:
+            self._submit([(12, b, t)], self._dur(durability))
+            self._tasks.clear()  # pruned tasks must not linger in the spec cache
+
+    # --- inspection --------------------------------------------------------------------------
+
+    def get_task(self, task_id: TaskId) -> TaskRecordLike | None:
+        return self._auth.get_task(_check_task_id(task_id))
+
+    def get_run(self, run_id: RunId) -> RunInstance | None:
+        return self._auth.get_run(_check_run_id(run_id))
+
+    def runs_for_task(self, task_id: TaskId) -> list[RunInstance]:
+        return self._auth.runs_for_task(_check_task_id(task_id))
+
+    def counts(self) -> dict[RunState, int]:
+        """Runs per state (all nine states present)."""
+        return self.index.counts()
+
+    def stats(self) -> dict[str, Any]:
+        """Counts by state label plus engine facts, for dashboards and logs."""
+        counts = self.counts()
+        return {
+            "runs": {s.label: n for s, n in counts.items()},
+            "total_runs": sum(counts.values()),
+            "paused": self.is_paused,
+            "in_flight": self._inflight.__len__(),
+            "next_due": self._auth.next_due(),
+            "next_lease_expiry": self._auth.next_lease_expiry(),
+            "latest_sequence": self._auth.latest_sequence,
+        }
+
+    def __repr__(self) -> str:
+        return f"Engine(owner={self.owner!r}, paused={self.is_paused})"

@@ -1,0 +1,637 @@
+"""Engine scenarios (issue 5), each run against the fake and the real authority."""
+
+from __future__ import annotations
+
+import pytest
+
+from actionqueue.core import (
+    AttemptOutcome,
+    Backoff,
+    HoldPolicy,
+    MisfirePolicy,
+    RunPolicy,
+    RunState,
+    TaskConstraints,
+    TaskId,
+    TaskMetadata,
+    TaskSpec,
+)
+from actionqueue.engine import DefaultSelector, Dispatch, Engine
+from actionqueue.errors import (
+    CommandRejectedError,
+    InvalidTransitionError,
+    LeaseError,
+    NotFoundError,
+)
+from conftest import T0, Env
+
+S = RunState
+Out = AttemptOutcome
+MIN = 60_000
+
+
+def spec(
+    policy: RunPolicy | None = None,
+    *,
+    max_attempts: int = 1,
+    key: str | None = None,
+    hold: HoldPolicy = HoldPolicy.HOLD_DURING_RETRY,
+    timeout: int | None = None,
+    retry: Backoff | None = None,
+    priority: int = 0,
+    dedupe: str | None = None,
+    handler: str | None = None,
+) -> TaskSpec:
+    return TaskSpec(
+        TaskId.new(),
+        b"payload",
+        policy or RunPolicy.once(),
+        TaskConstraints(
+            max_attempts=max_attempts,
+            timeout=timeout,
+            concurrency_key=key,
+            hold_policy=hold,
+            retry=retry,
+        ),
+        TaskMetadata(priority=priority),
+        handler=handler,
+        dedupe_key=dedupe,
+    )
+
+
+def drain(engine: Engine, outcome: AttemptOutcome = Out.SUCCESS, limit: int = 100) -> int:
+    """Dispatch and finish everything runnable now; returns the number of attempts."""
+    n = 0
+    while True:
+        batch = engine.dispatch_next(limit=limit)
+        if not batch:
+            return n
+        for d in batch:
+            engine.finish_attempt(d.run_id, d.attempt_id, outcome)
+            n += 1
+
+
+def states(engine: Engine, task_id: TaskId) -> list[RunState]:
+    return [r.state for r in engine.runs_for_task(task_id)]
+
+
+# --- accounting --------------------------------------------------------------------------------
+
+
+def test_once_runs_exactly_once(env: Env) -> None:
+    e = env.engine
+    tid = e.submit(spec())
+    assert drain(e) == 1
+    env.clock.advance(10 * MIN)
+    assert drain(e) == 0
+    assert states(e, tid) == [S.COMPLETED]
+    assert e.next_wakeup() is None
+
+
+def test_repeat_runs_exactly_n_in_schedule_order(env: Env) -> None:
+    e = env.engine
+    tid = e.submit(spec(RunPolicy.repeat(4, 1_000)))
+    seen: list[int] = []
+    for _ in range(10):
+        for d in e.dispatch_next(limit=10):
+            seen.append(d.scheduled_at)
+            e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS)
+        w = e.next_wakeup()
+        if w is None:
+            break
+        env.clock.set(w)
+    assert seen == [T0, T0 + 1_000, T0 + 2_000, T0 + 3_000]
+    assert states(e, tid) == [S.COMPLETED] * 4
+
+
+def test_submit_writes_task_and_runs_as_one_batch(env: Env) -> None:
+    e = env.engine
+    before = env.auth.latest_sequence
+    tid = e.submit(spec(RunPolicy.repeat(3, 10)))
+    assert env.auth.latest_sequence == before + 4  # TaskCreate + 3 RunCreates, one record
+    rec = e.get_task(tid)
+    assert rec is not None
+    assert rec.derived == 3
+    assert rec.non_terminal == 3
+
+
+def test_submit_many_one_batch_and_dedupe(env: Env) -> None:
+    e = env.engine
+    a = spec(dedupe="daily-report")
+    b = spec(dedupe="daily-report")
+    c = spec()
+    ids = e.submit_many([a, b, c])
+    assert ids == [a.task_id, a.task_id, c.task_id]
+    assert e.submit(spec(dedupe="daily-report")) == a.task_id
+    assert e.get_task(b.task_id) is None
+    drain(e)
+    # The key is freed once the task is finished: a new task may take it.
+    d = spec(dedupe="daily-report")
+    assert e.submit(d) == d.task_id
+
+
+# --- retries -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("outcome", [Out.RETRYABLE_FAILURE, Out.TIMEOUT, Out.LOST])
+@pytest.mark.parametrize("max_attempts", [1, 3])
+def test_retry_cap(env: Env, outcome: AttemptOutcome, max_attempts: int) -> None:
+    e = env.engine
+    tid = e.submit(spec(max_attempts=max_attempts, retry=Backoff.fixed(500)))
+    dispatches: list[Dispatch] = []
+    for _ in range(10):
+        batch = e.dispatch_next(limit=5)
+        for d in batch:
+            dispatches.append(d)
+            e.finish_attempt(d.run_id, d.attempt_id, outcome)
+        w = e.next_wakeup()
+        if w is None:
+            break
+        env.clock.set(w)
+    assert len(dispatches) == max_attempts
+    assert [d.attempt for d in dispatches] == list(range(1, max_attempts + 1))
+    assert len({d.run_id for d in dispatches}) == 1  # retries are attempts of the same run
+    assert len({d.attempt_id for d in dispatches}) == max_attempts
+    (run,) = e.runs_for_task(tid)
+    assert run.state is S.FAILED
+    assert run.attempt_count == max_attempts
+    assert [a.outcome for a in run.attempts] == [outcome] * max_attempts
+
+
+def test_mixed_outcomes_then_success(env: Env) -> None:
+    e = env.engine
+    tid = e.submit(spec(max_attempts=3, retry=Backoff.fixed(100)))
+    outcomes = [Out.TIMEOUT, Out.RETRYABLE_FAILURE, Out.SUCCESS]
+    for o in outcomes:
+        (d,) = e.dispatch_next(limit=5)
+        assert e.finish_attempt(d.run_id, d.attempt_id, o, error=None) in (
+            S.RETRY_WAIT,
+            S.COMPLETED,
+        )
+        env.clock.advance(100)
+    (run,) = e.runs_for_task(tid)
+    assert run.state is S.COMPLETED
+    assert [a.outcome for a in run.attempts] == outcomes
+
+
+def test_terminal_failure_fails_at_once(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(max_attempts=5))
+    (d,) = e.dispatch_next()
+    assert e.finish_attempt(d.run_id, d.attempt_id, Out.TERMINAL_FAILURE, error="bad") is S.FAILED
+    run = e.get_run(d.run_id)
+    assert run is not None
+    assert run.attempts[0].error == "bad"
+
+
+def test_retry_waits_for_backoff_and_retry_delay_overrides(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(max_attempts=3, retry=Backoff.fixed(5_000)))
+    (d,) = e.dispatch_next()
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
+    assert e.next_wakeup() == T0 + 5_000
+    env.clock.set(T0 + 4_999)
+    assert e.dispatch_next() == []
+    env.clock.set(T0 + 5_000)
+    (d2,) = e.dispatch_next()
+    assert d2.attempt == 2
+    e.finish_attempt(d2.run_id, d2.attempt_id, Out.RETRYABLE_FAILURE, retry_delay=1)
+    assert e.next_wakeup() == T0 + 5_001
+
+
+def test_suspended_does_not_count_and_retry_now_resumes(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(max_attempts=1))
+    (d,) = e.dispatch_next()
+    assert e.finish_attempt(d.run_id, d.attempt_id, Out.SUSPENDED) is S.SUSPENDED
+    assert e.dispatch_next() == []
+    e.retry_now(d.run_id)
+    (d2,) = e.dispatch_next()
+    assert d2.attempt == 1
+    assert e.finish_attempt(d2.run_id, d2.attempt_id, Out.SUCCESS) is S.COMPLETED
+
+
+def test_retry_now_skips_backoff_and_refuses_terminal(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(max_attempts=2, retry=Backoff.fixed(60_000)))
+    (d,) = e.dispatch_next()
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
+    e.retry_now(d.run_id)
+    (d2,) = e.dispatch_next()
+    assert d2.attempt == 2
+    with pytest.raises(CommandRejectedError, match="RetryWait or"):
+        e.retry_now(d2.run_id)  # Running: nothing to retry
+    e.finish_attempt(d2.run_id, d2.attempt_id, Out.RETRYABLE_FAILURE)
+    with pytest.raises(InvalidTransitionError, match="terminal"):
+        e.retry_now(d2.run_id)  # Failed is final
+
+
+# --- misfires --------------------------------------------------------------------------------
+
+
+def _late(env: Env, policy: RunPolicy, gap: int) -> tuple[TaskId, list[RunState]]:
+    tid = env.engine.submit(spec(policy))
+    env.clock.advance(gap)
+    env.engine.tick()
+    return tid, states(env.engine, tid)
+
+
+def test_misfire_catch_up_runs_every_missed_run(env: Env) -> None:
+    tid, st = _late(env, RunPolicy.repeat(5, MIN), 10 * MIN)
+    assert st == [S.READY] * 5
+    run = env.engine.runs_for_task(tid)[0]
+    assert run.history[-1].reason is not None
+    assert run.history[-1].reason.startswith("misfire: caught up")
+    assert drain(env.engine) == 5
+
+
+def test_misfire_catch_up_cap(env: Env) -> None:
+    pol = RunPolicy.repeat(5, MIN, misfire=MisfirePolicy.catch_up(cap=2, grace=0))
+    _, st = _late(env, pol, 10 * MIN)
+    assert st == [S.CANCELED] * 3 + [S.READY] * 2
+
+
+def test_misfire_partial_catch_up_keeps_future_runs(env: Env) -> None:
+    _, st = _late(env, RunPolicy.repeat(5, MIN), 2 * MIN + 10)
+    assert st == [S.READY] * 3 + [S.SCHEDULED] * 2
+
+
+def test_misfire_coalesce_and_skip(env: Env) -> None:
+    pol = RunPolicy.repeat(4, MIN, misfire=MisfirePolicy.coalesce(grace=0))
+    tid, st = _late(env, pol, 5 * MIN)
+    assert st == [S.CANCELED] * 3 + [S.READY]
+    reason = env.engine.runs_for_task(tid)[-1].history[-1].reason
+    assert reason == "misfire: coalesced 4 missed occurrences"
+    pol = RunPolicy.repeat(4, MIN, misfire=MisfirePolicy.skip(grace=0))
+    _, st = _late(env, pol, 5 * MIN)
+    assert st == [S.CANCELED] * 4
+
+
+def test_on_time_runs_are_not_misfires(env: Env) -> None:
+    pol = RunPolicy.repeat(2, MIN, misfire=MisfirePolicy.skip())
+    tid, st = _late(env, pol, 500)  # within the default 1 s grace
+    assert st == [S.READY, S.SCHEDULED]
+    assert env.engine.runs_for_task(tid)[0].history[-1].reason is None
+
+
+# --- leases ----------------------------------------------------------------------------------
+
+
+def test_lease_boundary_and_clock_moved_back(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(max_attempts=2, retry=Backoff.fixed(1_000)))
+    (d,) = e.dispatch_next()
+    assert d.lease_expires_at == T0 + 10_000
+    assert e.next_wakeup() == d.lease_expires_at
+    env.clock.set(d.lease_expires_at - 1)
+    assert e.tick().expired == 0
+    env.clock.set(T0 - 5_000)  # moved back: still live
+    assert e.tick().expired == 0
+    env.clock.set(d.lease_expires_at)
+    assert e.tick().expired == 1
+    run = e.get_run(d.run_id)
+    assert run is not None
+    assert run.state is S.RETRY_WAIT
+    assert run.attempts[0].outcome is Out.LOST
+    with pytest.raises(LeaseError):
+        e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS)  # too late: already Lost
+
+
+def test_lease_expiry_reeligible_completes_with_lineage(env: Env) -> None:
+    e = env.engine
+    tid = e.submit(spec(max_attempts=3))
+    (d,) = e.dispatch_next()
+    env.clock.advance(10_000)
+    (d2,) = e.dispatch_next()  # the sweep runs first, then the run is re-dispatched
+    assert d2.run_id == d.run_id
+    assert d2.attempt == 2
+    assert d2.attempt_id != d.attempt_id
+    e.finish_attempt(d2.run_id, d2.attempt_id, Out.SUCCESS)
+    (run,) = e.runs_for_task(tid)
+    assert run.state is S.COMPLETED
+    assert [a.outcome for a in run.attempts] == [Out.LOST, Out.SUCCESS]
+    assert any(h.reason and "lease expired" in h.reason for h in run.history)
+
+
+def test_lost_on_last_attempt_fails(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(max_attempts=1))
+    (d,) = e.dispatch_next()
+    env.clock.advance(10_000)
+    e.tick()
+    run = e.get_run(d.run_id)
+    assert run is not None
+    assert run.state is S.FAILED
+
+
+def test_heartbeat_extends_and_refuses_others(env: Env) -> None:
+    e = env.engine
+    e.submit(spec())
+    (d,) = e.dispatch_next()
+    env.clock.advance(9_000)
+    assert e.heartbeat(d.run_id, "w1") == T0 + 19_000
+    env.clock.advance(5_000)
+    assert e.tick().expired == 0
+    with pytest.raises(LeaseError):
+        e.heartbeat(d.run_id, "intruder")
+    env.clock.set(T0 + 19_000)
+    with pytest.raises(LeaseError):
+        e.heartbeat(d.run_id, "w1")  # expired: never revived
+
+
+def test_timeout_sets_deadline_and_longer_lease(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(timeout=60_000))
+    (d,) = e.dispatch_next()
+    assert d.deadline == T0 + 60_000
+    assert d.lease_expires_at == T0 + 65_000
+
+
+def test_release_gives_the_attempt_back(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(max_attempts=1))
+    (d,) = e.dispatch_next()
+    with pytest.raises(LeaseError):
+        e.release(d.run_id, "someone-else")
+    e.release(d.run_id, "w1")
+    run = e.get_run(d.run_id)
+    assert run is not None
+    assert run.state is S.READY
+    assert run.attempt_count == 0
+    (d2,) = e.dispatch_next()
+    assert d2.attempt == 1
+    assert e.finish_attempt(d2.run_id, d2.attempt_id, Out.SUCCESS) is S.COMPLETED
+
+
+# --- concurrency keys --------------------------------------------------------------------------
+
+
+def test_concurrency_key_exclusion_and_release_on_completion(env: Env) -> None:
+    e = env.engine
+    a = e.submit(spec(key="db"))
+    b = e.submit(spec(key="db"))
+    c = e.submit(spec(key="other"))
+    batch = e.dispatch_next(limit=10)
+    assert {d.task_id for d in batch} == {a, c}
+    assert e.dispatch_next(limit=10) == []
+    assert states(e, b) == [S.READY]  # skipped, not dropped
+    first = next(d for d in batch if d.task_id == a)
+    e.finish_attempt(first.run_id, first.attempt_id, Out.SUCCESS)
+    (d,) = e.dispatch_next(limit=10)
+    assert d.task_id == b
+
+
+def test_key_held_during_retry_and_released_on_failure(env: Env) -> None:
+    e = env.engine
+    a = e.submit(spec(key="k", max_attempts=2, retry=Backoff.fixed(1_000)))
+    b = e.submit(spec(key="k"))
+    (d,) = e.dispatch_next(limit=5)
+    assert d.task_id == a
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
+    assert e.dispatch_next(limit=5) == []  # a holds "k" in RetryWait
+    env.clock.advance(1_000)
+    (d2,) = e.dispatch_next(limit=5)
+    e.finish_attempt(d2.run_id, d2.attempt_id, Out.RETRYABLE_FAILURE)  # -> Failed, releases
+    (d3,) = e.dispatch_next(limit=5)
+    assert d3.task_id == b
+
+
+def test_release_on_retry_lets_others_run(env: Env) -> None:
+    e = env.engine
+    e.submit(
+        spec(key="k", max_attempts=2, retry=Backoff.fixed(1_000), hold=HoldPolicy.RELEASE_ON_RETRY)
+    )
+    b = e.submit(spec(key="k"))
+    (d,) = e.dispatch_next(limit=5)
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
+    (d2,) = e.dispatch_next(limit=5)
+    assert d2.task_id == b
+
+
+def test_cancel_releases_key(env: Env) -> None:
+    e = env.engine
+    a = e.submit(spec(key="k"))
+    b = e.submit(spec(key="k"))
+    (d,) = e.dispatch_next(limit=5)
+    assert d.task_id == a
+    e.cancel_task(a, "no longer needed")
+    assert e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS) is S.CANCELED
+    (d2,) = e.dispatch_next(limit=5)
+    assert d2.task_id == b
+
+
+# --- cancellation and negative transitions -----------------------------------------------------
+
+
+def test_cancel_any_non_terminal_state(env: Env) -> None:
+    e = env.engine
+    t_sched = e.submit(spec(), origin=T0 + MIN)
+    t_ready = e.submit(spec(priority=-1))
+    t_run = e.submit(spec(priority=5))
+    t_retry = e.submit(spec(priority=4, max_attempts=2, retry=Backoff.fixed(MIN)))
+    got = {d.task_id: d for d in e.dispatch_next(limit=2)}
+    assert set(got) == {t_run, t_retry}
+    d = got[t_retry]
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
+    for tid, st in [(t_sched, S.SCHEDULED), (t_ready, S.READY), (t_run, S.RUNNING)]:
+        assert states(e, tid) == [st]
+    assert states(e, t_retry) == [S.RETRY_WAIT]
+    for tid in (t_sched, t_ready, t_run, t_retry):
+        (run,) = e.runs_for_task(tid)
+        e.cancel_run(run.run_id, "stop")
+        assert states(e, tid) == [S.CANCELED]
+        with pytest.raises(InvalidTransitionError):
+            e.cancel_run(run.run_id)  # canceled runs cannot be revived
+        with pytest.raises(InvalidTransitionError):
+            e.retry_now(run.run_id)
+    running = e.runs_for_task(t_run)[0]
+    assert running.attempts[0].outcome is Out.CANCELED
+    env.clock.advance(2 * MIN)
+    assert drain(e) == 0
+
+
+def test_cancel_task_cancels_runs_and_refuses_twice(env: Env) -> None:
+    e = env.engine
+    tid = e.submit(spec(RunPolicy.repeat(3, MIN)))
+    e.cancel_task(tid)
+    assert states(e, tid) == [S.CANCELED] * 3
+    with pytest.raises(CommandRejectedError):
+        e.cancel_task(tid)
+    with pytest.raises(NotFoundError):
+        e.cancel_task(TaskId.new())
+    env.clock.advance(10 * MIN)
+    assert drain(e) == 0
+
+
+def test_refused_batch_changes_nothing(env: Env) -> None:
+    e = env.engine
+    e.submit(spec())
+    (d,) = e.dispatch_next()
+    seq = env.auth.latest_sequence
+    with pytest.raises(CommandRejectedError):
+        # Ready -> Running is not in the table.
+        env.auth.submit_wire([(2, d.run_id.bytes, 1, 3, None, None, T0)], e.durability)
+    with pytest.raises(CommandRejectedError):
+        e.finish_attempt(d.run_id, type(d.attempt_id).new(), Out.SUCCESS)
+    assert env.auth.latest_sequence == seq
+    assert e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS) is S.COMPLETED
+
+
+# --- selection -------------------------------------------------------------------------------
+
+
+def test_priority_then_schedule_then_creation(env: Env) -> None:
+    e = env.engine
+    low = e.submit(spec(priority=0))
+    high = e.submit(spec(priority=10))
+    early = e.submit(spec(priority=5), origin=T0 - 500)
+    same = e.submit(spec(priority=5), origin=T0 - 500)
+    order = [d.task_id for d in e.dispatch_next(limit=10)]
+    assert order == [high, early, same, low]
+
+
+def test_custom_selector(env: Env) -> None:
+    class Lifo(DefaultSelector):
+        def select(self, candidates, limit, held_keys=frozenset()):  # type: ignore[no-untyped-def]
+            return list(reversed(list(candidates)))[:limit]
+
+    env.engine = Engine(env.auth, env.clock, owner="w1", selector=Lifo())
+    a = env.engine.submit(spec())
+    b = env.engine.submit(spec())
+    assert [d.task_id for d in env.engine.dispatch_next(limit=1)] == [b]
+    assert [d.task_id for d in env.engine.dispatch_next(limit=1)] == [a]
+
+
+# --- pause -----------------------------------------------------------------------------------
+
+
+def test_pause_stops_leasing_and_promotion_but_not_the_sweep(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(max_attempts=2))
+    (d,) = e.dispatch_next()
+    later = e.submit(spec(RunPolicy.repeat(3, MIN, misfire=MisfirePolicy.coalesce(grace=0))))
+    assert e.pause() is True
+    assert e.pause() is False
+    assert e.is_paused
+    assert e.next_wakeup() == T0 + 10_000  # only the lease expiry (``later`` is due at T0)
+    env.clock.advance(5 * MIN)
+    report = e.tick()
+    assert report.expired == 1
+    assert report.promoted == 0
+    assert e.dispatch_next() == []
+    assert states(e, later) == [S.SCHEDULED] * 3
+    run = e.get_run(d.run_id)
+    assert run is not None
+    assert run.state is S.RETRY_WAIT
+    # finish/submit/cancel keep working while paused
+    e.submit(spec())
+    assert e.resume() is True
+    assert e.resume() is False
+    e.tick()
+    assert states(e, later) == [S.CANCELED, S.CANCELED, S.READY]  # downtime = misfire
+
+
+# --- wake-ups, prune, stats ----------------------------------------------------------------
+
+
+def test_next_wakeup(env: Env) -> None:
+    e = env.engine
+    assert e.next_wakeup() is None
+    e.submit(spec(), origin=T0 + 5_000)
+    assert e.next_wakeup() == T0 + 5_000
+    e.submit(spec(), origin=T0 - 1)
+    assert e.next_wakeup() == T0  # overdue: clamped to now
+
+
+def test_prune_and_stats(env: Env) -> None:
+    e = env.engine
+    tid = e.submit(spec())
+    drain(e)
+    assert e.stats()["runs"]["Completed"] == 1
+    env.clock.advance(MIN)
+    e.prune(env.clock.now())
+    assert e.runs_for_task(tid) == []
+    assert e.get_task(tid) is None
+    assert e.counts()[S.COMPLETED] == 0
+
+
+# --- cron ------------------------------------------------------------------------------------
+
+
+def test_cron_window_refills_and_respects_max_occurrences(env: Env) -> None:
+    e = env.engine
+    env.clock.set(T0 - T0 % MIN)  # on a minute boundary
+    tid = e.submit(spec(RunPolicy.cron("* * * * *", max_occurrences=4, window=1)))
+    done = 0
+    for _ in range(10):
+        done += drain(e)
+        w = e.next_wakeup()
+        if w is None:
+            break
+        env.clock.set(w)
+    assert done == 4
+    assert states(e, tid) == [S.COMPLETED] * 4
+
+
+def test_cron_after_downtime_coalesces(env: Env) -> None:
+    e = env.engine
+    start = T0 - T0 % MIN
+    env.clock.set(start)
+    pol = RunPolicy.cron("* * * * *", window=2, misfire=MisfirePolicy.coalesce())
+    tid = e.submit(spec(pol))
+    env.clock.set(start + 24 * 60 * MIN + 30_000)  # a day later
+    e.tick()
+    assert drain(e) == 1
+    runs = e.runs_for_task(tid)
+    assert len(runs) <= 6  # not 1440
+    ready_reasons = [h.reason for r in runs for h in r.history if h.to_state is S.READY]
+    assert any(r and r.startswith("misfire: coalesced") for r in ready_reasons)
+    assert S.SCHEDULED in [r.state for r in runs]  # the window is refilled
+
+
+def test_cron_cancel_run_refills_window(env: Env) -> None:
+    e = env.engine
+    tid = e.submit(spec(RunPolicy.cron("0 * * * *", window=1)))
+    (run,) = e.runs_for_task(tid)
+    e.cancel_run(run.run_id)
+    assert states(e, tid) == [S.CANCELED, S.SCHEDULED]
+
+
+# --- argument errors ---------------------------------------------------------------------------
+
+
+def test_bad_arguments_are_typed_errors(env: Env) -> None:
+    from actionqueue.errors import ValidationError, WrongTypeError
+
+    e = env.engine
+    with pytest.raises(ValidationError, match="owner"):
+        e.dispatch_next(owner="")
+    with pytest.raises(ValidationError, match="limit"):
+        e.dispatch_next(limit=-1)
+    with pytest.raises(WrongTypeError, match="TaskSpec"):
+        e.submit("not a spec")  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):
+        e.cancel_run(TaskId.new().bytes)
+    with pytest.raises(NotFoundError):
+        e.retry_now(TaskId.new().bytes)
+    e.submit(spec())
+    (d,) = e.dispatch_next()
+    with pytest.raises(WrongTypeError, match="output"):
+        e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS, output="text")  # type: ignore[arg-type]
+    assert e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS, output=b"ok") is S.COMPLETED
+    run = e.get_run(d.run_id)
+    assert run is not None
+    assert run.attempts[0].output == b"ok"
+
+
+def test_selector_violating_the_key_contract_cannot_break_the_gate(env: Env) -> None:
+    class Greedy(DefaultSelector):
+        def select(self, candidates, limit, held_keys=frozenset()):  # type: ignore[no-untyped-def]
+            got = list(candidates)
+            return got + got  # duplicates: the engine drops them
+
+    env.engine = Engine(env.auth, env.clock, owner="w1", selector=Greedy())
+    env.engine.submit(spec(key="k"))
+    env.engine.submit(spec(key="k"))
+    env.engine.submit(spec())
+    assert len(env.engine.dispatch_next(limit=10)) == 2
