@@ -7,7 +7,7 @@ Modules, one job each: :mod:`.units` (plain numbers are seconds at this layer),
 
 from __future__ import annotations
 
-from actionqueue.runtime.api import Cancelled, Fail, Retry, Suspend, exponential, fixed
+from actionqueue.runtime.api import Cancelled, Fail, Retry, Suspend, every, exponential, fixed
 from actionqueue.runtime.codecs import (
     BytesCodec,
     Codec,
@@ -28,8 +28,10 @@ from actionqueue.runtime.executors import (
 from actionqueue.runtime.handlers import HandlerOptions, HandlerRegistry, RegisteredHandler
 from actionqueue.runtime.metrics import Metrics
 from actionqueue.runtime.outcomes import AttemptResult, ErrorInfo, ResultKind, Verdict, interpret
+from actionqueue.runtime.queue import ActionQueue
 
 __all__ = [
+    "ActionQueue",
     "AsyncioExecutor",
     "AttemptResult",
     "BytesCodec",
@@ -57,6 +59,7 @@ __all__ = [
     "ThreadExecutor",
     "UnsafePickleCodec",
     "Verdict",
+    "every",
     "exponential",
     "fixed",
     "interpret",

@@ -16,11 +16,14 @@ Backoff factories in **seconds** (see :mod:`actionqueue.runtime.units`):
 (2, 1000, 60000, 0)
 >>> fixed(0.5).delay_for(3)
 500
+>>> every(60, count=3).interval_ms     # 3 runs, a minute apart
+60000
 """
 
 from __future__ import annotations
 
 from actionqueue.core.task.constraints import Backoff, ExponentialBackoff, FixedBackoff
+from actionqueue.core.task.run_policy import MisfirePolicy, RepeatPolicy, RunPolicy
 from actionqueue.errors import ValidationError
 from actionqueue.runtime.units import (
     Seconds,
@@ -29,7 +32,16 @@ from actionqueue.runtime.units import (
     seconds_to_ms,
 )
 
-__all__ = ["Cancelled", "Fail", "HandlerSignal", "Retry", "Suspend", "exponential", "fixed"]
+__all__ = [
+    "Cancelled",
+    "Fail",
+    "HandlerSignal",
+    "Retry",
+    "Suspend",
+    "every",
+    "exponential",
+    "fixed",
+]
 
 
 class HandlerSignal(Exception):
@@ -115,3 +127,9 @@ def _nonneg(value: Seconds, field: str) -> int:
         raise ValidationError(f"{field} must be >= 0 seconds, got {value!r} ({ms} ms)")
     # An int crosses into the core as milliseconds (its own rule); the conversion is done.
     return ms
+
+
+def every(interval: Seconds, *, count: int, misfire: MisfirePolicy | None = None) -> RepeatPolicy:
+    """``count`` runs, ``interval`` **seconds** (or a timedelta) apart: the facade spelling of
+    ``RunPolicy.repeat`` (whose plain ``int`` is milliseconds, the core's rule)."""
+    return RunPolicy.repeat(count, positive_seconds_to_ms(interval, "interval"), misfire=misfire)
