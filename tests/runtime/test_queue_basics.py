@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import T0, MakeQueue
 
 import actionqueue as aq
 from actionqueue import RunState
@@ -21,6 +21,7 @@ from actionqueue.errors import (
     WaitTimeoutError,
     WrongTypeError,
 )
+from conftest import T0, MakeQueue
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,7 +68,7 @@ def test_cron_with_max_time(make_queue: MakeQueue, clock: ManualClock) -> None:
     tid = q.submit("cron", policy=aq.RunPolicy.cron("*/5 * * * *"))
     q.run_until_idle(advance_clock=True, max_time=timedelta(minutes=30))
     assert len(seen) == 6
-    assert all(b - a == 300_000 for a, b in zip(seen, seen[1:], strict=False))
+    assert all(b - a == 300_000 for a, b in itertools.pairwise(seen))
     with pytest.raises(WaitTimeoutError):
         q.wait(tid, timeout=0.05)  # an endless cron never finishes
 
@@ -101,7 +102,7 @@ def test_retries_with_backoff_then_success(make_queue: MakeQueue, clock: ManualC
     assert len(calls) == 1  # the retry waits for its backoff
     q.run_until_idle(advance_clock=True)
     assert q.result(tid) == "ok"
-    assert [b - a for a, b in zip(calls, calls[1:], strict=False)] == [1_000, 2_000]
+    assert [b - a for a, b in itertools.pairwise(calls)] == [1_000, 2_000]
     (run,) = q.runs(tid)
     assert [a.outcome for a in run.attempts] == [
         AttemptOutcome.RETRYABLE_FAILURE,
