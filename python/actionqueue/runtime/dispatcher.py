@@ -51,6 +51,8 @@ _LOG = logging.getLogger("actionqueue.runtime")
 
 #: Longest single sleep on a real clock: a guard against wall-clock jumps, not a poll.
 MAX_SLEEP_S = 10.0
+#: Longest single sleep of a main-thread driver, so that Ctrl-C is handled promptly.
+MAIN_THREAD_SLICE_S = 0.2
 #: Sleep when the engine keeps reporting work due now but a step changes nothing.
 SPIN_GUARD_S = 0.005
 
@@ -463,21 +465,27 @@ class Dispatcher:
 
     def _wait(self, gen: int, wake: int | None, deadline: float | None) -> None:
         """Sleep until the generation moves, the clock reaches ``wake``, or the deadline."""
+        # In the main thread, sleep in slices: a Ctrl-C is delivered to whichever thread the OS
+        # picks, and the main thread only runs the Python handler once it wakes up. A slice
+        # ending without an event re-checks the condition only; it does not run a step.
+        slice_s = (
+            MAIN_THREAD_SLICE_S if threading.current_thread() is threading.main_thread() else None
+        )
         with self.cond:
             while self.gen == gen:
                 timeout: float | None = None
                 if wake is not None and not self.manual:
                     timeout = min(MAX_SLEEP_S, max(0.0, (wake - self.clock.now()) / 1000))
+                    if timeout <= 0:
+                        return
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise WaitTimeoutError("gave up waiting: the timeout passed")
                     timeout = left if timeout is None else min(timeout, left)
-                if timeout is not None and timeout <= 0:
-                    return
+                if slice_s is not None:
+                    timeout = slice_s if timeout is None else min(timeout, slice_s)
                 self.cond.wait(timeout)
-                if wake is not None and not self.manual and self.clock.now() >= wake:
-                    return
 
     def _sleep(self, gen: int, seconds: float, deadline: float | None) -> None:
         with self.cond:
