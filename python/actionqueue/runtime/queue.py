@@ -135,38 +135,46 @@ class ActionQueue:
         self.recovery: Any = None
 
         t0 = time.monotonic()
+        self._given_authority = authority
         if authority is None:
             authority = self._open_authority(snapshot_on_close, sync_interval, storage_options)
         self.authority = authority
         self.metrics.set_gauge("recovery_seconds", time.monotonic() - t0)
 
-        self.executor: ExecutorAdapter = make_executor(executor, max_workers)
-        self.engine = Engine(
-            authority,
-            self.clock,
-            owner=owner,
-            rng=rng,
-            default_lease_ms=lease_ms,
-            durability=self.durability,
-        )
-        self.owner = self.engine.owner
-        self._dispatcher = Dispatcher(
-            self.engine,
-            self.clock,
-            self.handlers,
-            self.codecs,
-            self.executor,
-            self.metrics,
-            owner=self.owner,
-            max_in_flight=self.executor.max_workers,
-            durability=self.durability,
-        )
-        subscribe = getattr(self.clock, "subscribe", None)
-        if callable(subscribe):
-            self._unsubscribe = subscribe(lambda _now: self._dispatcher.wake())
-        self.metrics.add_collector(self._collect)
-        # The uncertainty clause: leases of a dead process are recovered now, not at first use.
-        self.engine.tick()
+        try:
+            self.executor: ExecutorAdapter = make_executor(executor, max_workers)
+            self.engine = Engine(
+                authority,
+                self.clock,
+                owner=owner,
+                rng=rng,
+                default_lease_ms=lease_ms,
+                durability=self.durability,
+            )
+            self.owner = self.engine.owner
+            self._dispatcher = Dispatcher(
+                self.engine,
+                self.clock,
+                self.handlers,
+                self.codecs,
+                self.executor,
+                self.metrics,
+                owner=self.owner,
+                max_in_flight=self.executor.max_workers,
+                durability=self.durability,
+            )
+            subscribe = getattr(self.clock, "subscribe", None)
+            if callable(subscribe):
+                self._unsubscribe = subscribe(lambda _now: self._dispatcher.wake())
+            self.metrics.add_collector(self._collect)
+            # The uncertainty clause: leases of a dead process are recovered now, not at first use.
+            self.engine.tick()
+        except BaseException:
+            # Do not keep the directory locked for a queue that never came to life.
+            closer = getattr(authority, "close", None)
+            if callable(closer) and authority is not self._given_authority:
+                closer()
+            raise
 
     @classmethod
     def open(cls, path: str | Path = DEFAULT_PATH, **options: Any) -> ActionQueue:
