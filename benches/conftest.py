@@ -82,6 +82,7 @@ def payload() -> bytes:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     _wal_summary(terminalreporter)
+    _storage_summary(terminalreporter)
     if not _RATES.rates:
         return
     tr = terminalreporter
@@ -125,3 +126,53 @@ def _wal_summary(tr: Any) -> None:
             ratio = RATES[num] / RATES[den]
             ok = "ok" if ratio >= target else "BELOW"
             tr.write_line(f"{label}: {ratio:6.2f}x  (>= {target}x: {ok})")
+
+
+#: Figures of ``bench_storage.py`` (rates per second, or seconds/bytes where named so).
+STORAGE: dict[str, float] = {}
+
+# (label, numerator, denominator, target from SPEC §10 or None)
+STORAGE_RATIOS: list[tuple[str, str, str, float | None]] = [
+    ("authority Immediate 1 thread / raw write+fdatasync", "auth_immediate_1", "raw_sync", 0.8),
+    (
+        "authority Immediate 1 thread / WAL Immediate 1 thread",
+        "auth_immediate_1",
+        "wal_immediate_1",
+        None,
+    ),
+    (
+        "authority Immediate 8 threads / 1 thread",
+        "auth_immediate_8",
+        "auth_immediate_1_near_8",
+        5.0,
+    ),
+    (
+        "authority Immediate 32 threads / 1 thread",
+        "auth_immediate_32",
+        "auth_immediate_1_near_32",
+        15.0,
+    ),
+    ("authority Deferred / WAL Deferred (1 thread)", "auth_deferred_1", "wal_deferred_1", None),
+    ("replay (apply) / verify (read + CRC only)", "replay_events", "verify_events_rust", None),
+]
+
+
+def _storage_summary(tr: Any) -> None:
+    if not STORAGE:
+        return
+    tr.section("storage figures (same run)")
+    for name, value in STORAGE.items():
+        if "_s_" in name:
+            tr.write_line(f"{name:>36}: {value:>14,.3f} s")
+        elif "bytes" in name:
+            tr.write_line(f"{name:>36}: {value:>14,.0f} bytes")
+        else:
+            tr.write_line(f"{name:>36}: {value:>14,.0f} /s")
+    tr.section("storage ratios (target)")
+    for label, num, den, target in STORAGE_RATIOS:
+        if num in STORAGE and den in STORAGE:
+            ratio = STORAGE[num] / STORAGE[den]
+            verdict = ""
+            if target is not None:
+                verdict = f" (>= {target}x: {'ok' if ratio >= target else 'BELOW'})"
+            tr.write_line(f"{label}: {ratio:6.2f}x{verdict}")

@@ -143,6 +143,10 @@ pub enum CoreError {
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
 
+    /// Snapshot + log cannot rebuild the state (events missing, or refused by the reducer).
+    #[error("recovery failed: {0}")]
+    Recovery(String),
+
     /// A write or fsync failed earlier; the handle refuses work until reopened.
     #[error("storage has failed and must be reopened: {cause}")]
     Failed { cause: String },
@@ -184,6 +188,7 @@ impl CoreError {
             Self::Lease(_) => "LeaseError",
             Self::NotFound { .. } => "NotFoundError",
             Self::Failed { .. } => "StorageFailedError",
+            Self::Recovery(_) => "RecoveryError",
             Self::Closed(_) => "ClosedError",
             Self::InvalidArgument(_) => "ValidationError",
             Self::WrongType(_) => "WrongTypeError",

@@ -8,10 +8,12 @@
 //! `python` cargo feature, so `cargo test` exercises the core with no interpreter.
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod codec;
 pub mod error;
 pub mod event;
 pub mod model;
+pub mod recovery;
 pub mod snapshot;
 pub mod state;
 pub mod wal;

@@ -30,6 +30,7 @@ __all__ = [
     "NotFoundError",
     "PayloadError",
     "RecordTooLargeError",
+    "RecoveryError",
     "RunCanceledError",
     "RunFailedError",
     "SequenceError",
@@ -157,6 +158,12 @@ class SnapshotError(StorageError):
 
 class CodecError(StorageError):
     """Bytes that should hold an encoded value could not be decoded."""
+
+
+class RecoveryError(StorageError):
+    """Snapshot + WAL cannot rebuild the state: events are missing (segments deleted by a
+    checkpoint after a snapshot that is no longer usable) or a logged record is refused on
+    replay. The message names what is missing and where."""
 
 
 class StorageFailedError(StorageError):

@@ -3,7 +3,10 @@
 //! Only plain values cross the boundary (ints, str, bytes, tuples/lists of them). Every
 //! [`CoreError`] becomes the `actionqueue.errors` class it names, in [`errors::to_py`].
 
+pub mod authority;
 mod errors;
+pub mod projection;
+pub mod queries;
 pub mod wal;
 pub mod wire;
 
@@ -33,6 +36,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(crc32c_py, m)?)?;
     m.add_class::<wal::PyWalWriter>()?;
     m.add_class::<wal::PyWalReader>()?;
+    m.add_class::<authority::PyAuthority>()?;
+    m.add_class::<projection::PyProjection>()?;
+    m.add_function(wrap_pyfunction!(authority::bootstrap, m)?)?;
+    m.add_function(wrap_pyfunction!(authority::snapshot_list, m)?)?;
+    m.add_function(wrap_pyfunction!(authority::snapshot_inspect, m)?)?;
     m.add_function(wrap_pyfunction!(wal::wal_verify, m)?)?;
     m.add_function(wrap_pyfunction!(wal::wal_repair, m)?)?;
     m.add_function(wrap_pyfunction!(wal::encode_events, m)?)?;

@@ -6,7 +6,8 @@
 //! (so group commit works across Python threads), flush, close, reads, verify and repair.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -24,7 +25,10 @@ fn path_str(p: &std::path::Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-fn report_dict<'py>(py: Python<'py>, r: &RecoveryReport) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn report_dict<'py>(
+    py: Python<'py>,
+    r: &RecoveryReport,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("truncated", r.truncated)?;
     d.set_item("segment", r.segment.as_deref().map(path_str))?;
@@ -42,7 +46,34 @@ fn report_dict<'py>(py: Python<'py>, r: &RecoveryReport) -> PyResult<Bound<'py, 
 /// The single writer of a WAL directory.
 #[pyclass(name = "WalWriter", module = "actionqueue._core", frozen)]
 pub struct PyWalWriter {
-    inner: WalWriter,
+    inner: Arc<WalWriter>,
+    /// Set once a `_core.Authority` took the writer over: from then on only the authority
+    /// writes (appends here would bypass validation and desynchronise its projection).
+    handed_over: AtomicBool,
+}
+
+const HANDED_OVER: &str = "WalWriter (handed over to a mutation authority, which now owns it)";
+
+impl PyWalWriter {
+    /// Gives the writer to an authority; refused if already given.
+    pub(crate) fn hand_over(&self) -> PyResult<Arc<WalWriter>> {
+        if self.handed_over.swap(true, Ordering::AcqRel) {
+            return Err(to_py(CoreError::Closed(HANDED_OVER)));
+        }
+        Ok(Arc::clone(&self.inner))
+    }
+
+    /// Gives the writer back after a failed hand-over.
+    pub(crate) fn take_back(&self) {
+        self.handed_over.store(false, Ordering::Release);
+    }
+
+    fn writable(&self) -> PyResult<&WalWriter> {
+        if self.handed_over.load(Ordering::Acquire) {
+            return Err(to_py(CoreError::Closed(HANDED_OVER)));
+        }
+        Ok(&self.inner)
+    }
 }
 
 #[pymethods]
@@ -75,7 +106,10 @@ impl PyWalWriter {
             start_sequence,
         };
         let inner = py.detach(|| WalWriter::open(&path, opts)).map_err(to_py)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(inner),
+            handed_over: AtomicBool::new(false),
+        })
     }
 
     /// Appends `events` (wire tuples) as one atomic record; returns `(first_seq, last_seq)`.
@@ -93,8 +127,9 @@ impl PyWalWriter {
         } else {
             Durability::Deferred
         };
+        let w = self.writable()?;
         let a = py
-            .detach(|| self.inner.append(&events, durability, expected_sequence))
+            .detach(|| w.append(&events, durability, expected_sequence))
             .map_err(to_py)?;
         Ok((a.first_seq, a.last_seq))
     }
@@ -111,13 +146,14 @@ impl PyWalWriter {
             .iter()
             .map(|b| events_from_wire(&b))
             .collect::<PyResult<_>>()?;
+        let w = self.writable()?;
         py.detach(|| {
-            let mut last = self.inner.next_sequence().saturating_sub(1);
+            let mut last = w.next_sequence().saturating_sub(1);
             for b in &batches {
-                last = self.inner.append(b, Durability::Deferred, None)?.last_seq;
+                last = w.append(b, Durability::Deferred, None)?.last_seq;
             }
             if immediate {
-                self.inner.flush()?;
+                w.flush()?;
             }
             Ok(last)
         })
@@ -125,11 +161,22 @@ impl PyWalWriter {
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.flush()).map_err(to_py)
+        let w = self.writable()?;
+        py.detach(|| w.flush()).map_err(to_py)
     }
 
+    /// Closes the writer; a no-op once an authority owns it (the authority closes it).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.handed_over.load(Ordering::Acquire) {
+            return Ok(());
+        }
         py.detach(|| self.inner.close()).map_err(to_py)
+    }
+
+    /// Whether a mutation authority now owns this writer.
+    #[getter]
+    fn handed_over(&self) -> bool {
+        self.handed_over.load(Ordering::Acquire)
     }
 
     #[getter]

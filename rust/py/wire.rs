@@ -651,7 +651,7 @@ pub fn event_to_wire<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyT
     }
 }
 
-fn spec_to_wire<'py>(py: Python<'py>, s: &TaskSpec) -> PyResult<Bound<'py, PyTuple>> {
+pub(crate) fn spec_to_wire<'py>(py: Python<'py>, s: &TaskSpec) -> PyResult<Bound<'py, PyTuple>> {
     let kind = match &s.policy.kind {
         PolicyKind::Once => tuple!(py; 0u8)?,
         PolicyKind::Repeat { count, interval_ms } => tuple!(py; 1u8, *count, *interval_ms)?,

@@ -58,6 +58,8 @@ pub struct Projection {
     pub(crate) latest_sequence: u64,
     /// Scratch undo log of the batch being applied (kept to reuse its allocation).
     undo: Vec<Undo>,
+    /// What the most recently applied Prune removed (derived, not persisted).
+    pub(crate) last_prune: prune::PruneStats,
 }
 
 impl Projection {
@@ -82,5 +84,10 @@ impl Projection {
 
     pub fn paused_at(&self) -> Option<Millis> {
         self.paused_at
+    }
+
+    /// What the most recently applied Prune event removed (zeros before any).
+    pub fn last_prune(&self) -> prune::PruneStats {
+        self.last_prune
     }
 }

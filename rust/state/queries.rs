@@ -142,6 +142,64 @@ impl Projection {
     }
 }
 
+impl Projection {
+    /// The position run `id` would have in the index of `state`, computed from its current
+    /// fields (so paging can resume after a run that has since moved to another state).
+    pub fn cursor_for(&self, id: &Id, state: RunState) -> Option<Cursor> {
+        let run = self.runs.get(id)?;
+        let (a, b) = match state {
+            RunState::Scheduled => (run.scheduled_at, 0),
+            RunState::Ready => (-i64::from(run.effective_priority), run.scheduled_at),
+            RunState::Leased | RunState::Running => {
+                (run.lease.as_ref().map_or(i64::MIN, |l| l.expires_at), 0)
+            }
+            RunState::RetryWait => (run.not_before.unwrap_or(i64::MIN), 0),
+            RunState::Suspended | RunState::Completed | RunState::Failed | RunState::Canceled => {
+                (run.last_state_change_at, 0)
+            }
+        };
+        Some(IxKey {
+            a,
+            b,
+            seq: run.created_seq,
+            id: run.id,
+        })
+    }
+
+    /// The Prune cutoff that keeps the `keep` most recently finished terminal runs: the last
+    /// state change time of the `keep`-th newest (runs finished at that same millisecond are
+    /// kept too, so slightly more than `keep` may remain). `None` when there are no more than
+    /// `keep` terminal runs (nothing to prune). O(keep): a merge of the three terminal indexes
+    /// walked from their newest end.
+    pub fn prune_cutoff_keeping(&self, keep: usize) -> Option<Millis> {
+        if self.terminal_count() <= keep {
+            return None;
+        }
+        let mut its = [RunState::Completed, RunState::Failed, RunState::Canceled]
+            .map(|s| self.ix.set(s).iter().rev().peekable());
+        // Walk newest first to the keep-th newest (the newest itself when keep is 0).
+        let mut nth = None;
+        for _ in 0..keep.max(1) {
+            let mut best: Option<(usize, IxKey)> = None;
+            for (i, it) in its.iter_mut().enumerate() {
+                if let Some(k) = it.peek() {
+                    if best.is_none_or(|(_, b)| **k > b) {
+                        best = Some((i, **k));
+                    }
+                }
+            }
+            let (i, k) = best?;
+            if let Some(it) = its.get_mut(i) {
+                it.next();
+            }
+            nth = Some(k.a);
+        }
+        // Prune removes `last change < before`: cutting at the keep-th newest's time keeps it
+        // and everything at least as new; keeping none cuts just after the newest.
+        nth.map(|t| if keep == 0 { t.saturating_add(1) } else { t })
+    }
+}
+
 /// Lazy iterator over Ready runs in selection order; see [`Projection::ready`].
 pub struct ReadyIter<'a> {
     p: &'a Projection,

@@ -208,7 +208,7 @@ impl Projection {
             }
             Event::Prune { before, .. } => {
                 if !dry {
-                    self.prune(*before);
+                    self.last_prune = self.prune(*before);
                 }
                 Ok(())
             }

@@ -29,9 +29,9 @@ pub mod repair;
 pub mod scan;
 pub mod writer;
 
-pub use reader::{ReadEvent, WalReader};
+pub use reader::{ReadEvent, ReadRecord, WalReader};
 pub use repair::{repair, verify, RepairReport, VerifyReport};
 pub use writer::{Appended, Durability, RecoveryReport, WalOptions, WalStats, WalWriter};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

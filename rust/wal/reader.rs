@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use super::dir;
-use super::format::RecordKind;
+use super::format::{RecordHeader, RecordKind};
 use super::scan::{Item, Scanner, Tail};
 use crate::codec::decode_batch_into;
 use crate::error::CorruptionReason;
@@ -27,6 +27,18 @@ pub struct ReadEvent {
     /// Offset of the record holding the event within its segment.
     pub offset: u64,
     pub event: Event,
+}
+
+/// One whole record read back: an atomic batch of events with consecutive sequences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    /// Sequence of `events[0]`.
+    pub first_seq: u64,
+    /// Index into [`WalReader::segment_paths`].
+    pub segment: usize,
+    /// Offset of the record within its segment.
+    pub offset: u64,
+    pub events: Vec<Event>,
 }
 
 pub struct WalReader {
@@ -105,6 +117,85 @@ impl WalReader {
         r
     }
 
+    /// The next whole record (recovery replays records, not events, so atomic batches stay
+    /// atomic), `Ok(None)` at the end of the log. Records that end before the start sequence
+    /// are skipped; a record that straddles it is returned whole (its `first_seq` says so).
+    /// Sync marks are skipped. Do not mix with [`next_event`](Self::next_event) mid-record:
+    /// events already handed out by it are not returned again.
+    pub fn next_record(&mut self) -> Result<Option<ReadRecord>> {
+        if self.errored {
+            return Ok(None);
+        }
+        let r = self.step_record();
+        self.errored = r.is_err();
+        r
+    }
+
+    fn step_record(&mut self) -> Result<Option<ReadRecord>> {
+        let rest: Vec<Event> = self.pending.by_ref().collect();
+        if !rest.is_empty() {
+            let (segment, offset, first_seq) = self.cur;
+            self.cur.2 += rest.len() as u64;
+            return Ok(Some(ReadRecord {
+                first_seq,
+                segment,
+                offset,
+                events: rest,
+            }));
+        }
+        if self.tail.is_some() {
+            return Ok(None);
+        }
+        loop {
+            match self.scanner.next_item()? {
+                Item::End(t) => {
+                    self.tail = Some(t);
+                    return Ok(None);
+                }
+                Item::Record {
+                    seg,
+                    offset,
+                    header,
+                } => {
+                    self.records += 1;
+                    if header.kind == RecordKind::SyncMark || header.next_seq() <= self.from {
+                        continue;
+                    }
+                    let events = self.decode(seg, offset, &header)?;
+                    self.cur = (seg, offset, header.next_seq());
+                    return Ok(Some(ReadRecord {
+                        first_seq: header.first_seq,
+                        segment: seg,
+                        offset,
+                        events,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Decodes the scanner's current payload; a checksum-valid record that does not decode is
+    /// corruption (never a crash tail).
+    fn decode(&self, seg: usize, offset: u64, header: &RecordHeader) -> Result<Vec<Event>> {
+        let mut events = Vec::with_capacity(header.event_count.min(4096) as usize);
+        decode_batch_into(self.scanner.payload(), header.event_count, &mut events).map_err(
+            |e| CoreError::WalCorruption {
+                segment: self
+                    .scanner
+                    .segments()
+                    .get(seg)
+                    .map(|s| s.path.clone())
+                    .unwrap_or_default(),
+                offset,
+                reason: CorruptionReason::Decode(match e {
+                    CoreError::Decode(s) => s,
+                    other => other.to_string(),
+                }),
+            },
+        )?;
+        Ok(events)
+    }
+
     fn step(&mut self) -> Result<Option<ReadEvent>> {
         loop {
             if let Some(event) = self.pending.next() {
@@ -137,21 +228,7 @@ impl WalReader {
                     if header.kind == RecordKind::SyncMark || header.next_seq() <= self.from {
                         continue;
                     }
-                    let mut events = Vec::with_capacity(header.event_count.min(4096) as usize);
-                    decode_batch_into(self.scanner.payload(), header.event_count, &mut events)
-                        .map_err(|e| CoreError::WalCorruption {
-                            segment: self
-                                .scanner
-                                .segments()
-                                .get(seg)
-                                .map(|s| s.path.clone())
-                                .unwrap_or_default(),
-                            offset,
-                            reason: CorruptionReason::Decode(match e {
-                                CoreError::Decode(s) => s,
-                                other => other.to_string(),
-                            }),
-                        })?;
+                    let events = self.decode(seg, offset, &header)?;
                     self.pending = events.into_iter();
                     self.cur = (seg, offset, header.first_seq);
                 }

@@ -422,8 +422,8 @@ fn unsynced_hole_followed_by_intact_unsynced_records_is_a_crash_tail() {
 
 /// A file layer whose fsync fails on demand.
 #[derive(Debug)]
-struct FlakyFs {
-    fail_sync: Arc<AtomicBool>,
+pub(crate) struct FlakyFs {
+    pub(crate) fail_sync: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]

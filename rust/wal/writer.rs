@@ -414,6 +414,68 @@ impl WalWriter {
         })
     }
 
+    /// Waits until every event with a sequence `<= seq` is durable. Concurrent waiters share
+    /// one `fdatasync` (group commit): the first waiter with no sync in flight leads a sync of
+    /// everything written so far and wakes the others. `seq` must already be appended.
+    pub fn wait_durable(&self, seq: u64) -> Result<()> {
+        let s = &self.shared;
+        if s.synced_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let written = lock(&s.state).next_seq.saturating_sub(1);
+        if seq > written {
+            // Waiting for a sequence nobody has written would lead syncs forever.
+            return Err(CoreError::InvalidArgument(format!(
+                "wait_durable({seq}): only sequences up to {written} have been appended"
+            )));
+        }
+        s.wait_durable(seq)
+    }
+
+    /// The first cause of failure once a write or sync has failed (the writer then refuses
+    /// every call until reopened), else `None`.
+    pub fn failure(&self) -> Option<String> {
+        let s = &self.shared;
+        if !s.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(
+            lock(&s.sync)
+                .failed
+                .clone()
+                .unwrap_or_else(|| "unknown".into()),
+        )
+    }
+
+    /// Checkpoint: deletes the segments whose every event has a sequence `<= through` (their
+    /// state is in a durable snapshot), never the segment being written, then fsyncs the
+    /// directory. Returns the removed paths. A segment is wholly covered when the next
+    /// segment starts at or before `through + 1`. Runs under the writer's state lock, so no
+    /// rotation races with it. A failure leaves the log readable (some old segments may be
+    /// left, which is harmless) and does not fail the writer.
+    pub fn remove_segments_through(&self, through: u64) -> Result<Vec<PathBuf>> {
+        let s = &self.shared;
+        s.check_usable()?;
+        let st = lock(&s.state);
+        let listing = dir::list(&s.dir)?;
+        let mut removed = Vec::new();
+        for pair in listing.segments.windows(2) {
+            let [seg, next] = pair else { continue };
+            if seg.path == st.seg_path || next.first_seq > through.saturating_add(1) {
+                break;
+            }
+            s.fs.remove_file(&seg.path)
+                .map_err(|e| CoreError::io("remove", &seg.path, e))?;
+            removed.push(seg.path.clone());
+        }
+        if !removed.is_empty() {
+            s.fs.sync_dir(&s.dir)
+                .map_err(|e| CoreError::io("fsync dir", &s.dir, e))?;
+        }
+        drop(st);
+        Ok(removed)
+    }
+
     /// Makes everything appended so far durable.
     pub fn flush(&self) -> Result<()> {
         let s = &self.shared;

@@ -18,3 +18,14 @@ def fast_dir() -> Iterator[Path]:
         yield d / "wal"
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A fresh data directory path (not yet created) on tmpfs when there is one."""
+    base = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    d = Path(tempfile.mkdtemp(prefix="aq-data-", dir=base))
+    try:
+        yield d / "data"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,494 @@
+//! The mutation authority: the one write path into durable state (SPEC §5).
+//!
+//! ```text
+//!  submit(events, durability)                        one mutex: WAL append order ==
+//!  ───────────────────────────────────────────        projection apply order
+//!  lock ─ refuse if failed/closed
+//!       ─ first = projection.next_sequence()  (caller's expected first must match)
+//!       ─ projection.check(first, events)      the reducer's dry run = replay's code
+//!       ─ wal.append(events, Deferred, first)  one record, one checksum
+//!       ─ projection.apply(first, events)
+//!       ─ every `snapshot_every` events: flush, snapshot, checkpoint
+//!  unlock
+//!  Immediate: wal.wait_durable(last)           group commit, no lock held
+//! ```
+//!
+//! Holding the mutex only across check + write + apply (never across the fsync) is what lets
+//! concurrent Immediate submitters share one `fdatasync`. A caller is told "done" only after its
+//! record is durable; other threads may see its effects earlier (DESIGN.md, "Durability and
+//! visibility"), and since the log is sequential anything acting on them is durable after it.
+//!
+//! Failure: a write or sync error, or an `apply` that fails after a successful `check` (a bug),
+//! moves the authority into a failed state for good: every later call, queries included,
+//! returns [`CoreError::Failed`] naming the first cause. Memory is never allowed to diverge
+//! silently from the log; reopening (recovery) rebuilds it from the log.
+//!
+//! Snapshots are written under the mutex, so writers wait for them (a 1M-run snapshot takes
+//! on the order of a second); moving the encoding off the lock needs a persistent (copy-on-
+//! write) projection and is left for later.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Instant;
+
+use crate::event::Event;
+use crate::model::Millis;
+use crate::snapshot;
+use crate::state::prune::PruneStats;
+use crate::state::Projection;
+use crate::wal::{Appended, Durability, WalWriter};
+use crate::{CoreError, Result};
+
+/// Default number of events between automatic snapshots.
+pub const DEFAULT_SNAPSHOT_EVENTS: u64 = 100_000;
+/// Default number of snapshots kept.
+pub const DEFAULT_KEEP_SNAPSHOTS: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct AuthorityOptions {
+    /// Take a snapshot after this many events since the last one (0: never automatically).
+    pub snapshot_every: u64,
+    /// Snapshots kept after a new one is written (at least 1). WAL segments are deleted only
+    /// when wholly before the **oldest** kept snapshot, so every kept snapshot stays usable
+    /// as a fallback.
+    pub keep_snapshots: usize,
+    /// Take a snapshot at a clean close (when anything happened since the last one).
+    pub snapshot_on_close: bool,
+}
+
+impl Default for AuthorityOptions {
+    fn default() -> Self {
+        Self {
+            snapshot_every: DEFAULT_SNAPSHOT_EVENTS,
+            keep_snapshots: DEFAULT_KEEP_SNAPSHOTS,
+            snapshot_on_close: true,
+        }
+    }
+}
+
+/// A snapshot written by the authority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub path: PathBuf,
+    pub sequence: u64,
+    pub bytes: u64,
+    pub millis: u64,
+    /// WAL segments deleted by the checkpoint that followed.
+    pub segments_removed: usize,
+    /// Older snapshot files deleted.
+    pub snapshots_removed: usize,
+}
+
+/// Counters of the authority (the WAL's own are in [`WalWriter::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorityStats {
+    pub submits: u64,
+    pub events: u64,
+    pub rejected: u64,
+    pub snapshots: u64,
+    pub events_since_snapshot: u64,
+    pub last_snapshot: Option<SnapshotInfo>,
+    /// The last automatic snapshot or checkpoint error (they never fail the authority: the
+    /// log is intact; the next interval retries).
+    pub last_snapshot_error: Option<String>,
+}
+
+struct Inner {
+    p: Projection,
+    failed: Option<String>,
+    closed: bool,
+    stats: AuthorityStats,
+}
+
+/// The storage-owned mutation authority. All methods take `&self` and are thread-safe.
+pub struct Authority {
+    wal: Arc<WalWriter>,
+    snapshot_dir: Option<PathBuf>,
+    opts: AuthorityOptions,
+    inner: Mutex<Inner>,
+}
+
+fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Errors after which nothing was written and the WAL is still usable.
+fn nothing_written(e: &CoreError, wal: &WalWriter) -> bool {
+    match e {
+        CoreError::RecordTooLarge { .. } | CoreError::InvalidArgument(_) => true,
+        // The WAL's next sequence differs from the projection's: memory and log disagree.
+        CoreError::Sequence { .. } => false,
+        // e.g. preallocation hit ENOSPC before the record was written: the WAL stays usable,
+        // and says so by not having failed.
+        CoreError::Io { .. } => wal.failure().is_none(),
+        _ => false,
+    }
+}
+
+impl Authority {
+    /// An authority over an open WAL writer and the projection of exactly that log.
+    ///
+    /// Refuses a projection whose latest sequence is not the log's last one: they would
+    /// describe different histories (recovery, [`crate::recovery::bootstrap`], builds a
+    /// matching pair).
+    pub fn new(
+        wal: Arc<WalWriter>,
+        p: Projection,
+        snapshot_dir: Option<PathBuf>,
+        opts: AuthorityOptions,
+    ) -> Result<Self> {
+        if opts.keep_snapshots == 0 {
+            return Err(CoreError::InvalidArgument(
+                "keep_snapshots must be at least 1".into(),
+            ));
+        }
+        if let Some(cause) = wal.failure() {
+            return Err(CoreError::Failed { cause });
+        }
+        let wal_last = wal.next_sequence().saturating_sub(1);
+        if p.latest_sequence() != wal_last {
+            return Err(CoreError::InvalidArgument(format!(
+                "the projection is at sequence {} but the WAL in {} ends at {wal_last}: they \
+                 describe different histories; open the data directory with \
+                 actionqueue.storage.recovery.bootstrap(), which rebuilds the state from \
+                 snapshot + log",
+                p.latest_sequence(),
+                wal.dir().display()
+            )));
+        }
+        Ok(Self {
+            wal,
+            snapshot_dir,
+            opts,
+            inner: Mutex::new(Inner {
+                p,
+                failed: None,
+                closed: false,
+                stats: AuthorityStats::default(),
+            }),
+        })
+    }
+
+    pub fn wal(&self) -> &WalWriter {
+        &self.wal
+    }
+
+    pub fn snapshot_dir(&self) -> Option<&Path> {
+        self.snapshot_dir.as_deref()
+    }
+
+    pub fn options(&self) -> &AuthorityOptions {
+        &self.opts
+    }
+
+    /// Validates, appends and applies `events` as one atomic record; with Immediate
+    /// durability, returns once the record is on stable storage. `expected_first`, when
+    /// given, must be the next sequence ([`CoreError::Sequence`], nothing written).
+    pub fn submit(
+        &self,
+        expected_first: Option<u64>,
+        events: &[Event],
+        durability: Durability,
+    ) -> Result<Appended> {
+        let appended = {
+            let mut g = lock(&self.inner);
+            self.submit_locked(&mut g, expected_first, events)?
+        };
+        self.make_durable(appended, durability)
+    }
+
+    /// Submits a Prune of terminal runs whose last change is before `before` (and of finished
+    /// tasks left empty); returns what it removed.
+    pub fn prune(
+        &self,
+        before: Millis,
+        at: Millis,
+        durability: Durability,
+    ) -> Result<(Appended, PruneStats)> {
+        let (appended, stats) = {
+            let mut g = lock(&self.inner);
+            let a = self.submit_locked(&mut g, None, &[Event::Prune { before, at }])?;
+            (a, g.p.last_prune())
+        };
+        Ok((self.make_durable(appended, durability)?, stats))
+    }
+
+    /// Prunes all but the `keep` most recently finished terminal runs (see
+    /// [`Projection::prune_cutoff_keeping`]); the cutoff is computed and submitted under one
+    /// lock, so no other command slips in between. `None` when there is nothing to prune.
+    pub fn prune_keeping(
+        &self,
+        keep: usize,
+        at: Millis,
+        durability: Durability,
+    ) -> Result<Option<(Appended, PruneStats, Millis)>> {
+        let (appended, stats, before) = {
+            let mut g = lock(&self.inner);
+            self.usable(&mut g)?;
+            let Some(before) = g.p.prune_cutoff_keeping(keep) else {
+                return Ok(None);
+            };
+            let a = self.submit_locked(&mut g, None, &[Event::Prune { before, at }])?;
+            (a, g.p.last_prune(), before)
+        };
+        Ok(Some((
+            self.make_durable(appended, durability)?,
+            stats,
+            before,
+        )))
+    }
+
+    fn submit_locked(
+        &self,
+        g: &mut Inner,
+        expected_first: Option<u64>,
+        events: &[Event],
+    ) -> Result<Appended> {
+        self.usable(g)?;
+        let first = g.p.next_sequence();
+        if let Some(got) = expected_first {
+            if got != first {
+                g.stats.rejected += 1;
+                return Err(CoreError::Sequence {
+                    expected: first,
+                    got,
+                });
+            }
+        }
+        // Validation is the reducer's own dry run (SPEC §11.1): nothing that replay would
+        // refuse ever reaches the log.
+        if let Err(e) = g.p.check(first, events) {
+            g.stats.rejected += 1;
+            return Err(e);
+        }
+        let appended = match self.wal.append(events, Durability::Deferred, Some(first)) {
+            Ok(a) => a,
+            Err(e) if nothing_written(&e, &self.wal) => {
+                g.stats.rejected += 1;
+                return Err(e);
+            }
+            Err(e) => return Err(Self::fail(g, e)),
+        };
+        if let Err(e) = g.p.apply(first, events) {
+            // `check` accepted exactly this record a moment ago: this is a bug, and the log
+            // now holds a record memory lacks. Stop rather than diverge.
+            return Err(Self::fail(
+                g,
+                CoreError::Rejected(format!(
+                    "internal error: record {first} was validated and appended but could not \
+                     be applied ({e}); reopen the queue to rebuild the state from the log"
+                )),
+            ));
+        }
+        g.stats.submits += 1;
+        g.stats.events += events.len() as u64;
+        g.stats.events_since_snapshot += events.len() as u64;
+        if self.opts.snapshot_every > 0
+            && g.stats.events_since_snapshot >= self.opts.snapshot_every
+            && self.snapshot_dir.is_some()
+        {
+            // The submit succeeded whatever happens here: a snapshot problem is recorded and
+            // retried at the next interval (the log is intact, recovery just replays more).
+            match self.snapshot_locked(g) {
+                Ok(_) => {}
+                Err(e) if g.failed.is_some() => return Err(e),
+                Err(e) => {
+                    g.stats.last_snapshot_error = Some(e.to_string());
+                    g.stats.events_since_snapshot = 0;
+                }
+            }
+        }
+        Ok(appended)
+    }
+
+    fn make_durable(&self, appended: Appended, durability: Durability) -> Result<Appended> {
+        if durability == Durability::Immediate {
+            if let Err(e) = self.wal.wait_durable(appended.last_seq) {
+                // The record is in memory (others may have acted on it) but not durable: the
+                // authority must not go on as if it were.
+                let mut g = lock(&self.inner);
+                return Err(Self::fail(&mut g, e));
+            }
+        }
+        Ok(appended)
+    }
+
+    /// Enters the failed state (the first cause wins) and returns the error to report now.
+    fn fail(g: &mut Inner, e: CoreError) -> CoreError {
+        if g.failed.is_none() {
+            g.failed = Some(e.to_string());
+        }
+        e
+    }
+
+    fn usable(&self, g: &mut Inner) -> Result<()> {
+        if let Some(cause) = &g.failed {
+            return Err(CoreError::Failed {
+                cause: cause.clone(),
+            });
+        }
+        if g.closed {
+            return Err(CoreError::Closed("mutation authority"));
+        }
+        // The WAL can also fail on its own (background sync): adopt its cause.
+        if let Some(cause) = self.wal.failure() {
+            g.failed = Some(cause.clone());
+            return Err(CoreError::Failed { cause });
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the projection under the lock (refused when failed or closed). Keep `f`
+    /// short and copy out what is needed: submitters wait meanwhile.
+    pub fn read<R>(&self, f: impl FnOnce(&Projection) -> R) -> Result<R> {
+        let mut g = lock(&self.inner);
+        self.usable(&mut g)?;
+        Ok(f(&g.p))
+    }
+
+    /// [`read`](Self::read) when the lock is free right now; `None` when it is taken (the
+    /// binding then releases the GIL before blocking).
+    pub fn try_read<R>(&self, f: impl FnOnce(&Projection) -> R) -> Option<Result<R>> {
+        let mut g = match self.inner.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        Some(self.usable(&mut g).map(|()| f(&g.p)))
+    }
+
+    /// The first failure cause, or `None` while healthy.
+    pub fn failure(&self) -> Option<String> {
+        let mut g = lock(&self.inner);
+        match self.usable(&mut g) {
+            Err(CoreError::Failed { cause }) => Some(cause),
+            _ => None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        lock(&self.inner).closed
+    }
+
+    pub fn stats(&self) -> AuthorityStats {
+        lock(&self.inner).stats.clone()
+    }
+
+    /// Makes every submitted record durable.
+    pub fn flush(&self) -> Result<()> {
+        {
+            let mut g = lock(&self.inner);
+            self.usable(&mut g)?;
+        }
+        self.wal.flush().map_err(|e| {
+            let mut g = lock(&self.inner);
+            Self::fail(&mut g, e)
+        })
+    }
+
+    /// Takes a snapshot now (and checkpoints). `None` without a snapshot directory.
+    pub fn snapshot(&self) -> Result<Option<SnapshotInfo>> {
+        let mut g = lock(&self.inner);
+        self.usable(&mut g)?;
+        if self.snapshot_dir.is_none() {
+            return Ok(None);
+        }
+        self.snapshot_locked(&mut g).map(Some)
+    }
+
+    /// Flush, snapshot, checkpoint. The flush comes first so the snapshot never covers a
+    /// record the log could still lose: a checkpoint may then delete the segments before it.
+    fn snapshot_locked(&self, g: &mut Inner) -> Result<SnapshotInfo> {
+        let dir = self
+            .snapshot_dir
+            .as_deref()
+            .ok_or_else(|| CoreError::InvalidArgument("no snapshot directory".into()))?;
+        if let Err(e) = self.wal.flush() {
+            return Err(Self::fail(g, e));
+        }
+        let started = Instant::now();
+        let file = snapshot::write_atomic(dir, &g.p)?;
+        let bytes = std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0);
+        let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        g.stats.snapshots += 1;
+        g.stats.events_since_snapshot = 0;
+        let mut info = SnapshotInfo {
+            path: file.path,
+            sequence: file.sequence,
+            bytes,
+            millis,
+            segments_removed: 0,
+            snapshots_removed: 0,
+        };
+        g.stats.last_snapshot = Some(info.clone());
+        let (segments, snapshots) = self.checkpoint(dir)?;
+        info.segments_removed = segments;
+        info.snapshots_removed = snapshots;
+        g.stats.last_snapshot = Some(info.clone());
+        g.stats.last_snapshot_error = None;
+        Ok(info)
+    }
+
+    /// Keeps the newest `keep_snapshots` snapshots and deletes the WAL segments wholly before
+    /// the oldest of them, so any kept snapshot plus the log still rebuilds the state.
+    fn checkpoint(&self, dir: &Path) -> Result<(usize, usize)> {
+        let files = snapshot::list(dir)?;
+        let Some(oldest_kept) = files
+            .get(..self.opts.keep_snapshots.min(files.len()))
+            .and_then(|kept| kept.last())
+            .map(|f| f.sequence)
+        else {
+            return Ok((0, 0));
+        };
+        let snapshots = snapshot::remove_older(dir, oldest_kept)?;
+        let segments = self.wal.remove_segments_through(oldest_kept)?.len();
+        Ok((segments, snapshots))
+    }
+
+    /// Flushes, optionally snapshots, and closes the WAL (releasing the directory lock).
+    /// Closing a failed authority only releases resources. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        let mut g = lock(&self.inner);
+        if g.closed {
+            return Ok(());
+        }
+        g.closed = true;
+        if g.failed.is_some() || self.wal.failure().is_some() {
+            let _ = self.wal.close();
+            return Ok(());
+        }
+        let mut result = Ok(());
+        if self.opts.snapshot_on_close
+            && self.snapshot_dir.is_some()
+            && g.stats.events_since_snapshot > 0
+        {
+            // A failed snapshot at close loses nothing (the log is complete); report it after
+            // the log is closed properly.
+            if let Err(e) = self.snapshot_locked(&mut g) {
+                result = Err(e);
+            }
+        }
+        let closed = self.wal.close();
+        if let Err(e) = closed {
+            Self::fail(
+                &mut g,
+                CoreError::Failed {
+                    cause: e.to_string(),
+                },
+            );
+            return Err(e);
+        }
+        result
+    }
+}
+
+impl Drop for Authority {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+#[cfg(test)]
+#[path = "authority_tests.rs"]
+mod tests;

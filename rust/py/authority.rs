@@ -1,0 +1,421 @@
+//! `_core.Authority` and `_core.bootstrap`: the mutation authority and recovery, seen from
+//! Python. `actionqueue.storage.mutation.StorageMutationAuthority` wraps them with typed
+//! objects.
+//!
+//! Arguments become owned Rust values first; the GIL is released around submit (validate,
+//! append and, for Immediate, the group-commit wait), bootstrap, snapshots, flush and close.
+//! Queries take the lock without releasing the GIL when it is free (the common case: a
+//! query costs far less than a GIL round trip) and release the GIL before blocking on it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use super::errors::to_py;
+use super::projection::PyProjection;
+use super::queries::{pyclass_queries, Holder};
+use super::wal::PyWalWriter;
+use super::wire::events_from_wire;
+use crate::authority::{
+    Authority, AuthorityOptions, AuthorityStats, SnapshotInfo, DEFAULT_KEEP_SNAPSHOTS,
+    DEFAULT_SNAPSHOT_EVENTS,
+};
+use crate::event::Event;
+use crate::recovery::{bootstrap as core_bootstrap, BootstrapOptions, RecoveryReport};
+use crate::state::Projection;
+use crate::wal::writer::{DEFAULT_PREALLOCATE, DEFAULT_SEGMENT_SIZE};
+use crate::wal::{Durability, WalOptions};
+use crate::{snapshot, CoreError, DEFAULT_MAX_RECORD_SIZE};
+
+fn durability(immediate: bool) -> Durability {
+    if immediate {
+        Durability::Immediate
+    } else {
+        Durability::Deferred
+    }
+}
+
+fn path_str(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn snapshot_dict<'py>(py: Python<'py>, s: &SnapshotInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("path", path_str(&s.path))?;
+    d.set_item("sequence", s.sequence)?;
+    d.set_item("bytes", s.bytes)?;
+    d.set_item("millis", s.millis)?;
+    d.set_item("segments_removed", s.segments_removed)?;
+    d.set_item("snapshots_removed", s.snapshots_removed)?;
+    Ok(d)
+}
+
+fn parse_interval(s: Option<f64>) -> PyResult<Option<Duration>> {
+    match s {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(to_py(CoreError::InvalidArgument(format!(
+            "sync_interval must be a positive number of seconds or None, got {s}"
+        )))),
+    }
+}
+
+/// `(first, last, runs_removed, tasks_removed, before)` of a count-based prune.
+type PruneOut = (u64, u64, usize, usize, i64);
+
+/// The storage-owned mutation authority.
+#[pyclass(name = "Authority", module = "actionqueue._core", frozen)]
+pub struct PyAuthority {
+    inner: Authority,
+}
+
+impl Holder for PyAuthority {
+    fn with<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Projection) -> R + Send,
+    ) -> PyResult<R> {
+        // Two closures cannot both own `f`: park it so whichever path runs takes it.
+        let mut f = Some(f);
+        let fast = self.inner.try_read(|p| f.take().map(|f| f(p)));
+        let r = match fast {
+            Some(r) => r,
+            None => py.detach(|| self.inner.read(|p| f.take().map(|f| f(p)))),
+        };
+        match r {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(to_py(CoreError::InvalidArgument(
+                "internal error: query closure already used".into(),
+            ))),
+            Err(e) => Err(to_py(e)),
+        }
+    }
+}
+
+fn stats_dict<'py>(
+    py: Python<'py>,
+    a: &Authority,
+    s: &AuthorityStats,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("submits", s.submits)?;
+    d.set_item("events", s.events)?;
+    d.set_item("rejected", s.rejected)?;
+    d.set_item("snapshots", s.snapshots)?;
+    d.set_item("events_since_snapshot", s.events_since_snapshot)?;
+    d.set_item(
+        "last_snapshot",
+        s.last_snapshot
+            .as_ref()
+            .map(|x| snapshot_dict(py, x))
+            .transpose()?,
+    )?;
+    d.set_item("last_snapshot_error", s.last_snapshot_error.as_deref())?;
+    let w = a.wal().stats();
+    d.set_item("wal_appends", w.appends)?;
+    d.set_item("wal_events", w.events)?;
+    d.set_item("wal_bytes", w.bytes)?;
+    d.set_item("wal_syncs", w.syncs)?;
+    d.set_item("synced_sequence", a.wal().synced_sequence())?;
+    Ok(d)
+}
+
+pyclass_queries!(PyAuthority, {
+    /// An authority over a WAL writer and the projection of exactly that log (the seed's
+    /// construction). Both are taken over: the writer refuses direct appends afterwards and
+    /// the projection object is closed. Refused (nothing taken) when the projection's
+    /// latest sequence is not the log's last one.
+    #[staticmethod]
+    #[pyo3(signature = (wal, projection, *, snapshot_dir = None, snapshot_every = DEFAULT_SNAPSHOT_EVENTS, keep_snapshots = DEFAULT_KEEP_SNAPSHOTS, snapshot_on_close = true))]
+    fn from_parts(
+        py: Python<'_>,
+        wal: &PyWalWriter,
+        projection: &PyProjection,
+        snapshot_dir: Option<PathBuf>,
+        snapshot_every: u64,
+        keep_snapshots: usize,
+        snapshot_on_close: bool,
+    ) -> PyResult<Self> {
+        let writer = wal.hand_over()?;
+        let p = match projection.take() {
+            Ok(p) => p,
+            Err(e) => {
+                wal.take_back();
+                return Err(e);
+            }
+        };
+        let opts = AuthorityOptions {
+            snapshot_every,
+            keep_snapshots,
+            snapshot_on_close,
+        };
+        if let Some(dir) = &snapshot_dir {
+            std::fs::create_dir_all(dir).map_err(|e| to_py(CoreError::io("mkdir", dir, e)))?;
+        }
+        // `Authority::new` consumes the projection; on refusal rebuild nothing: check first.
+        let wal_last = writer.next_sequence().saturating_sub(1);
+        if p.latest_sequence() != wal_last {
+            let latest = p.latest_sequence();
+            projection.put_back(p);
+            wal.take_back();
+            return Err(to_py(CoreError::InvalidArgument(format!(
+                "the projection is at sequence {latest} but the WAL in {} ends at \
+                 {wal_last}: they describe different histories; open the data directory with \
+                 actionqueue.storage.recovery.bootstrap(), which rebuilds the state from \
+                 snapshot + log (or replay the log into the reducer first)",
+                writer.dir().display()
+            ))));
+        }
+        let inner = py
+            .detach(|| Authority::new(writer, p, snapshot_dir, opts))
+            .map_err(|e| {
+                wal.take_back();
+                to_py(e)
+            })?;
+        Ok(Self { inner })
+    }
+
+    /// Validates (the reducer's dry run), appends and applies `events` (wire tuples) as one
+    /// atomic record; returns `(first, last)` once durable per `immediate`.
+    #[pyo3(signature = (events, immediate, expected_first = None))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        events: &Bound<'_, PyAny>,
+        immediate: bool,
+        expected_first: Option<u64>,
+    ) -> PyResult<(u64, u64)> {
+        let events = events_from_wire(events)?;
+        let a = py
+            .detach(|| {
+                self.inner
+                    .submit(expected_first, &events, durability(immediate))
+            })
+            .map_err(to_py)?;
+        Ok((a.first_seq, a.last_seq))
+    }
+
+    /// Submits each batch as its own atomic record, crossing into Rust once (one durability
+    /// wait at the end when `immediate`). Stops at the first refused batch and raises; the
+    /// batches before it stay applied. Returns `(first, last)` of everything submitted.
+    fn submit_many(
+        &self,
+        py: Python<'_>,
+        batches: &Bound<'_, PyList>,
+        immediate: bool,
+    ) -> PyResult<(u64, u64)> {
+        let batches: Vec<Vec<Event>> = batches
+            .iter()
+            .map(|b| events_from_wire(&b))
+            .collect::<PyResult<_>>()?;
+        py.detach(|| {
+            let mut range: Option<(u64, u64)> = None;
+            for b in &batches {
+                let a = self.inner.submit(None, b, Durability::Deferred)?;
+                range = Some((range.map_or(a.first_seq, |r| r.0), a.last_seq));
+            }
+            let Some(range) = range else {
+                return Err(CoreError::InvalidArgument(
+                    "submit_many needs at least one batch".into(),
+                ));
+            };
+            if immediate {
+                self.inner.flush()?;
+            }
+            Ok(range)
+        })
+        .map_err(to_py)
+    }
+
+    /// Prunes terminal runs whose last change is before `before` (and finished tasks left
+    /// empty); returns `(first, last, runs_removed, tasks_removed)`.
+    fn prune(
+        &self,
+        py: Python<'_>,
+        before: i64,
+        at: i64,
+        immediate: bool,
+    ) -> PyResult<(u64, u64, usize, usize)> {
+        let (a, s) = py
+            .detach(|| self.inner.prune(before, at, durability(immediate)))
+            .map_err(to_py)?;
+        Ok((a.first_seq, a.last_seq, s.runs, s.tasks))
+    }
+
+    /// Prunes all but the `keep` newest terminal runs; returns
+    /// `(first, last, runs_removed, tasks_removed, before)` or None when nothing to prune.
+    fn prune_keeping(
+        &self,
+        py: Python<'_>,
+        keep: usize,
+        at: i64,
+        immediate: bool,
+    ) -> PyResult<Option<PruneOut>> {
+        let r = py
+            .detach(|| self.inner.prune_keeping(keep, at, durability(immediate)))
+            .map_err(to_py)?;
+        Ok(r.map(|(a, s, before)| (a.first_seq, a.last_seq, s.runs, s.tasks, before)))
+    }
+
+    /// Makes every submitted record durable.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.flush()).map_err(to_py)
+    }
+
+    /// Takes a snapshot now and checkpoints; a dict describing it, or None without a
+    /// snapshot directory.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let s = py.detach(|| self.inner.snapshot()).map_err(to_py)?;
+        s.map(|s| snapshot_dict(py, &s)).transpose()
+    }
+
+    /// Flushes, snapshots when configured, closes the WAL and releases the lock. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.close()).map_err(to_py)
+    }
+
+    /// Counters of the authority and its WAL.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        stats_dict(py, &self.inner, &s)
+    }
+
+    /// The first failure cause, or None while healthy. Never raises.
+    #[getter]
+    fn failed(&self) -> Option<String> {
+        self.inner.failure()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    #[getter]
+    fn wal_path(&self) -> String {
+        path_str(self.inner.wal().dir())
+    }
+
+    #[getter]
+    fn snapshot_dir(&self) -> Option<String> {
+        self.inner.snapshot_dir().map(path_str)
+    }
+});
+
+fn report_dict<'py>(py: Python<'py>, r: &RecoveryReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("data_dir", path_str(&r.data_dir))?;
+    d.set_item(
+        "snapshot",
+        r.snapshot.as_ref().map(|(p, s)| (path_str(p), *s)),
+    )?;
+    let skipped: Vec<(String, String)> = r
+        .snapshots_skipped
+        .iter()
+        .map(|(p, why)| (path_str(p), why.clone()))
+        .collect();
+    d.set_item("snapshots_skipped", skipped)?;
+    d.set_item("records_replayed", r.records_replayed)?;
+    d.set_item("events_replayed", r.events_replayed)?;
+    d.set_item("wal", super::wal::report_dict(py, &r.wal)?)?;
+    d.set_item("snapshot_load_ms", r.snapshot_load_ms)?;
+    d.set_item("replay_ms", r.replay_ms)?;
+    d.set_item("duration_ms", r.duration_ms)?;
+    d.set_item("final_sequence", r.final_sequence)?;
+    d.set_item("digest", r.digest.map(|x| x.to_hex()))?;
+    Ok(d)
+}
+
+/// Opens (creating if needed) a data directory: WAL open + tail repair, newest valid
+/// snapshot, replay of the tail. Returns `(Authority, report dict)`.
+#[pyfunction]
+#[pyo3(signature = (data_dir, *, segment_size = DEFAULT_SEGMENT_SIZE, max_record_size = DEFAULT_MAX_RECORD_SIZE, preallocate = DEFAULT_PREALLOCATE, sync_interval = None, snapshot_every = DEFAULT_SNAPSHOT_EVENTS, keep_snapshots = DEFAULT_KEEP_SNAPSHOTS, snapshot_on_close = true, max_snapshot_size = snapshot::DEFAULT_MAX_SNAPSHOT_SIZE, digest = false))]
+#[allow(clippy::too_many_arguments)]
+pub fn bootstrap<'py>(
+    py: Python<'py>,
+    data_dir: PathBuf,
+    segment_size: u64,
+    max_record_size: u64,
+    preallocate: u64,
+    sync_interval: Option<f64>,
+    snapshot_every: u64,
+    keep_snapshots: usize,
+    snapshot_on_close: bool,
+    max_snapshot_size: u64,
+    digest: bool,
+) -> PyResult<(PyAuthority, Bound<'py, PyDict>)> {
+    let opts = BootstrapOptions {
+        wal: WalOptions {
+            segment_size,
+            max_record_size,
+            preallocate,
+            sync_interval: parse_interval(sync_interval)?,
+            start_sequence: 1,
+        },
+        authority: AuthorityOptions {
+            snapshot_every,
+            keep_snapshots,
+            snapshot_on_close,
+        },
+        max_snapshot_size,
+        digest,
+    };
+    let (a, report) = py
+        .detach(|| core_bootstrap(&data_dir, opts))
+        .map_err(to_py)?;
+    Ok((PyAuthority { inner: a }, report_dict(py, &report)?))
+}
+
+/// Snapshot files in `dir`, newest first: `[(path, sequence)]`.
+#[pyfunction]
+pub fn snapshot_list(py: Python<'_>, dir: PathBuf) -> PyResult<Vec<(String, u64)>> {
+    let files = py.detach(|| snapshot::list(&dir)).map_err(to_py)?;
+    Ok(files
+        .into_iter()
+        .map(|f| (path_str(&f.path), f.sequence))
+        .collect())
+}
+
+/// Checks one snapshot file without keeping its state: a dict with `path`, `file_size`,
+/// `sequence` (from the header, None if unreadable), `body_len`, `version`, `valid`, `error`,
+/// `tasks`, `runs`.
+#[pyfunction]
+#[pyo3(signature = (path, max_size = snapshot::DEFAULT_MAX_SNAPSHOT_SIZE))]
+pub fn snapshot_inspect<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    max_size: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    type Found = (
+        u64,
+        Option<snapshot::Header>,
+        Result<(usize, usize), String>,
+    );
+    let (size, header, loaded): Found = py
+        .detach(|| {
+            let bytes = std::fs::read(&path).map_err(|e| CoreError::io("read", &path, e))?;
+            let header = snapshot::read_header(&bytes, max_size).ok();
+            let loaded = snapshot::decode(&bytes, max_size)
+                .map(|p| (p.task_count(), p.run_count()))
+                .map_err(|r| r.to_string());
+            Ok::<_, CoreError>((bytes.len() as u64, header, loaded))
+        })
+        .map_err(to_py)?;
+    let d = PyDict::new(py);
+    d.set_item("path", path_str(&path))?;
+    d.set_item("file_size", size)?;
+    d.set_item("sequence", header.map(|h| h.sequence))?;
+    d.set_item("body_len", header.map(|h| h.body_len))?;
+    d.set_item("version", header.map(|h| h.version))?;
+    d.set_item("valid", loaded.is_ok())?;
+    d.set_item("error", loaded.as_ref().err())?;
+    d.set_item("tasks", loaded.as_ref().ok().map(|x| x.0))?;
+    d.set_item("runs", loaded.as_ref().ok().map(|x| x.1))?;
+    Ok(d)
+}
+
+/// Keeps the unused-import lint quiet for types only the macro's expansion names.
+#[allow(dead_code)]
+type _Uses<'py> = (Bound<'py, PyBytes>, Bound<'py, PyTuple>);
