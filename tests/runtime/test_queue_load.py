@@ -51,12 +51,15 @@ def test_concurrency_key_is_single_flight_under_load(make_queue: MakeQueue) -> N
 def test_10k_runs_through_8_threads(make_queue: MakeQueue) -> None:
     q = make_queue(max_workers=8, durability=DurabilityPolicy.DEFERRED)
     calls: collections.Counter[int] = collections.Counter()
+    bad_numbers: list[tuple[int, int, int]] = []
     lock = threading.Lock()
 
     @q.handler("work", max_attempts=3)
     def work(ctx: Any, n: int) -> int:
         with lock:
             calls[n] += 1
+            if ctx.attempt != calls[n]:  # ctx.attempt must count this run's dispatches
+                bad_numbers.append((n, ctx.attempt, calls[n]))
         if n % 10 == 0 and ctx.attempt == 1:
             raise RuntimeError("first try fails")
         if n % 97 == 0:
@@ -73,6 +76,7 @@ def test_10k_runs_through_8_threads(make_queue: MakeQueue) -> None:
     assert counts["Completed"] + counts["Failed"] == 10_000, counts
     assert sum(counts.values()) == 10_000
     assert all(c <= 3 for c in calls.values())
+    assert not bad_numbers, bad_numbers[:5]
     assert len(calls) == 10_000
     failed = sum(1 for n in range(10_000) if n % 97 == 0)
     assert counts["Failed"] == failed

@@ -6,7 +6,7 @@
 ...     def add(ctx, payload):
 ...         return payload["a"] + payload["b"]
 ...     task = q.submit("add", {"a": 2, "b": 3})
-...     q.run_until_idle()
+...     n = q.run_until_idle()
 ...     q.result(task)
 5
 

@@ -150,6 +150,12 @@ class _Slot:
             self.wake_r.recv_bytes()
         self.job = job
         job.handle = self
+        # cancel() sets the signal before it reads the handle; we publish the handle before we
+        # read the signal: so either it wakes us, or we see the signal here.
+        if job.context.cancelled.is_set() or job.done:
+            job.finish(interrupted(job.context.cancelled.reason or "canceled", 0.0))
+            self.job = None
+            return
         try:
             self.conn.send((job.fn, job.payload, job.snapshot, job.is_async))
         except Exception as e:

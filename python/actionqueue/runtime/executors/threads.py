@@ -97,6 +97,10 @@ class ThreadExecutor(ExecutorAdapter):
                 continue
             w.job = job
             job.handle = w
+            if job.context.cancelled.is_set():  # stopped between the queue and here
+                w.job = None
+                job.finish(interrupted(job.context.cancelled.reason or "canceled", 0.0))
+                continue
             timer = None
             if job.timeout is not None:
                 timer = self._watcher.schedule(job.timeout, functools.partial(self._expire, job))
