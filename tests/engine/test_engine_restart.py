@@ -59,6 +59,9 @@ def test_crash_at_every_step_then_restart(real_env: Env, step: str) -> None:
     # Time passes past any lease and backoff: the sweep recovers whatever was in flight.
     real_env.clock.advance(30_000)
     drain(e)
+    # A Running run's attempt was recorded Lost by the sweep: it waits out its 2 s backoff.
+    real_env.clock.advance(2_000)
+    drain(e)
     (run,) = e.runs_for_task(tid)
     assert run.state is S.COMPLETED
     assert run.attempt_count <= 2
