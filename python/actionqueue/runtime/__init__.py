@@ -14,7 +14,6 @@ from actionqueue.runtime.codecs import (
     CodecRegistry,
     JsonCodec,
     TextCodec,
-    UnsafePickleCodec,
 )
 from actionqueue.runtime.context import CancelSignal, ContextSnapshot, HandlerContext, RemoteContext
 from actionqueue.runtime.executors import (
@@ -57,7 +56,6 @@ __all__ = [
     "Suspend",
     "TextCodec",
     "ThreadExecutor",
-    "UnsafePickleCodec",
     "Verdict",
     "every",
     "exponential",

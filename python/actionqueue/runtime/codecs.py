@@ -5,9 +5,9 @@
 * anything else is JSON (content type ``application/json``) by default;
 * other formats plug in through a :class:`CodecRegistry` keyed by content type.
 
-**Nothing read from the log is ever unpickled by default.** A pickle codec exists for trusted,
-single-user setups only, under a name that says so (:class:`UnsafePickleCodec`), and it is
-never registered unless you register it yourself.
+**Nothing read from the log is ever unpickled or executed.** The library ships no codec that
+could run code while decoding; if a trusted, single-user setup wants one, it must register
+its own (and owns that risk).
 
 Handler return values are stored as attempt *output*. The attempt record has no content-type
 field, so the runtime frames an output as ``content-type`` + ``b"\\n"`` + body (e.g.
@@ -28,7 +28,6 @@ b'\\x00raw'
 from __future__ import annotations
 
 import json
-import pickle
 import threading
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,7 +43,6 @@ __all__ = [
     "CodecRegistry",
     "JsonCodec",
     "TextCodec",
-    "UnsafePickleCodec",
 ]
 
 OCTET_STREAM = "application/octet-stream"
@@ -117,20 +115,6 @@ class TextCodec:
             return bytes(data).decode()
         except UnicodeDecodeError as e:
             raise PayloadError(f"payload is not valid UTF-8 ({e})") from None
-
-
-class UnsafePickleCodec:
-    """**Unsafe**: pickle. Decoding a pickle runs arbitrary code chosen by whoever wrote the
-    bytes, so only register this when the data directory is as trusted as your own code.
-    Never registered by default."""
-
-    content_type = "application/x-python-pickle"
-
-    def encode(self, value: Any) -> bytes:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def decode(self, data: bytes) -> Any:
-        return pickle.loads(data)
 
 
 BYTES = BytesCodec()

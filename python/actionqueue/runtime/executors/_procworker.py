@@ -6,7 +6,6 @@ when it dies, so nothing here needs to be interruptible.
 
 from __future__ import annotations
 
-import pickle
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -27,7 +26,9 @@ def worker_main(conn: Connection) -> None:
         result = run_remote(fn, payload, snapshot, is_async)
         try:
             conn.send(result)
-        except (pickle.PicklingError, TypeError, AttributeError) as e:
+        except (BrokenPipeError, EOFError):
+            return
+        except Exception as e:
             # The return value cannot travel back: report that instead of dying.
             conn.send(
                 AttemptResult.raised(
@@ -38,5 +39,3 @@ def worker_main(conn: Connection) -> None:
                     result.duration,
                 )
             )
-        except (BrokenPipeError, OSError):
-            return
