@@ -6,30 +6,18 @@ importable (a partial checkout) they fall back to the engine tests' pure-Python 
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rt_helpers import T0, MakeQueue, real_storage
 
 from actionqueue import ActionQueue
 from actionqueue.engine import ManualClock
 
-T0 = 1_700_000_000_000
 ENGINE_TESTS = Path(__file__).resolve().parents[1] / "engine"
-
-
-def real_storage() -> bool:
-    try:
-        importlib.import_module("actionqueue.storage.recovery.bootstrap")
-    except ImportError:
-        return False
-    return True
-
-
-MakeQueue = Callable[..., ActionQueue]
 
 
 @pytest.fixture
@@ -55,8 +43,3 @@ def make_queue(tmp_path: Path) -> Iterator[MakeQueue]:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)
-
-
-needs_real_storage = pytest.mark.skipif(
-    not real_storage(), reason="needs actionqueue.storage (the Rust authority)"
-)

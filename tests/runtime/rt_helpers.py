@@ -9,17 +9,39 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import importlib
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from actionqueue import ActionQueue
 from actionqueue.core.ids import AttemptId, RunId, TaskId
 from actionqueue.runtime import Fail, Retry, Suspend
 from actionqueue.runtime.context import ContextSnapshot, HandlerContext
 from actionqueue.runtime.executors import ExecutorAdapter, Job
 from actionqueue.runtime.outcomes import AttemptResult
+
+T0 = 1_700_000_000_000
+
+MakeQueue = Callable[..., ActionQueue]
+
+
+def real_storage() -> bool:
+    try:
+        importlib.import_module("actionqueue.storage.recovery.bootstrap")
+    except ImportError:
+        return False
+    return True
+
+
+needs_real_storage = pytest.mark.skipif(
+    not real_storage(), reason="needs actionqueue.storage (the Rust authority)"
+)
 
 # --- handlers (module level: picklable by reference) -----------------------------------------
 

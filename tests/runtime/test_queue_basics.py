@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from rt_helpers import T0, MakeQueue
 
 import actionqueue as aq
 from actionqueue import RunState
@@ -21,7 +22,6 @@ from actionqueue.errors import (
     WaitTimeoutError,
     WrongTypeError,
 )
-from conftest import T0, MakeQueue
 
 pytestmark = pytest.mark.timeout(60)
 

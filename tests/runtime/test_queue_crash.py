@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rt_helpers import needs_real_storage
 
 import actionqueue as aq
 from actionqueue import RunState
 from actionqueue.core.run.attempt import AttemptOutcome
-from conftest import needs_real_storage
 
 CHILD = Path(__file__).with_name("crash_child.py")
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import rt_helpers as h
+from rt_helpers import MakeQueue
 
 from actionqueue import RunState
 from actionqueue.core.run.attempt import AttemptOutcome
-from conftest import MakeQueue
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rt_helpers import MakeQueue, needs_real_storage
 
 import actionqueue as aq
 from actionqueue import RunState
 from actionqueue.core.run.attempt import AttemptOutcome
-from conftest import MakeQueue, needs_real_storage
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 import pytest
+from rt_helpers import MakeQueue, needs_real_storage
 
 from actionqueue import DurabilityPolicy, RunState
-from conftest import MakeQueue, needs_real_storage
 
 
 @pytest.mark.timeout(120)

@@ -8,8 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from conftest import needs_real_storage
+from rt_helpers import needs_real_storage
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "runtime.md"
 
