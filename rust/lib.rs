@@ -12,6 +12,7 @@ pub mod authority;
 pub mod codec;
 pub mod error;
 pub mod event;
+pub mod fsguard;
 pub mod model;
 pub mod recovery;
 pub mod snapshot;
@@ -36,3 +37,9 @@ pub fn check_record_size(size: u64, max: u64) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod fuzz_tests;
+
+#[cfg(test)]
+mod authority_fault_tests;

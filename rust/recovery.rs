@@ -74,9 +74,10 @@ pub struct RecoveryReport {
 fn ensure_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {
-        return Ok(());
+        // No symlinked or world-writable directory (see fsguard.rs).
+        return crate::fsguard::check_dir(dir);
     }
-    if dir.exists() {
+    if dir.exists() || dir.is_symlink() {
         return Err(CoreError::UnexpectedFile {
             path: dir.to_owned(),
             what: "exists and is not a directory".into(),

@@ -22,21 +22,29 @@ from actionqueue.core.task.metadata import TaskMetadata
 from actionqueue.core.task.run_policy import MisfirePolicy, RunPolicy
 from actionqueue.core.task.task_spec import TaskPayload, TaskSpec
 from actionqueue.errors import ActionQueueError
+from actionqueue.runtime.api import Cancelled, Fail, Retry, Suspend, every, exponential, fixed
+from actionqueue.runtime.queue import ActionQueue
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # runtime facade (numbers are seconds here: see actionqueue.runtime.units)
+    "ActionQueue",
     "ActionQueueError",
     "AttemptId",
     "AttemptOutcome",
     "Backoff",
+    "Cancelled",
     "DurabilityPolicy",
+    "Fail",
     "HoldPolicy",
     "MisfirePolicy",
+    "Retry",
     "RetryOn",
     "RunId",
     "RunPolicy",
     "RunState",
+    "Suspend",
     "TaskConstraints",
     "TaskId",
     "TaskMetadata",
@@ -44,4 +52,7 @@ __all__ = [
     "TaskSpec",
     "__version__",
     "errors",
+    "every",
+    "exponential",
+    "fixed",
 ]

@@ -21,13 +21,18 @@ __all__ = [
     "DataDirError",
     "DataDirLockedError",
     "DerivationError",
+    "DuplicateHandlerError",
+    "ExecutorError",
     "InvalidIdError",
     "InvalidPolicyError",
     "InvalidTransitionError",
     "LeaseError",
     "NotFoundError",
+    "PayloadError",
     "RecordTooLargeError",
     "RecoveryError",
+    "RunCanceledError",
+    "RunFailedError",
     "SequenceError",
     "SnapshotError",
     "StorageError",
@@ -35,6 +40,7 @@ __all__ = [
     "StorageIOError",
     "UnknownHandlerError",
     "ValidationError",
+    "WaitTimeoutError",
     "WalCorruptionError",
     "WrongTypeError",
 ]
@@ -76,6 +82,14 @@ class RecordTooLargeError(ValidationError):
 
 class UnknownHandlerError(ValidationError, LookupError):
     """No handler is registered under the given routing name."""
+
+
+class DuplicateHandlerError(ValidationError):
+    """A handler name is already registered (pass ``replace=True`` to replace it)."""
+
+
+class PayloadError(ValidationError):
+    """A payload or a handler's output could not be encoded or decoded by its codec."""
 
 
 # --- commands refused by the state machine -----------------------------------------------
@@ -161,3 +175,28 @@ AuthorityFailedError = StorageFailedError
 
 class ClosedError(ActionQueueError):
     """The queue, writer or authority was already closed."""
+
+
+# --- runtime ------------------------------------------------------------------------------
+
+
+class ExecutorError(ActionQueueError):
+    """An executor could not run a handler (shut down, misconfigured, broken pool)."""
+
+
+class RunFailedError(ActionQueueError):
+    """``result()`` of a run that ended Failed. ``run_id`` and ``error`` (the last attempt's
+    error text) say which and why."""
+
+    run_id: object
+    error: str | None
+
+
+class RunCanceledError(ActionQueueError):
+    """``result()`` of a run that was canceled."""
+
+    run_id: object
+
+
+class WaitTimeoutError(ActionQueueError, TimeoutError):
+    """``wait()`` / ``result()`` / ``run_until_idle()`` gave up after its timeout."""

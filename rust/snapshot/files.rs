@@ -48,7 +48,21 @@ pub fn write_atomic(dir: &Path, p: &Projection) -> Result<SnapshotFile> {
     let path = dir.join(file_name(sequence));
     let tmp = dir.join(format!("{PREFIX}{sequence:020}{TMP_SUFFIX}"));
     {
-        let mut f = File::create(&tmp).map_err(|e| CoreError::io("create", &tmp, e))?;
+        // A leftover temp file (crash mid-write) is replaced; `create_new` (O_EXCL) never
+        // follows a symbolic link planted under the temp name, and the mode is owner-only.
+        use std::os::unix::fs::OpenOptionsExt;
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(CoreError::io("remove", &tmp, e))
+            }
+            _ => {}
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(crate::fsguard::FILE_MODE)
+            .open(&tmp)
+            .map_err(|e| CoreError::io("create", &tmp, e))?;
         f.write_all(&bytes)
             .map_err(|e| CoreError::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| CoreError::io("fsync", &tmp, e))?;

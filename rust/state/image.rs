@@ -57,8 +57,18 @@ impl Projection {
         };
         p.tasks.reserve(img.tasks.len());
         p.runs.reserve(img.runs.len());
+        // Only the canonical image is accepted: tasks and runs strictly in creation order
+        // (every creation has its own WAL sequence). Otherwise a checksummed but reordered
+        // image would load, and the snapshot taken from it (re-encoded in canonical order)
+        // could fail the ordinal check below and never load again.
+        let mut prev_task = None;
+        let mut prev_run = None;
         for mut t in img.tasks {
             let id = t.id();
+            if prev_task.is_some_and(|s| s >= t.created_seq) {
+                return Err(format!("task {} is out of creation order", fmt_id(&id)));
+            }
+            prev_task = Some(t.created_seq);
             t.runs = Vec::new();
             t.nonterminal_runs = 0;
             if t.created_seq > img.sequence {
@@ -78,6 +88,10 @@ impl Projection {
         let mut buckets: [Vec<IxKey>; 9] = Default::default();
         for run in img.runs {
             let id = run.id;
+            if prev_run.is_some_and(|s| s >= run.created_seq) {
+                return Err(format!("run {} is out of creation order", fmt_id(&id)));
+            }
+            prev_run = Some(run.created_seq);
             let task = p
                 .tasks
                 .get_mut(&run.task_id)

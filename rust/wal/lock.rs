@@ -24,17 +24,29 @@ pub struct DirLock {
 
 impl DirLock {
     /// Takes the lock of `dir` or fails at once with [`CoreError::DataDirLocked`].
+    /// The directory must pass [`crate::fsguard::check_dir`] (no symlink, not world-writable);
+    /// the lock file is opened with `O_NOFOLLOW`, so a symbolic link planted as `LOCK` is
+    /// refused instead of followed (the holder truncates and writes it).
     pub fn acquire(dir: &Path) -> Result<Self> {
         use std::os::unix::fs::OpenOptionsExt;
+        crate::fsguard::check_dir(dir)?;
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            .mode(crate::fsguard::FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(|e| CoreError::io("open lock file", &path, e))?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => CoreError::UnexpectedFile {
+                    path: path.clone(),
+                    what: "the lock file is a symbolic link; remove it (the queue recreates it)"
+                        .into(),
+                },
+                _ => CoreError::io("open lock file", &path, e),
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

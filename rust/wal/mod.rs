@@ -34,4 +34,8 @@ pub use repair::{repair, verify, RepairReport, VerifyReport};
 pub use writer::{Appended, Durability, RecoveryReport, WalOptions, WalStats, WalWriter};
 
 #[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
+pub(crate) mod faultfs;
+#[cfg(test)]
 pub(crate) mod tests;

@@ -222,7 +222,7 @@ impl WalWriter {
         let dir = dir.as_ref().to_path_buf();
         validate(&opts)?;
         if !dir.exists() {
-            std::fs::create_dir_all(&dir).map_err(|e| CoreError::io("mkdir", &dir, e))?;
+            crate::fsguard::create_private_dir(&dir)?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fs.sync_dir(parent)
                     .map_err(|e| CoreError::io("fsync dir", parent, e))?;

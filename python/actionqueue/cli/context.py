@@ -1,0 +1,35 @@
+"""The object every command receives: the global options, and consoles for output."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import click
+from rich.console import Console
+
+__all__ = ["DEFAULT_DATA_DIR", "CliContext", "pass_cli"]
+
+DEFAULT_DATA_DIR = "./actionqueue-data"
+
+
+@dataclass
+class CliContext:
+    """Global options (``--data-dir``, ``--debug``)."""
+
+    data_dir: str
+    debug: bool
+
+    @property
+    def console(self) -> Console:
+        # Created per use: click's CliRunner swaps sys.stdout per invocation.
+        # Not a terminal (a pipe, CI, a test): wide enough that tables do not fold ids.
+        width = None if sys.stdout.isatty() else 160
+        return Console(file=sys.stdout, highlight=False, soft_wrap=False, width=width)
+
+    @property
+    def err_console(self) -> Console:
+        return Console(file=sys.stderr, highlight=False)
+
+
+pass_cli = click.make_pass_decorator(CliContext)

@@ -1,0 +1,226 @@
+"""Opening a data directory from the CLI: a lock-free read-only view, or the locked writer.
+
+**Read-only view** (inspection commands): the newest valid snapshot is loaded into a standalone
+:class:`~actionqueue.storage.recovery.reducer.ReplayReducer` and the WAL after it is replayed,
+without taking the directory lock and without writing a byte. It works while a queue has the
+directory open: the reader stops at the end of what was written (a record still being written
+looks like a crash tail and is left out), so the view is the state as of the last complete
+record. If a checkpoint deletes the segments being read meanwhile, the view is built again.
+
+**Writer** (commands that change something): :func:`open_authority` runs the normal recovery
+(``bootstrap``), which takes the lock; a live queue makes it fail with ``DataDirLockedError``.
+
+Neither ever creates the data directory: a missing or foreign directory is an error, so the CLI
+never writes outside a directory actionqueue created.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from actionqueue.cli.errors import CliError
+from actionqueue.core.ids import RunId, TaskId
+from actionqueue.core.run.run_instance import RunInstance
+from actionqueue.core.run.state import RunState
+from actionqueue.errors import RecoveryError, SnapshotError, WalCorruptionError
+from actionqueue.storage import snapshot as snapshots
+from actionqueue.storage._queries import ProjectionQueries, TaskRecord
+from actionqueue.storage.mutation import StorageMutationAuthority
+from actionqueue.storage.recovery.bootstrap import bootstrap
+from actionqueue.storage.recovery.reducer import ReplayReducer
+from actionqueue.storage.wal.fs_reader import WalFsReader
+
+__all__ = [
+    "ReadView",
+    "check_data_dir",
+    "iter_runs",
+    "list_tasks",
+    "open_authority",
+    "read_view",
+    "resolve_id",
+]
+
+_PAGE = 1024
+
+
+def wal_dir(data_dir: str) -> str:
+    return os.path.join(data_dir, "wal")
+
+
+def snapshot_dir(data_dir: str) -> str:
+    return os.path.join(data_dir, "snapshots")
+
+
+def looks_like_data_dir(path: str) -> bool:
+    """Whether ``path`` holds only what actionqueue writes (``wal/``, ``snapshots/``)."""
+    try:
+        names = set(os.listdir(path))
+    except OSError:
+        return False
+    return "wal" in names and names <= {"wal", "snapshots"}
+
+
+def check_data_dir(data_dir: str) -> None:
+    """Refuses a missing directory or one that is not an actionqueue data directory."""
+    if not os.path.exists(data_dir):
+        raise CliError(
+            f"no data directory at {data_dir}",
+            "pass --data-dir (or set ACTIONQUEUE_DATA_DIR); `actionqueue demo` creates "
+            "./actionqueue-data",
+            "no_data_dir",
+        )
+    if not os.path.isdir(data_dir):
+        raise CliError(f"{data_dir} is not a directory", None, "no_data_dir")
+    if not os.path.isdir(wal_dir(data_dir)):
+        raise CliError(
+            f"{data_dir} is not an actionqueue data directory (it has no wal/ directory)",
+            "pass the directory given to ActionQueue.open() / bootstrap()",
+            "no_data_dir",
+        )
+
+
+@dataclass
+class ReadView:
+    """The state of a data directory, read without the lock."""
+
+    data_dir: str
+    state: ReplayReducer
+    snapshot_sequence: int | None
+    records_replayed: int
+    events_replayed: int
+    torn_tail: dict[str, object] | None
+    snapshots_skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _load_base(data_dir: str, skipped: list[tuple[str, str]]) -> tuple[ReplayReducer, int | None]:
+    """The newest loadable snapshot as a reducer, or an empty reducer (whole-log replay)."""
+    snap_dir = snapshot_dir(data_dir)
+    if os.path.isdir(snap_dir):
+        for f in snapshots.list_snapshots(snap_dir):
+            try:
+                return snapshots.load(f.path), f.sequence
+            except (SnapshotError, OSError) as exc:
+                skipped.append((f.path, str(exc)))
+    return ReplayReducer(), None
+
+
+def read_view(data_dir: str) -> ReadView:
+    """Snapshot + WAL tail, replayed in memory without the lock (see the module docs)."""
+    check_data_dir(data_dir)
+    last: Exception | None = None
+    for _ in range(3):
+        skipped: list[tuple[str, str]] = []
+        state, seq = _load_base(data_dir, skipped)
+        try:
+            records, events = state.replay_wal(wal_dir(data_dir))
+        except (RecoveryError, FileNotFoundError) as exc:
+            # A live writer's checkpoint may have deleted segments under us: read again.
+            last = exc
+            continue
+        reader = WalFsReader(wal_dir(data_dir), start=state.latest_sequence + 1)
+        for _entry in reader:
+            pass  # normally nothing: replay_wal read it all; this finds the torn tail, if any
+        return ReadView(
+            data_dir, state, seq, records, events, reader.torn_tail, snapshots_skipped=skipped
+        )
+    assert last is not None
+    raise last
+
+
+@contextmanager
+def open_authority(data_dir: str, **options: object) -> Iterator[StorageMutationAuthority]:
+    """The locked writer (full recovery); closed on exit. No snapshot at close unless asked."""
+    check_data_dir(data_dir)
+    options.setdefault("snapshot_on_close", False)
+    options.setdefault("snapshot_every", 0)
+    authority, _report = bootstrap(data_dir, **options)  # type: ignore[arg-type]
+    try:
+        yield authority
+    finally:
+        authority.close()
+
+
+def iter_runs(q: ProjectionQueries, states: list[RunState] | None = None) -> Iterator[RunInstance]:
+    """Every run held, state by state (each state in its index order)."""
+    for st in states if states else list(RunState):
+        after: bytes | None = None
+        while True:
+            rows = q.runs_in_state(st, _PAGE, after)
+            for row in rows:
+                yield RunInstance.from_wire(row)
+            if len(rows) < _PAGE:
+                break
+            after = rows[-1][0]
+
+
+def list_tasks(view: ReadView) -> list[TaskRecord]:
+    """Every task held, oldest first.
+
+    The projection has no task listing, so ids come from the runs held and from the TaskCreate
+    events still in the WAL (a task created before the snapshot whose runs were all pruned is
+    not listed; it is finished anyway, or it would still have runs).
+    """
+    ids: dict[bytes, None] = {}
+    for run in iter_runs(view.state):
+        ids.setdefault(run.task_id.bytes, None)
+    try:
+        for entry in WalFsReader(wal_dir(view.data_dir)):
+            if entry.event[0] == 0:
+                ids.setdefault(entry.event[1][0], None)
+    except (WalCorruptionError, FileNotFoundError):
+        pass  # the view was built; listing what it knows beats failing here
+    out = [t for t in (view.state.get_task(i) for i in ids) if t is not None]
+    out.sort(key=lambda t: (t.created_at, t.task_id.bytes))
+    return out
+
+
+def resolve_id(q: ProjectionQueries, text: str, view: ReadView | None = None) -> TaskId | RunId:
+    """A run or task id from its text or a unique prefix of it (like git's short hashes)."""
+    needle = text.strip().lower()
+    if not needle:
+        raise CliError("empty id", None, "usage")
+    try:
+        rid = RunId(needle)
+    except ValueError:
+        rid = None
+    if rid is not None:
+        if q.get_run(rid) is not None:
+            return rid
+        tid = TaskId(needle)
+        if q.get_task(tid) is not None:
+            return tid
+        raise CliError(
+            f"no task or run with id {text}",
+            "list ids with `actionqueue tasks` or `actionqueue runs` (pruned ones are gone)",
+            "not_found",
+        )
+    bare = needle.replace("-", "")
+    if len(bare) < 4 or any(c not in "0123456789abcdef" for c in bare):
+        raise CliError(
+            f"{text!r} is not an id",
+            "give a run or task id (a UUID) or at least 4 leading hex digits of one",
+            "usage",
+        )
+    found: dict[str, TaskId | RunId] = {}
+    for run in iter_runs(q):
+        if run.run_id.bytes.hex().startswith(bare):
+            found[str(run.run_id)] = run.run_id
+        if run.task_id.bytes.hex().startswith(bare):
+            found[str(run.task_id)] = run.task_id
+    if view is not None and not found:
+        for t in list_tasks(view):
+            if t.task_id.bytes.hex().startswith(bare):
+                found[str(t.task_id)] = t.task_id
+    if not found:
+        raise CliError(
+            f"no task or run id starts with {text}",
+            "list ids with `actionqueue tasks` or `actionqueue runs`",
+            "not_found",
+        )
+    if len(found) > 1:
+        some = ", ".join(sorted(found)[:4])
+        raise CliError(f"id prefix {text} is ambiguous: {some}", "give more digits", "usage")
+    return next(iter(found.values()))

@@ -1,0 +1,222 @@
+"""``wal verify``, ``wal dump`` and ``wal repair``.
+
+``verify`` and ``dump`` only read (no lock; safe while a queue runs). ``repair`` takes the
+directory lock and cuts the log only after showing what it would drop and being told yes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from actionqueue.cli.context import CliContext, pass_cli
+from actionqueue.cli.errors import CliError
+from actionqueue.cli.render import event_to_dict
+from actionqueue.cli.store import check_data_dir, wal_dir
+from actionqueue.errors import WalCorruptionError
+from actionqueue.storage.wal.fs_reader import WalFsReader
+from actionqueue.storage.wal.repair import repair as wal_repair
+from actionqueue.storage.wal.repair import verify as wal_verify
+
+__all__ = ["wal"]
+
+#: Logs at least this big get a progress bar (when stderr is a terminal).
+PROGRESS_MIN_BYTES = 32 * 1024 * 1024
+
+
+@click.group()
+def wal() -> None:
+    """Check, dump and repair the write-ahead log."""
+
+
+def _segments(path: str) -> list[tuple[str, int]]:
+    names = sorted(n for n in os.listdir(path) if n.endswith(".wal"))
+    return [(n, os.path.getsize(os.path.join(path, n))) for n in names]
+
+
+def _read_with_progress(path: str, total: int, segs: list[tuple[str, int]]) -> None:
+    """Reads every record once with a progress bar (checksums are checked while reading);
+    ``verify`` below then gives the authoritative report."""
+    before = {}
+    acc = 0
+    for name, size in segs:
+        before[name] = acc
+        acc += size
+    with Progress(
+        TextColumn("verifying"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=None,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("wal", total=total)
+        reader = WalFsReader(path)
+        while True:
+            batch = reader.read_batch(65_536)
+            if not batch:
+                break
+            _, seg, off, _ = batch[-1]
+            progress.update(bar, completed=before.get(seg, 0) + off)
+        progress.update(bar, completed=total)
+
+
+@wal.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar (default: for logs over 32 MiB when stderr is a terminal).",
+)
+@pass_cli
+def verify(cli: CliContext, as_json: bool, progress: bool | None) -> None:
+    """Check every record (checksums, sequences, decoding). Exit code: 0 sound (a crash tail,
+    which the next open cuts, is reported but is not an error), 5 corrupt."""
+    check_data_dir(cli.data_dir)
+    path = wal_dir(cli.data_dir)
+    segs = _segments(path)
+    total = sum(s for _, s in segs)
+    show = (
+        progress if progress is not None else (total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
+    )
+    try:
+        if show and segs:
+            _read_with_progress(path, total, segs)
+        report = wal_verify(path)
+    except WalCorruptionError as exc:
+        seg = getattr(exc, "segment", None)
+        where = {
+            "segment": os.path.basename(seg) if isinstance(seg, str) else seg,
+            "offset": getattr(exc, "offset", None),
+            "reason": getattr(exc, "reason", None),
+        }
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(exc), **where}, indent=2))
+        else:
+            click.echo(f"CORRUPT: {exc}", err=True)
+            click.echo(
+                "hint: `actionqueue wal repair` shows what cutting the log there would drop",
+                err=True,
+            )
+        sys.exit(5)
+    data = asdict(report)
+    data["ok"] = True
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    con = cli.console
+    con.print(
+        f"[green]OK[/green]: {report.records} records, {report.events} events "
+        f"(sequences {report.first_sequence}..{report.last_sequence}) in {report.segments} "
+        f"segment(s), {report.bytes} bytes"
+    )
+    if report.torn_tail is not None:
+        seg, off, reason = report.torn_tail
+        con.print(
+            f"[yellow]crash tail[/yellow] at {seg} offset {off} ({reason}): the normal result "
+            "of a crash (or a record being written right now); the next open cuts it"
+        )
+
+
+@wal.command()
+@click.option("--from", "start", type=click.IntRange(min=0), default=0, help="First sequence.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N events.")
+@click.option(
+    "--bytes",
+    "encoding",
+    type=click.Choice(["base64", "hex"]),
+    default="base64",
+    show_default=True,
+    help="How payloads and outputs are written.",
+)
+@pass_cli
+def dump(cli: CliContext, start: int, limit: int | None, encoding: str) -> None:
+    """Print every event as one JSON object per line: sequence, segment, offset, kind and the
+    event's fields (ids as UUID text, times in ms since the epoch, bytes as base64 or hex)."""
+    check_data_dir(cli.data_dir)
+    reader = WalFsReader(wal_dir(cli.data_dir), start=start)
+    n = 0
+    out = sys.stdout
+    while limit is None or n < limit:
+        batch = reader.read_batch(4096)
+        if not batch:
+            break
+        for seq, seg, off, event in batch:
+            out.write(json.dumps(event_to_dict(seq, seg, off, event, encoding)) + "\n")
+            n += 1
+            if limit is not None and n >= limit:
+                break
+    tail = reader.torn_tail
+    if tail is not None and (limit is None or n < limit):
+        click.echo(
+            f"note: the log ends in a crash tail at {tail.get('segment')} offset "
+            f"{tail.get('offset')} ({tail.get('reason')})",
+            err=True,
+        )
+
+
+def _interactive() -> bool:
+    """Whether a person can answer a prompt (patched in tests)."""
+    return sys.stdin.isatty()
+
+
+def _repair_lines(r: Any) -> list[str]:
+    lines = [
+        f"first bad spot: {r.segment} offset {r.offset}: {r.reason}",
+        f"last good sequence: {r.last_good_sequence}",
+    ]
+    if r.crash_tail:
+        lines.append("this is a crash tail: opening the queue cuts it anyway")
+    lines.append(
+        f"cutting there drops {r.records_after} intact record(s) ({r.events_after} events, "
+        f"{r.valid_bytes_after} valid bytes) and {r.bytes_after} bytes in all"
+    )
+    if r.later_segments:
+        lines.append(f"later segments removed: {', '.join(r.later_segments)}")
+    return lines
+
+
+@wal.command()
+@click.option("--yes", "-y", is_flag=True, help="Cut without asking.")
+@click.option("--dry-run", is_flag=True, help="Only show what would be dropped.")
+@pass_cli
+def repair(cli: CliContext, yes: bool, dry_run: bool) -> None:
+    """Cut the log at its first corruption, after showing what that drops.
+
+    Opening a queue cuts a crash tail by itself; corruption anywhere else stops it with an
+    error naming segment and offset. This is the operator's tool for that case. It takes the
+    directory lock, asks for confirmation (or needs --yes) and refuses without a terminal.
+    """
+    check_data_dir(cli.data_dir)
+    path = wal_dir(cli.data_dir)
+    found = wal_repair(path, truncate_at_first_corruption=False)
+    con = cli.console
+    if found.segment is None:
+        con.print("[green]the log is sound[/green]: nothing to repair")
+        return
+    for line in _repair_lines(found):
+        con.print(line, markup=False)
+    if dry_run:
+        return
+    if not yes:
+        if not _interactive():
+            raise CliError(
+                "not repairing without confirmation",
+                "run it in a terminal to be asked, or pass --yes",
+                "aborted",
+            )
+        if not click.confirm("cut the log here?", default=False):
+            raise CliError("nothing changed", None, "aborted")
+    done = wal_repair(path, truncate_at_first_corruption=True)
+    if not done.truncated:
+        raise CliError("the log was not cut (it changed meanwhile?)", "run it again", "error")
+    con.print(
+        f"[green]repaired[/green]: the log now ends at sequence {done.last_good_sequence}; "
+        f"{done.records_after} record(s) dropped"
+    )

@@ -1,0 +1,238 @@
+"""Payload and output codecs: how Python values become the bytes kept in the log.
+
+* ``bytes`` / ``bytearray`` / ``memoryview`` payloads pass through untouched (content type
+  ``None`` — opaque bytes — unless one is given);
+* anything else is JSON (content type ``application/json``) by default;
+* other formats plug in through a :class:`CodecRegistry` keyed by content type.
+
+**Nothing read from the log is ever unpickled or executed.** The library ships no codec that
+could run code while decoding; if a trusted, single-user setup wants one, it must register
+its own (and owns that risk).
+
+Handler return values are stored as attempt *output*. The attempt record has no content-type
+field, so the runtime frames an output as ``content-type`` + ``b"\\n"`` + body (e.g.
+``b'application/json\\n{"ok": true}'``): readable in a dump, and decodable without guessing.
+
+>>> reg = CodecRegistry()
+>>> data, ct = reg.encode_payload({"to": "a@example.com"})
+>>> data, ct
+(b'{"to":"a@example.com"}', 'application/json')
+>>> reg.decode_payload(data, ct)
+{'to': 'a@example.com'}
+>>> reg.decode_output(reg.encode_output([1, 2]))
+[1, 2]
+>>> reg.decode_output(reg.encode_output(b"\\x00raw"))
+b'\\x00raw'
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Protocol, runtime_checkable
+
+from actionqueue.errors import PayloadError, ValidationError, WrongTypeError
+
+__all__ = [
+    "BYTES",
+    "JSON",
+    "OCTET_STREAM",
+    "TEXT",
+    "BytesCodec",
+    "Codec",
+    "CodecRegistry",
+    "JsonCodec",
+    "TextCodec",
+]
+
+OCTET_STREAM = "application/octet-stream"
+JSON_TYPE = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Turns values into bytes and back, for one content type."""
+
+    content_type: str
+
+    def encode(self, value: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> Any: ...
+
+
+class BytesCodec:
+    """Bytes in, bytes out (``application/octet-stream``)."""
+
+    content_type = OCTET_STREAM
+
+    def encode(self, value: Any) -> bytes:
+        if not isinstance(value, _BYTES_LIKE):
+            raise WrongTypeError(
+                f"the bytes codec encodes bytes only, got {type(value).__name__} {value!r:.80}"
+            )
+        return bytes(value)
+
+    def decode(self, data: bytes) -> bytes:
+        return bytes(data)
+
+
+class JsonCodec:
+    """Compact UTF-8 JSON (``application/json``). Non-JSON values raise :class:`PayloadError`."""
+
+    content_type = JSON_TYPE
+
+    def encode(self, value: Any) -> bytes:
+        try:
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        except (TypeError, ValueError) as e:
+            raise PayloadError(
+                f"cannot encode {type(value).__name__} {value!r:.80} as JSON ({e}); pass bytes, "
+                "a JSON-compatible value, or register a codec for this type"
+            ) from None
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise PayloadError(f"payload is not valid JSON ({e}): {bytes(data)[:60]!r}") from None
+
+
+class TextCodec:
+    """``str`` as UTF-8 (``text/plain; charset=utf-8``)."""
+
+    content_type = TEXT_TYPE
+
+    def encode(self, value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise WrongTypeError(f"the text codec encodes str only, got {type(value).__name__}")
+        return value.encode()
+
+    def decode(self, data: bytes) -> str:
+        try:
+            return bytes(data).decode()
+        except UnicodeDecodeError as e:
+            raise PayloadError(f"payload is not valid UTF-8 ({e})") from None
+
+
+BYTES = BytesCodec()
+JSON = JsonCodec()
+TEXT = TextCodec()
+
+
+def _norm(content_type: str) -> str:
+    return content_type.strip().lower()
+
+
+class CodecRegistry:
+    """Codecs by content type (case-insensitive). Thread-safe.
+
+    The defaults: ``application/octet-stream`` (bytes), ``application/json``,
+    ``text/plain; charset=utf-8``. A payload without a content type is opaque bytes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._codecs: dict[str, Codec] = {}
+        for c in (BYTES, JSON, TEXT):
+            self._codecs[_norm(c.content_type)] = c
+
+    def register(self, codec: Codec, *, replace: bool = False) -> Codec:
+        """Add a codec; refuses to replace an existing content type unless ``replace=True``."""
+        if not isinstance(codec, Codec) or not isinstance(codec.content_type, str):
+            raise WrongTypeError(
+                f"a codec needs a str content_type and encode/decode methods, got {codec!r}"
+            )
+        key = _norm(codec.content_type)
+        if not key:
+            raise ValidationError("a codec's content_type must not be empty")
+        with self._lock:
+            if key in self._codecs and not replace and self._codecs[key] is not codec:
+                raise ValidationError(
+                    f"a codec for content type {codec.content_type!r} is already registered; "
+                    "pass replace=True to replace it"
+                )
+            self._codecs[key] = codec
+        return codec
+
+    def get(self, content_type: str) -> Codec:
+        """The codec for ``content_type``; :class:`PayloadError` naming it if there is none."""
+        c = self._codecs.get(_norm(content_type))
+        if c is None:
+            known = ", ".join(sorted(self._codecs))
+            raise PayloadError(
+                f"no codec registered for content type {content_type!r} (registered: {known})"
+            )
+        return c
+
+    def resolve(self, codec: Codec | str | None) -> Codec | None:
+        """A codec given as an object, a content type, or ``None`` (the default rules)."""
+        if codec is None or isinstance(codec, Codec):
+            return codec
+        if isinstance(codec, str):
+            return self.get(codec)
+        raise WrongTypeError(f"codec must be a Codec or a content type str, got {codec!r}")
+
+    def content_types(self) -> list[str]:
+        return sorted(self._codecs)
+
+    # --- payloads ------------------------------------------------------------------------
+
+    def encode_payload(
+        self, value: Any, codec: Codec | str | None = None, content_type: str | None = None
+    ) -> tuple[bytes, str | None]:
+        """``(bytes, content_type)`` for a payload.
+
+        With no codec: bytes-like pass through (content type ``content_type``, default
+        ``None``), anything else is JSON. With a codec (object or content type): that codec.
+        """
+        c = self.resolve(codec)
+        if c is None:
+            if isinstance(value, _BYTES_LIKE):
+                return bytes(value), content_type
+            if content_type is not None:
+                c = self.get(content_type)
+            else:
+                return JSON.encode(value), JSON_TYPE
+        return c.encode(value), c.content_type
+
+    def decode_payload(self, data: bytes, content_type: str | None) -> Any:
+        """The value of a payload: raw bytes when there is no content type, else its codec's
+        decoding (:class:`PayloadError` when no codec is registered for it)."""
+        if content_type is None:
+            return bytes(data)
+        return self.get(content_type).decode(data)
+
+    # --- outputs -------------------------------------------------------------------------
+
+    def encode_output(self, value: Any, codec: Codec | str | None = None) -> bytes | None:
+        """Frame a handler's return value: ``None`` stays ``None`` (no output); bytes-like are
+        kept as ``application/octet-stream``; others use ``codec`` (default JSON)."""
+        if value is None:
+            return None
+        c = self.resolve(codec)
+        if c is None:
+            c = BYTES if isinstance(value, _BYTES_LIKE) else JSON
+        return c.content_type.encode() + b"\n" + c.encode(value)
+
+    def decode_output(self, data: bytes | None) -> Any:
+        """Inverse of :meth:`encode_output`. Output not framed by the runtime (no known
+        content-type line) is returned as raw bytes."""
+        if data is None:
+            return None
+        head, sep, body = bytes(data).partition(b"\n")
+        if sep:
+            try:
+                ct = head.decode("ascii")
+            except UnicodeDecodeError:
+                return bytes(data)
+            c = self._codecs.get(_norm(ct))
+            if c is not None:
+                return c.decode(body)
+            if "/" in ct and " " not in ct.split(";")[0]:
+                raise PayloadError(
+                    f"output has content type {ct!r} but no codec is registered for it"
+                )
+        return bytes(data)

@@ -1,0 +1,290 @@
+"""What a handler receives besides its payload: ids, attempt facts, cancellation, heartbeats.
+
+A :class:`HandlerContext` is built by the runtime for every attempt. Handlers that run in
+another process (process pool, Dask) get a :class:`RemoteContext` instead: the same read-only
+facts from a picklable :class:`ContextSnapshot`, with ``heartbeat()`` and ``report_progress()``
+reduced to logging — the owning process heartbeats the lease on the worker's behalf while the
+attempt is pending, and a hard stop there is a kill, not a signal.
+
+>>> snap = ContextSnapshot("t", "r", "a", 1, 3, 0, None, "h")
+>>> ctx = RemoteContext(snap)
+>>> ctx.attempt, ctx.max_attempts, ctx.is_last_attempt, ctx.cancelled.is_set()
+(1, 3, False, False)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from actionqueue.core.ids import AttemptId, RunId, TaskId
+from actionqueue.runtime.api import Cancelled
+
+__all__ = [
+    "AttemptLoggerAdapter",
+    "CancelSignal",
+    "ContextSnapshot",
+    "HandlerContext",
+    "RemoteContext",
+    "attempt_logger",
+]
+
+_LOG = logging.getLogger("actionqueue.handler")
+
+
+class AttemptLoggerAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Adds ``run_id``, ``attempt_id``, ``task_id``, ``handler`` and ``attempt`` to every record
+    (``extra=`` given by the caller is kept), so a formatter can use ``%(run_id)s``."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = dict(self.extra or {})
+        given = kwargs.get("extra")
+        if given:
+            extra.update(given)
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+def attempt_logger(
+    base: logging.Logger | None,
+    *,
+    task_id: str,
+    run_id: str,
+    attempt_id: str,
+    attempt: int,
+    handler: str | None,
+) -> AttemptLoggerAdapter:
+    """A logger adapter carrying an attempt's ids on every record."""
+    return AttemptLoggerAdapter(
+        base or _LOG,
+        {
+            "task_id": task_id,
+            "run_id": run_id,
+            "attempt_id": attempt_id,
+            "attempt": attempt,
+            "handler": handler,
+        },
+    )
+
+
+class CancelSignal:
+    """A one-shot stop request: ``is_set()``, ``wait(timeout)``, ``reason``, truthiness.
+
+    The runtime sets it on cancel (``"canceled"``), at the deadline of a timed-out attempt
+    (``"timeout"``) and at a non-draining shutdown (``"shutdown"``). Handlers check it between
+    steps or wait on it instead of sleeping.
+    """
+
+    __slots__ = ("_callbacks", "_event", "_lock", "reason")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+        self._callbacks: list[Callable[[str], None]] = []
+
+    def set(self, reason: str = "canceled") -> bool:
+        """Request a stop; returns ``False`` if it was already requested (first reason kept)."""
+        with self._lock:
+            if self._event.is_set():
+                return False
+            self.reason = reason
+            self._event.set()
+            callbacks = list(self._callbacks)
+        for cb in callbacks:
+            cb(reason)
+        return True
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a stop is requested or ``timeout`` seconds pass; returns ``is_set()``."""
+        return self._event.wait(timeout)
+
+    def add_callback(self, cb: Callable[[str], None]) -> None:
+        """Call ``cb(reason)`` when the signal is set (at once if it already is)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(cb)
+                return
+            reason = self.reason or "canceled"
+        cb(reason)
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def __repr__(self) -> str:
+        return f"CancelSignal(set={self.is_set()}, reason={self.reason!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ContextSnapshot:
+    """The picklable facts of an attempt (ids as canonical strings, times as epoch ms)."""
+
+    task_id: str
+    run_id: str
+    attempt_id: str
+    attempt: int
+    max_attempts: int
+    scheduled_at: int
+    deadline: int | None
+    handler: str | None
+    timeout: float | None = None
+    tags: tuple[str, ...] = ()
+
+
+class _ContextBase:
+    """Read-only attempt facts shared by the local and the remote context."""
+
+    __slots__ = ("_started", "cancelled", "log", "progress", "snapshot")
+
+    snapshot: ContextSnapshot
+    cancelled: CancelSignal
+    log: AttemptLoggerAdapter
+    progress: float | str | None
+
+    def _init(self, snapshot: ContextSnapshot) -> None:
+        self.snapshot = snapshot
+        self.cancelled = CancelSignal()
+        self.progress = None
+        self._started = time.monotonic()
+        self.log = attempt_logger(
+            None,
+            task_id=snapshot.task_id,
+            run_id=snapshot.run_id,
+            attempt_id=snapshot.attempt_id,
+            attempt=snapshot.attempt,
+            handler=snapshot.handler,
+        )
+
+    @property
+    def task_id(self) -> TaskId:
+        return TaskId(self.snapshot.task_id)
+
+    @property
+    def run_id(self) -> RunId:
+        """Stable across retries of the run: use it as an idempotency key."""
+        return RunId(self.snapshot.run_id)
+
+    @property
+    def attempt_id(self) -> AttemptId:
+        return AttemptId(self.snapshot.attempt_id)
+
+    @property
+    def attempt(self) -> int:
+        """This attempt's number, 1 for the first try (counted toward ``max_attempts``)."""
+        return self.snapshot.attempt
+
+    @property
+    def max_attempts(self) -> int:
+        return self.snapshot.max_attempts
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.snapshot.attempt >= self.snapshot.max_attempts
+
+    @property
+    def scheduled_at(self) -> int:
+        """When the run was due (ms since the epoch, by the queue's clock)."""
+        return self.snapshot.scheduled_at
+
+    @property
+    def deadline(self) -> int | None:
+        """When this attempt times out (ms since the epoch, by the queue's clock), or ``None``."""
+        return self.snapshot.deadline
+
+    @property
+    def timeout(self) -> float | None:
+        """The attempt's timeout in seconds, or ``None``."""
+        return self.snapshot.timeout
+
+    @property
+    def handler(self) -> str | None:
+        return self.snapshot.handler
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.snapshot.tags
+
+    def time_left(self) -> float | None:
+        """Seconds until the timeout (real elapsed time, never negative), or ``None``."""
+        t = self.snapshot.timeout
+        if t is None:
+            return None
+        return max(0.0, t - (time.monotonic() - self._started))
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`~actionqueue.runtime.api.Cancelled` if a stop was requested."""
+        if self.cancelled.is_set():
+            raise Cancelled(self.cancelled.reason or "canceled")
+
+
+class HandlerContext(_ContextBase):
+    """The context of an attempt running in this process (threads, asyncio)."""
+
+    __slots__ = ("_heartbeat", "_on_progress", "payload")
+
+    def __init__(
+        self,
+        snapshot: ContextSnapshot,
+        payload: Any = None,
+        *,
+        heartbeat: Callable[[], None] | None = None,
+        on_progress: Callable[[float | str], None] | None = None,
+    ) -> None:
+        self._init(snapshot)
+        self.payload = payload
+        self._heartbeat = heartbeat
+        self._on_progress = on_progress
+
+    def heartbeat(self) -> None:
+        """Tell the queue this attempt is alive: extends its lease now. The runtime also
+        heartbeats every in-flight attempt on its own, so this is optional."""
+        if self._heartbeat is not None:
+            self._heartbeat()
+
+    def report_progress(self, progress: float | str) -> None:
+        """Record progress: a fraction in [0, 1] or a short message. Kept in memory (see
+        ``ActionQueue.progress``) and logged at DEBUG; never written to the log."""
+        if isinstance(progress, bool) or not isinstance(progress, (int, float, str)):
+            raise TypeError(f"progress must be a float fraction or a str, got {progress!r}")
+        self.progress = progress
+        self.log.debug("progress: %s", progress)
+        if self._on_progress is not None:
+            self._on_progress(progress)
+
+    def __repr__(self) -> str:
+        s = self.snapshot
+        return (
+            f"HandlerContext(handler={s.handler!r}, run_id={s.run_id}, attempt={s.attempt}/"
+            f"{s.max_attempts})"
+        )
+
+
+class RemoteContext(_ContextBase):
+    """The context of an attempt running in another process (process pool, Dask worker)."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, snapshot: ContextSnapshot, payload: Any = None) -> None:
+        self._init(snapshot)
+        self.payload = payload
+
+    def heartbeat(self) -> None:
+        """No-op: the owning process heartbeats the lease while the attempt is pending."""
+
+    def report_progress(self, progress: float | str) -> None:
+        """Logged on the worker (progress does not travel back from another process)."""
+        self.progress = progress
+        self.log.debug("progress: %s", progress)
+
+    def __repr__(self) -> str:
+        s = self.snapshot
+        return f"RemoteContext(handler={s.handler!r}, run_id={s.run_id}, attempt={s.attempt})"

@@ -1,0 +1,41 @@
+"""The loop a worker process runs: receive a job, run it, send back a plain result.
+
+Kept small: the parent kills this process to enforce a timeout or a cancel, and replaces it
+when it dies, so nothing here needs to be interruptible.
+"""
+
+from __future__ import annotations
+
+from multiprocessing.connection import Connection
+from typing import Any
+
+from actionqueue.runtime.executors.base import run_remote
+from actionqueue.runtime.outcomes import AttemptResult
+
+__all__ = ["worker_main"]
+
+
+def worker_main(conn: Connection) -> None:
+    """Serve jobs until the parent closes the pipe."""
+    while True:
+        try:
+            msg: Any = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        fn, payload, snapshot, is_async = msg
+        result = run_remote(fn, payload, snapshot, is_async)
+        try:
+            conn.send(result)
+        except (BrokenPipeError, EOFError):
+            return
+        except Exception as e:
+            # The return value cannot travel back: report that instead of dying.
+            conn.send(
+                AttemptResult.raised(
+                    TypeError(
+                        f"the handler's return value ({type(result.value).__name__}) cannot be "
+                        f"sent back from the worker process: {e}"
+                    ),
+                    result.duration,
+                )
+            )

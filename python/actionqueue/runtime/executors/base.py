@@ -1,0 +1,184 @@
+"""The executor interface: run a prepared attempt somewhere, report its result once.
+
+The runtime prepares a :class:`Job` (handler, decoded payload, context) and hands it to an
+:class:`ExecutorAdapter`. The adapter calls ``job.finish(result)`` exactly once — the first
+call wins, so a timeout that fires while a late return arrives records one outcome only — and
+the job's ``on_done`` callback tells the runtime.
+
+Only handler execution fans out: whatever the executor, results come back to the owning
+process, which alone writes the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from actionqueue.runtime.context import ContextSnapshot, HandlerContext, RemoteContext
+from actionqueue.runtime.outcomes import AttemptResult, ResultKind
+
+__all__ = ["ExecutorAdapter", "Job", "call_handler", "run_remote"]
+
+
+class Job:
+    """One attempt to execute. ``finish`` is idempotent: only the first result counts."""
+
+    __slots__ = (
+        "_done",
+        "_lock",
+        "context",
+        "fn",
+        "handle",
+        "is_async",
+        "on_done",
+        "payload",
+        "result",
+        "started",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        payload: Any,
+        context: HandlerContext,
+        *,
+        timeout: float | None = None,
+        is_async: bool = False,
+        on_done: Callable[[Job, AttemptResult], None] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.payload = payload
+        self.context = context
+        self.timeout = timeout
+        self.is_async = is_async
+        self.on_done = on_done
+        self.result: AttemptResult | None = None
+        #: executor-specific handle (thread, asyncio task, future...)
+        self.handle: Any = None
+        self.started = time.monotonic()
+        self._done = False
+        self._lock = threading.Lock()
+
+    @property
+    def snapshot(self) -> ContextSnapshot:
+        return self.context.snapshot
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def finish(self, result: AttemptResult) -> bool:
+        """Record the result; returns ``False`` (and does nothing) if one was recorded already."""
+        with self._lock:
+            if self._done:
+                return False
+            self._done = True
+            self.result = result
+        cb = self.on_done
+        if cb is not None:
+            cb(self, result)
+        return True
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def __repr__(self) -> str:
+        return f"Job({self.snapshot.handler!r}, run={self.snapshot.run_id}, done={self._done})"
+
+
+def call_handler(fn: Callable[..., Any], ctx: Any, payload: Any, is_async: bool) -> Any:
+    """Call a handler in the current thread; an ``async def`` handler (or one that returns an
+    awaitable) runs to completion on a fresh event loop."""
+    if is_async:
+        return asyncio.run(fn(ctx, payload))
+    value = fn(ctx, payload)
+    if inspect.isawaitable(value):
+        return asyncio.run(_await(value))
+    return value
+
+
+async def _await(aw: Any) -> Any:
+    return await aw
+
+
+def run_local(job: Job) -> AttemptResult:
+    """Run a job's handler in this thread and describe what happened. Catches
+    ``BaseException`` on purpose: a handler's ``SystemExit`` or ``KeyboardInterrupt`` is its
+    failure, not the worker's (see :mod:`actionqueue.runtime.outcomes`)."""
+    t0 = time.monotonic()
+    try:
+        value = call_handler(job.fn, job.context, job.payload, job.is_async)
+    except BaseException as e:
+        return AttemptResult.raised(e, time.monotonic() - t0)
+    return AttemptResult.returned(value, time.monotonic() - t0)
+
+
+def run_remote(
+    fn: Callable[..., Any], payload: Any, snapshot: ContextSnapshot, is_async: bool
+) -> AttemptResult:
+    """What a worker process / Dask worker runs: build a :class:`RemoteContext`, call the
+    handler, return a picklable :class:`AttemptResult` (exceptions become ``ErrorInfo``)."""
+    ctx = RemoteContext(snapshot, payload)
+    t0 = time.monotonic()
+    try:
+        value = call_handler(fn, ctx, payload, is_async)
+    except BaseException as e:
+        return AttemptResult.raised(e, time.monotonic() - t0)
+    return AttemptResult.returned(value, time.monotonic() - t0)
+
+
+def interrupted(reason: str, elapsed: float) -> AttemptResult:
+    """The result of a job the runtime stopped (``reason``: canceled / timeout / shutdown)."""
+    if reason == "timeout":
+        return AttemptResult(ResultKind.TIMED_OUT, duration=elapsed)
+    return AttemptResult(ResultKind.INTERRUPTED, detail=reason, duration=elapsed)
+
+
+class ExecutorAdapter(ABC):
+    """Common interface of the executors.
+
+    Attributes:
+        name: ``"threads"``, ``"asyncio"``, ``"processes"``, ``"futures"`` or ``"dask"``.
+        max_workers: how many attempts may run at once (the runtime never submits more).
+        remote: handlers run in another process and get a
+            :class:`~actionqueue.runtime.context.RemoteContext` built from the snapshot.
+        inline_completion: ``job.on_done`` may do blocking work (record the outcome, fsync)
+            in the thread that finishes the job. False for executors whose callbacks run on an
+            event loop: the runtime then records outcomes on its own completer threads.
+        hard_timeout: a timed-out handler is really stopped (killed / task cancelled), not
+            just signalled.
+    """
+
+    name: str = "executor"
+    max_workers: int = 1
+    remote: bool = False
+    inline_completion: bool = False
+    hard_timeout: bool = False
+
+    def start(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Start threads / processes (called by the runtime before the first submit)."""
+
+    @abstractmethod
+    def submit(self, job: Job) -> None:
+        """Start running ``job``; report through ``job.finish`` exactly once, from any thread."""
+
+    def cancel(self, job: Job, reason: str = "canceled") -> None:
+        """Ask ``job`` to stop: sets its cancel signal; executors that can stop it harder do.
+
+        The default finishes the job at once (``reason`` decides the outcome) so its slot is
+        free again even if the handler ignores the signal.
+        """
+        job.context.cancelled.set(reason)
+        job.finish(interrupted(reason, job.elapsed()))
+
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:  # noqa: B027
+        """Stop accepting work and release resources (waiting up to ``timeout`` s if ``wait``)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_workers={self.max_workers})"

@@ -1,0 +1,172 @@
+"""Any ``concurrent.futures``-style executor, including a Dask ``distributed.Client``.
+
+``executor.submit(fn, *args)`` must return a future with ``add_done_callback``, ``result`` /
+``exception`` and ``cancel``. That is what :class:`concurrent.futures.Executor` and
+:class:`distributed.Client` both provide, so one adapter serves both.
+
+What is shipped to the worker is plain and picklable: the handler function, the decoded
+payload and a :class:`~actionqueue.runtime.context.ContextSnapshot`; the worker runs
+:func:`~actionqueue.runtime.executors.base.run_remote` and returns an
+:class:`~actionqueue.runtime.outcomes.AttemptResult`. Workers need ``actionqueue`` installed and
+the handler importable (Dask pickles lambdas and closures too, through cloudpickle).
+
+* Heartbeats cannot come from a remote worker; the owning runtime heartbeats the lease of every
+  pending attempt itself, so a long remote task keeps its lease while the owner is alive.
+* **Timeouts are cooperative here**: at the deadline the attempt is recorded as Timeout and
+  ``future.cancel()`` is called, which stops a task that has not started; Dask cannot interrupt
+  one that is running, so it may finish on the worker and its result is ignored.
+* A future that fails *outside* the handler (worker lost, ``KilledWorker``, a result that
+  cannot be deserialized) is recorded as **Lost**: nobody knows whether the handler ran.
+* A :class:`concurrent.futures.ThreadPoolExecutor` runs in this process, so its handlers get the
+  live context (cancel signal, heartbeat) instead of a snapshot.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+from typing import Any
+
+from actionqueue.errors import ExecutorError, ValidationError, WrongTypeError
+from actionqueue.runtime.executors.base import (
+    ExecutorAdapter,
+    Job,
+    interrupted,
+    run_local,
+    run_remote,
+)
+from actionqueue.runtime.executors.watcher import DeadlineWatcher
+from actionqueue.runtime.outcomes import AttemptResult, ResultKind
+
+__all__ = ["FuturesExecutor", "is_dask_client"]
+
+
+def is_dask_client(obj: object) -> bool:
+    """Whether ``obj`` is a ``distributed.Client`` (without importing distributed)."""
+    return any(
+        k.__module__.startswith("distributed") and k.__name__ == "Client" for k in type(obj).__mro__
+    )
+
+
+def _dask_workers(client: Any) -> int:
+    try:
+        info = client.scheduler_info()
+        n = sum(int(w.get("nthreads", 1)) for w in info.get("workers", {}).values())
+        return max(1, n)
+    except Exception:
+        return 8
+
+
+class FuturesExecutor(ExecutorAdapter):
+    """Adapter for a ``concurrent.futures.Executor`` or a Dask ``distributed.Client``.
+
+    ``max_workers`` bounds attempts in flight (default: the executor's own worker count when it
+    can be read — a Dask cluster's total threads — else 8). The adapter does not own the
+    executor: ``shutdown`` does not shut it down.
+    """
+
+    inline_completion = False
+
+    def __init__(self, executor: Any, *, max_workers: int | None = None) -> None:
+        if not callable(getattr(executor, "submit", None)):
+            raise WrongTypeError(
+                f"executor must have a submit(fn, *args) method returning a future, got "
+                f"{executor!r}"
+            )
+        self._ex = executor
+        self.dask = is_dask_client(executor)
+        self.name = "dask" if self.dask else "futures"
+        self._local = isinstance(executor, concurrent.futures.ThreadPoolExecutor)
+        self.remote = not self._local
+        if max_workers is None:
+            if self.dask:
+                max_workers = _dask_workers(executor)
+            else:
+                max_workers = int(getattr(executor, "_max_workers", 8) or 8)
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValidationError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        self.max_workers = max_workers
+        self._watcher = DeadlineWatcher("aq-futures-deadlines")
+        self._closed = False
+
+    @property
+    def executor(self) -> Any:
+        return self._ex
+
+    def submit(self, job: Job) -> None:
+        if self._closed:
+            raise ExecutorError("the futures executor adapter is shut down")
+        if self._local:
+            fut = self._ex.submit(run_local, job)
+        elif self.dask:
+            # pure=False: two attempts with equal arguments are still two executions.
+            fut = self._ex.submit(
+                run_remote, job.fn, job.payload, job.snapshot, job.is_async, pure=False
+            )
+        else:
+            fut = self._ex.submit(run_remote, job.fn, job.payload, job.snapshot, job.is_async)
+        job.handle = fut
+        timer = None
+        if job.timeout is not None:
+            timer = self._watcher.schedule(
+                job.timeout, functools.partial(self.cancel, job, "timeout")
+            )
+        fut.add_done_callback(functools.partial(self._done, job, timer))
+
+    def _done(self, job: Job, timer: int | None, fut: Any) -> None:
+        if timer is not None:
+            self._watcher.cancel(timer)
+        if job.done:
+            return
+        try:
+            if fut.cancelled():
+                reason = job.context.cancelled.reason or "canceled"
+                job.finish(interrupted(reason, job.elapsed()))
+                return
+            exc = fut.exception()
+            if exc is not None:
+                job.finish(
+                    AttemptResult(
+                        ResultKind.LOST,
+                        detail=f"{type(exc).__name__}: {exc}",
+                        duration=job.elapsed(),
+                    )
+                )
+                return
+            result = fut.result()
+        except BaseException as e:
+            job.finish(
+                AttemptResult(
+                    ResultKind.LOST, detail=f"{type(e).__name__}: {e}", duration=job.elapsed()
+                )
+            )
+            return
+        if not isinstance(result, AttemptResult):
+            job.finish(
+                AttemptResult(
+                    ResultKind.LOST,
+                    detail=f"the executor returned {type(result).__name__}, not an AttemptResult",
+                )
+            )
+            return
+        job.finish(result)
+
+    def cancel(self, job: Job, reason: str = "canceled") -> None:
+        job.context.cancelled.set(reason)
+        fut = job.handle
+        if fut is not None:
+            with contextlib.suppress(Exception):
+                fut.cancel()
+        extra = None
+        if reason == "timeout":
+            extra = AttemptResult(
+                ResultKind.TIMED_OUT,
+                detail="the future was cancelled; a task already running may still finish",
+                duration=job.elapsed(),
+            )
+        job.finish(extra or interrupted(reason, job.elapsed()))
+
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
+        self._closed = True
+        self._watcher.stop()

@@ -1,0 +1,303 @@
+"""The process executor: handlers in worker processes, hard timeouts by killing the worker.
+
+Each of ``max_workers`` slots owns one worker process (started with the ``forkserver`` method
+where available, else ``spawn`` — never ``fork``, which is unsafe in a threaded process) and a
+thread in the owning process that feeds it one job at a time and waits for the result, the
+worker's death, a stop request or the deadline, whichever comes first:
+
+* **timeout** — the worker is killed (SIGKILL) and the attempt recorded as **Timeout**;
+* **cancel** / non-draining shutdown — the worker is killed, the run's outcome follows the
+  request (Canceled in the log already / given back);
+* **the worker dies** (segfault, ``os._exit``, OOM kill) — the attempt is a
+  **RetryableFailure** whose error names the signal or exit code; retried while attempts
+  remain;
+* in every case a fresh worker replaces the dead one and the queue keeps going.
+
+What crosses the pipe is pickled by ``multiprocessing`` between this process and its own
+children: the handler function (module-level, importable by name in the worker), the decoded
+payload and a :class:`~actionqueue.runtime.context.ContextSnapshot`; back comes an
+:class:`~actionqueue.runtime.outcomes.AttemptResult`. Nothing read from the log is unpickled.
+Handlers get a :class:`~actionqueue.runtime.context.RemoteContext`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import queue
+import signal
+import sys
+import threading
+import time
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from actionqueue.errors import ExecutorError, ValidationError
+from actionqueue.runtime.executors._procworker import worker_main
+from actionqueue.runtime.executors.base import ExecutorAdapter, Job, interrupted
+from actionqueue.runtime.outcomes import AttemptResult, ErrorInfo, ResultKind
+
+__all__ = ["ProcessExecutor", "default_mp_context"]
+
+_LOG = logging.getLogger("actionqueue.runtime")
+
+
+def default_mp_context() -> BaseContext:
+    """``forkserver`` where the platform has it (fast replacement of killed workers), else
+    ``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods and sys.platform != "darwin":
+        ctx = multiprocessing.get_context("forkserver")
+        # Workers fork from a server that already imported the runtime: cheap replacements.
+        ctx.set_forkserver_preload(["actionqueue.runtime.executors._procworker"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name} (exit code {code})"
+    return f"exited with code {code}"
+
+
+class _Slot:
+    """One worker process and the thread that drives it."""
+
+    def __init__(self, owner: ProcessExecutor, index: int) -> None:
+        self.owner = owner
+        self.index = index
+        self.proc: Any = None
+        self.conn: multiprocessing.connection.Connection | None = None
+        self.wake_r, self.wake_w = owner.ctx.Pipe(duplex=False)
+        self.job: Job | None = None
+        self.thread = threading.Thread(target=self.loop, name=f"aq-proc-slot-{index}", daemon=True)
+
+    def ensure_process(self) -> None:
+        if self.proc is not None and self.proc.is_alive():
+            return
+        self.discard_process()
+        parent, child = self.owner.ctx.Pipe(duplex=True)
+        proc = self.owner.ctx.Process(  # type: ignore[attr-defined]
+            target=worker_main, args=(child,), name=f"aq-proc-worker-{self.index}", daemon=True
+        )
+        proc.start()
+        child.close()
+        self.proc, self.conn = proc, parent
+        self.owner.started_processes += 1
+
+    def discard_process(self) -> None:
+        proc, conn = self.proc, self.conn
+        self.proc = self.conn = None
+        if conn is not None:
+            conn.close()
+        if proc is not None:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(5)
+            proc.close()
+
+    def kill(self) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        code: int | None = proc.exitcode
+        self.discard_process()
+        return code
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self.wake_w.send_bytes(b"x")
+
+    def loop(self) -> None:
+        jobs = self.owner.jobs
+        while True:
+            job = jobs.get()
+            if job is None:
+                break
+            if job.done:
+                continue
+            try:
+                self.run(job)
+            except Exception as e:  # the slot must survive anything
+                _LOG.exception("process executor slot %d failed running a job", self.index)
+                job.finish(AttemptResult.raised(e, job.elapsed()))
+                self.discard_process()
+        self.discard_process()
+
+    def run(self, job: Job) -> None:
+        try:
+            self.ensure_process()
+        except Exception as e:
+            job.finish(
+                AttemptResult(ResultKind.CRASHED, detail=f"could not start a worker process: {e}")
+            )
+            return
+        assert self.conn is not None
+        assert self.proc is not None
+        # Drain stale wake-ups from an earlier job.
+        while self.wake_r.poll():
+            self.wake_r.recv_bytes()
+        self.job = job
+        job.handle = self
+        # cancel() sets the signal before it reads the handle; we publish the handle before we
+        # read the signal: so either it wakes us, or we see the signal here.
+        if job.context.cancelled.is_set() or job.done:
+            job.finish(interrupted(job.context.cancelled.reason or "canceled", 0.0))
+            self.job = None
+            return
+        try:
+            self.conn.send((job.fn, job.payload, job.snapshot, job.is_async))
+        except Exception as e:
+            # Pickling failed before anything was written: the handler cannot be shipped.
+            # Retrying will not fix that, so report it as the handler's terminal failure.
+            info = ErrorInfo.from_exception(e)
+            job.finish(
+                AttemptResult(
+                    ResultKind.RAISED,
+                    error=ErrorInfo(
+                        type_name=info.type_name,
+                        classes=info.classes,
+                        message=f"cannot send the handler or its payload to a worker process "
+                        f"(define handlers at module level; payloads must be picklable): {e}",
+                        control="fail",
+                    ),
+                )
+            )
+            self.job = None
+            return
+        job.started = time.monotonic()
+        deadline = None if job.timeout is None else job.started + job.timeout
+        conn, proc = self.conn, self.proc
+        waitables = [conn, proc.sentinel, self.wake_r]
+        try:
+            while True:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready = multiprocessing.connection.wait(waitables, remaining)
+                if conn in ready:
+                    try:
+                        result = conn.recv()
+                    except (EOFError, OSError):
+                        code = self.kill()
+                        job.finish(AttemptResult(ResultKind.CRASHED, detail=_describe_exit(code)))
+                        return
+                    job.finish(result)
+                    return
+                if proc.sentinel in ready:
+                    if conn.poll():  # it answered, then exited
+                        continue
+                    code = self.kill()
+                    job.finish(
+                        AttemptResult(
+                            ResultKind.CRASHED, detail=_describe_exit(code), duration=job.elapsed()
+                        )
+                    )
+                    return
+                if self.wake_r in ready:
+                    while self.wake_r.poll():
+                        self.wake_r.recv_bytes()
+                    if job.context.cancelled.is_set() or job.done:
+                        reason = job.context.cancelled.reason or "canceled"
+                        self.kill()
+                        job.finish(interrupted(reason, job.elapsed()))
+                        return
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    job.context.cancelled.set("timeout")
+                    self.kill()
+                    job.finish(
+                        AttemptResult(
+                            ResultKind.TIMED_OUT,
+                            detail="worker process killed",
+                            duration=job.elapsed(),
+                        )
+                    )
+                    return
+        finally:
+            self.job = None
+
+
+class ProcessExecutor(ExecutorAdapter):
+    """Run handlers in ``max_workers`` worker processes with hard timeouts."""
+
+    name = "processes"
+    remote = True
+    hard_timeout = True
+
+    def __init__(
+        self, max_workers: int = 4, *, mp_context: BaseContext | str | None = None
+    ) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValidationError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        if isinstance(mp_context, str):
+            if mp_context == "fork":
+                raise ValidationError(
+                    "mp_context='fork' is refused: forking a threaded process can deadlock; "
+                    "use 'forkserver' or 'spawn'"
+                )
+            mp_context = multiprocessing.get_context(mp_context)
+        self.ctx: BaseContext = mp_context or default_mp_context()
+        self.max_workers = max_workers
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._slots: list[_Slot] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        #: worker processes started so far (replacements included), for tests and metrics
+        self.started_processes = 0
+
+    def start(self) -> None:
+        with self._lock:
+            if self._closed:
+                raise ExecutorError("the process executor is shut down")
+            if self._slots:
+                return
+            self._slots = [_Slot(self, i) for i in range(self.max_workers)]
+            for s in self._slots:
+                s.thread.start()
+
+    def submit(self, job: Job) -> None:
+        if self._closed:
+            raise ExecutorError("the process executor is shut down")
+        if not self._slots:
+            self.start()
+        self.jobs.put(job)
+
+    def cancel(self, job: Job, reason: str = "canceled") -> None:
+        job.context.cancelled.set(reason)
+        slot = job.handle
+        if isinstance(slot, _Slot):
+            slot.wake()  # its thread kills the worker and records the outcome
+        else:
+            job.finish(interrupted(reason, job.elapsed()))
+
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            slots = list(self._slots)
+        for _ in slots:
+            self.jobs.put(None)
+        if wait:
+            end = None if timeout is None else time.monotonic() + timeout
+            for s in slots:
+                left = None if end is None else max(0.0, end - time.monotonic())
+                s.thread.join(left)
+        for s in slots:
+            job = s.job
+            if job is not None:
+                self.cancel(job, "shutdown")
+        for s in slots:
+            s.thread.join(5)
+            s.wake_r.close()
+            s.wake_w.close()

@@ -1,0 +1,901 @@
+"""``ActionQueue``: the embedded queue users open, submit to and run.
+
+>>> import actionqueue as aq, tempfile
+>>> with aq.ActionQueue.open(tempfile.mkdtemp()) as q:
+...     @q.handler("add")
+...     def add(ctx, payload):
+...         return payload["a"] + payload["b"]
+...     task = q.submit("add", {"a": 2, "b": 3})
+...     n = q.run_until_idle()
+...     q.result(task)
+5
+
+**Units**: at this layer plain numbers are **seconds** (``timeout=30``, ``delay=0.5``,
+``lease=10``); ``timedelta`` works everywhere; a point in time (``at=``) is an aware
+``datetime`` or epoch seconds. See :mod:`actionqueue.runtime.units`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from actionqueue.core.ids import RunId, TaskId
+from actionqueue.core.mutation import DurabilityPolicy
+from actionqueue.core.run.attempt import AttemptOutcome
+from actionqueue.core.run.run_instance import RunInstance
+from actionqueue.core.run.state import TERMINAL_STATES, RunState
+from actionqueue.core.task.metadata import TaskMetadata
+from actionqueue.core.task.run_policy import RunPolicy
+from actionqueue.core.task.task_spec import TaskPayload, TaskSpec
+from actionqueue.engine.engine import Engine
+from actionqueue.engine.ports import TaskRecordLike
+from actionqueue.engine.time.clock import Clock, ManualClock, SystemClock
+from actionqueue.errors import (
+    ActionQueueError,
+    ClosedError,
+    NotFoundError,
+    RunCanceledError,
+    RunFailedError,
+    ValidationError,
+    WaitTimeoutError,
+    WrongTypeError,
+)
+from actionqueue.runtime.codecs import Codec, CodecRegistry
+from actionqueue.runtime.dispatcher import Dispatcher
+from actionqueue.runtime.executors import ExecutorAdapter, make_executor
+from actionqueue.runtime.handlers import HandlerFn, HandlerOptions, HandlerRegistry
+from actionqueue.runtime.metrics import Metrics
+from actionqueue.runtime.units import Seconds, instant_to_ms, positive_seconds_to_ms, seconds_to_ms
+
+__all__ = ["DEFAULT_PATH", "ActionQueue"]
+
+_LOG = logging.getLogger("actionqueue.runtime")
+
+DEFAULT_PATH = "./actionqueue-data"
+
+F = TypeVar("F", bound=HandlerFn)
+IdLike = TaskId | RunId | str
+
+
+class ActionQueue:
+    """A durable queue on a data directory, with handlers, a dispatch loop and inspection.
+
+    Open with ``ActionQueue.open(path, ...)`` or ``ActionQueue(path, ...)`` (the same); use it
+    as a context manager or call :meth:`close`. Opening recovers the directory (snapshot + WAL
+    tail) and runs the lease-expiry sweep, so attempts that were running when a previous
+    process died become eligible again (recorded as Lost, then retried while attempts remain).
+
+    Args:
+        path: the data directory (created if missing).
+        clock: where time comes from (default: the wall clock). Pass a shared
+            :class:`~actionqueue.engine.ManualClock` in tests; the loop wakes when it moves.
+        durability: ``IMMEDIATE`` (default: a submit returns once the task is on stable storage)
+            or ``DEFERRED`` (written to the OS, synced by the next Immediate commit, ``flush()``,
+            ``close()`` or every ``sync_interval`` seconds).
+        executor: ``"threads"`` (default), ``"asyncio"``, ``"processes"``, an
+            :class:`~actionqueue.runtime.executors.ExecutorAdapter`, any
+            ``concurrent.futures.Executor`` or a Dask ``distributed.Client``.
+        max_workers: attempts run at once (default: 8 threads, 100 asyncio tasks, 4 processes,
+            or what the given executor reports).
+        lease: lease duration in seconds for tasks without a timeout (default 30). In-flight
+            attempts are heartbeated every third of it; after a crash their runs are re-run
+            once it has expired.
+        snapshot_on_close: take a snapshot at a clean close (faster next open).
+        sync_interval: seconds between background syncs of Deferred records.
+        owner: lease owner name (default: ``host:pid:random``).
+        codecs: a :class:`~actionqueue.runtime.codecs.CodecRegistry` (default: bytes, JSON, text).
+        handlers: a :class:`~actionqueue.runtime.handlers.HandlerRegistry` to share.
+        authority: an already-open mutation authority (advanced; ``path`` is then ignored).
+        storage_options: passed to :func:`actionqueue.storage.recovery.bootstrap`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = DEFAULT_PATH,
+        *,
+        clock: Clock | None = None,
+        durability: DurabilityPolicy | str = DurabilityPolicy.IMMEDIATE,
+        executor: Any = "threads",
+        max_workers: int | None = None,
+        lease: Seconds = 30,
+        snapshot_on_close: bool = True,
+        sync_interval: float | None = None,
+        owner: str | None = None,
+        codecs: CodecRegistry | None = None,
+        handlers: HandlerRegistry | None = None,
+        authority: Any = None,
+        storage_options: dict[str, Any] | None = None,
+        rng: Any = None,
+    ) -> None:
+        self.path = Path(path)
+        self.clock: Clock = SystemClock() if clock is None else clock
+        if not callable(getattr(self.clock, "now", None)):
+            raise WrongTypeError(f"clock must have a now() method, got {clock!r}")
+        self.durability = DurabilityPolicy.parse(durability)
+        self.handlers = HandlerRegistry() if handlers is None else handlers
+        self.codecs = CodecRegistry() if codecs is None else codecs
+        self.metrics = Metrics()
+        self._closed = False
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._loop_exit: threading.Event | None = None
+        self._specs: dict[bytes, TaskSpec] = {}
+        lease_ms = positive_seconds_to_ms(lease, "lease")
+        self.recovery: Any = None
+
+        t0 = time.monotonic()
+        self._given_authority = authority
+        if authority is None:
+            authority = self._open_authority(snapshot_on_close, sync_interval, storage_options)
+        self.authority = authority
+        self.metrics.set_gauge("recovery_seconds", time.monotonic() - t0)
+
+        try:
+            self.executor: ExecutorAdapter = make_executor(executor, max_workers)
+            self.engine = Engine(
+                authority,
+                self.clock,
+                owner=owner,
+                rng=rng,
+                default_lease_ms=lease_ms,
+                durability=self.durability,
+            )
+            self.owner = self.engine.owner
+            self._dispatcher = Dispatcher(
+                self.engine,
+                self.clock,
+                self.handlers,
+                self.codecs,
+                self.executor,
+                self.metrics,
+                owner=self.owner,
+                max_in_flight=self.executor.max_workers,
+                durability=self.durability,
+            )
+            subscribe = getattr(self.clock, "subscribe", None)
+            if callable(subscribe):
+                self._unsubscribe = subscribe(lambda _now: self._dispatcher.wake())
+            self.metrics.add_collector(self._collect)
+            # The uncertainty clause: leases of a dead process are recovered now, not at first use.
+            self.engine.tick()
+        except BaseException:
+            # Do not keep the directory locked for a queue that never came to life.
+            closer = getattr(authority, "close", None)
+            if callable(closer) and authority is not self._given_authority:
+                closer()
+            raise
+
+    @classmethod
+    def open(cls, path: str | Path = DEFAULT_PATH, **options: Any) -> ActionQueue:
+        """Open (creating if needed) a queue on ``path``; the options are the constructor's."""
+        return cls(path, **options)
+
+    def _open_authority(
+        self,
+        snapshot_on_close: bool,
+        sync_interval: float | None,
+        storage_options: dict[str, Any] | None,
+    ) -> Any:
+        try:
+            from actionqueue.storage.recovery.bootstrap import bootstrap
+        except ImportError as e:  # pragma: no cover - only in a partial checkout
+            raise ActionQueueError(f"the storage layer is not available: {e}") from e
+        opts = dict(storage_options or {})
+        opts.setdefault("snapshot_on_close", snapshot_on_close)
+        opts.setdefault("sync_interval", sync_interval)
+        authority, report = bootstrap(self.path, **opts)
+        self.recovery = report
+        return authority
+
+    # --- context manager / lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> ActionQueue:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # Leaving on an exception: do not wait for handlers to finish.
+        self.close(drain=exc_type is None)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"the queue on {str(self.path)!r} is closed")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop the loop, let in-flight attempts finish (``drain``; up to ``timeout`` s), give
+        back the runs of attempts still running after that, flush, snapshot (if configured) and
+        release the data directory. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        d = self._dispatcher
+        try:
+            self.stop(drain=drain, timeout=timeout, _closing=True)
+            if d.inflight:
+                if drain:
+                    d.wait_in_flight(timeout)
+                if d.inflight:
+                    d.signal(lambda a: True, "shutdown")
+                    d.wait_in_flight(1.0)
+                released = d.abandon_in_flight()
+                if released:
+                    _LOG.warning(
+                        "%d attempts were still running at close; their runs were given back",
+                        released,
+                    )
+            d.close_executor(wait=drain, timeout=0 if not drain else timeout)
+            d.shutdown_completer()
+        finally:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            closer = getattr(self.authority, "close", None)
+            if callable(closer):
+                closer()
+            else:
+                flush = getattr(self.authority, "flush", None)
+                if callable(flush):
+                    flush()
+
+    def flush(self) -> None:
+        """Make every Deferred record durable now."""
+        self._check_open()
+        self.authority.flush()
+
+    def snapshot(self) -> Any:
+        """Take a snapshot now (faster recovery; lets old WAL segments be deleted)."""
+        self._check_open()
+        return self.authority.snapshot()
+
+    # --- handlers ------------------------------------------------------------------------------
+
+    def handler(self, name: str, **options: Any) -> Callable[[F], F]:
+        """Decorator: register a handler ``fn(ctx, payload)`` under ``name``.
+
+        Options (task defaults, each overridable per submit): ``max_attempts``, ``timeout``
+        (seconds), ``backoff`` (``aq.exponential(base, cap)`` / ``aq.fixed(delay)``, seconds),
+        ``concurrency_key``, ``priority``, ``retry_on``, ``terminal`` (exception classes that
+        fail the run at once), ``codec`` (for payload and result), ``hold_policy``.
+        """
+        return self.handlers.handler(name, **options)
+
+    def register(self, name: str, fn: HandlerFn, **options: Any) -> None:
+        """Function form of :meth:`handler`."""
+        self.handlers.register(name, fn, **options)
+
+    # --- submitting ----------------------------------------------------------------------------
+
+    def _spec(
+        self,
+        handler: str,
+        payload: Any,
+        *,
+        policy: RunPolicy | None,
+        priority: int | None,
+        dedupe_key: str | None,
+        tags: Iterable[str],
+        description: str | None,
+        content_type: str | None,
+        task_id: TaskId | None,
+        overrides: dict[str, Any],
+    ) -> TaskSpec:
+        if not isinstance(handler, str) or not handler:
+            raise ValidationError(
+                f"handler must be a non-empty str naming a handler, got {handler!r}"
+            )
+        reg = self.handlers.find(handler)
+        options = reg.options if reg is not None else HandlerOptions()
+        options = options.merged(overrides)
+        codec: Codec | str | None = options.codec
+        data, ct = self.codecs.encode_payload(payload, codec, content_type)
+        if priority is None:
+            priority = options.priority if options.priority is not None else 0
+        if policy is None:
+            policy = RunPolicy.once()
+        elif not isinstance(policy, RunPolicy):
+            raise WrongTypeError(
+                f"policy must be a RunPolicy (e.g. aq.RunPolicy.cron('0 9 * * *') or "
+                f"aq.every(60, count=3)), got {policy!r}"
+            )
+        return TaskSpec(
+            TaskId.new() if task_id is None else task_id,
+            TaskPayload(data, ct),
+            policy,
+            options.constraints(),
+            TaskMetadata(priority, tags, description),
+            handler=handler,
+            dedupe_key=dedupe_key,
+        )
+
+    def _origin(self, at: datetime | float | None, delay: Seconds | None) -> int | None:
+        if at is not None and delay is not None:
+            raise ValidationError("give either at= or delay=, not both")
+        if at is not None:
+            return instant_to_ms(at, "at")
+        if delay is not None:
+            ms = seconds_to_ms(delay, "delay")
+            if ms < 0:
+                raise ValidationError(f"delay must be >= 0 seconds, got {delay!r}")
+            return self.clock.now() + ms
+        return None
+
+    def submit(
+        self,
+        handler: str,
+        payload: Any = None,
+        *,
+        policy: RunPolicy | None = None,
+        at: datetime | float | None = None,
+        delay: Seconds | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        tags: Iterable[str] = (),
+        description: str | None = None,
+        content_type: str | None = None,
+        durability: DurabilityPolicy | str | None = None,
+        task_id: TaskId | None = None,
+        **overrides: Any,
+    ) -> TaskId:
+        """Submit a task for ``handler``; returns its id. Safe from any thread.
+
+        ``payload``: bytes are stored as they are; anything else is encoded by the handler's
+        codec (JSON by default). ``policy``: once (default), ``aq.every(...)``, a
+        ``RunPolicy``. ``at`` (aware datetime or epoch seconds) or ``delay`` (seconds) sets
+        when the schedule starts. ``dedupe_key``: if a live task already has it, that task's id
+        is returned and nothing is written. ``**overrides``: ``max_attempts``, ``timeout``,
+        ``backoff``, ``concurrency_key``, ``retry_on``, ``terminal``, ``hold_policy`` — on top
+        of the handler's defaults. With Immediate durability the call returns once the task
+        and its runs are on stable storage.
+
+        A handler need not be registered in this process (a producer may submit for a
+        consumer); a run whose handler is unknown when it is dispatched fails with an
+        ``UnknownHandlerError`` text.
+        """
+        self._check_open()
+        spec = self._spec(
+            handler,
+            payload,
+            policy=policy,
+            priority=priority,
+            dedupe_key=dedupe_key,
+            tags=tags,
+            description=description,
+            content_type=content_type,
+            task_id=task_id,
+            overrides=overrides,
+        )
+        origin = self._origin(at, delay)
+        tid = self.engine.submit(spec, origin=origin, durability=durability)
+        self.metrics.inc("submitted_total", handler=handler)
+        self._dispatcher.wake()
+        return tid
+
+    def submit_many(
+        self,
+        handler: str,
+        payloads: Iterable[Any],
+        *,
+        policy: RunPolicy | None = None,
+        at: datetime | float | None = None,
+        delay: Seconds | None = None,
+        priority: int | None = None,
+        tags: Iterable[str] = (),
+        description: str | None = None,
+        content_type: str | None = None,
+        durability: DurabilityPolicy | str | None = None,
+        **overrides: Any,
+    ) -> list[TaskId]:
+        """Submit one task per payload, all in **one** record (all or nothing, one fsync)."""
+        self._check_open()
+        tags = tuple(tags)
+        specs = [
+            self._spec(
+                handler,
+                p,
+                policy=policy,
+                priority=priority,
+                dedupe_key=None,
+                tags=tags,
+                description=description,
+                content_type=content_type,
+                task_id=None,
+                overrides=overrides,
+            )
+            for p in payloads
+        ]
+        if not specs:
+            return []
+        ids = self.engine.submit_many(specs, origin=self._origin(at, delay), durability=durability)
+        self.metrics.inc("submitted_total", len(ids), handler=handler)
+        self._dispatcher.wake()
+        return ids
+
+    async def asubmit(self, handler: str, payload: Any = None, **kwargs: Any) -> TaskId:
+        """:meth:`submit` without blocking the event loop (the fsync runs in a thread)."""
+        return await asyncio.to_thread(self.submit, handler, payload, **kwargs)
+
+    async def asubmit_many(
+        self, handler: str, payloads: Iterable[Any], **kwargs: Any
+    ) -> list[TaskId]:
+        return await asyncio.to_thread(self.submit_many, handler, list(payloads), **kwargs)
+
+    # --- running ------------------------------------------------------------------------------
+
+    def run_until_idle(
+        self,
+        *,
+        advance_clock: bool = False,
+        max_time: Seconds | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Run handlers in this thread until nothing is runnable **now** and nothing is in
+        flight; returns the number of attempts started.
+
+        "Nothing runnable now" is literal: runs scheduled in the future, waiting for a retry
+        backoff, blocked by a concurrency key held by a waiting run, Suspended, or Ready while
+        the queue is paused are not waited for. With ``advance_clock=True`` the queue also works
+        through future work: a ``ManualClock`` is moved to each next wake-up (instantly); any
+        other clock is slept on until it. ``max_time`` (seconds) bounds how far the clock may
+        go from now (needed for an endless cron). ``timeout`` (real seconds) raises
+        :class:`~actionqueue.errors.WaitTimeoutError`.
+
+        When the background loop runs (:meth:`start`), this waits for it to become idle
+        instead (``advance_clock`` then needs a ManualClock and is done here).
+        """
+        self._check_open()
+        until = None if max_time is None else self.clock.now() + seconds_to_ms(max_time, "max_time")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        d = self._dispatcher
+        if self._thread is not None:
+            return self._await_background_idle(advance_clock, until, deadline)
+        with self._driving(deadline):
+            return d.drive(
+                on_idle="advance" if advance_clock else "return", until_ms=until, deadline=deadline
+            )
+
+    def _driving(self, deadline: float | None) -> _DriverLock:
+        return _DriverLock(self._dispatcher.driver_lock, deadline)
+
+    def _await_background_idle(
+        self, advance: bool, until: int | None, deadline: float | None
+    ) -> int:
+        d = self._dispatcher
+        while True:
+            with d.cond:
+                while not (d.idle_gen == d.gen and not d.inflight):
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise WaitTimeoutError("run_until_idle: the timeout passed")
+                    if self._thread is None:
+                        break
+                    d.cond.wait(left)
+            if not advance or not isinstance(self.clock, ManualClock):
+                return 0
+            wake = self.engine.next_wakeup()
+            if wake is None or (until is not None and wake > until):
+                return 0
+            self.clock.set(wake)
+
+    def start(self) -> None:
+        """Run the dispatch loop on a background thread (returns at once)."""
+        self._check_open()
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._dispatcher.draining = False
+            self._thread = threading.Thread(
+                target=self._background, name="aq-dispatch", daemon=True
+            )
+            self._thread.start()
+
+    def _background(self) -> None:
+        try:
+            self._background_loop()
+        finally:
+            exit_event = self._loop_exit
+            if exit_event is not None:
+                exit_event.set()
+
+    def _background_loop(self) -> None:
+        d = self._dispatcher
+        with d.driver_lock:
+            backoff = 0.05
+            while True:
+                try:
+                    d.drive(done=self._should_stop, on_idle="wait")
+                    return
+                except Exception as e:
+                    d.loop_error = e
+                    self.metrics.inc("errors_total", kind="loop")
+                    failed = getattr(self.authority, "failed", None)
+                    if failed or isinstance(e, ClosedError):
+                        _LOG.error("dispatch loop stopped: %s", e)
+                        d.wake()
+                        return
+                    _LOG.exception("dispatch loop error; retrying in %.2f s", backoff)
+                    time.sleep(backoff)
+                    backoff = min(2.0, backoff * 2)
+
+    def _should_stop(self) -> bool:
+        d = self._dispatcher
+        return self._stopping and (not d.draining or not d.inflight)
+
+    @property
+    def running(self) -> bool:
+        """Whether the background loop is running."""
+        return self._thread is not None
+
+    def stop(
+        self, drain: bool = True, timeout: float | None = None, *, _closing: bool = False
+    ) -> bool:
+        """Stop the background loop. ``drain=True``: dispatch nothing new and wait (up to
+        ``timeout`` s) for in-flight attempts to finish. ``drain=False``: signal in-flight
+        handlers to stop (reason ``"shutdown"``; their runs are given back without using an
+        attempt). Returns whether everything in flight finished in time."""
+        if not _closing:
+            self._check_open()
+        d = self._dispatcher
+        with self._lock:
+            thread = self._thread
+            self._stopping = True
+            d.draining = True
+        if not drain:
+            d.signal(lambda a: True, "shutdown")
+        d.wake()
+        ok = True
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                ok = False
+                # Stop dispatching at once even though attempts are still running.
+                d.signal(lambda a: True, "shutdown")
+                d.wake()
+                thread.join(5)
+        with self._lock:
+            self._thread = None
+            self._stopping = False
+            d.draining = False
+        return ok and not d.inflight
+
+    def run_forever(self, *, drain_timeout: float | None = 30.0) -> None:
+        """Run until SIGINT or SIGTERM, then drain (up to ``drain_timeout`` s) and return.
+
+        A second signal during the drain stops in-flight handlers (their runs are given back).
+        Signal handlers are installed only when called from the main thread.
+        """
+        self._check_open()
+        stop = threading.Event()
+        hits = [0]
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            hits[0] += 1
+            if hits[0] > 1:
+                self._dispatcher.signal(lambda a: True, "shutdown")
+            stop.set()
+
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, on_signal)
+        self._loop_exit = stop  # the loop dying (storage failure) ends run_forever too
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            _LOG.info("stopping: draining in-flight attempts")
+            self.stop(drain=True, timeout=drain_timeout)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if self._dispatcher.loop_error is not None and getattr(self.authority, "failed", None):
+            raise self._dispatcher.loop_error
+
+    # --- control -------------------------------------------------------------------------------
+
+    def _resolve(self, ident: IdLike) -> TaskId | RunId:
+        if isinstance(ident, (TaskId, RunId)):
+            return ident
+        if not isinstance(ident, str):
+            raise WrongTypeError(f"expected a TaskId, RunId or id string, got {ident!r}")
+        rid = RunId(ident)
+        if self.engine.get_run(rid) is not None:
+            return rid
+        tid = TaskId(ident)
+        if self.engine.get_task(tid) is not None:
+            return tid
+        raise NotFoundError(f"no task or run with id {ident!r}")
+
+    def cancel(self, ident: IdLike, reason: str | None = None) -> None:
+        """Cancel a task (and all its unfinished runs) or one run. A handler running for it is
+        signalled (``ctx.cancelled``; a process worker is killed, an asyncio task cancelled);
+        its result, if any, is ignored — the log says Canceled."""
+        self._check_open()
+        target = self._resolve(ident)
+        if isinstance(target, TaskId):
+            self.engine.cancel_task(target, reason)
+            self._dispatcher.signal(lambda a: a.dispatch.task_id == target, "canceled")
+        else:
+            self.engine.cancel_run(target, reason)
+            self._dispatcher.signal(lambda a: a.dispatch.run_id == target, "canceled")
+        self._dispatcher.wake()
+
+    def retry_now(self, run_id: RunId | str) -> None:
+        """Make a RetryWait or Suspended run Ready now (skipping the rest of its backoff)."""
+        self._check_open()
+        self.engine.retry_now(run_id if isinstance(run_id, RunId) else RunId(run_id))
+        self._dispatcher.wake()
+
+    def pause(self) -> bool:
+        """Stop handing out work (durable: a reopened queue stays paused). In-flight attempts
+        finish normally. Returns ``False`` if already paused."""
+        self._check_open()
+        changed = self.engine.pause()
+        self._dispatcher.wake()
+        return changed
+
+    def resume(self) -> bool:
+        self._check_open()
+        changed = self.engine.resume()
+        self._dispatcher.wake()
+        return changed
+
+    @property
+    def paused(self) -> bool:
+        return self.engine.is_paused
+
+    def prune(self, older_than: Seconds) -> None:
+        """Forget terminal runs (and finished tasks) last changed more than ``older_than``
+        seconds ago."""
+        self._check_open()
+        self.engine.prune(self.clock.now() - seconds_to_ms(older_than, "older_than"))
+
+    # --- inspection ----------------------------------------------------------------------------
+
+    def get_task(self, task_id: TaskId | str) -> TaskRecordLike | None:
+        """The task's record (spec, origin, created/canceled times, runs derived/unfinished)."""
+        self._check_open()
+        return self.engine.get_task(task_id if isinstance(task_id, TaskId) else TaskId(task_id))
+
+    def get_run(self, run_id: RunId | str) -> RunInstance | None:
+        """The run with its state history and attempts (errors, outputs)."""
+        self._check_open()
+        return self.engine.get_run(run_id if isinstance(run_id, RunId) else RunId(run_id))
+
+    def runs(self, task_id: TaskId | str) -> list[RunInstance]:
+        """The runs of a task, in order."""
+        self._check_open()
+        tid = task_id if isinstance(task_id, TaskId) else TaskId(task_id)
+        return sorted(self.engine.runs_for_task(tid), key=lambda r: r.ordinal)
+
+    def _spec_of(self, tid: TaskId) -> TaskSpec | None:
+        spec = self._specs.get(tid.bytes)
+        if spec is None:
+            rec = self.engine.get_task(tid)
+            if rec is None:
+                return None
+            spec = self._specs[tid.bytes] = rec.spec
+        return spec
+
+    def list_runs(
+        self,
+        *,
+        state: RunState | str | Iterable[RunState | str] | None = None,
+        tag: str | None = None,
+        handler: str | None = None,
+        limit: int | None = 100,
+    ) -> list[RunInstance]:
+        """Runs filtered by state(s), tag and handler; each state in its index order (e.g.
+        Ready in dispatch order, Scheduled by due time)."""
+        self._check_open()
+        states = _states(state)
+        out: list[RunInstance] = []
+        page = 512
+        for st in states:
+            after: bytes | None = None
+            while True:
+                rows = self.authority.runs_in_state(int(st), page, after)
+                for row in rows:
+                    run = RunInstance.from_wire(row)
+                    if tag is not None or handler is not None:
+                        spec = self._spec_of(run.task_id)
+                        if spec is None:
+                            continue
+                        if tag is not None and tag not in spec.metadata.tags:
+                            continue
+                        if handler is not None and spec.handler != handler:
+                            continue
+                    out.append(run)
+                    if limit is not None and len(out) >= limit:
+                        return out
+                if len(rows) < page:
+                    break
+                after = rows[-1][0]
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Runs in every state (all nine, Suspended included), in-flight attempts, pause
+        state, executor, and the runtime counters."""
+        self._check_open()
+        s = self.engine.stats()
+        s["in_flight"] = len(self._dispatcher.inflight)
+        s["executor"] = self.executor.name
+        s["max_workers"] = self.executor.max_workers
+        s["handlers"] = self.handlers.names()
+        s["submitted"] = self.metrics.total("submitted_total")
+        s["dispatched"] = self.metrics.total("dispatched_total")
+        return s
+
+    def progress(self, run_id: RunId | str) -> float | str | None:
+        """The last ``ctx.report_progress()`` value of a run's in-flight attempt."""
+        rid = run_id if isinstance(run_id, RunId) else RunId(run_id)
+        a = self._dispatcher.inflight.get(rid.bytes)
+        return None if a is None else a.progress
+
+    def _collect(self) -> Iterator[tuple[str, str, dict[str, object], float]]:
+        if self._closed:
+            return
+        for st, n in self.engine.counts().items():
+            yield ("runs", "gauge", {"state": st.label}, float(n))
+        yield ("in_flight", "gauge", {}, float(len(self._dispatcher.inflight)))
+        stats = getattr(self.authority, "stats", None)
+        if callable(stats):
+            a = stats()
+            for attr, name, kind in (
+                ("wal_bytes", "wal_bytes", "gauge"),
+                ("wal_syncs", "wal_fsyncs_total", "counter"),
+            ):
+                v = getattr(a, attr, None)
+                if v is not None:
+                    yield (name, kind, {}, float(v))
+
+    # --- waiting and results -------------------------------------------------------------------
+
+    def _is_done(self, target: TaskId | RunId) -> bool:
+        if isinstance(target, RunId):
+            run = self.engine.get_run(target)
+            return run is None or run.state in TERMINAL_STATES
+        rec = self.engine.get_task(target)
+        if rec is None:
+            return True  # pruned
+        if rec.non_terminal:
+            return False
+        if rec.canceled_at is not None:
+            return True
+        total = rec.spec.run_policy.total_runs()
+        return total is not None and rec.derived >= total
+
+    def wait(self, ident: IdLike, timeout: float | None = None) -> None:
+        """Block until a run is terminal, or every run of a task is (``timeout`` real seconds,
+        then :class:`~actionqueue.errors.WaitTimeoutError`).
+
+        If no loop is running (no :meth:`start`, no other thread driving), this thread runs
+        handlers while it waits, so ``q.result(q.submit(...))`` just works. It never moves a
+        ManualClock: work due in the future waits for the test to advance it.
+        """
+        self._check_open()
+        target = self._resolve(ident)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        d = self._dispatcher
+        while not self._is_done(target):
+            if self._thread is None and d.driver_lock.acquire(blocking=False):
+                try:
+                    d.drive(done=lambda: self._is_done(target), on_idle="wait", deadline=deadline)
+                finally:
+                    d.driver_lock.release()
+                continue
+            with d.cond:
+                gen = d.gen
+                if self._is_done(target):
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise WaitTimeoutError(f"{target} did not finish within {timeout} s")
+                # Bounded so that a driver finishing elsewhere is noticed and taken over.
+                d.cond.wait(0.5 if left is None else min(left, 0.5))
+                _ = gen
+
+    def result(self, ident: IdLike, timeout: float | None = None) -> Any:
+        """Wait (see :meth:`wait`), then return the decoded output of the run's successful
+        attempt — for a task, of its last run. A Failed run raises
+        :class:`~actionqueue.errors.RunFailedError` (with the last error), a Canceled one
+        :class:`~actionqueue.errors.RunCanceledError`."""
+        self.wait(ident, timeout)
+        target = self._resolve(ident)
+        if isinstance(target, TaskId):
+            runs = self.runs(target)
+            if not runs:
+                raise NotFoundError(f"task {target} has no runs left (pruned?)")
+            run = runs[-1]
+        else:
+            got = self.engine.get_run(target)
+            if got is None:
+                raise NotFoundError(f"run {target} is not known (pruned?)")
+            run = got
+        return self._run_result(run)
+
+    def _run_result(self, run: RunInstance) -> Any:
+        if run.state is RunState.COMPLETED:
+            for a in reversed(run.attempts):
+                if a.outcome is AttemptOutcome.SUCCESS:
+                    return self.codecs.decode_output(a.output)
+            return None
+        if run.state is RunState.CANCELED:
+            err = RunCanceledError(f"run {run.run_id} was canceled")
+            err.run_id = run.run_id
+            raise err
+        last = next((a.error for a in reversed(run.attempts) if a.error), None)
+        head = (last or "no error text").split("\n", 1)[0]
+        ferr = RunFailedError(
+            f"run {run.run_id} failed after {run.attempt_count} attempt(s): {head}"
+        )
+        ferr.run_id = run.run_id
+        ferr.error = last
+        raise ferr
+
+    async def await_task(self, ident: IdLike, timeout: float | None = None) -> None:
+        """:meth:`wait` for asyncio code (runs in a thread)."""
+        await asyncio.to_thread(self.wait, ident, timeout)
+
+    async def aresult(self, ident: IdLike, timeout: float | None = None) -> Any:
+        """:meth:`result` for asyncio code."""
+        return await asyncio.to_thread(self.result, ident, timeout)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._thread else "open")
+        return f"ActionQueue({str(self.path)!r}, executor={self.executor.name!r}, {state})"
+
+
+class _DriverLock:
+    """The driver lock as a context manager with a deadline."""
+
+    def __init__(self, lock: threading.Lock, deadline: float | None) -> None:
+        self._lock = lock
+        self._deadline = deadline
+
+    def __enter__(self) -> None:
+        timeout = -1.0 if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        if not self._lock.acquire(timeout=timeout):
+            raise WaitTimeoutError("another thread is driving the queue; the timeout passed")
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def _states(state: RunState | str | Iterable[RunState | str] | None) -> list[RunState]:
+    if state is None:
+        return list(RunState)
+    if isinstance(state, (RunState, str)):
+        items: list[RunState | str] = [state]
+    else:
+        items = list(state)
+    out = []
+    for s in items:
+        if isinstance(s, RunState):
+            out.append(s)
+        elif isinstance(s, str):
+            key = s.replace("-", "_").upper()
+            by_label = {m.label.upper(): m for m in RunState}
+            m = RunState.__members__.get(key) or by_label.get(s.upper())
+            if m is None:
+                raise ValidationError(
+                    f"unknown run state {s!r}; expected one of "
+                    f"{', '.join(m.label for m in RunState)}"
+                )
+            out.append(m)
+        else:
+            raise WrongTypeError(f"state must be a RunState or its name, got {s!r}")
+    return out

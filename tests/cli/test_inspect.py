@@ -1,0 +1,134 @@
+"""stats, tasks, runs, show, why: tables and --json, through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+from cli_helpers import Populated, run_cli
+
+
+def aq(p: Populated, *args: str):
+    return run_cli("--data-dir", str(p.path), *args)
+
+
+def test_stats_table_and_json(populated: Populated) -> None:
+    r = aq(populated, "stats")
+    assert r.exit_code == 0, r.output
+    assert "Running" in r.output
+    assert "tasks: 7" in r.output
+    data = json.loads(aq(populated, "stats", "--json").output)
+    assert data["tasks"] == 7
+    assert data["runs"] == 9
+    assert data["runs_by_state"] == {
+        "Scheduled": 4,
+        "Ready": 1,
+        "Leased": 0,
+        "Running": 1,
+        "RetryWait": 1,
+        "Suspended": 0,
+        "Completed": 1,
+        "Failed": 1,
+        "Canceled": 0,
+    }
+    assert data["paused"] is False
+    assert data["snapshot_sequence"] is None
+
+
+def test_env_var_names_the_data_dir(populated: Populated, monkeypatch) -> None:
+    monkeypatch.setenv("ACTIONQUEUE_DATA_DIR", str(populated.path))
+    assert json.loads(run_cli("stats", "--json").output)["tasks"] == 7
+
+
+def test_tasks_filters(populated: Populated) -> None:
+    rows = json.loads(aq(populated, "tasks", "--json").output)
+    assert len(rows) == 7
+    assert rows[0]["task_id"] == str(populated.done_task)  # oldest first
+    assert rows[0]["runs_by_state"] == {"Completed": 1}
+    mail = json.loads(aq(populated, "tasks", "--tag", "mail", "--json").output)
+    assert {t["handler"] for t in mail} == {"email"}
+    assert len(mail) == 2
+    rep = json.loads(aq(populated, "tasks", "--handler", "tick", "--json").output)
+    assert [t["task_id"] for t in rep] == [str(populated.repeat_task)]
+    assert rep[0]["spec"]["policy"] == {
+        "kind": "repeat",
+        "count": 3,
+        "interval_ms": 3_600_000,
+        "misfire": {"kind": "catch_up", "cap": None, "grace_ms": None},
+    }
+    assert rep[0]["spec"]["payload"] == {"base64": "eyJuIjogMX0=", "len": 8}
+    assert len(json.loads(aq(populated, "tasks", "--limit", "2", "--json").output)) == 2
+    table = aq(populated, "tasks").output
+    assert "repeat 3 x every 1h 0m" in table
+    assert "email" in table
+
+
+def test_runs_filters(populated: Populated) -> None:
+    everything = json.loads(aq(populated, "runs", "--json").output)
+    assert len(everything) == 9
+    ready = json.loads(aq(populated, "runs", "--state", "ready", "--json").output)
+    assert [r["run_id"] for r in ready] == [str(populated.blocked_run)]
+    two = json.loads(aq(populated, "runs", "--state", "running,retry-wait", "--json").output)
+    assert {r["state"] for r in two} == {"Running", "RetryWait"}
+    by_task = json.loads(
+        aq(populated, "runs", "--task", str(populated.repeat_task)[:8], "--json").output
+    )
+    assert [r["ordinal"] for r in by_task] == [0, 1, 2]
+    mail = json.loads(aq(populated, "runs", "--tag", "mail", "--json").output)
+    assert {r["state"] for r in mail} == {"Completed", "RetryWait"}
+    assert all(r["handler"] == "email" for r in mail)
+    assert len(json.loads(aq(populated, "runs", "--limit", "3", "--json").output)) == 3
+    r = aq(populated, "runs", "--state", "bogus")
+    assert r.exit_code == 2
+    assert "unknown run state" in r.output
+
+
+def test_show_run_and_task(populated: Populated) -> None:
+    r = aq(populated, "show", str(populated.retry_run))
+    assert r.exit_code == 0, r.output
+    assert "smtp down" in r.output
+    assert "RetryableFailure" in r.output
+    assert "1 of 3" in r.output
+    data = json.loads(aq(populated, "show", str(populated.retry_run)[:8], "--json").output)
+    run = data["run"]
+    assert run["run_id"] == str(populated.retry_run)
+    assert [h["to"] for h in run["history"]] == [
+        "Scheduled",
+        "Ready",
+        "Leased",
+        "Running",
+        "RetryWait",
+    ]
+    assert run["attempts"][0]["error"] == "smtp down"
+    assert run["why"]["reason"] == "backoff"
+    held = json.loads(aq(populated, "show", str(populated.holder_run), "--json").output)["run"]
+    assert held["lease"]["owner"] == "test-worker"
+    task = json.loads(aq(populated, "show", str(populated.done_task), "--json").output)["task"]
+    assert task["runs"][0]["attempts"][0]["output"] == {"base64": "c2VudA==", "len": 4}
+    assert "email" in aq(populated, "show", str(populated.done_task)).output
+
+
+def test_why_every_reason(populated: Populated) -> None:
+    def reason(run_id: object) -> dict:
+        r = aq(populated, "why", str(run_id), "--json")
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)
+
+    assert reason(populated.retry_run)["reason"] == "backoff"
+    blocked = reason(populated.blocked_run)
+    assert blocked["reason"] == "key_held"
+    assert blocked["details"] == {"key": "db", "holder": str(populated.holder_run)}
+    assert reason(populated.holder_run)["reason"] == "leased"
+    assert reason(populated.future_run)["reason"] == "scheduled"
+    assert reason(populated.done_run)["reason"] == "completed"
+    failed = reason(populated.failed_run)
+    assert failed["reason"] == "failed"
+    assert "bad input" in failed["text"]
+    text = aq(populated, "why", str(populated.blocked_run)).output
+    assert "concurrency key 'db' is held by run" in text
+
+
+def test_why_for_a_task_with_one_open_run(populated: Populated) -> None:
+    r = aq(populated, "why", str(populated.repeat_task))
+    assert r.exit_code == 2
+    assert "3 unfinished runs" in r.output
+    assert aq(populated, "why", str(populated.future_run)).exit_code == 0

@@ -1,0 +1,195 @@
+"""Hostile input at the data-directory level, and security: owner-only permissions, no
+symlinked or world-writable directories, no planted LOCK link followed, nothing from the log
+ever unpickled or executed; arbitrary bytes as WAL segments and snapshots (hypothesis) only
+ever give a clean ``ActionQueueError`` or a usable queue."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import actionqueue
+from actionqueue import errors
+from actionqueue.storage.recovery import bootstrap
+
+SOAK = os.environ.get("AQ_SOAK", "0") not in ("", "0")
+SEGMENT = "00000000000000000001.wal"
+
+
+def make_queue(data: Path, events: int = 5) -> None:
+    auth, _ = bootstrap(data)
+    for i in range(events):
+        auth.submit_wire([(10 + i % 2, 1_700_000_000_000 + i)], "immediate")
+    auth.snapshot()
+    auth.close()
+
+
+def test_files_and_directories_are_owner_only(tmp_path: Path) -> None:
+    data = tmp_path / "q"
+    make_queue(data)
+    for p in [data, *data.rglob("*")]:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        assert mode & 0o077 == 0, f"{p} has mode {mode:o}"
+
+
+def test_symlinked_data_directory_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    make_queue(real)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(errors.DataDirError, match="symbolic link") as e:
+        bootstrap(link)
+    assert e.value.path == str(link)
+    bootstrap(os.path.realpath(link))[0].close()  # the documented opt-in
+
+
+@pytest.mark.parametrize("which", ["", "wal", "snapshots"])
+def test_world_writable_directories_are_refused(tmp_path: Path, which: str) -> None:
+    data = tmp_path / "q"
+    make_queue(data)
+    (data / which).chmod(0o777)
+    with pytest.raises(errors.DataDirError, match="world-writable"):
+        bootstrap(data)
+    (data / which).chmod(0o700)
+    bootstrap(data)[0].close()
+
+
+def test_a_planted_lock_symlink_is_refused_not_followed(tmp_path: Path) -> None:
+    data = tmp_path / "q"
+    make_queue(data)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (data / "wal" / "LOCK").unlink()
+    (data / "wal" / "LOCK").symlink_to(victim)
+    with pytest.raises(errors.DataDirError, match="symbolic link"):
+        bootstrap(data)
+    assert victim.read_text() == "precious"
+
+
+def test_nothing_is_unpickled_or_executed() -> None:
+    pkg = Path(actionqueue.__file__).parent
+    banned = re.compile(
+        r"\bpickle\b|\bmarshal\b|\bshelve\b|\beval\(|\bexec\(|yaml\.load\(|__import__\("
+    )
+    hits = []
+    for src in pkg.rglob("*.py"):
+        for n, line in enumerate(src.read_text().splitlines(), 1):
+            if banned.search(line) and not line.lstrip().startswith("#"):
+                hits.append(f"{src.relative_to(pkg)}:{n}: {line.strip()}")
+    assert hits == [], "\n".join(hits)
+
+
+def test_garbage_in_the_wal_directory_names_the_file(tmp_path: Path) -> None:
+    data = tmp_path / "q"
+    make_queue(data)
+    (data / "wal" / "00000000000000000099.wal").mkdir()
+    with pytest.raises(errors.DataDirError, match="not a regular file") as e:
+        bootstrap(data)
+    assert e.value.path.endswith("00000000000000000099.wal")
+
+
+def test_a_segment_from_another_queue_is_refused(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    make_queue(a, 3)
+    make_queue(b, 3)
+    seg = sorted((a / "wal").glob("*.wal"))[-1]
+    shutil.copy(sorted((b / "wal").glob("*.wal"))[-1], (a / "wal" / "00000000000000000004.wal"))
+    with pytest.raises(errors.WalCorruptionError) as e:
+        bootstrap(a)
+    assert "another WAL" in str(e.value) or "sequence" in str(e.value)
+    assert e.value.segment.endswith(".wal")
+    assert seg.exists()
+
+
+def test_future_format_version_segment_is_refused_by_name(tmp_path: Path) -> None:
+    import crc32c
+
+    data = tmp_path / "q"
+    make_queue(data, 2)
+    seg = sorted((data / "wal").glob("*.wal"))[0]
+    b = bytearray(seg.read_bytes())
+    b[8:12] = (2).to_bytes(4, "little")
+    b[36:40] = crc32c.crc32c(bytes(b[:36])).to_bytes(4, "little")
+    seg.write_bytes(bytes(b))
+    with pytest.raises(errors.WalCorruptionError, match="unsupported format version 2") as e:
+        bootstrap(data)
+    assert e.value.segment == str(seg)
+
+
+def test_bad_snapshots_are_skipped_with_their_reason(tmp_path: Path) -> None:
+    import crc32c
+
+    data, other = tmp_path / "q", tmp_path / "other"
+    make_queue(data, 4)
+    make_queue(other, 30)
+    snaps = sorted((data / "snapshots").glob("*.aqs"))
+    # A snapshot from another (longer) queue, and a future-version one, and junk files.
+    (other_snap,) = sorted((other / "snapshots").glob("*.aqs"))[-1:]
+    shutil.copy(other_snap, data / "snapshots" / other_snap.name)
+    future = bytearray(snaps[-1].read_bytes())
+    future[8:12] = (9).to_bytes(4, "little")
+    future[36:40] = crc32c.crc32c(bytes(future[:36])).to_bytes(4, "little")
+    (data / "snapshots" / "snapshot-00000000000000000003.aqs").write_bytes(bytes(future))
+    (data / "snapshots" / "notes.txt").write_text("junk")
+    auth, report = bootstrap(data, digest=True)
+    auth.close()
+    reasons = " | ".join(s.reason for s in report.snapshots_skipped)
+    assert "newer than the log" in reasons
+    assert report.final_sequence == 4
+
+
+def _write_state(tmp: Path, segment: bytes | None, snapshot: bytes | None) -> Path:
+    data = tmp / f"d{len(list(tmp.iterdir()))}"
+    (data / "wal").mkdir(parents=True, mode=0o700)
+    (data / "snapshots").mkdir(mode=0o700)
+    data.chmod(0o700)
+    if segment is not None:
+        (data / "wal" / SEGMENT).write_bytes(segment)
+    if snapshot is not None:
+        (data / "snapshots" / "snapshot-00000000000000000001.aqs").write_bytes(snapshot)
+    return data
+
+
+CASES = [0]
+
+
+@pytest.mark.timeout(600)
+@settings(
+    max_examples=5_000 if SOAK else 60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    segment=st.one_of(
+        st.none(),
+        st.binary(max_size=400),
+        st.binary(max_size=300).map(lambda b: b"AQWALSEG" + b),
+    ),
+    snapshot=st.one_of(
+        st.none(),
+        st.binary(max_size=300),
+        st.binary(max_size=300).map(lambda b: b"AQSNAPSH" + b),
+    ),
+)
+def test_arbitrary_bytes_in_the_data_directory_give_clean_errors(
+    fast_tmp: Path, segment: bytes | None, snapshot: bytes | None
+) -> None:
+    CASES[0] += 1
+    data = _write_state(fast_tmp, segment, snapshot)
+    try:
+        auth, _ = bootstrap(data)
+    except errors.ActionQueueError:
+        return
+    auth.submit_wire([(10, 1)], "immediate")  # an opened queue works
+    auth.close()
+
+
+def test_zz_report_hypothesis_cases() -> None:
+    print(f"hypothesis: {CASES[0]} data directories of arbitrary bytes opened cleanly")

@@ -1,0 +1,199 @@
+"""Handlers and helpers shared by the runtime tests.
+
+Handlers that run in worker processes must be importable by name there: they live in this
+module (pytest puts this directory on ``sys.path``, and ``spawn``/``forkserver`` children
+inherit ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from actionqueue import ActionQueue
+from actionqueue.core.ids import AttemptId, RunId, TaskId
+from actionqueue.runtime import Fail, Retry, Suspend
+from actionqueue.runtime.context import ContextSnapshot, HandlerContext
+from actionqueue.runtime.executors import ExecutorAdapter, Job
+from actionqueue.runtime.outcomes import AttemptResult
+
+T0 = 1_700_000_000_000
+
+MakeQueue = Callable[..., ActionQueue]
+
+
+def real_storage() -> bool:
+    try:
+        importlib.import_module("actionqueue.storage.recovery.bootstrap")
+    except ImportError:
+        return False
+    return True
+
+
+needs_real_storage = pytest.mark.skipif(
+    not real_storage(), reason="needs actionqueue.storage (the Rust authority)"
+)
+
+# --- handlers (module level: picklable by reference) -----------------------------------------
+
+
+def echo(ctx: Any, payload: Any) -> Any:
+    return payload
+
+
+def getpid(ctx: Any, payload: Any) -> int:
+    return os.getpid()
+
+
+def boom(ctx: Any, payload: Any) -> None:
+    raise ValueError(f"boom {payload}")
+
+
+def key_error(ctx: Any, payload: Any) -> None:
+    raise KeyError(payload)
+
+
+def sys_exit(ctx: Any, payload: Any) -> None:
+    raise SystemExit(3)
+
+
+def keyboard_interrupt(ctx: Any, payload: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def retry_later(ctx: Any, payload: Any) -> None:
+    raise Retry(delay=payload)
+
+
+def fail_now(ctx: Any, payload: Any) -> None:
+    raise Fail("bad input")
+
+
+def suspend(ctx: Any, payload: Any) -> None:
+    raise Suspend()
+
+
+def sleep_long(ctx: Any, payload: Any) -> str:
+    time.sleep(60)
+    return "woke"
+
+
+def segfault(ctx: Any, payload: Any) -> None:
+    # A real SIGSEGV (a null read) where ctypes allows, else the signal itself.
+    try:
+        ctypes.string_at(0)
+    finally:
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def hard_exit(ctx: Any, payload: Any) -> None:
+    os._exit(7)
+
+
+def wait_cancel(ctx: Any, payload: Any) -> str:
+    """Cooperative: waits for the cancel signal (bounded), then raises Cancelled."""
+    ctx.cancelled.wait(30)
+    ctx.raise_if_cancelled()
+    return "not cancelled"
+
+
+def ctx_facts(ctx: Any, payload: Any) -> dict[str, Any]:
+    return {
+        "run_id": str(ctx.run_id),
+        "attempt": ctx.attempt,
+        "max_attempts": ctx.max_attempts,
+        "pid": os.getpid(),
+    }
+
+
+def unpicklable_result(ctx: Any, payload: Any) -> Any:
+    return threading.Lock()
+
+
+async def async_echo(ctx: Any, payload: Any) -> Any:
+    await asyncio.sleep(0)
+    return payload
+
+
+async def async_sleep_long(ctx: Any, payload: Any) -> str:
+    await asyncio.sleep(60)
+    return "woke"
+
+
+async def async_boom(ctx: Any, payload: Any) -> None:
+    await asyncio.sleep(0)
+    raise ValueError("async boom")
+
+
+# --- running one job -------------------------------------------------------------------------
+
+
+def snapshot(
+    *, attempt: int = 1, max_attempts: int = 3, timeout: float | None = None, handler: str = "h"
+) -> ContextSnapshot:
+    return ContextSnapshot(
+        str(TaskId.new()),
+        str(RunId.new()),
+        str(AttemptId.new()),
+        attempt,
+        max_attempts,
+        0,
+        None,
+        handler,
+        timeout,
+    )
+
+
+class Waiter:
+    """Collects a job's result; ``wait()`` blocks (bounded) until it arrives."""
+
+    def __init__(self) -> None:
+        self.results: list[AttemptResult] = []
+        self.event = threading.Event()
+        self.threads: list[str] = []
+
+    def __call__(self, job: Job, result: AttemptResult) -> None:
+        self.results.append(result)
+        self.threads.append(threading.current_thread().name)
+        self.event.set()
+
+    def wait(self, timeout: float = 10.0) -> AttemptResult:
+        assert self.event.wait(timeout), "the executor never reported a result"
+        return self.results[0]
+
+
+def submit(
+    ex: ExecutorAdapter,
+    fn: Any,
+    payload: Any = None,
+    *,
+    timeout: float | None = None,
+    is_async: bool | None = None,
+) -> tuple[Job, Waiter]:
+    import inspect
+
+    w = Waiter()
+    ctx = HandlerContext(snapshot(timeout=timeout), payload)
+    job = Job(
+        fn,
+        payload,
+        ctx,
+        timeout=timeout,
+        is_async=inspect.iscoroutinefunction(fn) if is_async is None else is_async,
+        on_done=w,
+    )
+    ex.submit(job)
+    return job, w
+
+
+def run(ex: ExecutorAdapter, fn: Any, payload: Any = None, **kw: Any) -> AttemptResult:
+    return submit(ex, fn, payload, **kw)[1].wait()

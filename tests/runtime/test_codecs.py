@@ -1,0 +1,89 @@
+"""Payload and output codecs; nothing from the log is unpickled by default."""
+
+from __future__ import annotations
+
+import pytest
+
+from actionqueue.errors import PayloadError, ValidationError, WrongTypeError
+from actionqueue.runtime.codecs import (
+    JSON,
+    CodecRegistry,
+    TextCodec,
+)
+
+
+def test_bytes_pass_through_and_json_is_the_default() -> None:
+    reg = CodecRegistry()
+    assert reg.encode_payload(b"\x00\x01") == (b"\x00\x01", None)
+    assert reg.encode_payload(bytearray(b"ab"), content_type="image/png") == (b"ab", "image/png")
+    assert reg.encode_payload({"a": [1, 2]}) == (b'{"a":[1,2]}', "application/json")
+    assert reg.encode_payload(None) == (b"null", "application/json")
+    assert reg.decode_payload(b"\x00", None) == b"\x00"
+    assert reg.decode_payload(b'{"a":1}', "Application/JSON") == {"a": 1}
+    assert reg.encode_payload("héllo") == ('"héllo"'.encode(), "application/json")
+
+
+def test_explicit_codec_by_object_or_content_type() -> None:
+    reg = CodecRegistry()
+    assert reg.encode_payload("hi", codec="text/plain; charset=utf-8") == (
+        b"hi",
+        "text/plain; charset=utf-8",
+    )
+    assert reg.encode_payload("hi", codec=TextCodec())[0] == b"hi"
+    with pytest.raises(PayloadError, match="no codec registered for content type 'x/y'"):
+        reg.encode_payload("hi", codec="x/y")
+
+
+def test_unencodable_value_is_a_clear_error() -> None:
+    with pytest.raises(PayloadError, match="cannot encode set"):
+        CodecRegistry().encode_payload({1, 2})
+
+
+def test_bad_json_and_unknown_content_type_on_decode() -> None:
+    reg = CodecRegistry()
+    with pytest.raises(PayloadError, match="not valid JSON"):
+        reg.decode_payload(b"{", "application/json")
+    with pytest.raises(PayloadError, match="application/x-python-pickle"):
+        reg.decode_payload(b"\x80\x04K\x01.", "application/x-python-pickle")
+
+
+def test_no_codec_that_runs_code_is_registered() -> None:
+    assert CodecRegistry().content_types() == [
+        "application/json",
+        "application/octet-stream",
+        "text/plain; charset=utf-8",
+    ]
+
+
+def test_register_refuses_silent_replacement_and_bad_codecs() -> None:
+    reg = CodecRegistry()
+
+    class Other:
+        content_type = "application/json"
+
+        def encode(self, value: object) -> bytes:
+            return b""
+
+        def decode(self, data: bytes) -> object:
+            return None
+
+    with pytest.raises(ValidationError, match="already registered"):
+        reg.register(Other())
+    reg.register(Other(), replace=True)
+    with pytest.raises(WrongTypeError):
+        reg.register(object())  # type: ignore[arg-type]
+
+
+def test_outputs_are_framed_with_their_content_type() -> None:
+    reg = CodecRegistry()
+    assert reg.encode_output(None) is None
+    assert reg.encode_output({"ok": True}) == b'application/json\n{"ok":true}'
+    assert reg.encode_output(b"raw") == b"application/octet-stream\nraw"
+    for value in ({"ok": True}, [1, "x"], 3, "s", b"\n\x00", None):
+        assert reg.decode_output(reg.encode_output(value)) == value
+    # Output not written by the runtime comes back as raw bytes.
+    assert reg.decode_output(b"plain bytes") == b"plain bytes"
+    assert reg.decode_output(b"\xff\xfe\nx") == b"\xff\xfe\nx"
+    with pytest.raises(PayloadError, match="no codec is registered"):
+        reg.decode_output(b"application/x-unknown\n...")
+    assert JSON.decode(JSON.encode([1])) == [1]

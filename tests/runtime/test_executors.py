@@ -1,0 +1,311 @@
+"""Executors: threads, asyncio, processes, any concurrent.futures executor (and Dask)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import rt_helpers as h
+
+from actionqueue.errors import ExecutorError, ValidationError, WrongTypeError
+from actionqueue.runtime.executors import (
+    AsyncioExecutor,
+    FuturesExecutor,
+    ProcessExecutor,
+    ThreadExecutor,
+    make_executor,
+)
+from actionqueue.runtime.outcomes import ResultKind
+
+# --- threads ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def threads() -> Iterator[ThreadExecutor]:
+    ex = ThreadExecutor(2)
+    ex.start()
+    yield ex
+    ex.shutdown(wait=False)
+
+
+@pytest.mark.timeout(20)
+def test_threads_return_and_raise(threads: ThreadExecutor) -> None:
+    r = h.run(threads, h.echo, {"a": 1})
+    assert (r.kind, r.value) == (ResultKind.RETURNED, {"a": 1})
+    r = h.run(threads, h.boom, 1)
+    assert r.kind is ResultKind.RAISED
+    assert r.error is not None
+    assert r.error.message == "boom 1"
+    # async def handlers run too (on a loop of their own)
+    assert h.run(threads, h.async_echo, 5).value == 5
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("fn", [h.sys_exit, h.keyboard_interrupt])
+def test_threads_survive_base_exceptions(threads: ThreadExecutor, fn: Any) -> None:
+    r = h.run(threads, fn)
+    assert r.kind is ResultKind.RAISED
+    assert r.error is not None
+    assert r.error.base_exception
+    # the pool still works, with all its threads
+    assert h.run(threads, h.echo, 1).value == 1
+    assert h.run(threads, h.echo, 2).value == 2
+
+
+@pytest.mark.timeout(20)
+def test_thread_timeout_is_cooperative_and_recorded_at_once(threads: ThreadExecutor) -> None:
+    job, w = h.submit(threads, h.wait_cancel, timeout=0.05)
+    r = w.wait()
+    assert r.kind is ResultKind.TIMED_OUT
+    assert job.context.cancelled.reason == "timeout"
+
+
+@pytest.mark.timeout(20)
+def test_a_stuck_thread_is_replaced(threads: ThreadExecutor) -> None:
+    release = threading.Event()
+
+    def stuck(ctx: Any, payload: Any) -> str:
+        release.wait(20)  # ignores the cancel signal
+        return "late"
+
+    jobs = [h.submit(threads, stuck, timeout=0.05) for _ in range(2)]
+    for _, w in jobs:
+        assert w.wait().kind is ResultKind.TIMED_OUT
+    assert threads.abandoned_threads == 2
+    # Both original threads are stuck, yet new work runs on replacements.
+    assert h.run(threads, h.echo, "fresh").value == "fresh"
+    release.set()
+    for job, w in jobs:
+        assert len(w.results) == 1  # the late return is ignored
+        assert job.result is not None
+        assert job.result.kind is ResultKind.TIMED_OUT
+
+
+@pytest.mark.timeout(20)
+def test_thread_cancel(threads: ThreadExecutor) -> None:
+    started = threading.Event()
+
+    def waits(ctx: Any, payload: Any) -> None:
+        started.set()
+        ctx.cancelled.wait(20)
+        ctx.raise_if_cancelled()
+
+    job, w = h.submit(threads, waits)
+    assert started.wait(10)
+    threads.cancel(job)
+    r = w.wait()
+    assert (r.kind, r.detail) == (ResultKind.INTERRUPTED, "canceled")
+
+
+def test_thread_executor_validation_and_shutdown() -> None:
+    with pytest.raises(ValidationError):
+        ThreadExecutor(0)
+    ex = ThreadExecutor(1)
+    ex.shutdown()
+    with pytest.raises(ExecutorError):
+        h.submit(ex, h.echo)
+
+
+# --- asyncio ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aio() -> Iterator[AsyncioExecutor]:
+    ex = AsyncioExecutor(10)
+    yield ex
+    ex.shutdown(wait=False)
+
+
+@pytest.mark.timeout(20)
+def test_asyncio_runs_async_and_sync_handlers(aio: AsyncioExecutor) -> None:
+    assert h.run(aio, h.async_echo, [1]).value == [1]
+    assert h.run(aio, h.echo, "sync").value == "sync"
+    r = h.run(aio, h.async_boom)
+    assert r.kind is ResultKind.RAISED
+    assert r.error is not None
+    assert r.error.message == "async boom"
+
+
+@pytest.mark.timeout(20)
+def test_asyncio_timeout_really_cancels_the_task(aio: AsyncioExecutor) -> None:
+    cancelled = threading.Event()
+
+    async def sleeper(ctx: Any, payload: Any) -> None:
+        import asyncio
+
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    r = h.run(aio, sleeper, timeout=0.05)
+    assert r.kind is ResultKind.TIMED_OUT
+    assert cancelled.wait(10)
+
+
+@pytest.mark.timeout(20)
+def test_asyncio_cancel(aio: AsyncioExecutor) -> None:
+    job, w = h.submit(aio, h.async_sleep_long)
+    while job.handle is None:  # the task is created on the loop thread
+        time.sleep(0.001)
+    aio.cancel(job)
+    r = w.wait()
+    assert (r.kind, r.detail) == (ResultKind.INTERRUPTED, "canceled")
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def procs() -> Iterator[ProcessExecutor]:
+    ex = ProcessExecutor(2)
+    ex.start()
+    yield ex
+    ex.shutdown(wait=False)
+
+
+@pytest.mark.timeout(60)
+def test_processes_run_in_other_processes(procs: ProcessExecutor) -> None:
+    r = h.run(procs, h.getpid)
+    assert r.kind is ResultKind.RETURNED
+    assert r.value != os.getpid()
+    facts = h.run(procs, h.ctx_facts).value
+    assert facts["attempt"] == 1
+    assert h.run(procs, h.async_echo, "a").value == "a"
+    r = h.run(procs, h.key_error, "k")
+    assert r.kind is ResultKind.RAISED
+    assert r.error is not None
+    assert "builtins.KeyError" in r.error.type_names
+
+
+@pytest.mark.timeout(60)
+def test_process_timeout_kills_the_worker_and_the_pool_recovers(procs: ProcessExecutor) -> None:
+    t0 = time.monotonic()
+    r = h.run(procs, h.sleep_long, timeout=0.3)
+    assert r.kind is ResultKind.TIMED_OUT
+    assert time.monotonic() - t0 < 2
+    assert h.run(procs, h.echo, "after").value == "after"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("fn", "needle"), [(h.segfault, "SIGSEGV"), (h.hard_exit, "code 7")])
+def test_a_dying_worker_fails_the_attempt_only(
+    procs: ProcessExecutor, fn: Any, needle: str
+) -> None:
+    before = procs.started_processes
+    r = h.run(procs, fn)
+    assert r.kind is ResultKind.CRASHED
+    assert needle in (r.detail or "")
+    assert h.run(procs, h.echo, "still here").value == "still here"
+    assert procs.started_processes > before
+
+
+@pytest.mark.timeout(60)
+def test_process_cancel_kills(procs: ProcessExecutor) -> None:
+    job, w = h.submit(procs, h.sleep_long)
+    while job.handle is None:
+        time.sleep(0.005)
+    procs.cancel(job)
+    r = w.wait()
+    assert (r.kind, r.detail) == (ResultKind.INTERRUPTED, "canceled")
+
+
+@pytest.mark.timeout(60)
+def test_unshippable_handlers_and_results_are_clear_failures(procs: ProcessExecutor) -> None:
+    r = h.run(procs, lambda ctx, p: 1)
+    assert r.kind is ResultKind.RAISED
+    assert r.error is not None
+    assert r.error.control == "fail"
+    assert "module level" in r.error.message
+    r = h.run(procs, h.unpicklable_result)
+    assert r.kind is ResultKind.RAISED
+    assert r.error is not None
+    assert "cannot be sent back" in r.error.message
+
+
+def test_process_executor_refuses_fork() -> None:
+    with pytest.raises(ValidationError, match="fork"):
+        ProcessExecutor(1, mp_context="fork")
+
+
+# --- concurrent.futures and Dask -------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_a_thread_pool_executor_gets_the_live_context() -> None:
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        ex = FuturesExecutor(pool)
+        assert (ex.max_workers, ex.remote) == (2, False)
+        assert h.run(ex, h.echo, 1).value == 1
+        _, w = h.submit(ex, h.wait_cancel, timeout=0.05)
+        assert w.wait().kind is ResultKind.TIMED_OUT
+
+
+@pytest.mark.timeout(60)
+def test_a_process_pool_executor_runs_remote() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        ex = FuturesExecutor(pool)
+        assert ex.remote
+        assert h.run(ex, h.getpid).value != os.getpid()
+        r = h.run(ex, h.boom, 2)
+        assert r.kind is ResultKind.RAISED
+
+
+@pytest.mark.timeout(30)
+def test_a_future_failing_outside_the_handler_is_lost() -> None:
+    class Broken(concurrent.futures.Executor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+            f: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            f.set_exception(ConnectionError("worker gone"))
+            return f
+
+    r = h.run(FuturesExecutor(Broken(), max_workers=1), h.echo)
+    assert r.kind is ResultKind.LOST
+    assert "worker gone" in (r.detail or "")
+
+
+def test_make_executor() -> None:
+    assert make_executor("threads", 3).max_workers == 3
+    assert make_executor("asyncio").name == "asyncio"
+    assert make_executor("processes", 1).name == "processes"
+    ex = ThreadExecutor(1)
+    assert make_executor(ex) is ex
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert make_executor(pool).name == "futures"
+    with pytest.raises(ValidationError, match="'threads', 'asyncio'"):
+        make_executor("gpu")
+    with pytest.raises(WrongTypeError):
+        make_executor(42)
+
+
+@pytest.mark.timeout(120)
+def test_dask_client_executes_on_worker_processes() -> None:
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        ex = make_executor(client)
+        assert (ex.name, ex.max_workers, ex.remote) == ("dask", 2, True)
+        pids = {h.run(ex, h.getpid).value for _ in range(4)}
+        assert os.getpid() not in pids
+        r = h.run(ex, h.boom, 3)
+        assert r.kind is ResultKind.RAISED
+        assert r.error is not None
+        assert r.error.message == "boom 3"
+        # callbacks arrive off the caller's thread; the runtime records them on its own threads
+        assert not ex.inline_completion

@@ -1,0 +1,76 @@
+"""In-process metrics and the Prometheus exposition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from actionqueue.runtime.metrics import Metrics
+
+
+def _filled() -> Metrics:
+    m = Metrics()
+    m.inc("submitted_total", handler="a")
+    m.inc("submitted_total", 2, handler="b")
+    m.set_gauge("in_flight", 3)
+    for v in (0.001, 0.002, 0.2):
+        m.observe("attempt_duration_seconds", v, handler="a", outcome="Success")
+    m.add_collector(lambda: [("runs", "gauge", {"state": "Ready"}, 7)])
+    return m
+
+
+def test_counters_gauges_histograms() -> None:
+    m = _filled()
+    assert m.value("submitted_total", handler="b") == 2
+    assert m.total("submitted_total") == 3
+    assert m.value("in_flight") == 3
+    assert m.value("runs", state="Ready") == 7
+    h = m.histogram("attempt_duration_seconds")
+    assert h is not None
+    assert h.n == 3
+    assert h.quantile(0.5) == 0.0025
+    snap = m.snapshot()
+    assert snap["attempt_duration_seconds"]["handler=a,outcome=Success"]["count"] == 3
+
+
+def test_broken_collector_does_not_break_scrapes() -> None:
+    m = Metrics()
+
+    def broken() -> list[Any]:
+        raise RuntimeError("closed")
+
+    m.add_collector(broken)
+    assert m.snapshot() == {}
+    m.prometheus_text()
+
+
+def _check_text(text: str) -> None:
+    assert 'actionqueue_submitted_total{handler="b"} 2.0' in text
+    assert "# TYPE actionqueue_attempt_duration_seconds histogram" in text
+    assert 'actionqueue_runs{state="Ready"} 7.0' in text
+    assert "actionqueue_in_flight 3.0" in text
+    assert 'le="+Inf"' in text
+
+
+def test_prometheus_text_with_prometheus_client() -> None:
+    pytest.importorskip("prometheus_client")
+    text = _filled().prometheus_text()
+    _check_text(text)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert "actionqueue_submitted" in names
+
+
+def test_builtin_renderer_has_the_same_format() -> None:
+    m = _filled()
+    m.inc("errors_total", kind='quote"d\n')
+    text = m._render_builtin()
+    _check_text(text)
+    assert 'kind="quote\\"d\\n"' in text
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        return
+    assert list(text_string_to_metric_families(text))

@@ -1,0 +1,107 @@
+"""Exception -> outcome mapping."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import actionqueue as aq
+from actionqueue.core.run.attempt import AttemptOutcome as O
+from actionqueue.core.task.constraints import RetryOn
+from actionqueue.runtime.codecs import CodecRegistry
+from actionqueue.runtime.outcomes import AttemptResult, ErrorInfo, ResultKind, interpret
+
+REG = CodecRegistry()
+DEFAULT = RetryOn()
+
+
+def _raise(exc: BaseException) -> AttemptResult:
+    try:
+        raise exc
+    except BaseException as e:
+        return AttemptResult.raised(e)
+
+
+class Outer:
+    class Inner(Exception):
+        pass
+
+
+def test_return_is_success_with_framed_output() -> None:
+    v = interpret(AttemptResult.returned({"a": 1}), DEFAULT, REG)
+    assert v.outcome is O.SUCCESS
+    assert v.output == b'application/json\n{"a":1}'
+    assert interpret(AttemptResult.returned(None), DEFAULT, REG).output is None
+
+
+def test_unencodable_return_is_terminal() -> None:
+    v = interpret(AttemptResult.returned(object()), DEFAULT, REG)
+    assert v.outcome is O.TERMINAL_FAILURE
+    assert "could not be encoded" in (v.error or "")
+
+
+def test_exceptions_are_retryable_by_default_with_type_message_and_traceback() -> None:
+    v = interpret(_raise(ValueError("bad value 42")), DEFAULT, REG)
+    assert v.outcome is O.RETRYABLE_FAILURE
+    assert v.error is not None
+    assert v.error.startswith("ValueError: bad value 42")
+    assert "Traceback" in v.error
+
+
+@pytest.mark.parametrize(
+    ("listed", "exc"),
+    [
+        ([KeyError], KeyError("k")),
+        ([LookupError], KeyError("k")),  # a base class
+        (["builtins.KeyError"], KeyError("k")),
+        (["KeyError"], KeyError("k")),  # bare name
+        ([Outer.Inner], Outer.Inner("x")),
+    ],
+)
+def test_terminal_exceptions(listed: list[object], exc: BaseException) -> None:
+    ro = RetryOn(terminal_errors=listed)  # type: ignore[arg-type]
+    assert interpret(_raise(exc), ro, REG).outcome is O.TERMINAL_FAILURE
+    # ...and the same rule as the core's RetryOn.is_terminal
+    assert ro.is_terminal(exc)
+
+
+def test_control_signals() -> None:
+    v = interpret(_raise(aq.Retry(delay=2)), DEFAULT, REG)
+    assert (v.outcome, v.retry_delay_ms) == (O.RETRYABLE_FAILURE, 2_000)
+    v = interpret(_raise(aq.Fail("bad input")), DEFAULT, REG)
+    assert (v.outcome, v.error) == (O.TERMINAL_FAILURE, "Fail: bad input")
+    assert interpret(_raise(aq.Suspend()), DEFAULT, REG).outcome is O.SUSPENDED
+    assert interpret(_raise(aq.Cancelled("timeout")), DEFAULT, REG).outcome is O.TIMEOUT
+    shut = interpret(_raise(aq.Cancelled("shutdown")), DEFAULT, REG)
+    assert shut.release
+
+
+def test_base_exceptions_are_failures_not_crashes() -> None:
+    for exc in (SystemExit(3), KeyboardInterrupt(), GeneratorExit()):
+        r = _raise(exc)
+        assert r.error is not None
+        assert r.error.base_exception
+        assert interpret(r, DEFAULT, REG).outcome is O.RETRYABLE_FAILURE
+
+
+def test_executor_level_results() -> None:
+    v = interpret(AttemptResult(ResultKind.TIMED_OUT), DEFAULT, REG, timeout_s=1.5)
+    assert (v.outcome, v.error) == (O.TIMEOUT, "attempt timed out after 1.5 s")
+    v = interpret(AttemptResult(ResultKind.CRASHED, detail="killed by SIGSEGV"), DEFAULT, REG)
+    assert v.outcome is O.RETRYABLE_FAILURE
+    assert "SIGSEGV" in (v.error or "")
+    assert interpret(AttemptResult(ResultKind.LOST, detail="x"), DEFAULT, REG).outcome is O.LOST
+    v = interpret(AttemptResult(ResultKind.INTERRUPTED, detail="shutdown"), DEFAULT, REG)
+    assert v.release
+
+
+def test_error_info_pickles_and_survives_broken_str() -> None:
+    class Weird(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    info = ErrorInfo.from_exception(Weird())
+    assert "unprintable" in info.message
+    info2 = pickle.loads(pickle.dumps(ErrorInfo.from_exception(KeyError("x"))))
+    assert "builtins.LookupError" in info2.type_names

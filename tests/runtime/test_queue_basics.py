@@ -1,0 +1,418 @@
+"""End to end through ActionQueue: policies on a ManualClock, results, outcomes, control."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from rt_helpers import T0, MakeQueue
+
+import actionqueue as aq
+from actionqueue import RunState
+from actionqueue.core.run.attempt import AttemptOutcome
+from actionqueue.engine import ManualClock
+from actionqueue.errors import (
+    NotFoundError,
+    RunCanceledError,
+    RunFailedError,
+    ValidationError,
+    WaitTimeoutError,
+    WrongTypeError,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_once_result_and_json_payload(make_queue: MakeQueue, clock: ManualClock) -> None:
+    q = make_queue(clock=clock)
+
+    @q.handler("add")
+    def add(ctx: Any, payload: dict[str, int]) -> int:
+        return payload["a"] + payload["b"]
+
+    tid = q.submit("add", {"a": 2, "b": 3})
+    assert q.run_until_idle() == 1
+    assert q.result(tid) == 5
+    (run,) = q.runs(tid)
+    assert run.state is RunState.COMPLETED
+    assert run.attempts[0].outcome is AttemptOutcome.SUCCESS
+    assert q.stats()["runs"]["Completed"] == 1
+
+
+def test_bytes_payloads_pass_through(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.register("rev", lambda ctx, p: p[::-1])
+    tid = q.submit("rev", b"\x00\x01\x02")
+    assert q.result(tid, timeout=10) == b"\x02\x01\x00"
+
+
+def test_repeat_and_delay_through_a_manual_clock(make_queue: MakeQueue, clock: ManualClock) -> None:
+    q = make_queue(clock=clock)
+    seen: list[tuple[int, int]] = []
+    q.register("tick", lambda ctx, p: seen.append((ctx.scheduled_at, clock.now())))
+    q.submit("tick", policy=aq.every(60, count=3), delay=10)
+    assert q.run_until_idle() == 0  # nothing due yet: honest
+    assert q.run_until_idle(advance_clock=True) == 3
+    due = [T0 + 10_000 + k * 60_000 for k in range(3)]
+    assert seen == [(t, t) for t in due]
+    assert clock.now() == due[-1]
+
+
+def test_cron_with_max_time(make_queue: MakeQueue, clock: ManualClock) -> None:
+    q = make_queue(clock=clock)
+    seen: list[int] = []
+    q.register("cron", lambda ctx, p: seen.append(ctx.scheduled_at))
+    tid = q.submit("cron", policy=aq.RunPolicy.cron("*/5 * * * *"))
+    q.run_until_idle(advance_clock=True, max_time=timedelta(minutes=30))
+    assert len(seen) == 6
+    assert all(b - a == 300_000 for a, b in itertools.pairwise(seen))
+    with pytest.raises(WaitTimeoutError):
+        q.wait(tid, timeout=0.05)  # an endless cron never finishes
+
+
+def test_at_takes_an_aware_datetime(make_queue: MakeQueue, clock: ManualClock) -> None:
+    from datetime import datetime, timezone
+
+    q = make_queue(clock=clock)
+    q.register("h", lambda ctx, p: ctx.scheduled_at)
+    when = datetime.fromtimestamp(T0 / 1000 + 3600, tz=timezone.utc)
+    tid = q.submit("h", at=when)
+    q.run_until_idle(advance_clock=True)
+    assert q.result(tid) == T0 + 3_600_000
+    with pytest.raises(ValidationError, match="not both"):
+        q.submit("h", at=when, delay=1)
+
+
+def test_retries_with_backoff_then_success(make_queue: MakeQueue, clock: ManualClock) -> None:
+    q = make_queue(clock=clock)
+    calls: list[int] = []
+
+    @q.handler("flaky", max_attempts=4, backoff=aq.exponential(1, 60))
+    def flaky(ctx: Any, payload: Any) -> str:
+        calls.append(clock.now())
+        if ctx.attempt < 3:
+            raise ConnectionError("try again")
+        return "ok"
+
+    tid = q.submit("flaky")
+    q.run_until_idle()
+    assert len(calls) == 1  # the retry waits for its backoff
+    q.run_until_idle(advance_clock=True)
+    assert q.result(tid) == "ok"
+    assert [b - a for a, b in itertools.pairwise(calls)] == [1_000, 2_000]
+    (run,) = q.runs(tid)
+    assert [a.outcome for a in run.attempts] == [
+        AttemptOutcome.RETRYABLE_FAILURE,
+        AttemptOutcome.RETRYABLE_FAILURE,
+        AttemptOutcome.SUCCESS,
+    ]
+    assert run.attempts[0].error is not None
+    assert run.attempts[0].error.startswith("ConnectionError: try again")
+
+
+def test_retry_cap_and_failure_result(make_queue: MakeQueue, clock: ManualClock) -> None:
+    q = make_queue(clock=clock)
+    q.register("bad", lambda ctx, p: 1 / 0, max_attempts=2)
+    tid = q.submit("bad")
+    q.run_until_idle(advance_clock=True)
+    (run,) = q.runs(tid)
+    assert run.state is RunState.FAILED
+    assert run.attempt_count == 2
+    with pytest.raises(RunFailedError, match="ZeroDivisionError") as info:
+        q.result(tid)
+    assert "Traceback" in (info.value.error or "")
+
+
+def test_control_signals(make_queue: MakeQueue, clock: ManualClock) -> None:
+    q = make_queue(clock=clock)
+
+    def retry(ctx: Any, p: Any) -> str:
+        if ctx.attempt == 1:
+            raise aq.Retry(delay=30)
+        return "second"
+
+    q.register("retry", retry, max_attempts=2)
+    q.register("fail", lambda ctx, p: (_ for _ in ()).throw(aq.Fail("bad input")), max_attempts=5)
+    suspended = {"n": 0}
+
+    def park(ctx: Any, p: Any) -> str:
+        suspended["n"] += 1
+        if suspended["n"] == 1:
+            raise aq.Suspend()
+        return "resumed"
+
+    q.register("park", park)
+    t_retry = q.submit("retry")
+    t_fail = q.submit("fail")
+    t_park = q.submit("park")
+    q.run_until_idle()
+    (r,) = q.runs(t_retry)
+    assert r.state is RunState.RETRY_WAIT
+    assert r.not_before == T0 + 30_000
+    (f,) = q.runs(t_fail)
+    assert f.state is RunState.FAILED
+    assert f.attempt_count == 1
+    assert f.attempts[0].error == "Fail: bad input"
+    (p,) = q.runs(t_park)
+    assert p.state is RunState.SUSPENDED
+    assert p.attempt_count == 0  # a Suspended attempt does not count
+    q.retry_now(p.run_id)
+    q.run_until_idle(advance_clock=True)
+    assert q.result(t_retry) == "second"
+    assert q.result(t_park) == "resumed"
+
+
+def test_terminal_exceptions_fail_at_once(make_queue: MakeQueue) -> None:
+    q = make_queue()
+
+    @q.handler("strict", max_attempts=5, terminal=[KeyError])
+    def strict(ctx: Any, p: Any) -> None:
+        raise KeyError("missing")
+
+    tid = q.submit("strict")
+    q.run_until_idle()
+    (run,) = q.runs(tid)
+    assert (run.state, run.attempt_count) == (RunState.FAILED, 1)
+    assert run.attempts[0].outcome is AttemptOutcome.TERMINAL_FAILURE
+
+
+def test_base_exceptions_in_handlers_do_not_stop_the_queue(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.register("exit", lambda ctx, p: (_ for _ in ()).throw(SystemExit(1)))
+    q.register("kbd", lambda ctx, p: (_ for _ in ()).throw(KeyboardInterrupt()))
+    q.register("ok", lambda ctx, p: "fine")
+    a, b, c = q.submit("exit"), q.submit("kbd"), q.submit("ok")
+    q.run_until_idle()
+    assert q.runs(a)[0].state is RunState.FAILED
+    assert "SystemExit" in (q.runs(a)[0].attempts[0].error or "")
+    assert q.runs(b)[0].state is RunState.FAILED
+    assert q.result(c) == "fine"
+
+
+def test_unknown_handler_fails_the_run_clearly(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.register("known", lambda ctx, p: None)
+    tid = q.submit("nobody_home", {"x": 1})
+    q.run_until_idle()
+    (run,) = q.runs(tid)
+    assert run.state is RunState.FAILED
+    err = run.attempts[0].error or ""
+    assert err.startswith("UnknownHandlerError: no handler is registered under 'nobody_home'")
+    assert "'known'" in err
+
+
+def test_undecodable_payload_fails_the_run(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.register("h", lambda ctx, p: p)
+    tid = q.submit("h", b"\x80not json", content_type="application/json")
+    q.run_until_idle()
+    (run,) = q.runs(tid)
+    assert run.state is RunState.FAILED
+    assert "could not be decoded" in (run.attempts[0].error or "")
+
+
+def test_submit_argument_errors(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.register("h", lambda ctx, p: None)
+    with pytest.raises(ValidationError):
+        q.submit("")
+    with pytest.raises(WrongTypeError, match="unknown option"):
+        q.submit("h", max_atempts=3)
+    with pytest.raises(WrongTypeError, match="RunPolicy"):
+        q.submit("h", policy="daily")  # type: ignore[arg-type]
+    with pytest.raises(aq.errors.PayloadError, match="cannot encode"):
+        q.submit("h", object())
+    with pytest.raises(ValidationError, match="delay must be >= 0"):
+        q.submit("h", delay=-1)
+
+
+def test_dedupe_key_returns_the_live_task(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.register("h", lambda ctx, p: p)
+    a = q.submit("h", 1, dedupe_key="k")
+    assert q.submit("h", 2, dedupe_key="k") == a
+    q.run_until_idle()
+    assert q.result(a) == 1
+    assert q.submit("h", 3, dedupe_key="k") != a  # the first one finished
+
+
+def test_priorities_order_dispatch(make_queue: MakeQueue, clock: ManualClock) -> None:
+    q = make_queue(clock=clock, max_workers=1)
+    order: list[int] = []
+    q.register("p", lambda ctx, p: order.append(p))
+    q.pause()
+    for prio in (0, 5, -3, 10, 5):
+        q.submit("p", prio, priority=prio)
+    assert q.run_until_idle() == 0  # paused: nothing runnable
+    q.resume()
+    q.run_until_idle()
+    assert order == [10, 5, 5, 0, -3]
+
+
+def test_pause_resume_and_durable_pause_state(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.register("h", lambda ctx, p: p)
+    assert q.pause()
+    assert not q.pause()
+    tid = q.submit("h", 1)
+    q.run_until_idle()
+    # paused: not even promoted (paused time counts as downtime for misfire policies)
+    assert q.runs(tid)[0].state is RunState.SCHEDULED
+    assert q.paused
+    assert q.resume()
+    assert q.result(tid) == 1
+
+
+def test_cancel_a_running_thread_handler(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    started = threading.Event()
+    saw_cancel = threading.Event()
+
+    @q.handler("long")
+    def long(ctx: Any, p: Any) -> str:
+        started.set()
+        if ctx.cancelled.wait(20):
+            saw_cancel.set()
+        ctx.raise_if_cancelled()
+        return "finished"
+
+    q.start()
+    tid = q.submit("long")
+    assert started.wait(10)
+    q.cancel(tid)
+    assert saw_cancel.wait(10)
+    q.wait(tid, timeout=10)
+    (run,) = q.runs(tid)
+    assert run.state is RunState.CANCELED
+    assert run.attempts[0].outcome is AttemptOutcome.CANCELED
+    with pytest.raises(RunCanceledError):
+        q.result(tid)
+    assert q.stop(drain=True, timeout=10)
+
+
+def test_cancel_by_run_id_and_unknown_ids(make_queue: MakeQueue, clock: ManualClock) -> None:
+    q = make_queue(clock=clock)
+    q.register("h", lambda ctx, p: p)
+    tid = q.submit("h", 1, delay=60)
+    (run,) = q.runs(tid)
+    q.cancel(str(run.run_id))
+    assert q.get_run(run.run_id).state is RunState.CANCELED  # type: ignore[union-attr]
+    with pytest.raises(NotFoundError):
+        q.cancel("00000000-0000-4000-8000-000000000001")
+
+
+def test_thread_timeout_is_cooperative(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    released = threading.Event()
+
+    @q.handler("slow", timeout=0.05, max_attempts=1)
+    def slow(ctx: Any, p: Any) -> str:
+        ctx.cancelled.wait(20)
+        released.set()
+        return "late"
+
+    tid = q.submit("slow")
+    q.run_until_idle(timeout=20)
+    assert released.wait(10)
+    (run,) = q.runs(tid)
+    assert run.state is RunState.FAILED
+    assert run.attempts[0].outcome is AttemptOutcome.TIMEOUT
+    assert "timed out after 0.05 s" in (run.attempts[0].error or "")
+
+
+def test_context_facts_and_progress(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    gate = threading.Event()
+    facts: dict[str, Any] = {}
+
+    @q.handler("facts", max_attempts=3, timeout=60)
+    def facts_h(ctx: Any, p: Any) -> None:
+        facts.update(
+            run=ctx.run_id,
+            task=ctx.task_id,
+            attempt=ctx.attempt,
+            max=ctx.max_attempts,
+            deadline=ctx.deadline,
+        )
+        ctx.report_progress(0.5)
+        ctx.heartbeat()
+        gate.wait(10)
+
+    q.start()
+    tid = q.submit("facts", tags=["x"])
+    while "run" not in facts:
+        q._dispatcher.wait_in_flight(0.01)
+    assert q.progress(facts["run"]) == 0.5
+    gate.set()
+    q.wait(tid, timeout=10)
+    assert facts["task"] == tid
+    assert (facts["attempt"], facts["max"]) == (1, 3)
+    assert facts["deadline"] is not None
+
+
+def test_background_loop_and_wait(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.register("sq", lambda ctx, p: p * p)
+    q.start()
+    ids = [q.submit("sq", i) for i in range(20)]
+    assert [q.result(t, timeout=10) for t in ids] == [i * i for i in range(20)]
+    q.run_until_idle(timeout=10)  # waits for the background loop to be idle
+    assert q.stats()["in_flight"] == 0
+    assert q.stop()
+    assert not q.running
+
+
+def test_wait_drives_the_queue_when_nothing_else_does(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.register("h", lambda ctx, p: "done")
+    assert q.result(q.submit("h"), timeout=10) == "done"
+
+
+def test_metrics_and_stats(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.register("ok", lambda ctx, p: None)
+    q.register("bad", lambda ctx, p: 1 / 0)
+    for _ in range(3):
+        q.submit("ok")
+    q.submit("bad")
+    q.run_until_idle()
+    m = q.metrics
+    assert m.value("submitted_total", handler="ok") == 3
+    assert m.value("outcomes_total", handler="ok", outcome="Success") == 3
+    assert m.value("outcomes_total", handler="bad", outcome="RetryableFailure") == 1
+    assert m.value("runs", state="Completed") == 3
+    text = m.prometheus_text()
+    assert 'actionqueue_runs{state="Failed"} 1.0' in text
+    stats = q.stats()
+    assert set(stats["runs"]) == {s.label for s in RunState}
+    assert stats["runs"]["Suspended"] == 0
+
+
+def test_asyncio_submit_and_await(make_queue: MakeQueue) -> None:
+    import asyncio
+
+    q = make_queue(executor="asyncio")
+
+    @q.handler("aecho")
+    async def aecho(ctx: Any, p: Any) -> Any:
+        await asyncio.sleep(0)
+        return p
+
+    async def main() -> Any:
+        q.start()
+        tid = await q.asubmit("aecho", {"v": 1})
+        await q.await_task(tid, timeout=10)
+        return await q.aresult(tid)
+
+    assert asyncio.run(main()) == {"v": 1}
+
+
+def test_closed_queue_refuses_calls(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.close()
+    q.close()  # idempotent
+    with pytest.raises(aq.errors.ClosedError):
+        q.submit("h")

@@ -1,0 +1,121 @@
+"""End to end with the asyncio, process and Dask executors: enforced timeouts, crashes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import pytest
+import rt_helpers as h
+from rt_helpers import MakeQueue
+
+from actionqueue import RunState
+from actionqueue.core.run.attempt import AttemptOutcome
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_asyncio_timeout_is_enforced(make_queue: MakeQueue) -> None:
+    import asyncio
+
+    q = make_queue(executor="asyncio")
+    cancelled = threading.Event()
+
+    @q.handler("sleepy", timeout=0.05, max_attempts=2)
+    async def sleepy(ctx: Any, p: Any) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    tid = q.submit("sleepy")
+    q.run_until_idle(timeout=20)
+    (run,) = q.runs(tid)
+    assert run.state is RunState.FAILED
+    assert [a.outcome for a in run.attempts] == [AttemptOutcome.TIMEOUT] * 2
+    assert cancelled.wait(5)
+
+
+def test_asyncio_cancel_of_a_running_task(make_queue: MakeQueue) -> None:
+    import asyncio
+
+    q = make_queue(executor="asyncio")
+    started = threading.Event()
+
+    @q.handler("forever")
+    async def forever(ctx: Any, p: Any) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    q.start()
+    tid = q.submit("forever")
+    assert started.wait(10)
+    q.cancel(tid)
+    q.wait(tid, timeout=10)
+    assert q.runs(tid)[0].state is RunState.CANCELED
+    assert q.stop(timeout=10)
+
+
+def test_processes_timeout_kill_crash_and_keep_going(make_queue: MakeQueue) -> None:
+    q = make_queue(executor="processes", max_workers=2)
+    q.register("pid", h.getpid)
+    q.register("sleep", h.sleep_long, timeout=0.3)
+    q.register("segv", h.segfault, max_attempts=2)
+    t_pid = q.submit("pid")
+    t_sleep = q.submit("sleep")
+    t_segv = q.submit("segv")
+    q.run_until_idle(timeout=60)
+    assert q.result(t_pid) != os.getpid()
+    (s,) = q.runs(t_sleep)
+    assert (s.state, s.attempts[0].outcome) == (RunState.FAILED, AttemptOutcome.TIMEOUT)
+    (c,) = q.runs(t_segv)
+    assert c.state is RunState.FAILED
+    assert [a.outcome for a in c.attempts] == [AttemptOutcome.RETRYABLE_FAILURE] * 2
+    assert "worker process died: killed by SIGSEGV" in (c.attempts[0].error or "")
+    # the pool was replaced; the queue keeps going
+    assert q.result(q.submit("pid"), timeout=30) != os.getpid()
+
+
+def test_processes_cancel_kills_the_worker(make_queue: MakeQueue) -> None:
+    q = make_queue(executor="processes", max_workers=1)
+    q.register("sleep", h.sleep_long)
+    q.start()
+    tid = q.submit("sleep")
+    while not q._dispatcher.inflight:
+        q._dispatcher.wait_in_flight(0)
+        threading.Event().wait(0.01)
+    q.cancel(tid)
+    q.wait(tid, timeout=30)
+    assert q.runs(tid)[0].state is RunState.CANCELED
+    q.register("echo", h.echo)
+    assert q.result(q.submit("echo", 1), timeout=30) == 1
+
+
+def test_dask_local_cluster_runs_handlers_on_worker_processes(make_queue: MakeQueue) -> None:
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        q = make_queue(executor=client)
+        q.register("pid", h.getpid)
+        q.register("boom", h.boom, max_attempts=2)
+        ids = q.submit_many("pid", range(6))
+        bad = q.submit("boom", 1)
+        q.run_until_idle(timeout=60)
+        pids = {q.result(t) for t in ids}
+        assert os.getpid() not in pids
+        (run,) = q.runs(bad)
+        assert run.state is RunState.FAILED
+        assert [a.outcome for a in run.attempts] == [AttemptOutcome.RETRYABLE_FAILURE] * 2
+        assert "ValueError: boom 1" in (run.attempts[0].error or "")
+        assert q.metrics.value("outcomes_total", handler="pid", outcome="Success") == 6
+        q.close()

@@ -1,0 +1,164 @@
+"""start/stop/close with work in flight, KeyboardInterrupt, run_forever + SIGTERM, reopen."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rt_helpers import MakeQueue, needs_real_storage
+
+import actionqueue as aq
+from actionqueue import RunState
+from actionqueue.core.run.attempt import AttemptOutcome
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_stop_without_drain_gives_runs_back(make_queue: MakeQueue) -> None:
+    q = make_queue(max_workers=2)
+    started = threading.Semaphore(0)
+
+    @q.handler("long", max_attempts=1)
+    def long(ctx: Any, p: Any) -> None:
+        started.release()
+        ctx.cancelled.wait(30)
+        ctx.raise_if_cancelled()
+
+    q.start()
+    tids = [q.submit("long") for _ in range(2)]
+    for _ in range(2):
+        assert started.acquire(timeout=10)
+    assert q.stop(drain=False, timeout=10)
+    for t in tids:
+        (run,) = q.runs(t)
+        # given back without using the only attempt: Ready again, attempt count 0
+        assert run.state is RunState.READY, run
+        assert run.attempt_count == 0
+        assert run.attempts[-1].outcome is AttemptOutcome.SUSPENDED
+
+
+def test_stop_with_drain_waits_for_in_flight(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    started = threading.Event()
+    release = threading.Event()
+
+    @q.handler("h")
+    def h(ctx: Any, p: Any) -> str:
+        started.set()
+        release.wait(10)
+        return "done"
+
+    q.start()
+    tid = q.submit("h")
+    assert started.wait(10)
+    threading.Timer(0.05, release.set).start()
+    assert q.stop(drain=True, timeout=10)
+    assert q.result(tid) == "done"
+
+
+def test_close_with_a_stuck_handler_releases_its_run(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    started = threading.Event()
+    never = threading.Event()
+
+    @q.handler("stuck")
+    def stuck(ctx: Any, p: Any) -> None:
+        started.set()
+        never.wait(30)  # ignores every signal
+
+    q.start()
+    tid = q.submit("stuck")
+    assert started.wait(10)
+    auth, engine = q.authority, q.engine
+    q.close(drain=True, timeout=0.2)
+    never.set()
+    if hasattr(auth, "runs_for_task") and not getattr(auth, "closed", False):
+        (run,) = engine.runs_for_task(tid)
+        assert run.state is RunState.READY
+
+
+def test_keyboard_interrupt_in_the_driving_thread_propagates(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    started = threading.Event()
+    release = threading.Event()
+
+    @q.handler("h")
+    def h(ctx: Any, p: Any) -> str:
+        started.set()
+        release.wait(10)
+        return "recorded later"
+
+    tid = q.submit("h")
+
+    def interrupt() -> None:
+        started.wait(10)
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered to the main thread
+
+    threading.Thread(target=interrupt).start()
+    with pytest.raises(KeyboardInterrupt):
+        q.run_until_idle(timeout=20)
+    # The handler kept running in its worker thread; its outcome is still recorded.
+    release.set()
+    assert q.result(tid, timeout=10) == "recorded later"
+
+
+def test_handler_exceptions_never_hang_the_background_loop(make_queue: MakeQueue) -> None:
+    q = make_queue(max_workers=2)
+    q.register("exit", lambda ctx, p: (_ for _ in ()).throw(SystemExit(2)))
+    q.register("ok", lambda ctx, p: p)
+    q.start()
+    bad = [q.submit("exit") for _ in range(5)]
+    good = q.submit("ok", 42)
+    assert q.result(good, timeout=10) == 42
+    for t in bad:
+        q.wait(t, timeout=10)
+    assert q.running
+
+
+@needs_real_storage
+def test_reopen_keeps_results_and_pause(tmp_path: Path) -> None:
+    with aq.ActionQueue.open(tmp_path) as q:
+        q.register("h", lambda ctx, p: {"v": p})
+        tid = q.submit("h", 7)
+        q.run_until_idle()
+        q.pause()
+    with aq.ActionQueue.open(tmp_path) as q:
+        assert q.result(tid, timeout=5) == {"v": 7}
+        assert q.paused
+    with pytest.raises(aq.errors.DataDirLockedError), aq.ActionQueue.open(tmp_path):
+        aq.ActionQueue.open(tmp_path)
+
+
+@needs_real_storage
+def test_run_forever_drains_on_sigterm(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("run_forever_child.py")),
+            str(tmp_path / "d"),
+            str(ready),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():  # orchestration: signal once the handler is running
+            assert time.monotonic() < deadline, "the child never ran its handler"
+            assert child.poll() is None, child.communicate()
+            time.sleep(0.01)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err.decode()
+    assert out.decode().strip() == "drained 1"

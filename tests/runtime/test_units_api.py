@@ -1,0 +1,67 @@
+"""Facade units (numbers are seconds) and the control-flow helpers."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import actionqueue as aq
+from actionqueue.errors import ValidationError, WrongTypeError
+from actionqueue.runtime.units import instant_to_ms, opt_seconds_to_ms, seconds_to_ms
+
+
+def test_numbers_are_seconds_at_the_facade() -> None:
+    assert seconds_to_ms(30) == 30_000
+    assert seconds_to_ms(0.25) == 250
+    assert seconds_to_ms(timedelta(milliseconds=1500)) == 1500
+    assert opt_seconds_to_ms(None) is None
+
+
+@pytest.mark.parametrize("bad", [True, "3", [1]])
+def test_durations_refuse_other_types(bad: object) -> None:
+    with pytest.raises(WrongTypeError, match="seconds"):
+        seconds_to_ms(bad)  # type: ignore[arg-type]
+
+
+def test_duration_refuses_datetime_and_nan() -> None:
+    with pytest.raises(ValidationError, match="datetime"):
+        seconds_to_ms(datetime.now(timezone.utc))  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="finite"):
+        seconds_to_ms(float("nan"))
+
+
+def test_instants() -> None:
+    dt = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert instant_to_ms(dt) == 1_704_067_200_000
+    assert instant_to_ms(1_704_067_200) == 1_704_067_200_000
+    assert instant_to_ms(1_704_067_200.5) == 1_704_067_200_500
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        instant_to_ms(datetime(2024, 1, 1))
+
+
+def test_backoff_helpers_take_seconds() -> None:
+    b = aq.exponential(1, 60, jitter=0.1)
+    assert (b.base_ms, b.cap_ms) == (1_000, 60_000)
+    assert aq.fixed(2).delay_ms == 2_000
+    assert aq.fixed(timedelta(milliseconds=5)).delay_ms == 5
+    with pytest.raises(ValidationError, match=r"backoff base must be > 0 seconds, got 0"):
+        aq.exponential(0, 1)
+    with pytest.raises(ValidationError, match="backoff delay must be >= 0 seconds"):
+        aq.fixed(-1)
+
+
+def test_control_exceptions_pickle() -> None:
+    r = pickle.loads(pickle.dumps(aq.Retry(delay=1.5, reason="later")))
+    assert (r.delay_ms, r.reason) == (1500, "later")
+    f = pickle.loads(pickle.dumps(aq.Fail("nope")))
+    assert f.reason == "nope"
+    c = pickle.loads(pickle.dumps(aq.Cancelled("timeout")))
+    assert c.reason == "timeout"
+    assert isinstance(aq.Suspend(), aq.runtime.api.HandlerSignal)
+
+
+def test_retry_rejects_negative_delay() -> None:
+    with pytest.raises(ValidationError, match="Retry delay"):
+        aq.Retry(delay=-1)
