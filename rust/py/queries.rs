@@ -303,6 +303,17 @@ macro_rules! pyclass_queries {
                 $crate::py::queries::Holder::with(self, py, |p| p.next_lease_expiry())
             }
 
+            /// `(work_due, paused)` at `now` in one call (the dispatch hot path): whether a
+            /// Scheduled run or retry is due or a lease has expired (`next_due() <= now` or
+            /// `next_lease_expiry() <= now`), and whether the engine is paused.
+            fn dispatch_state(&self, py: Python<'_>, now: i64) -> PyResult<(bool, bool)> {
+                $crate::py::queries::Holder::with(self, py, move |p| {
+                    let due = p.next_due().is_some_and(|t| t <= now)
+                        || p.next_lease_expiry().is_some_and(|t| t <= now);
+                    (due, p.is_paused())
+                })
+            }
+
             /// Scheduled runs due at `now`, earliest first.
             fn due_scheduled<'py>(&self, py: Python<'py>, now: i64, limit: usize) -> PyResult<Bound<'py, PyList>> {
                 $crate::py::queries::due(self, py, 0, now, limit)

@@ -658,8 +658,49 @@ def _lifecycle(durability_name: str) -> Callable[[RunContext], Sample]:
     return run
 
 
+def _latency(durability_name: str) -> Callable[[RunContext], Sample]:
+    """Submit -> handler start on an idle queue (background dispatch loop running): one task
+    at a time; the latency column is the delay from ``submit()`` being called to the
+    handler's first line."""
+
+    def run(ctx: RunContext) -> Sample:
+        import threading
+
+        facade = _facade()
+        if facade is None:
+            raise Unavailable("actionqueue.ActionQueue (issue 6) is absent")
+        durability = _durability(durability_name)
+        q = facade.open(str(ctx.workdir / "aq"), durability=durability)
+        started: list[int] = []
+        ran = threading.Event()
+        clock = time.perf_counter_ns
+
+        def handler(_ctx: object, _payload: object) -> None:
+            started.append(clock())
+            ran.set()
+
+        try:
+            q.handler("bench-latency")(handler)
+            q.start()
+            latencies: list[int] = []
+            calls = min(ctx.ops, 300)
+            begin = clock()
+            for _ in range(calls):
+                ran.clear()
+                t = clock()
+                q.submit("bench-latency", ctx.payload)
+                if not ran.wait(10):
+                    raise RuntimeError("the handler did not start within 10 s")
+                latencies.append(started[-1] - t)
+            return Sample(calls, (clock() - begin) / 1e9, latencies)
+        finally:
+            _close(q)
+
+    return run
+
+
 def _runtime_workloads() -> list[Workload]:
-    return [
+    out = [
         Workload(
             name=f"ours-runtime-{name.lower()}.lifecycle",
             system=OURS_RUNTIME,
@@ -674,6 +715,22 @@ def _runtime_workloads() -> list[Workload]:
             ("IMMEDIATE", Durability.GROUP_COMMIT, SizeClass.DURABLE),
         )
     ]
+    out += [
+        Workload(
+            name=f"ours-runtime-{name.lower()}.latency",
+            system=OURS_RUNTIME,
+            kind="latency",
+            durability=durability,
+            run=_latency(name),
+            size=SizeClass.DURABLE,
+            note="submit -> handler start, one task at a time, background loop (q.start())",
+        )
+        for name, durability in (
+            ("DEFERRED", Durability.OS_BUFFERED),
+            ("IMMEDIATE", Durability.GROUP_COMMIT),
+        )
+    ]
+    return out
 
 
 def workloads() -> list[Workload]:

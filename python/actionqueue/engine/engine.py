@@ -36,7 +36,7 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -288,6 +288,10 @@ class Engine:
         self._counts: dict[bytes, int] = {}
         # Runs created after this sequence were created by this engine: unknown means 0 attempts.
         self._boot_seq = authority.latest_sequence
+        # Optional one-call ``(work_due, paused)`` peek (the storage authority has it).
+        self._dispatch_state: Callable[[int], tuple[bool, bool]] | None = getattr(
+            authority, "dispatch_state", None
+        )
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -603,12 +607,19 @@ class Engine:
         dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
         auth = self._auth
         with self._lock:
-            # Promote only when something is due: two index peeks instead of three scans.
-            nd = auth.next_due()
-            nl = auth.next_lease_expiry()
-            if (nd is not None and nd <= t) or (nl is not None and nl <= t):
+            # Promote only when something is due: index peeks instead of scans, in one call
+            # into the core when the authority offers it.
+            peek = self._dispatch_state
+            if peek is not None:
+                due, paused = peek(t)
+            else:
+                nd = auth.next_due()
+                nl = auth.next_lease_expiry()
+                due = (nd is not None and nd <= t) or (nl is not None and nl <= t)
+                paused = auth.is_paused
+            if due:
                 self._tick(t)
-            if limit == 0 or auth.is_paused:
+            if limit == 0 or paused:
                 return []
             if self._selector is None:
                 cands = auth.ready_candidates(limit)
