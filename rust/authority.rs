@@ -199,6 +199,30 @@ impl Authority {
         self.make_durable(appended, durability)
     }
 
+    /// [`submit`](Self::submit) with Deferred durability when the lock is free right now and
+    /// no automatic snapshot is due; `None` otherwise (nothing done). Lets the binding keep the
+    /// GIL for a short uncontended submit — on an event-loop thread, releasing it mid-submit
+    /// hands it to the completer thread and costs a GIL round trip per commit — and release it
+    /// for anything that may block (a held lock, a snapshot).
+    pub fn try_submit_deferred(
+        &self,
+        expected_first: Option<u64>,
+        events: &[Event],
+    ) -> Option<Result<Appended>> {
+        let mut g = match self.inner.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let due = self.opts.snapshot_every > 0
+            && self.snapshot_dir.is_some()
+            && g.stats.events_since_snapshot + events.len() as u64 >= self.opts.snapshot_every;
+        if due {
+            return None;
+        }
+        Some(self.submit_locked(&mut g, expected_first, events))
+    }
+
     /// Submits a Prune of terminal runs whose last change is before `before` (and of finished
     /// tasks left empty); returns what it removed.
     pub fn prune(

@@ -227,12 +227,14 @@ pyclass_queries!(PyAuthority, {
         resolve: Py<PyAny>,
     ) -> PyResult<Option<(u64, u64)>> {
         let events = events_from_wire(events)?;
-        let a = py
-            .detach(|| {
+        let a = match self.inner.try_submit_deferred(expected_first, &events) {
+            Some(r) => r,
+            None => py.detach(|| {
                 self.inner
                     .submit(expected_first, &events, Durability::Deferred)
-            })
-            .map_err(to_py)?;
+            }),
+        }
+        .map_err(to_py)?;
         if !immediate || self.inner.wal().synced_sequence() >= a.last_seq {
             return Ok(Some((a.first_seq, a.last_seq)));
         }
