@@ -227,6 +227,10 @@ pyclass_queries!(PyAuthority, {
         resolve: Py<PyAny>,
     ) -> PyResult<Option<(u64, u64)>> {
         let events = events_from_wire(events)?;
+        // The loop thread keeps the GIL for an uncontended write (one record into the page
+        // cache): releasing it would hand it to the completer mid-submit, a GIL round trip per
+        // commit. A held lock or a due snapshot goes through `detach` as usual. (The blocking
+        // `submit` always releases it: there, other threads may have better use for it.)
         let a = match self.inner.try_submit_deferred(expected_first, &events) {
             Some(r) => r,
             None => py.detach(|| {
