@@ -238,7 +238,7 @@ impl P {
         self.err(&[e])
     }
 
-    pub fn run(&self, r: Id) -> &crate::state::Run {
+    pub fn run(&self, r: Id) -> std::borrow::Cow<'_, crate::state::Run> {
         self.0.run(&r).unwrap()
     }
 

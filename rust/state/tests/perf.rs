@@ -88,7 +88,7 @@ fn perf_snapshot_with_a_million_finished_runs() {
     assert_eq!(p.count(S::Completed), 1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
-    let f = crate::snapshot::write_atomic(dir.path(), &p).unwrap();
+    let f = crate::snapshot::write_atomic(dir.path(), &mut p).unwrap();
     let write = t0.elapsed();
     let size = std::fs::metadata(&f.path).unwrap().len();
     let t0 = Instant::now();
@@ -99,11 +99,11 @@ fn perf_snapshot_with_a_million_finished_runs() {
     let p = q;
     let bytes = std::fs::read(&f.path).unwrap();
     let t0 = Instant::now();
-    let (img, _): (crate::state::image::Image, _) =
+    let (img, _): (crate::state::image::HotImage, _) =
         postcard::take_from_bytes(&bytes[crate::snapshot::HEADER_LEN..]).unwrap();
     let dec = t0.elapsed();
     let t0 = Instant::now();
-    let q = Projection::from_image(img).unwrap();
+    let q = Projection::from_parts(img, None).unwrap();
     println!(
         "  phases: postcard decode {:.3} s, rebuild {:.3} s",
         dec.as_secs_f64(),
@@ -131,14 +131,14 @@ fn perf_phases() {
         p.apply(*seq, evs).unwrap();
     }
     let t0 = Instant::now();
-    let bytes = crate::snapshot::encode(&p).unwrap();
+    let bytes = crate::snapshot::encode(&mut p).unwrap();
     println!("encode {:.3}", t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
-    let (img, _): (crate::state::image::Image, _) =
+    let (img, _): (crate::state::image::HotImage, _) =
         postcard::take_from_bytes(&bytes[crate::snapshot::HEADER_LEN..]).unwrap();
     println!("postcard decode {:.3}", t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
-    let q = Projection::from_image(img).unwrap();
+    let q = Projection::from_parts(img, None).unwrap();
     println!("from_image {:.3}", t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
     drop(q);
