@@ -17,24 +17,26 @@ impl Projection {
     /// O(hot records): after the first call, what finished since the previous one plus what
     /// is live. Returns how many records moved.
     pub(crate) fn freeze(&mut self) -> Result<usize> {
-        let mut run_ids: Vec<Id> = self
+        let mut runs: Vec<(u64, Id)> = self
             .runs
             .values()
             .filter(|r| r.state.is_terminal())
-            .map(|r| r.id)
+            .map(|r| (r.created_seq, r.id))
             .collect();
-        let mut task_ids: Vec<Id> = self
+        let mut tasks: Vec<(u64, Id)> = self
             .tasks
             .values()
             .filter(|t| t.finished_at.is_some())
-            .map(|t| t.id())
+            .map(|t| (t.created_seq, t.id()))
             .collect();
-        if run_ids.is_empty() && task_ids.is_empty() {
+        if runs.is_empty() && tasks.is_empty() {
             return Ok(0);
         }
         // Creation order inside a segment: the digest then sorts almost-sorted input.
-        run_ids.sort_unstable_by_key(|id| self.runs.get(id).map_or(0, |r| r.created_seq));
-        task_ids.sort_unstable_by_key(|id| self.tasks.get(id).map_or(0, |t| t.created_seq));
+        runs.sort_unstable();
+        tasks.sort_unstable();
+        let run_ids: Vec<Id> = runs.into_iter().map(|x| x.1).collect();
+        let task_ids: Vec<Id> = tasks.into_iter().map(|x| x.1).collect();
         let seg = {
             let runs: Vec<_> = run_ids.iter().filter_map(|id| self.runs.get(id)).collect();
             let tasks: Vec<_> = task_ids

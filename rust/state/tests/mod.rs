@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod atomic;
+mod cold;
 pub mod gen;
 mod keys;
 mod leases;
