@@ -261,6 +261,10 @@ pub(crate) struct Loaded {
     pub of_hot: Vec<(Id, u32, Id)>,
 }
 
+/// What [`Cold::add`] checks records against when loading a snapshot: the image sequence
+/// and whether an id is a hot task.
+pub(crate) type LoadCheck<'a> = (u64, &'a dyn Fn(&Id) -> bool);
+
 /// The cold store.
 #[derive(Debug, Default)]
 pub(crate) struct Cold {
@@ -391,7 +395,7 @@ impl Cold {
     pub fn add(
         &mut self,
         seg: Seg,
-        load: Option<(u64, &dyn Fn(&Id) -> bool)>,
+        load: Option<LoadCheck<'_>>,
     ) -> Result<Loaded, String> {
         let seg_no = u32::try_from(self.slots.len()).map_err(|_| "too many segments")?;
         let mut out = Loaded::default();
