@@ -220,7 +220,11 @@ class HandlerRegistry:
         hold_policy: HoldPolicy | str | None = None,
     ) -> RegisteredHandler:
         """Register ``fn`` under ``name`` with these task defaults; returns the entry."""
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str):
+            raise WrongTypeError(
+                f"a handler name must be a str, got {type(name).__name__} {name!r:.80}"
+            )
+        if not name.strip():
             raise ValidationError(f"a handler name must be a non-empty str, got {name!r}")
         if not callable(fn):
             raise WrongTypeError(f"handler {name!r} must be callable, got {fn!r}")

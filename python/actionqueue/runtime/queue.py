@@ -378,10 +378,13 @@ class ActionQueue:
         overrides: dict[str, Any],
         allow_unregistered: bool | None = None,
     ) -> TaskSpec:
-        if not isinstance(handler, str) or not handler:
-            raise ValidationError(
-                f"handler must be a non-empty str naming a handler, got {handler!r:.80}"
+        if not isinstance(handler, str):
+            raise WrongTypeError(
+                f"handler must be a str naming a handler, got {type(handler).__name__} "
+                f"{handler!r:.80}"
             )
+        if not handler.strip():
+            raise ValidationError(f"handler must be a non-empty str, got {handler!r}")
         reg = self.handlers.find(handler)
         if reg is None:
             allow = self.allow_unregistered if allow_unregistered is None else allow_unregistered
@@ -419,7 +422,10 @@ class ActionQueue:
         if at is not None and delay is not None:
             raise ValidationError("give either at= or delay=, not both")
         if at is not None:
-            return instant_to_ms(at, "at")
+            ms = instant_to_ms(at, "at")
+            if ms < 0:
+                raise ValidationError(f"at must not be before the epoch (1970), got {at!r}")
+            return ms
         if delay is not None:
             ms = seconds_to_ms(delay, "delay")
             if ms < 0:
