@@ -24,9 +24,11 @@
 //! returns [`CoreError::Failed`] naming the first cause. Memory is never allowed to diverge
 //! silently from the log; reopening (recovery) rebuilds it from the log.
 //!
-//! Snapshots are written under the mutex, so writers wait for them (a 1M-run snapshot takes
-//! on the order of a second); moving the encoding off the lock needs a persistent (copy-on-
-//! write) projection and is left for later.
+//! Snapshots: only the capture runs under the mutex ([`snapshot::Capture::take`]: freeze what
+//! finished since the previous snapshot into the cold store, encode the live records, share
+//! the cold segments), O(records changed since the previous snapshot + live records). Flush,
+//! write, fsync and checkpoint run after the mutex is released, serialized by their own
+//! mutex, so submitters are not stopped for the file I/O.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
@@ -75,6 +77,8 @@ pub struct SnapshotInfo {
     pub sequence: u64,
     pub bytes: u64,
     pub millis: u64,
+    /// Of `millis`, the microseconds spent holding the authority's lock (the capture).
+    pub locked_micros: u64,
     /// WAL segments deleted by the checkpoint that followed.
     pub segments_removed: usize,
     /// Older snapshot files deleted.
@@ -100,6 +104,24 @@ struct Inner {
     failed: Option<String>,
     closed: bool,
     stats: AuthorityStats,
+    /// An automatic snapshot captured by a submit, written once that submit has released
+    /// the lock.
+    pending: Option<SnapJob>,
+}
+
+/// A captured snapshot waiting to be written.
+struct SnapJob {
+    cap: snapshot::Capture,
+    started: Instant,
+    locked_micros: u64,
+}
+
+/// How writing a snapshot failed.
+enum SnapError {
+    /// The log could not be flushed: the authority fails.
+    Fatal(CoreError),
+    /// The snapshot or checkpoint failed; the log is intact.
+    Soft(CoreError),
 }
 
 /// The storage-owned mutation authority. All methods take `&self` and are thread-safe.
@@ -108,6 +130,8 @@ pub struct Authority {
     snapshot_dir: Option<PathBuf>,
     opts: AuthorityOptions,
     inner: Mutex<Inner>,
+    /// Serializes snapshot writers (taken without `inner` held, or after it at close).
+    writer: Mutex<()>,
 }
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -167,7 +191,9 @@ impl Authority {
                 failed: None,
                 closed: false,
                 stats: AuthorityStats::default(),
+                pending: None,
             }),
+            writer: Mutex::new(()),
         })
     }
 
@@ -192,10 +218,12 @@ impl Authority {
         events: &[Event],
         durability: Durability,
     ) -> Result<Appended> {
-        let appended = {
+        let (appended, job) = {
             let mut g = lock(&self.inner);
-            self.submit_locked(&mut g, expected_first, events)?
+            let a = self.submit_locked(&mut g, expected_first, events)?;
+            (a, g.pending.take())
         };
+        self.write_pending(job);
         self.make_durable(appended, durability)
     }
 
@@ -231,11 +259,12 @@ impl Authority {
         at: Millis,
         durability: Durability,
     ) -> Result<(Appended, PruneStats)> {
-        let (appended, stats) = {
+        let (appended, stats, job) = {
             let mut g = lock(&self.inner);
             let a = self.submit_locked(&mut g, None, &[Event::Prune { before, at }])?;
-            (a, g.p.last_prune())
+            (a, g.p.last_prune(), g.pending.take())
         };
+        self.write_pending(job);
         Ok((self.make_durable(appended, durability)?, stats))
     }
 
@@ -248,15 +277,16 @@ impl Authority {
         at: Millis,
         durability: Durability,
     ) -> Result<Option<(Appended, PruneStats, Millis)>> {
-        let (appended, stats, before) = {
+        let (appended, stats, before, job) = {
             let mut g = lock(&self.inner);
             self.usable(&mut g)?;
             let Some(before) = g.p.prune_cutoff_keeping(keep) else {
                 return Ok(None);
             };
             let a = self.submit_locked(&mut g, None, &[Event::Prune { before, at }])?;
-            (a, g.p.last_prune(), before)
+            (a, g.p.last_prune(), before, g.pending.take())
         };
+        self.write_pending(job);
         Ok(Some((
             self.make_durable(appended, durability)?,
             stats,
@@ -332,9 +362,9 @@ impl Authority {
         {
             // The submit succeeded whatever happens here: a snapshot problem is recorded and
             // retried at the next interval (the log is intact, recovery just replays more).
-            match self.snapshot_locked(g) {
-                Ok(_) => {}
-                Err(e) if g.failed.is_some() => return Err(e),
+            // The file is written by the caller once the lock is released (`write_pending`).
+            match Self::capture(g) {
+                Ok(job) => g.pending = Some(job),
                 Err(e) => {
                     g.stats.last_snapshot_error = Some(e.to_string());
                     g.stats.events_since_snapshot = 0;
@@ -444,45 +474,94 @@ impl Authority {
 
     /// Takes a snapshot now (and checkpoints). `None` without a snapshot directory.
     pub fn snapshot(&self) -> Result<Option<SnapshotInfo>> {
+        let job = {
+            let mut g = lock(&self.inner);
+            self.usable(&mut g)?;
+            if self.snapshot_dir.is_none() {
+                return Ok(None);
+            }
+            Self::capture(&mut g)?
+        };
+        let res = self.write_job(job);
         let mut g = lock(&self.inner);
-        self.usable(&mut g)?;
-        if self.snapshot_dir.is_none() {
-            return Ok(None);
-        }
-        self.snapshot_locked(&mut g).map(Some)
+        self.record(&mut g, res).map(Some)
     }
 
-    /// Flush, snapshot, checkpoint. The flush comes first so the snapshot never covers a
-    /// record the log could still lose: a checkpoint may then delete the segments before it.
-    fn snapshot_locked(&self, g: &mut Inner) -> Result<SnapshotInfo> {
-        let dir = self
-            .snapshot_dir
-            .as_deref()
-            .ok_or_else(|| CoreError::InvalidArgument("no snapshot directory".into()))?;
-        if let Err(e) = self.wal.flush() {
-            return Err(Self::fail(g, e));
-        }
+    /// Captures a snapshot under the lock (the only part of a snapshot that stops writers).
+    fn capture(g: &mut Inner) -> Result<SnapJob> {
         let started = Instant::now();
-        let file = snapshot::write_atomic(dir, &g.p)?;
-        let bytes = std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0);
-        let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        g.stats.snapshots += 1;
+        let cap = snapshot::Capture::take(&mut g.p)?;
         g.stats.events_since_snapshot = 0;
+        Ok(SnapJob {
+            cap,
+            started,
+            locked_micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Writes an automatic snapshot a submit captured (errors are recorded in the stats).
+    fn write_pending(&self, job: Option<SnapJob>) {
+        if let Some(job) = job {
+            let res = self.write_job(job);
+            let mut g = lock(&self.inner);
+            let _ = self.record(&mut g, res);
+        }
+    }
+
+    /// Flush, write, checkpoint; without the authority's lock. The flush comes first so the
+    /// snapshot never covers a record the log could still lose (it syncs everything appended,
+    /// which includes everything captured): a checkpoint may then delete the segments before
+    /// it.
+    fn write_job(&self, job: SnapJob) -> std::result::Result<SnapshotInfo, SnapError> {
+        let dir = self.snapshot_dir.as_deref().ok_or_else(|| {
+            SnapError::Soft(CoreError::InvalidArgument("no snapshot directory".into()))
+        })?;
+        let _w = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.wal.flush().map_err(SnapError::Fatal)?;
+        let (file, bytes) = snapshot::write_capture(dir, &job.cap).map_err(SnapError::Soft)?;
+        let millis = u64::try_from(job.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut info = SnapshotInfo {
             path: file.path,
             sequence: file.sequence,
             bytes,
             millis,
+            locked_micros: job.locked_micros,
             segments_removed: 0,
             snapshots_removed: 0,
         };
-        g.stats.last_snapshot = Some(info.clone());
-        let (segments, snapshots) = self.checkpoint(dir)?;
-        info.segments_removed = segments;
-        info.snapshots_removed = snapshots;
-        g.stats.last_snapshot = Some(info.clone());
-        g.stats.last_snapshot_error = None;
-        Ok(info)
+        // The snapshot is durable: a checkpoint failure leaves it valid (and is reported).
+        match self.checkpoint(dir) {
+            Ok((segments, snapshots)) => {
+                info.segments_removed = segments;
+                info.snapshots_removed = snapshots;
+                Ok(info)
+            }
+            Err(e) => Err(SnapError::Soft(e)),
+        }
+    }
+
+    /// Records a snapshot's outcome in the stats (and fails the authority on a flush error).
+    fn record(
+        &self,
+        g: &mut Inner,
+        res: std::result::Result<SnapshotInfo, SnapError>,
+    ) -> Result<SnapshotInfo> {
+        match res {
+            Ok(info) => {
+                g.stats.snapshots += 1;
+                g.stats.last_snapshot = Some(info.clone());
+                g.stats.last_snapshot_error = None;
+                Ok(info)
+            }
+            Err(SnapError::Fatal(e)) => Err(Self::fail(g, e)),
+            Err(SnapError::Soft(e)) => {
+                g.stats.last_snapshot_error = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// Keeps the newest `keep_snapshots` snapshots and deletes the WAL segments wholly before
@@ -519,8 +598,14 @@ impl Authority {
             && g.stats.events_since_snapshot > 0
         {
             // A failed snapshot at close loses nothing (the log is complete); report it after
-            // the log is closed properly.
-            if let Err(e) = self.snapshot_locked(&mut g) {
+            // the log is closed properly. (Lock order: `inner` then `writer`; writers never
+            // take `inner` while holding `writer`.)
+            let res = Self::capture(&mut g).map(|job| self.write_job(job));
+            let res = match res {
+                Ok(r) => self.record(&mut g, r),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
                 result = Err(e);
             }
         }

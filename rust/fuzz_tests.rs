@@ -531,7 +531,7 @@ fn fuzz_snapshot_decoder() {
             .wrapping_add(1442695040888963407);
         d.step(((x >> 33) as u8, (x >> 41) as u16, (x >> 20) as u16));
     }
-    let valid = snapshot::encode(&d.p).unwrap();
+    let valid = snapshot::encode(&mut d.p).unwrap();
     let seq = d.p.latest_sequence();
     fuzz(
         "snapshot decoder (mutated, re-checksummed)",
@@ -554,13 +554,21 @@ fn fuzz_snapshot_decoder() {
                 b.extend_from_slice(&body);
                 b
             };
-            if let Ok(p) = snapshot::decode(&bytes, 1 << 24) {
+            if let Ok(mut p) = snapshot::decode(&bytes, 1 << 24) {
                 prop_assert!(fix || body == valid[snapshot::HEADER_LEN..]);
-                // An accepted snapshot is internally consistent and re-encodes stably.
-                prop_assert!(p.debug_check_indexes().is_ok());
-                let again = snapshot::encode(&p).unwrap();
-                let q = snapshot::decode(&again, 1 << 24).unwrap();
-                prop_assert_eq!(p.state_digest(), q.state_digest());
+                // With its CRC intact only the original body loads, and it is consistent. A
+                // *forged* body (mutated, then re-checksummed) may load: cold records are
+                // validated lazily (docs/DESIGN.md, "Cold store"), so only "no panic" holds
+                // for it — and if it is consistent, it must re-encode stably.
+                let consistent = p.debug_check_indexes().is_ok();
+                prop_assert!(fix || consistent);
+                if consistent {
+                    let again = snapshot::encode(&mut p).unwrap();
+                    let q = snapshot::decode(&again, 1 << 24).unwrap();
+                    prop_assert_eq!(p.state_digest(), q.state_digest());
+                } else {
+                    let _ = snapshot::encode(&mut p);
+                }
             }
             Ok(())
         },
@@ -593,23 +601,31 @@ fn snapshot_with_runs_out_of_creation_order_is_refused() {
             .wrapping_add(1442695040888963407);
         d.step(((x >> 33) as u8, (x >> 41) as u16, (x >> 20) as u16));
     }
-    let valid = snapshot::encode(&d.p).unwrap();
-    let (mut img, _): (crate::state::image::Image, _) =
-        postcard::take_from_bytes(&valid[snapshot::HEADER_LEN..]).unwrap();
+    // The hot image as the reducer holds it (nothing frozen yet: every run is hot), followed
+    // by an empty cold section, so the test controls the order of every record.
+    let hot = postcard::to_allocvec(&d.p.hot_image()).unwrap();
+    let mut img: crate::state::image::HotImage = postcard::from_bytes(&hot).unwrap();
+    let empty = snapshot::encode(&mut crate::state::Projection::new()).unwrap();
+    let (_, empty_cold): (crate::state::image::HotImage, _) =
+        postcard::take_from_bytes(&empty[snapshot::HEADER_LEN..]).unwrap();
+    let empty_cold = empty_cold.to_vec();
     // Two runs of different tasks, swapped: each task's ordinals stay in order.
     let i = img
         .runs
         .iter()
         .position(|r| r.task_id != img.runs[0].task_id)
         .unwrap();
-    let encode = |img: &crate::state::image::Image| {
-        postcard::to_allocvec(&crate::state::image::ImageRef {
+    let encode = |img: &crate::state::image::HotImage| {
+        let mut body = postcard::to_allocvec(&crate::state::image::HotImageRef {
             sequence: img.sequence,
             paused_at: img.paused_at,
             tasks: img.tasks.iter().collect(),
             runs: img.runs.iter().collect(),
+            task_runs: img.task_runs.iter().map(Vec::as_slice).collect(),
         })
-        .unwrap()
+        .unwrap();
+        body.extend_from_slice(&empty_cold);
+        body
     };
     assert!(snapshot::decode(&with_body(&encode(&img), img.sequence), 1 << 24).is_ok());
     img.runs.swap(0, i);
@@ -618,6 +634,7 @@ fn snapshot_with_runs_out_of_creation_order_is_refused() {
     assert!(err.to_string().contains("creation order"), "{err}");
     img.runs.swap(0, i);
     img.tasks.swap(0, 1);
+    img.task_runs.swap(0, 1);
     let body = encode(&img);
     let err = snapshot::decode(&with_body(&body, img.sequence), 1 << 24).unwrap_err();
     assert!(err.to_string().contains("creation order"), "{err}");

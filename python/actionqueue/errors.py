@@ -31,6 +31,7 @@ __all__ = [
     "PayloadError",
     "RecordTooLargeError",
     "RecoveryError",
+    "ReentrantCallError",
     "RunCanceledError",
     "RunFailedError",
     "SequenceError",
@@ -182,6 +183,12 @@ class ClosedError(ActionQueueError):
 
 class ExecutorError(ActionQueueError):
     """An executor could not run a handler (shut down, misconfigured, broken pool)."""
+
+
+class ReentrantCallError(ActionQueueError, RuntimeError):
+    """A call from inside a handler that would wait for that handler to finish (e.g.
+    ``run_until_idle()``, ``stop()``, ``close()``, or ``wait()`` on its own run): refused
+    instead of deadlocking. The message names the call and the handler's run."""
 
 
 class RunFailedError(ActionQueueError):

@@ -51,6 +51,7 @@ fn snapshot_dict<'py>(py: Python<'py>, s: &SnapshotInfo) -> PyResult<Bound<'py, 
     d.set_item("millis", s.millis)?;
     d.set_item("segments_removed", s.segments_removed)?;
     d.set_item("snapshots_removed", s.snapshots_removed)?;
+    d.set_item("locked_micros", s.locked_micros)?;
     Ok(d)
 }
 

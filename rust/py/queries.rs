@@ -106,7 +106,7 @@ fn task_out(p: &Projection, id: &Id) -> Option<TaskOut> {
     let t = p.task(id)?;
     let last_scheduled_at = t.runs.last().and_then(|r| p.run(r)).map(|r| r.scheduled_at);
     Some(TaskOut {
-        task: t.clone(),
+        task: t.into_owned(),
         last_scheduled_at,
     })
 }
@@ -138,7 +138,7 @@ fn runs_to_py<'py>(py: Python<'py>, runs: &[Run]) -> PyResult<Bound<'py, PyList>
 
 fn collect_runs(p: &Projection, ids: impl Iterator<Item = Id>, limit: usize) -> Vec<Run> {
     ids.take(limit)
-        .filter_map(|id| p.run(&id).cloned())
+        .filter_map(|id| p.run(&id).map(std::borrow::Cow::into_owned))
         .collect()
 }
 
@@ -159,7 +159,7 @@ pub(crate) fn get_run<'py>(
     run_id: &[u8],
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let id = parse_id(run_id, "run_id")?;
-    h.with(py, |p| p.run(&id).cloned())?
+    h.with(py, |p| p.run(&id).map(std::borrow::Cow::into_owned))?
         .map(|r| run_to_py(py, &r))
         .transpose()
 }

@@ -1,13 +1,13 @@
 //! Snapshot files: atomic write, listing, loading the newest valid one, removing old ones.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CoreError, Result};
 use crate::state::Projection;
 
-use super::{decode, encode, HEADER_LEN};
+use super::{decode_owned, Capture, HEADER_LEN};
 
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".aqs";
@@ -39,15 +39,21 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| CoreError::io("fsync directory", dir, e))
 }
 
-/// Writes the projection's snapshot into `dir`: temp file, write, fsync, rename, fsync the
-/// directory. A crash at any point leaves either the old set of snapshots or the new file
-/// complete (a leftover `.tmp` is ignored by [`list`] and removed by [`remove_older`]).
-pub fn write_atomic(dir: &Path, p: &Projection) -> Result<SnapshotFile> {
-    let bytes = encode(p)?;
-    let sequence = p.latest_sequence();
+/// Writes the projection's snapshot into `dir` ([`Capture::take`] then [`write_capture`]).
+pub fn write_atomic(dir: &Path, p: &mut Projection) -> Result<SnapshotFile> {
+    let cap = Capture::take(p)?;
+    write_capture(dir, &cap).map(|(f, _)| f)
+}
+
+/// Writes a captured snapshot into `dir`: temp file, write, fsync, rename, fsync the
+/// directory; returns the file and its size. A crash at any point leaves either the old set
+/// of snapshots or the new file complete (a leftover `.tmp` is ignored by [`list`] and
+/// removed by [`remove_older`]).
+pub fn write_capture(dir: &Path, cap: &Capture) -> Result<(SnapshotFile, u64)> {
+    let sequence = cap.sequence();
     let path = dir.join(file_name(sequence));
     let tmp = dir.join(format!("{PREFIX}{sequence:020}{TMP_SUFFIX}"));
-    {
+    let size = {
         // A leftover temp file (crash mid-write) is replaced; `create_new` (O_EXCL) never
         // follows a symbolic link planted under the temp name, and the mode is owner-only.
         use std::os::unix::fs::OpenOptionsExt;
@@ -63,13 +69,15 @@ pub fn write_atomic(dir: &Path, p: &Projection) -> Result<SnapshotFile> {
             .mode(crate::fsguard::FILE_MODE)
             .open(&tmp)
             .map_err(|e| CoreError::io("create", &tmp, e))?;
-        f.write_all(&bytes)
+        let size = cap
+            .write_to(&mut f)
             .map_err(|e| CoreError::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| CoreError::io("fsync", &tmp, e))?;
-    }
+        size
+    };
     fs::rename(&tmp, &path).map_err(|e| CoreError::io("rename", &path, e))?;
     sync_dir(dir)?;
-    Ok(SnapshotFile { path, sequence })
+    Ok((SnapshotFile { path, sequence }, size))
 }
 
 /// Snapshot files in `dir`, newest (highest sequence) first. Other files are ignored.
@@ -109,7 +117,7 @@ pub fn load_file(path: &Path, max_body: u64) -> Result<Projection> {
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     f.read_to_end(&mut bytes)
         .map_err(|e| CoreError::io("read", path, e))?;
-    decode(&bytes, max_body).map_err(|r| corrupt(r.to_string()))
+    decode_owned(bytes, max_body).map_err(|r| corrupt(r.to_string()))
 }
 
 /// What [`load_newest`] found.

@@ -4,17 +4,22 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic  "AQSNAPSH"
-//! 8       4     format version (u32 LE), currently 1
+//! 8       4     format version (u32 LE), currently 2
 //! 12      4     flags (u32 LE), 0; a reader refuses unknown flags
 //! 16      8     sequence of the last event the image includes (u64 LE)
 //! 24      8     body length in bytes (u64 LE)
 //! 32      4     CRC32C of the body (u32 LE)
 //! 36      4     CRC32C of bytes 0..36 (u32 LE)
-//! 40      n     body: postcard encoding of the canonical image (state/image.rs):
-//!               (sequence, paused_at, tasks by creation sequence, runs by creation sequence)
+//! 40      n     body: postcard(hot image) ++ cold section (state/image.rs, state/cold.rs)
+//!               hot image = (sequence, paused_at, live tasks and non-cold runs by creation
+//!               sequence, each hot task's run list); cold section = terminal runs and
+//!               finished tasks as length-prefixed postcard records
 //! ```
 //!
-//! The body holds persisted fields only; indexes are rebuilt on load in O(n log n). Decoding
+//! The body holds persisted fields (plus run lists); indexes are rebuilt on load. The cold
+//! section is used in place as the loaded projection's cold store, so loading a million
+//! terminal runs is a CRC pass, a head parse and a map insert per record, and writing it is a
+//! copy of the records already encoded (outside the owner's lock: [`Capture`]). Decoding
 //! never panics: every length is checked against the input and a configured maximum before
 //! anything is allocated for it, and a decoded image that breaks a reducer invariant is
 //! refused. Files are named `snapshot-<sequence, 20 digits>.aqs` and written atomically
@@ -25,16 +30,23 @@ pub mod files;
 #[cfg(test)]
 mod tests;
 
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
 use crate::error::{CoreError, CorruptionReason, Result};
-use crate::state::image::Image;
+use crate::state::cold::{ColdView, Seg};
+use crate::state::image::HotImage;
 use crate::state::Projection;
 
 pub use files::{
-    list, load_file, load_newest, remove_older, write_atomic, LoadReport, SnapshotFile,
+    list, load_file, load_newest, remove_older, write_atomic, write_capture, LoadReport,
+    SnapshotFile,
 };
 
 pub const MAGIC: [u8; 8] = *b"AQSNAPSH";
-pub const VERSION: u32 = 1;
+/// Version 2: hot image + cold section (version 1, one postcard image, is refused: recovery
+/// then falls back to an older snapshot or the log).
+pub const VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 40;
 /// Largest snapshot body read by default (8 GiB).
 pub const DEFAULT_MAX_SNAPSHOT_SIZE: u64 = 8 << 30;
@@ -64,26 +76,104 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Encodes the projection as a snapshot (header + body).
-pub fn encode(p: &Projection) -> Result<Vec<u8>> {
-    let mut out = vec![0u8; HEADER_LEN];
-    out = postcard::to_extend(&p.image(), out)
-        .map_err(|e| CoreError::Decode(format!("snapshot encoding failed: {e}")))?;
-    let body = out.get(HEADER_LEN..).unwrap_or_default();
-    let body_crc = crc32c::crc32c(body);
-    let body_len = body.len() as u64;
-    let mut header = [0u8; HEADER_LEN];
-    header[..8].copy_from_slice(&MAGIC);
-    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    header[16..24].copy_from_slice(&p.latest_sequence().to_le_bytes());
-    header[24..32].copy_from_slice(&body_len.to_le_bytes());
-    header[32..36].copy_from_slice(&body_crc.to_le_bytes());
-    let header_crc = crc32c::crc32c(&header[..36]);
-    header[36..40].copy_from_slice(&header_crc.to_le_bytes());
-    if let Some(h) = out.get_mut(..HEADER_LEN) {
-        h.copy_from_slice(&header);
+/// Everything a snapshot file needs, taken from the projection under the owner's lock:
+/// the hot part already encoded (O(live records)) and a view of the cold store (shared
+/// segments). Writing it ([`Capture::write_to`]) needs no access to the projection.
+#[derive(Debug)]
+pub struct Capture {
+    sequence: u64,
+    hot: Vec<u8>,
+    cold: ColdView,
+}
+
+impl Capture {
+    /// Freezes what finished since the last capture into the cold store (see
+    /// `state/cold.rs`), encodes the live rest and takes a view of the cold store.
+    pub fn take(p: &mut Projection) -> Result<Self> {
+        p.freeze()?;
+        let hot = postcard::to_allocvec(&p.hot_image())
+            .map_err(|e| CoreError::Decode(format!("snapshot encoding failed: {e}")))?;
+        Ok(Self {
+            sequence: p.latest_sequence(),
+            hot,
+            cold: p.cold_view(),
+        })
     }
-    Ok(out)
+
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Writes header + body to `w`, which must be positioned at the start of an empty file:
+    /// the header (which holds the body's length and CRC) is written last, at offset 0.
+    pub fn write_to<W: Write + Seek>(&self, w: &mut W) -> std::io::Result<u64> {
+        w.write_all(&[0u8; HEADER_LEN])?;
+        let mut body = CrcWriter {
+            inner: BufWriter::with_capacity(1 << 20, &mut *w),
+            crc: 0,
+            len: 0,
+        };
+        body.write_all(&self.hot)?;
+        self.cold.write_section(&mut body)?;
+        body.flush()?;
+        let (crc, len) = (body.crc, body.len);
+        drop(body);
+        w.seek(SeekFrom::Start(0))?;
+        w.write_all(&header(self.sequence, len, crc))?;
+        Ok(HEADER_LEN as u64 + len)
+    }
+}
+
+/// Passes bytes through, accumulating their CRC32C and count.
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: u32,
+    len: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let done = buf.get(..n).unwrap_or_default();
+        self.crc = crc32c::crc32c_append(self.crc, done);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn header(sequence: u64, body_len: u64, body_crc: u32) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    let fields: [(usize, &[u8]); 5] = [
+        (0, &MAGIC),
+        (8, &VERSION.to_le_bytes()),
+        (16, &sequence.to_le_bytes()),
+        (24, &body_len.to_le_bytes()),
+        (32, &body_crc.to_le_bytes()),
+    ];
+    for (at, v) in fields {
+        if let Some(dst) = h.get_mut(at..at + v.len()) {
+            dst.copy_from_slice(v);
+        }
+    }
+    let header_crc = crc32c::crc32c(h.get(..36).unwrap_or_default());
+    if let Some(dst) = h.get_mut(36..40) {
+        dst.copy_from_slice(&header_crc.to_le_bytes());
+    }
+    h
+}
+
+/// Encodes the projection as a snapshot (header + body) in memory. Freezes like
+/// [`Capture::take`].
+pub fn encode(p: &mut Projection) -> Result<Vec<u8>> {
+    let cap = Capture::take(p)?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    cap.write_to(&mut out)
+        .map_err(|e| CoreError::Decode(format!("snapshot encoding failed: {e}")))?;
+    Ok(out.into_inner())
 }
 
 /// Reads and verifies the header (magic, header CRC, version, flags, body length limit).
@@ -121,9 +211,16 @@ pub fn read_header(bytes: &[u8], max_body: u64) -> Result<Header, CorruptionReas
     })
 }
 
-/// Decodes a snapshot and rebuilds the projection with its indexes. Never panics.
+/// Decodes a snapshot from borrowed bytes (copies them; see [`decode_owned`]).
 pub fn decode(bytes: &[u8], max_body: u64) -> Result<Projection, CorruptionReason> {
-    let h = read_header(bytes, max_body)?;
+    decode_owned(bytes.to_vec(), max_body)
+}
+
+/// Decodes a snapshot and rebuilds the projection with its indexes. Never panics. The
+/// buffer is kept: it becomes the projection's cold segment (terminal history is used in
+/// place, not copied).
+pub fn decode_owned(bytes: Vec<u8>, max_body: u64) -> Result<Projection, CorruptionReason> {
+    let h = read_header(&bytes, max_body)?;
     let body = bytes.get(HEADER_LEN..).unwrap_or_default();
     let have = body.len() as u64;
     if have < h.body_len {
@@ -139,19 +236,15 @@ pub fn decode(bytes: &[u8], max_body: u64) -> Result<Projection, CorruptionReaso
             computed,
         });
     }
-    let (img, rest): (Image, &[u8]) =
+    let (img, rest): (HotImage, &[u8]) =
         postcard::take_from_bytes(body).map_err(|e| CorruptionReason::Decode(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(CorruptionReason::Decode(format!(
-            "{} trailing bytes after the image",
-            rest.len()
-        )));
-    }
     if img.sequence != h.sequence {
         return Err(CorruptionReason::Decode(format!(
             "image sequence {} differs from header sequence {}",
             img.sequence, h.sequence
         )));
     }
-    Projection::from_image(img).map_err(CorruptionReason::Decode)
+    let cold_at = bytes.len() - rest.len();
+    let seg = Seg::new(Arc::new(bytes), cold_at);
+    Projection::from_parts(img, Some(seg)).map_err(CorruptionReason::Decode)
 }

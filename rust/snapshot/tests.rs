@@ -21,24 +21,24 @@ fn sample() -> Projection {
 
 #[test]
 fn round_trip_keeps_the_digest_and_rebuilds_indexes() {
-    let p = sample();
-    let bytes = encode(&p).unwrap();
+    let mut p = sample();
+    let bytes = encode(&mut p).unwrap();
     assert_eq!(&bytes[..8], b"AQSNAPSH");
-    let q = decode(&bytes, DEFAULT_MAX_SNAPSHOT_SIZE).unwrap();
+    let mut q = decode(&bytes, DEFAULT_MAX_SNAPSHOT_SIZE).unwrap();
     assert_eq!(p.state_digest(), q.state_digest());
     assert_eq!(p.counts(), q.counts());
     assert_eq!(p.latest_sequence(), q.latest_sequence());
     q.debug_check_indexes().unwrap();
     // Encoding is deterministic.
-    assert_eq!(bytes, encode(&q).unwrap());
-    let empty = Projection::new();
-    let e = decode(&encode(&empty).unwrap(), 1 << 20).unwrap();
+    assert_eq!(bytes, encode(&mut q).unwrap());
+    let mut empty = Projection::new();
+    let e = decode(&encode(&mut empty).unwrap(), 1 << 20).unwrap();
     assert_eq!(e.state_digest(), empty.state_digest());
 }
 
 #[test]
 fn every_truncation_is_detected() {
-    let bytes = encode(&sample()).unwrap();
+    let bytes = encode(&mut sample()).unwrap();
     for n in 0..bytes.len() {
         assert!(
             decode(&bytes[..n], u64::MAX).is_err(),
@@ -60,7 +60,7 @@ fn every_truncation_is_detected() {
 
 #[test]
 fn every_bit_flip_is_detected() {
-    let bytes = encode(&sample()).unwrap();
+    let bytes = encode(&mut sample()).unwrap();
     let mut b = bytes.clone();
     for i in 0..b.len() {
         for bit in 0..8 {
@@ -76,20 +76,23 @@ fn every_bit_flip_is_detected() {
 
 #[test]
 fn header_rules() {
-    let bytes = encode(&sample()).unwrap();
+    let bytes = encode(&mut sample()).unwrap();
     let body = (bytes.len() - HEADER_LEN) as u64;
     assert!(matches!(
         decode(&bytes, body - 1),
         Err(CorruptionReason::BadLength(_))
     ));
-    let mut v2 = bytes.clone();
-    v2[8] = 2;
-    let crc = crc32c::crc32c(&v2[..36]);
-    v2[36..40].copy_from_slice(&crc.to_le_bytes());
-    assert!(matches!(
-        decode(&v2, u64::MAX),
-        Err(CorruptionReason::UnsupportedVersion(2))
-    ));
+    // Other versions (the previous layout, 1, included) are refused with their number.
+    for v in [1u8, 3] {
+        let mut other = bytes.clone();
+        other[8] = v;
+        let crc = crc32c::crc32c(&other[..36]);
+        other[36..40].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            decode(&other, u64::MAX),
+            Err(CorruptionReason::UnsupportedVersion(x)) if x == u32::from(v)
+        ));
+    }
 }
 
 /// A body with a valid checksum but hostile content: re-checksummed garbage.
@@ -108,8 +111,8 @@ fn with_body(body: &[u8], sequence: u64) -> Vec<u8> {
 
 #[test]
 fn checksummed_but_inconsistent_images_are_refused() {
-    let p = sample();
-    let bytes = encode(&p).unwrap();
+    let mut p = sample();
+    let bytes = encode(&mut p).unwrap();
     let body = &bytes[HEADER_LEN..];
     // Same body under another header sequence.
     assert!(decode(&with_body(body, p.latest_sequence() + 1), u64::MAX).is_err());
@@ -144,7 +147,7 @@ mod files_tests {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
                 d.step(((x >> 33) as u8, (x >> 41) as u16, (x >> 20) as u16));
             }
-            let f = write_atomic(dir.path(), &d.p).unwrap();
+            let f = write_atomic(dir.path(), &mut d.p).unwrap();
             assert_eq!(
                 f.path.file_name().unwrap().to_str().unwrap(),
                 files::file_name(d.p.latest_sequence())

@@ -17,15 +17,27 @@ impl Projection {
         let mut sets: [BTreeSet<IxKey>; 9] = Default::default();
         let mut holders: Map<&str, Id> = Map::default();
         let mut per_task: Map<Id, Vec<(u32, Id)>> = Map::default();
-        for (id, run) in &self.runs {
-            if *id != run.id {
+        let tasks: Map<Id, std::borrow::Cow<'_, crate::state::Task>> =
+            self.tasks().map(|t| (t.id(), t)).collect();
+        if tasks.len() != self.task_count() {
+            return Err("a cold task does not decode".into());
+        }
+        let mut n_runs = 0;
+        let mut states: Map<Id, RunState> = Map::default();
+        for run in self.all_runs() {
+            n_runs += 1;
+            let id = &run.id;
+            if self.runs.get(id).is_some_and(|r| r.id != *id) {
                 return Err(format!("run stored under the wrong id {}", fmt_id(id)));
             }
-            let task = self
-                .tasks
+            if self.cold.has_run(id) && !run.state.is_terminal() {
+                return Err(format!("cold run {} is not terminal", fmt_id(id)));
+            }
+            states.insert(*id, run.state);
+            let task = tasks
                 .get(&run.task_id)
                 .ok_or_else(|| format!("run {} has no task", fmt_id(id)))?;
-            let p = placement(run, task);
+            let p = placement(&run, task);
             if let Some(set) = sets.get_mut(p.state as usize) {
                 set.insert(p.key);
             }
@@ -54,9 +66,18 @@ impl Projection {
         let mut key_tasks: Map<&str, u32> = Map::default();
         let mut dedupe: Map<&str, Id> = Map::default();
         let mut empty_finished = BTreeSet::new();
-        for (id, task) in &self.tasks {
+        if n_runs != self.run_count() {
+            return Err("a cold run does not decode".into());
+        }
+        // Cold tasks never hold a key and are not counted in the slots.
+        for task in self.tasks.values() {
             if let Some(k) = task.spec.constraints.concurrency_key.as_deref() {
                 *key_tasks.entry(k).or_default() += 1;
+            }
+        }
+        for (id, task) in &tasks {
+            if self.cold.has_task(id) && task.finished_at.is_none() {
+                return Err(format!("cold task {} is not finished", fmt_id(id)));
             }
             let mut runs = per_task.remove(id).unwrap_or_default();
             runs.sort_unstable();
@@ -69,7 +90,7 @@ impl Projection {
             }
             let nonterminal = ids
                 .iter()
-                .filter(|r| self.runs.get(*r).is_some_and(|r| !r.state.is_terminal()))
+                .filter(|r| states.get(*r).is_some_and(|s| !s.is_terminal()))
                 .count();
             if u32::try_from(nonterminal).ok() != Some(task.nonterminal_runs) {
                 return Err(format!(

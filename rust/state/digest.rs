@@ -1,13 +1,12 @@
 //! The deterministic state digest.
 //!
 //! `digest = BLAKE3(postcard(canonical image))`: the image lists tasks and runs by creation
-//! sequence (see `image`), so two projections built from the same events have the same digest
+//! sequence, so two projections built from the same events have the same digest
 //! whatever their hash maps' iteration order; a projection decoded from a snapshot has the
 //! same digest as the one encoded. Derived data (indexes, counters) is not hashed: it is a
 //! function of what is.
 
-use postcard::ser_flavors::Flavor;
-
+use super::types::{Run, Task};
 use super::Projection;
 
 /// A 32-byte BLAKE3 digest of a projection's canonical image.
@@ -26,53 +25,103 @@ impl std::fmt::Display for Digest {
     }
 }
 
-/// Streams postcard output into the hasher through a buffer (no full-size encoding in memory).
-struct HashFlavor {
+/// Buffers small updates for the hasher.
+struct Sink {
     hasher: blake3::Hasher,
     buf: Vec<u8>,
 }
 
 const BUF: usize = 64 * 1024;
 
-impl Flavor for HashFlavor {
-    type Output = blake3::Hash;
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+impl Sink {
+    fn put(&mut self, data: &[u8]) {
         if self.buf.len() + data.len() > BUF {
             self.hasher.update(&self.buf);
             self.buf.clear();
             if data.len() > BUF {
                 self.hasher.update(data);
-                return Ok(());
+                return;
             }
         }
         self.buf.extend_from_slice(data);
-        Ok(())
     }
 
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.try_extend(&[data])
+    fn varint(&mut self, mut v: u64) {
+        let mut b = [0u8; 10];
+        let mut n = 0;
+        while v >= 0x80 {
+            if let Some(x) = b.get_mut(n) {
+                *x = (v as u8) | 0x80;
+            }
+            v >>= 7;
+            n += 1;
+        }
+        if let Some(x) = b.get_mut(n) {
+            *x = v as u8;
+        }
+        self.put(b.get(..=n).unwrap_or_default());
     }
 
-    fn finalize(mut self) -> postcard::Result<blake3::Hash> {
-        self.hasher.update(&self.buf);
-        Ok(self.hasher.finalize())
+    /// Appends `postcard(value)` (through `scratch`); serializing plain structs into a Vec
+    /// cannot fail, and if it ever did the error text is hashed so the digest still differs
+    /// from any real state's.
+    fn encoded<T: serde::Serialize>(&mut self, value: &T, scratch: &mut Vec<u8>) {
+        scratch.clear();
+        match postcard::to_extend(value, std::mem::take(scratch)) {
+            Ok(v) => {
+                self.put(&v);
+                *scratch = v;
+            }
+            Err(e) => self.put(e.to_string().as_bytes()),
+        }
+    }
+}
+
+/// A record in the digest: decoded (hot) or already encoded (cold).
+enum Item<'a, T> {
+    Hot(&'a T),
+    Cold(&'a [u8]),
+}
+
+fn hash_items<T: serde::Serialize>(sink: &mut Sink, mut items: Vec<(u64, Item<'_, T>)>) {
+    // Creation sequences are unique; cold segments are each in creation order, so this sorts
+    // a few interleaved runs.
+    items.sort_by_key(|i| i.0);
+    sink.varint(items.len() as u64);
+    let mut scratch = Vec::new();
+    for (_, item) in items {
+        match item {
+            Item::Hot(v) => sink.encoded(v, &mut scratch),
+            Item::Cold(b) => sink.put(b),
+        }
     }
 }
 
 impl Projection {
     /// The deterministic digest of everything persisted in this projection, including the
-    /// latest sequence and the pause flag.
+    /// latest sequence and the pause flag: BLAKE3 of the postcard encoding of
+    /// `(sequence, paused_at, tasks by creation sequence, runs by creation sequence)`, whether
+    /// each record is held hot or cold (a cold record *is* its postcard bytes).
     pub fn state_digest(&self) -> Digest {
-        let flavor = HashFlavor {
+        let mut sink = Sink {
             hasher: blake3::Hasher::new(),
             buf: Vec::with_capacity(BUF),
         };
-        // Serializing plain structs into an infallible sink cannot fail; if it ever did, hash
-        // the error text so the digest still differs from any real state's.
-        match postcard::serialize_with_flavor(&self.image(), flavor) {
-            Ok(h) => Digest(*h.as_bytes()),
-            Err(e) => Digest(*blake3::hash(e.to_string().as_bytes()).as_bytes()),
-        }
+        let mut scratch = Vec::new();
+        sink.encoded(&(self.latest_sequence, self.paused_at), &mut scratch);
+        let mut tasks: Vec<(u64, Item<'_, Task>)> =
+            Vec::with_capacity(self.tasks.len() + self.cold.task_count());
+        tasks.extend(self.tasks.values().map(|t| (t.created_seq, Item::Hot(t))));
+        let mut runs: Vec<(u64, Item<'_, Run>)> =
+            Vec::with_capacity(self.runs.len() + self.cold.run_count());
+        runs.extend(self.runs.values().map(|r| (r.created_seq, Item::Hot(r))));
+        self.cold.walk(
+            |t| tasks.push((t.head.created_seq, Item::Cold(t.body))),
+            |seq, body| runs.push((seq, Item::Cold(body))),
+        );
+        hash_items(&mut sink, tasks);
+        hash_items(&mut sink, runs);
+        sink.hasher.update(&sink.buf);
+        Digest(*sink.hasher.finalize().as_bytes())
     }
 }

@@ -1,60 +1,70 @@
-//! The canonical image of a projection: what snapshots store and the digest hashes.
+//! Snapshot images: the hot part (live records, decoded) and the rebuild from hot + cold.
 //!
-//! An image is `(sequence, paused_at, tasks, runs)` with tasks ordered by their creation
-//! sequence and runs by theirs (both unique), so it does not depend on hash-map order. Only
-//! persisted fields are in it; indexes and other derived fields are rebuilt by
-//! [`Projection::from_image`] in O(n log n), which also refuses an image that breaks an
-//! invariant the reducer relies on (it never panics on a hostile one).
+//! A snapshot body is `postcard(HotImage)` followed by the cold section (one `cold` segment:
+//! terminal runs and finished tasks as encoded records). The hot part lists its tasks and runs
+//! by creation sequence, with each hot task's run list (which may name cold runs).
+//! [`Projection::from_parts`] rebuilds every index from both in O(n log n) and refuses an
+//! image that breaks an invariant the reducer relies on (it never panics on a hostile one).
+//! Cold records are checked for their fixed fields at load and fully when decoded.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Millis, RunState};
+use crate::model::{Id, Millis, RunState};
 
+use super::cold::Seg;
 use super::indexes::{placement, sync_task, IxKey};
 use super::types::{fmt_id, Run, Task};
-use super::Projection;
+use super::{Map, Projection};
 
-/// Owned image (what decoding yields).
+/// Owned hot image (what decoding yields).
 #[derive(Debug, Deserialize)]
-pub struct Image {
+pub struct HotImage {
     pub sequence: u64,
     pub paused_at: Option<Millis>,
     pub tasks: Vec<Task>,
     pub runs: Vec<Run>,
+    /// `task_runs[i]`: the run list of `tasks[i]`, ordinal order.
+    pub task_runs: Vec<Vec<Id>>,
 }
 
-/// Borrowed image (what encoding walks). Same field order and types as [`Image`], so both
-/// have the same postcard encoding.
+/// Borrowed hot image (what encoding walks). Same field order and types as [`HotImage`].
 #[derive(Debug, Serialize)]
-pub struct ImageRef<'a> {
+pub struct HotImageRef<'a> {
     pub sequence: u64,
     pub paused_at: Option<Millis>,
     pub tasks: Vec<&'a Task>,
     pub runs: Vec<&'a Run>,
+    pub task_runs: Vec<&'a [Id]>,
 }
 
 impl Projection {
-    /// The canonical image of this projection (borrows; sorts ids by creation sequence).
-    pub fn image(&self) -> ImageRef<'_> {
+    /// The hot image (borrows; sorts by creation sequence).
+    pub fn hot_image(&self) -> HotImageRef<'_> {
         let mut tasks: Vec<&Task> = self.tasks.values().collect();
         tasks.sort_unstable_by_key(|t| t.created_seq);
         let mut runs: Vec<&Run> = self.runs.values().collect();
         runs.sort_unstable_by_key(|r| r.created_seq);
-        ImageRef {
+        let task_runs = tasks.iter().map(|t| t.runs.as_slice()).collect();
+        HotImageRef {
             sequence: self.latest_sequence,
             paused_at: self.paused_at,
             tasks,
             runs,
+            task_runs,
         }
     }
 
-    /// Rebuilds a projection (and all its indexes) from an image.
-    pub fn from_image(img: Image) -> Result<Self, String> {
+    /// Rebuilds a projection (and all its indexes) from a hot image and a cold segment.
+    pub(crate) fn from_parts(img: HotImage, cold: Option<Seg>) -> Result<Self, String> {
+        let seq = img.sequence;
         let mut p = Projection {
-            latest_sequence: img.sequence,
+            latest_sequence: seq,
             paused_at: img.paused_at,
             ..Projection::default()
         };
+        if img.task_runs.len() != img.tasks.len() {
+            return Err("hot image: one run list per task expected".into());
+        }
         p.tasks.reserve(img.tasks.len());
         p.runs.reserve(img.runs.len());
         // Only the canonical image is accepted: tasks and runs strictly in creation order
@@ -63,15 +73,15 @@ impl Projection {
         // could fail the ordinal check below and never load again.
         let mut prev_task = None;
         let mut prev_run = None;
-        for mut t in img.tasks {
+        for (mut t, list) in img.tasks.into_iter().zip(img.task_runs) {
             let id = t.id();
             if prev_task.is_some_and(|s| s >= t.created_seq) {
                 return Err(format!("task {} is out of creation order", fmt_id(&id)));
             }
             prev_task = Some(t.created_seq);
-            t.runs = Vec::new();
+            t.runs = list;
             t.nonterminal_runs = 0;
-            if t.created_seq > img.sequence {
+            if t.created_seq > seq {
                 return Err(format!(
                     "task {} created after the image sequence",
                     fmt_id(&id)
@@ -84,27 +94,40 @@ impl Projection {
                 return Err(format!("task {} appears twice", fmt_id(&id)));
             }
         }
+        let loaded = match cold {
+            Some(seg) => {
+                let tasks = &p.tasks;
+                let hot_task = |id: &Id| tasks.contains_key(id);
+                p.cold.add(seg, Some((seq, &hot_task)))?
+            }
+            None => Default::default(),
+        };
+        for t in p.tasks.keys() {
+            if p.cold.has_task(t) {
+                return Err(format!("task {} is both hot and cold", fmt_id(t)));
+            }
+        }
         // Index keys per state, bulk-built into the ordered sets below (O(n) once sorted).
         let mut buckets: [Vec<IxKey>; 9] = Default::default();
+        for (state, key) in loaded.keys {
+            if let Some(b) = buckets.get_mut(state as usize) {
+                b.push(key);
+            }
+        }
         for run in img.runs {
             let id = run.id;
             if prev_run.is_some_and(|s| s >= run.created_seq) {
                 return Err(format!("run {} is out of creation order", fmt_id(&id)));
             }
             prev_run = Some(run.created_seq);
+            if p.cold.has_run(&id) {
+                return Err(format!("run {} is both hot and cold", fmt_id(&id)));
+            }
             let task = p
                 .tasks
                 .get_mut(&run.task_id)
                 .ok_or_else(|| format!("run {} names a missing task", fmt_id(&id)))?;
-            check_run(&run, task, img.sequence)?;
-            let prev_ordinal = task
-                .runs
-                .last()
-                .and_then(|r| p.runs.get(r))
-                .map(|r| r.ordinal);
-            if prev_ordinal.is_some_and(|o| o >= run.ordinal) {
-                return Err(format!("run {} is out of ordinal order", fmt_id(&id)));
-            }
+            check_run(&run, task, seq)?;
             let pl = placement(&run, task);
             let key = task.spec.constraints.concurrency_key.as_deref();
             if pl.holds_key {
@@ -115,8 +138,6 @@ impl Projection {
                         fmt_id(&id)
                     ));
                 }
-            }
-            if pl.holds_key {
                 if let Some(slot) = key.and_then(|k| p.ix.keys.get_mut(k)) {
                     slot.holder = Some(id);
                 }
@@ -124,7 +145,6 @@ impl Projection {
             if let Some(bucket) = buckets.get_mut(pl.state as usize) {
                 bucket.push(pl.key);
             }
-            task.runs.push(id);
             if !run.state.is_terminal() {
                 task.nonterminal_runs = task.nonterminal_runs.saturating_add(1);
             }
@@ -132,10 +152,12 @@ impl Projection {
                 return Err(format!("run {} appears twice", fmt_id(&id)));
             }
         }
+        check_run_lists(&p, &loaded.of_hot)?;
         for (set, mut keys) in p.ix.by_state.iter_mut().zip(buckets) {
             keys.sort_unstable();
             *set = keys.into_iter().collect();
         }
+        p.ix.empty_finished = loaded.empty.into_iter().collect();
         for task in p.tasks.values_mut() {
             let id = task.id();
             if task.is_finished() != task.finished_at.is_some() {
@@ -158,6 +180,39 @@ impl Projection {
     }
 }
 
+/// Each hot task's run list names exactly its runs (hot ones, and the cold ones whose task is
+/// hot), in strictly increasing ordinal order.
+fn check_run_lists(p: &Projection, cold_of_hot: &[(Id, u32, Id)]) -> Result<(), String> {
+    let cold: Map<Id, (Id, u32)> = cold_of_hot.iter().map(|&(t, o, r)| (r, (t, o))).collect();
+    let mut listed = 0usize;
+    for (tid, task) in &p.tasks {
+        let mut prev: Option<u32> = None;
+        for rid in &task.runs {
+            let (owner, ordinal) = match p.runs.get(rid) {
+                Some(r) => (r.task_id, r.ordinal),
+                None => *cold
+                    .get(rid)
+                    .ok_or_else(|| format!("task {} lists an unknown run", fmt_id(tid)))?,
+            };
+            if owner != *tid || prev.is_some_and(|o| o >= ordinal) {
+                return Err(format!("run {} is out of ordinal order", fmt_id(rid)));
+            }
+            if ordinal >= task.runs_created {
+                return Err(format!(
+                    "run {} has ordinal {ordinal} beyond its task's count",
+                    fmt_id(rid)
+                ));
+            }
+            prev = Some(ordinal);
+            listed += 1;
+        }
+    }
+    if listed != p.runs.len() + cold.len() {
+        return Err("a run is missing from its task's run list".into());
+    }
+    Ok(())
+}
+
 /// Formats an id only when a message is actually built.
 struct Hex<'a>(&'a crate::model::Id);
 
@@ -172,12 +227,6 @@ fn check_run(run: &Run, task: &Task, sequence: u64) -> Result<(), String> {
     let id = Hex(&run.id);
     if run.created_seq > sequence || run.created_seq < task.created_seq {
         return Err(format!("run {id} has an impossible creation sequence"));
-    }
-    if run.ordinal >= task.runs_created {
-        return Err(format!(
-            "run {id} has ordinal {} beyond its task's count",
-            run.ordinal
-        ));
     }
     let leased = matches!(run.state, RunState::Leased | RunState::Running);
     if run.lease.is_some() && !leased {

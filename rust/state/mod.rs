@@ -12,6 +12,8 @@
 //! - `reducer`: one handler per event kind, every precondition checked before any change
 //!   (lease handlers in `leases`);
 //! - `prune`: retention;
+//! - `cold`, `tiers`: terminal runs and finished tasks kept encoded (the cold store), and
+//!   moving records in (at snapshot capture) and out (when an event names one);
 //! - [`indexes`]: the incrementally maintained indexes;
 //! - `queries`: read access (due runs, selection order, expired leases, listings, counts);
 //! - [`image`]: the canonical image (snapshot body) and the rebuild from it;
@@ -20,6 +22,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod batch;
+pub(crate) mod cold;
 mod debug;
 mod digest;
 pub mod image;
@@ -31,6 +34,7 @@ mod reducer;
 pub mod spec_check;
 #[cfg(test)]
 pub(crate) mod tests;
+mod tiers;
 pub mod types;
 
 use crate::model::{Id, Millis};
@@ -52,6 +56,9 @@ use indexes::Indexes;
 pub struct Projection {
     pub(crate) tasks: Map<Id, Task>,
     pub(crate) runs: Map<Id, Run>,
+    /// Terminal runs and finished tasks as encoded records (see `cold`): every lookup falls
+    /// back to it, and events naming a cold record thaw it first.
+    pub(crate) cold: cold::Cold,
     pub(crate) ix: Indexes,
     /// `Some(at)` while the engine is paused.
     pub(crate) paused_at: Option<Millis>,
@@ -84,6 +91,11 @@ impl Projection {
 
     pub fn paused_at(&self) -> Option<Millis> {
         self.paused_at
+    }
+
+    /// A view of the cold store for the snapshot writer (shares its segments).
+    pub(crate) fn cold_view(&self) -> cold::ColdView {
+        self.cold.view()
     }
 
     /// What the most recently applied Prune event removed (zeros before any).

@@ -32,15 +32,22 @@ impl Projection {
                 if let Some(run) = self.runs.remove(&first.id) {
                     touched.push(run.task_id);
                     stats.runs += 1;
+                } else if let Some(task) = self.cold.remove_run(&first.id) {
+                    touched.push(task);
+                    stats.runs += 1;
                 }
             }
         }
         touched.sort_unstable();
         touched.dedup();
         for task_id in touched {
+            // A cold task's run list changes: it becomes hot (a cold record that does not
+            // decode keeps its stale list; only a forged snapshot could hold one).
+            let _ = self.thaw_task(&task_id);
             if let Some(task) = self.tasks.get_mut(&task_id) {
-                let runs = &self.runs;
-                task.runs.retain(|r| runs.contains_key(r));
+                let (runs, cold) = (&self.runs, &self.cold);
+                task.runs
+                    .retain(|r| runs.contains_key(r) || cold.has_run(r));
                 let at = task.finished_at.unwrap_or(before);
                 sync_task(task, &mut self.ix, at);
             }
@@ -50,7 +57,9 @@ impl Projection {
                 break;
             }
             self.ix.empty_finished.pop_first();
-            if let Some(task) = self.tasks.remove(&id) {
+            if self.cold.remove_task(&id) {
+                stats.tasks += 1;
+            } else if let Some(task) = self.tasks.remove(&id) {
                 if let Some(k) = task.spec.dedupe_key.as_deref() {
                     if self.ix.dedupe.get(k) == Some(&id) {
                         self.ix.dedupe.remove(k);

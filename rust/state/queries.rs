@@ -3,6 +3,7 @@
 //! Ordered queries are lazy iterators over the state indexes: they cost O(log n) to start and
 //! O(1) per item, so callers bound them with `.take(limit)`.
 
+use std::borrow::Cow;
 use std::collections::btree_set;
 use std::ops::Bound;
 
@@ -16,30 +17,64 @@ use super::Projection;
 pub type Cursor = IxKey;
 
 impl Projection {
-    pub fn task(&self, id: &Id) -> Option<&Task> {
-        self.tasks.get(id)
+    /// A task, borrowed when hot, decoded when cold (`None` also for a cold record that does
+    /// not decode, which a checksummed snapshot cannot produce).
+    pub fn task(&self, id: &Id) -> Option<Cow<'_, Task>> {
+        match self.tasks.get(id) {
+            Some(t) => Some(Cow::Borrowed(t)),
+            None => self.cold.task(id)?.ok().map(Cow::Owned),
+        }
     }
 
-    pub fn run(&self, id: &Id) -> Option<&Run> {
-        self.runs.get(id)
+    /// A run, borrowed when hot, decoded when cold.
+    pub fn run(&self, id: &Id) -> Option<Cow<'_, Run>> {
+        match self.runs.get(id) {
+            Some(r) => Some(Cow::Borrowed(r)),
+            None => self.cold.run(id)?.ok().map(Cow::Owned),
+        }
     }
 
     pub fn task_count(&self) -> usize {
-        self.tasks.len()
+        self.tasks.len() + self.cold.task_count()
     }
 
     pub fn run_count(&self) -> usize {
-        self.runs.len()
+        self.runs.len() + self.cold.run_count()
     }
 
-    /// Every task, in no particular order.
-    pub fn tasks(&self) -> impl Iterator<Item = &Task> + '_ {
-        self.tasks.values()
+    /// Every task, in no particular order (cold ones decoded).
+    pub fn tasks(&self) -> impl Iterator<Item = Cow<'_, Task>> + '_ {
+        let mut cold = Vec::with_capacity(self.cold.task_count());
+        self.cold.walk(|t| cold.push(t.head.id), |_, _| {});
+        self.tasks.values().map(Cow::Borrowed).chain(
+            cold.into_iter()
+                .filter_map(|id| self.cold.task(&id)?.ok().map(Cow::Owned)),
+        )
+    }
+
+    /// Every run, in no particular order (cold ones decoded).
+    pub fn all_runs(&self) -> impl Iterator<Item = Cow<'_, Run>> + '_ {
+        let mut cold = Vec::with_capacity(self.cold.run_count());
+        self.cold.walk(
+            |_| {},
+            |_, body| {
+                if let Some(h) = super::cold::run_head(body) {
+                    cold.push(h.id);
+                }
+            },
+        );
+        self.runs.values().map(Cow::Borrowed).chain(
+            cold.into_iter()
+                .filter_map(|id| self.cold.run(&id)?.ok().map(Cow::Owned)),
+        )
     }
 
     /// The task's runs still held (pruned ones are gone), in ordinal order.
-    pub fn runs_for_task(&self, task: &Id) -> Option<&[Id]> {
-        self.tasks.get(task).map(|t| t.runs.as_slice())
+    pub fn runs_for_task(&self, task: &Id) -> Option<Cow<'_, [Id]>> {
+        match self.tasks.get(task) {
+            Some(t) => Some(Cow::Borrowed(t.runs.as_slice())),
+            None => self.cold.task_runs(task).map(Cow::Owned),
+        }
     }
 
     /// The live task holding a dedupe key.
@@ -146,7 +181,7 @@ impl Projection {
     /// The position run `id` would have in the index of `state`, computed from its current
     /// fields (so paging can resume after a run that has since moved to another state).
     pub fn cursor_for(&self, id: &Id, state: RunState) -> Option<Cursor> {
-        let run = self.runs.get(id)?;
+        let run = self.run(id)?;
         let (a, b) = match state {
             RunState::Scheduled => (run.scheduled_at, 0),
             RunState::Ready => (-i64::from(run.effective_priority), run.scheduled_at),

@@ -129,6 +129,8 @@ impl Projection {
     /// Applies one event with sequence `seq`. `record`: push undo entries. `dry`: a dry run
     /// (only Prune looks at it: it is always last, so a dry Prune just succeeds unchanged).
     pub(crate) fn step(&mut self, seq: u64, ev: &Event, record: bool, dry: bool) -> Result<()> {
+        // Representation only (cold record -> hot map): not undone on rollback.
+        self.thaw_for(ev)?;
         match ev {
             Event::TaskCreate { spec, origin, at } => {
                 self.task_create(seq, spec, *origin, *at, record)

@@ -195,7 +195,7 @@ def test_base_exceptions_in_handlers_do_not_stop_the_queue(make_queue: MakeQueue
 def test_unknown_handler_fails_the_run_clearly(make_queue: MakeQueue) -> None:
     q = make_queue()
     q.register("known", lambda ctx, p: None)
-    tid = q.submit("nobody_home", {"x": 1})
+    tid = q.submit("nobody_home", {"x": 1}, allow_unregistered=True)
     q.run_until_idle()
     (run,) = q.runs(tid)
     assert run.state is RunState.FAILED

@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+import actionqueue as aq
 from actionqueue.cli.context import CliContext, pass_cli
 from actionqueue.cli.errors import CliError
 from actionqueue.cli.render import policy_text, short
@@ -90,9 +91,7 @@ def long_job(ctx: Any, payload: Any) -> str:
     return f"finished on attempt {ctx.attempt}"
 
 
-def _register(q: Any) -> None:
-    aq = _facade()
-
+def _register(q: aq.ActionQueue) -> None:
     q.register("resize_image", resize_image)
     q.register("send_digest", send_digest)
     q.register("heartbeat", heartbeat)
@@ -108,14 +107,12 @@ def _register(q: Any) -> None:
 
 @dataclass
 class Submitted:
-    task_id: Any
+    task_id: aq.TaskId
     handler: str
     expected_runs: int
 
 
-def _submit_mix(q: Any) -> list[Submitted]:
-    aq = _facade()
-
+def _submit_mix(q: aq.ActionQueue) -> list[Submitted]:
     tags = (DEMO_TAG,)
     out: list[Submitted] = []
 
@@ -138,14 +135,14 @@ def _submit_mix(q: Any) -> list[Submitted]:
     return out
 
 
-def _task_done(q: Any, s: Submitted) -> int:
+def _task_done(q: aq.ActionQueue, s: Submitted) -> int:
     """Runs of ``s`` that are finished (terminal)."""
     from actionqueue.core.run.state import TERMINAL_STATES
 
     return sum(1 for r in q.runs(s.task_id) if r.state in TERMINAL_STATES)
 
 
-def _run_with_progress(q: Any, items: list[Submitted], console: Console) -> None:
+def _run_with_progress(q: aq.ActionQueue, items: list[Submitted], console: Console) -> None:
     q.start()
     handlers: dict[str, list[Submitted]] = {}
     for s in items:
@@ -177,7 +174,7 @@ def _run_with_progress(q: Any, items: list[Submitted], console: Console) -> None
     q.stop()
 
 
-def _summary(q: Any, items: list[Submitted], console: Console) -> list[str]:
+def _summary(q: aq.ActionQueue, items: list[Submitted], console: Console) -> list[str]:
     """Prints the summary table; returns the checks that failed (none, normally)."""
     table = Table(title="what happened", title_justify="left", header_style="bold")
     for col in ("task", "handler", "policy", "prio", "key", "runs by state", "attempts", "note"):
@@ -186,6 +183,9 @@ def _summary(q: Any, items: list[Submitted], console: Console) -> list[str]:
     migrations: list[tuple[int, int]] = []
     for s in items:
         rec = q.get_task(s.task_id)
+        if rec is None:  # a submitted task never disappears unless pruned
+            problems.append(f"{s.handler}: task {s.task_id} is missing")
+            continue
         runs = q.runs(s.task_id)
         states: dict[str, int] = {}
         for r in runs:
@@ -286,8 +286,6 @@ def _spawn_worker(data_dir: str, console: Console) -> ChildReport:
 
 
 def _recovery(data_dir: str, console: Console) -> list[str]:
-    aq = _facade()
-
     report = _spawn_worker(data_dir, console)
     problems: list[str] = []
     t0 = time.monotonic()
@@ -405,8 +403,6 @@ def demo(cli: CliContext, local_dir: str | None, fresh: bool, no_crash: bool) ->
     Takes about ten seconds. Afterwards, inspect what happened with `actionqueue stats`,
     `tasks`, `runs`, `show ID` and `why ID` on the same data directory.
     """
-    aq = _facade()
-
     data_dir = os.path.normpath(local_dir) if local_dir else cli.data_dir
     console = cli.console
     _quiet_runtime_logs()
@@ -445,7 +441,6 @@ def demo(cli: CliContext, local_dir: str | None, fresh: bool, no_crash: bool) ->
 @pass_cli
 def demo_worker(cli: CliContext, quick: int, slow: int) -> None:
     """Internal: the child process the demo kills (protocol: ACK/COMPLETED/RUNNING/READY lines)."""
-    aq = _facade()
 
     def say(*words: object) -> None:
         print(*words, flush=True)
@@ -475,22 +470,13 @@ def demo_worker(cli: CliContext, quick: int, slow: int) -> None:
         os._exit(3)  # not reached in the demo; never close cleanly (that is the point)
 
 
-def _facade() -> Any:
-    """The top-level package, typed loosely: the demo uses the runtime facade (``ActionQueue``,
-    ``aq.every``...), which lands in its own branch; importing it lazily keeps the other
-    commands usable from a checkout without it."""
-    import actionqueue
-
-    return actionqueue
-
-
 def _quiet_runtime_logs() -> None:
     """The runtime logs failed runs at WARNING; the demo fails some on purpose and shows them
     in its table, so keep Python's last-resort handler from printing them to stderr."""
     logging.getLogger("actionqueue").addHandler(logging.NullHandler())
 
 
-def _is_running(q: Any, tid: Any) -> bool:
+def _is_running(q: aq.ActionQueue, tid: aq.TaskId) -> bool:
     runs = q.runs(tid)
     return bool(runs) and runs[0].state.label == "Running"
 

@@ -71,7 +71,8 @@ class BytesCodec:
     def encode(self, value: Any) -> bytes:
         if not isinstance(value, _BYTES_LIKE):
             raise WrongTypeError(
-                f"the bytes codec encodes bytes only, got {type(value).__name__} {value!r:.80}"
+                f"the bytes codec encodes bytes only, got {type(value).__name__} "
+                f"{_short_repr(value)}"
             )
         return bytes(value)
 
@@ -79,18 +80,32 @@ class BytesCodec:
         return bytes(data)
 
 
+def _short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters; never raises (a huge int's repr does)."""
+    try:
+        text = repr(value)
+    except Exception as e:
+        return f"<{type(value).__name__}: repr failed: {type(e).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class JsonCodec:
-    """Compact UTF-8 JSON (``application/json``). Non-JSON values raise :class:`PayloadError`."""
+    """Compact UTF-8 JSON (``application/json``), strict: values JSON cannot represent (sets,
+    arbitrary objects, NaN and infinities, lone surrogates, ints too long for ``str``) raise
+    :class:`PayloadError` naming the type, instead of writing something other readers refuse.
+    """
 
     content_type = JSON_TYPE
 
     def encode(self, value: Any) -> bytes:
         try:
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-        except (TypeError, ValueError) as e:
+            return json.dumps(
+                value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode()
+        except (TypeError, ValueError, RecursionError) as e:
             raise PayloadError(
-                f"cannot encode {type(value).__name__} {value!r:.80} as JSON ({e}); pass bytes, "
-                "a JSON-compatible value, or register a codec for this type"
+                f"cannot encode {type(value).__name__} {_short_repr(value)} as JSON ({e}); "
+                "pass bytes, a JSON-compatible value, or register a codec for this type"
             ) from None
 
     def decode(self, data: bytes) -> Any:

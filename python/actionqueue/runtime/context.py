@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ __all__ = [
     "HandlerContext",
     "RemoteContext",
     "attempt_logger",
+    "current_context",
 ]
 
 _LOG = logging.getLogger("actionqueue.handler")
@@ -288,3 +291,25 @@ class RemoteContext(_ContextBase):
     def __repr__(self) -> str:
         s = self.snapshot
         return f"RemoteContext(handler={s.handler!r}, run_id={s.run_id}, attempt={s.attempt})"
+
+
+#: The context of the handler running in this thread / asyncio task (set by the executors).
+CURRENT_HANDLER: ContextVar[_ContextBase | None] = ContextVar("actionqueue_handler", default=None)
+
+
+def current_context() -> HandlerContext | RemoteContext | None:
+    """The context of the attempt whose handler is running in this thread (or asyncio task),
+    or ``None`` outside handlers. The queue uses it to refuse calls that would wait for the
+    calling handler itself (``run_until_idle``, ``stop``, ``close`` from inside a handler)."""
+    ctx = CURRENT_HANDLER.get()
+    return ctx if isinstance(ctx, (HandlerContext, RemoteContext)) else None
+
+
+@contextmanager
+def running_handler(ctx: Any) -> Iterator[None]:
+    """Mark ``ctx`` as the running handler's context for the duration of the call."""
+    token = CURRENT_HANDLER.set(ctx)
+    try:
+        yield
+    finally:
+        CURRENT_HANDLER.reset(token)

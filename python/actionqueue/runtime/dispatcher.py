@@ -34,6 +34,7 @@ from actionqueue.errors import (
     ClosedError,
     CommandRejectedError,
     NotFoundError,
+    RecordTooLargeError,
     StorageError,
     UnknownHandlerError,
     WaitTimeoutError,
@@ -376,15 +377,14 @@ class Dispatcher:
                 self.metrics.inc("outcomes_total", handler=d.handler, outcome="Released")
                 _LOG.debug("run %s released (%s)", d.run_id, verdict.error, extra=extra)
             else:
-                with self.gate.shared():
-                    state = self.engine.finish_attempt(
-                        d.run_id,
-                        d.attempt_id,
-                        verdict.outcome,
-                        error=verdict.error,
-                        output=verdict.output,
-                        retry_delay=verdict.retry_delay_ms,
-                    )
+                try:
+                    state = self._finish(d, verdict)
+                except RecordTooLargeError as e:
+                    # The output (or error text) does not fit in one WAL record: record the
+                    # attempt without it, else the run would sit in Running until its lease
+                    # expired and then be retried into the same wall.
+                    verdict = _too_large(verdict, e)
+                    state = self._finish(d, verdict)
                 self.metrics.inc("outcomes_total", handler=d.handler, outcome=verdict.outcome.label)
                 if state is RunState.FAILED:
                     _LOG.warning(
@@ -420,6 +420,17 @@ class Dispatcher:
                 self.inflight.pop(att.run_key, None)
                 self.gen += 1
                 self.cond.notify_all()
+
+    def _finish(self, d: Dispatch, verdict: Verdict) -> RunState:
+        with self.gate.shared():
+            return self.engine.finish_attempt(
+                d.run_id,
+                d.attempt_id,
+                verdict.outcome,
+                error=verdict.error,
+                output=verdict.output,
+                retry_delay=verdict.retry_delay_ms,
+            )
 
     # --- control -----------------------------------------------------------------------------
 
@@ -555,6 +566,23 @@ class Dispatcher:
     def close_executor(self, wait: bool, timeout: float | None) -> None:
         with contextlib.suppress(Exception):
             self.executor.shutdown(wait=wait, timeout=timeout)
+
+
+def _too_large(verdict: Verdict, e: RecordTooLargeError) -> Verdict:
+    """What to record when ``verdict`` makes a record over the size limit: a return value
+    that cannot be stored fails the run (like one the codec cannot encode: retrying will not
+    shrink it); an over-long error text is cut, keeping the outcome."""
+    if verdict.output is not None:
+        return Verdict(
+            AttemptOutcome.TERMINAL_FAILURE,
+            error=f"the handler's return value could not be recorded: {_err_text(e)}",
+        )
+    head = (verdict.error or "").split("\n", 1)[0][:200]
+    return Verdict(
+        verdict.outcome,
+        error=f"{head} [error text dropped: {_err_text(e)}]",
+        retry_delay_ms=verdict.retry_delay_ms,
+    )
 
 
 def _err_text(e: BaseException) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from actionqueue.core._validate import I32_MAX, I32_MIN, check_int
 from actionqueue.core.task.constraints import Backoff, HoldPolicy, RetryOn, TaskConstraints
 from actionqueue.errors import (
     DuplicateHandlerError,
@@ -37,7 +38,13 @@ from actionqueue.errors import (
 from actionqueue.runtime.codecs import Codec
 from actionqueue.runtime.units import Seconds, positive_seconds_to_ms
 
-__all__ = ["HandlerFn", "HandlerOptions", "HandlerRegistry", "RegisteredHandler"]
+__all__ = [
+    "HandlerFn",
+    "HandlerOptions",
+    "HandlerRegistry",
+    "RegisteredHandler",
+    "check_option_names",
+]
 
 HandlerFn = Callable[..., Any]
 F = TypeVar("F", bound=HandlerFn)
@@ -54,6 +61,20 @@ CONSTRAINT_OPTIONS = frozenset(
         "hold_policy",
     }
 )
+
+
+#: Everything ``register`` / ``handler`` accept besides the name and the function.
+REGISTER_OPTIONS = CONSTRAINT_OPTIONS | {"priority", "codec", "replace"}
+
+
+def check_option_names(options: Iterable[str]) -> None:
+    """:class:`WrongTypeError` naming any option ``register`` / ``handler`` do not know."""
+    unknown = set(options) - REGISTER_OPTIONS
+    if unknown:
+        raise WrongTypeError(
+            f"unknown handler option(s) {', '.join(sorted(unknown))}; "
+            f"expected one of {', '.join(sorted(REGISTER_OPTIONS))}"
+        )
 
 
 def _exc_names(
@@ -99,10 +120,13 @@ class HandlerOptions:
         object.__setattr__(self, "terminal", _exc_names(self.terminal))
         # Validate eagerly: a bad option should fail at registration, not at the first submit.
         self.constraints()
-        if self.priority is not None and (
-            isinstance(self.priority, bool) or not isinstance(self.priority, int)
-        ):
-            raise WrongTypeError(f"priority must be an int, got {self.priority!r}")
+        if self.priority is not None:
+            check_int(self.priority, "priority", minimum=I32_MIN, maximum=I32_MAX)
+        if self.codec is not None and not isinstance(self.codec, (str, Codec)):
+            raise WrongTypeError(
+                f"codec must be a Codec or a content type str, got {type(self.codec).__name__} "
+                f"{self.codec!r:.80}"
+            )
 
     def merged(self, overrides: dict[str, Any]) -> HandlerOptions:
         """These options with ``overrides`` (constraint names) applied on top."""
@@ -196,7 +220,11 @@ class HandlerRegistry:
         hold_policy: HoldPolicy | str | None = None,
     ) -> RegisteredHandler:
         """Register ``fn`` under ``name`` with these task defaults; returns the entry."""
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str):
+            raise WrongTypeError(
+                f"a handler name must be a str, got {type(name).__name__} {name!r:.80}"
+            )
+        if not name.strip():
             raise ValidationError(f"a handler name must be a non-empty str, got {name!r}")
         if not callable(fn):
             raise WrongTypeError(f"handler {name!r} must be callable, got {fn!r}")
@@ -223,7 +251,9 @@ class HandlerRegistry:
         return entry
 
     def handler(self, name: str, **options: Any) -> Callable[[F], F]:
-        """Decorator form of :meth:`register`; returns the function unchanged."""
+        """Decorator form of :meth:`register`; returns the function unchanged. Unknown options
+        raise here, before the decorated function exists."""
+        check_option_names(options)
 
         def deco(fn: F) -> F:
             self.register(name, fn, **options)

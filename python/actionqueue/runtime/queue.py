@@ -18,11 +18,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import math
+import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -42,17 +45,26 @@ from actionqueue.engine.time.clock import Clock, ManualClock, SystemClock
 from actionqueue.errors import (
     ActionQueueError,
     ClosedError,
+    InvalidIdError,
     NotFoundError,
+    ReentrantCallError,
     RunCanceledError,
     RunFailedError,
+    UnknownHandlerError,
     ValidationError,
     WaitTimeoutError,
     WrongTypeError,
 )
 from actionqueue.runtime.codecs import Codec, CodecRegistry
+from actionqueue.runtime.context import current_context
 from actionqueue.runtime.dispatcher import Dispatcher
 from actionqueue.runtime.executors import ExecutorAdapter, make_executor
-from actionqueue.runtime.handlers import HandlerFn, HandlerOptions, HandlerRegistry
+from actionqueue.runtime.handlers import (
+    HandlerFn,
+    HandlerOptions,
+    HandlerRegistry,
+    check_option_names,
+)
 from actionqueue.runtime.metrics import Metrics
 from actionqueue.runtime.units import Seconds, instant_to_ms, positive_seconds_to_ms, seconds_to_ms
 
@@ -95,7 +107,14 @@ class ActionQueue:
         codecs: a :class:`~actionqueue.runtime.codecs.CodecRegistry` (default: bytes, JSON, text).
         handlers: a :class:`~actionqueue.runtime.handlers.HandlerRegistry` to share.
         authority: an already-open mutation authority (advanced; ``path`` is then ignored).
-        storage_options: passed to :func:`actionqueue.storage.recovery.bootstrap`.
+        storage_options: passed to :func:`actionqueue.storage.recovery.bootstrap`, e.g.
+            ``{"max_record_size": 1 << 20}`` (bytes; a bigger submit raises
+            :class:`~actionqueue.errors.RecordTooLargeError` and writes nothing).
+        allow_unregistered: let :meth:`submit` accept handler names not registered in this
+            process (a producer feeding a consumer process); default ``False``: such a submit
+            raises :class:`~actionqueue.errors.UnknownHandlerError` and writes nothing.
+
+    Bad arguments raise before anything is created on disk.
     """
 
     def __init__(
@@ -115,7 +134,23 @@ class ActionQueue:
         authority: Any = None,
         storage_options: dict[str, Any] | None = None,
         rng: Any = None,
+        allow_unregistered: bool = False,
     ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise WrongTypeError(
+                f"path must be a str or os.PathLike naming the data directory, "
+                f"got {type(path).__name__} {path!r:.80}"
+            )
+        _check_options(
+            handlers=handlers,
+            codecs=codecs,
+            snapshot_on_close=snapshot_on_close,
+            sync_interval=sync_interval,
+            owner=owner,
+            storage_options=storage_options,
+            allow_unregistered=allow_unregistered,
+        )
+        self.allow_unregistered = allow_unregistered
         self.path = Path(path)
         self.clock: Clock = SystemClock() if clock is None else clock
         if not callable(getattr(self.clock, "now", None)):
@@ -133,6 +168,8 @@ class ActionQueue:
         self._specs: dict[bytes, TaskSpec] = {}
         lease_ms = positive_seconds_to_ms(lease, "lease")
         self.recovery: Any = None
+        # Before the directory is touched: a bad executor or max_workers creates nothing.
+        self.executor: ExecutorAdapter = make_executor(executor, max_workers)
 
         t0 = time.monotonic()
         self._given_authority = authority
@@ -142,7 +179,6 @@ class ActionQueue:
         self.metrics.set_gauge("recovery_seconds", time.monotonic() - t0)
 
         try:
-            self.executor: ExecutorAdapter = make_executor(executor, max_workers)
             self.engine = Engine(
                 authority,
                 self.clock,
@@ -179,6 +215,14 @@ class ActionQueue:
     @classmethod
     def open(cls, path: str | Path = DEFAULT_PATH, **options: Any) -> ActionQueue:
         """Open (creating if needed) a queue on ``path``; the options are the constructor's."""
+        params = inspect.signature(cls.__init__).parameters
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            known = sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+            raise WrongTypeError(
+                f"unknown option(s) {', '.join(unknown)} for ActionQueue.open; "
+                f"expected one of {', '.join(known)}"
+            )
         return cls(path, **options)
 
     def _open_authority(
@@ -211,6 +255,31 @@ class ActionQueue:
         if self._closed:
             raise ClosedError(f"the queue on {str(self.path)!r} is closed")
 
+    def _running_handler_run(self) -> RunId | None:
+        """The run of this queue's handler that is calling us from its own thread, if any."""
+        ctx = current_context()
+        if ctx is None:
+            return None
+        rid = RunId(ctx.snapshot.run_id)
+        return rid if rid.bytes in self._dispatcher.inflight else None
+
+    def _refuse_in_handler(self, call: str, target: TaskId | RunId | None = None) -> None:
+        """Refuse a call that would wait for the handler making it (a certain deadlock).
+
+        ``target`` given: refuse only when it is the calling handler's own run or task."""
+        rid = self._running_handler_run()
+        if rid is None:
+            return
+        ctx = current_context()
+        assert ctx is not None
+        if target is not None and target != rid and target != ctx.task_id:
+            return
+        raise ReentrantCallError(
+            f"{call} cannot be called from inside a handler of this queue: it would wait for "
+            f"the calling handler itself ({ctx.handler!r}, run {rid}). Return from the handler "
+            "instead, or call it from another thread"
+        )
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -218,7 +287,10 @@ class ActionQueue:
     def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
         """Stop the loop, let in-flight attempts finish (``drain``; up to ``timeout`` s), give
         back the runs of attempts still running after that, flush, snapshot (if configured) and
-        release the data directory. Idempotent."""
+        release the data directory. Idempotent. Refused (:class:`ReentrantCallError`) from
+        inside a handler of this queue, which close would wait for."""
+        timeout = _check_timeout(timeout, "timeout")
+        self._refuse_in_handler("close()")
         with self._lock:
             if self._closed:
                 return
@@ -269,13 +341,25 @@ class ActionQueue:
         Options (task defaults, each overridable per submit): ``max_attempts``, ``timeout``
         (seconds), ``backoff`` (``aq.exponential(base, cap)`` / ``aq.fixed(delay)``, seconds),
         ``concurrency_key``, ``priority``, ``retry_on``, ``terminal`` (exception classes that
-        fail the run at once), ``codec`` (for payload and result), ``hold_policy``.
+        fail the run at once), ``codec`` (for payload and result), ``hold_policy``,
+        ``replace``. Bad options raise here, not at the first submit.
         """
+        self._check_open()
+        check_option_names(options)
+        self._check_codec_option(options)
         return self.handlers.handler(name, **options)
 
     def register(self, name: str, fn: HandlerFn, **options: Any) -> None:
         """Function form of :meth:`handler`."""
+        self._check_open()
+        check_option_names(options)
+        self._check_codec_option(options)
         self.handlers.register(name, fn, **options)
+
+    def _check_codec_option(self, options: dict[str, Any]) -> None:
+        codec = options.get("codec")
+        if isinstance(codec, str):
+            self.codecs.get(codec)  # PayloadError naming an unregistered content type
 
     # --- submitting ----------------------------------------------------------------------------
 
@@ -292,12 +376,25 @@ class ActionQueue:
         content_type: str | None,
         task_id: TaskId | None,
         overrides: dict[str, Any],
+        allow_unregistered: bool | None = None,
     ) -> TaskSpec:
-        if not isinstance(handler, str) or not handler:
-            raise ValidationError(
-                f"handler must be a non-empty str naming a handler, got {handler!r}"
+        if not isinstance(handler, str):
+            raise WrongTypeError(
+                f"handler must be a str naming a handler, got {type(handler).__name__} "
+                f"{handler!r:.80}"
             )
+        if not handler.strip():
+            raise ValidationError(f"handler must be a non-empty str, got {handler!r}")
         reg = self.handlers.find(handler)
+        if reg is None:
+            allow = self.allow_unregistered if allow_unregistered is None else allow_unregistered
+            if allow is not True:
+                if allow is not False:
+                    raise WrongTypeError(f"allow_unregistered must be a bool, got {allow!r:.80}")
+                raise UnknownHandlerError(
+                    f"{self.handlers._unknown_message(handler)}; or pass "
+                    "allow_unregistered=True if another process runs it"
+                )
         options = reg.options if reg is not None else HandlerOptions()
         options = options.merged(overrides)
         codec: Codec | str | None = options.codec
@@ -325,7 +422,10 @@ class ActionQueue:
         if at is not None and delay is not None:
             raise ValidationError("give either at= or delay=, not both")
         if at is not None:
-            return instant_to_ms(at, "at")
+            ms = instant_to_ms(at, "at")
+            if ms < 0:
+                raise ValidationError(f"at must not be before the epoch (1970), got {at!r}")
+            return ms
         if delay is not None:
             ms = seconds_to_ms(delay, "delay")
             if ms < 0:
@@ -348,6 +448,7 @@ class ActionQueue:
         content_type: str | None = None,
         durability: DurabilityPolicy | str | None = None,
         task_id: TaskId | None = None,
+        allow_unregistered: bool | None = None,
         **overrides: Any,
     ) -> TaskId:
         """Submit a task for ``handler``; returns its id. Safe from any thread.
@@ -361,9 +462,11 @@ class ActionQueue:
         of the handler's defaults. With Immediate durability the call returns once the task
         and its runs are on stable storage.
 
-        A handler need not be registered in this process (a producer may submit for a
-        consumer); a run whose handler is unknown when it is dispatched fails with an
-        ``UnknownHandlerError`` text.
+        The handler must be registered in this process, else
+        :class:`~actionqueue.errors.UnknownHandlerError` (nothing written) — unless
+        ``allow_unregistered=True`` (here or at open): a producer may submit for a consumer
+        process. A run whose handler is unknown when it is dispatched fails with an
+        ``UnknownHandlerError`` text in its attempt history.
         """
         self._check_open()
         spec = self._spec(
@@ -377,6 +480,7 @@ class ActionQueue:
             content_type=content_type,
             task_id=task_id,
             overrides=overrides,
+            allow_unregistered=allow_unregistered,
         )
         origin = self._origin(at, delay)
         tid = self.engine.submit(spec, origin=origin, durability=durability)
@@ -397,10 +501,20 @@ class ActionQueue:
         description: str | None = None,
         content_type: str | None = None,
         durability: DurabilityPolicy | str | None = None,
+        allow_unregistered: bool | None = None,
         **overrides: Any,
     ) -> list[TaskId]:
         """Submit one task per payload, all in **one** record (all or nothing, one fsync)."""
         self._check_open()
+        if isinstance(payloads, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(
+            payloads, Iterable
+        ):
+            raise WrongTypeError(
+                f"payloads must be an iterable of payloads (e.g. a list), got "
+                f"{type(payloads).__name__} {payloads!r:.80}"
+            )
+        if isinstance(tags, (str, bytes)):
+            raise WrongTypeError(f"tags must be a list or tuple of str, got str {tags!r:.80}")
         tags = tuple(tags)
         specs = [
             self._spec(
@@ -414,6 +528,7 @@ class ActionQueue:
                 content_type=content_type,
                 task_id=None,
                 overrides=overrides,
+                allow_unregistered=allow_unregistered,
             )
             for p in payloads
         ]
@@ -455,8 +570,13 @@ class ActionQueue:
 
         When the background loop runs (:meth:`start`), this waits for it to become idle
         instead (``advance_clock`` then needs a ManualClock and is done here).
+
+        Refused (:class:`~actionqueue.errors.ReentrantCallError`) from inside a handler of
+        this queue: it would wait for that handler.
         """
         self._check_open()
+        timeout = _check_timeout(timeout, "timeout")
+        self._refuse_in_handler("run_until_idle()")
         until = None if max_time is None else self.clock.now() + seconds_to_ms(max_time, "max_time")
         deadline = None if timeout is None else time.monotonic() + timeout
         d = self._dispatcher
@@ -546,9 +666,12 @@ class ActionQueue:
         """Stop the background loop. ``drain=True``: dispatch nothing new and wait (up to
         ``timeout`` s) for in-flight attempts to finish. ``drain=False``: signal in-flight
         handlers to stop (reason ``"shutdown"``; their runs are given back without using an
-        attempt). Returns whether everything in flight finished in time."""
+        attempt). Returns whether everything in flight finished in time. Refused
+        (:class:`~actionqueue.errors.ReentrantCallError`) from inside a handler of this queue."""
         if not _closing:
             self._check_open()
+            timeout = _check_timeout(timeout, "timeout")
+            self._refuse_in_handler("stop()")
         d = self._dispatcher
         with self._lock:
             thread = self._thread
@@ -579,6 +702,8 @@ class ActionQueue:
         Signal handlers are installed only when called from the main thread.
         """
         self._check_open()
+        drain_timeout = _check_timeout(drain_timeout, "drain_timeout")
+        self._refuse_in_handler("run_forever()")
         stop = threading.Event()
         hits = [0]
 
@@ -611,7 +736,12 @@ class ActionQueue:
             return ident
         if not isinstance(ident, str):
             raise WrongTypeError(f"expected a TaskId, RunId or id string, got {ident!r}")
-        rid = RunId(ident)
+        try:
+            rid = RunId(ident)
+        except InvalidIdError:
+            raise InvalidIdError(
+                f"expected a task or run id (a UUID string, TaskId or RunId), got {ident!r:.80}"
+            ) from None
         if self.engine.get_run(rid) is not None:
             return rid
         tid = TaskId(ident)
@@ -701,7 +831,16 @@ class ActionQueue:
         """Runs filtered by state(s), tag and handler; each state in its index order (e.g.
         Ready in dispatch order, Scheduled by due time)."""
         self._check_open()
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise WrongTypeError(f"limit must be an int or None, got {limit!r:.80}")
+        if limit is not None and limit < 0:
+            raise ValidationError(f"limit must be >= 0 or None, got {limit}")
+        for name, value in (("tag", tag), ("handler", handler)):
+            if value is not None and not isinstance(value, str):
+                raise WrongTypeError(f"{name} must be a str or None, got {value!r:.80}")
         states = _states(state)
+        if limit == 0:
+            return []
         out: list[RunInstance] = []
         page = 512
         for st in states:
@@ -741,6 +880,7 @@ class ActionQueue:
 
     def progress(self, run_id: RunId | str) -> float | str | None:
         """The last ``ctx.report_progress()`` value of a run's in-flight attempt."""
+        self._check_open()
         rid = run_id if isinstance(run_id, RunId) else RunId(run_id)
         a = self._dispatcher.inflight.get(rid.bytes)
         return None if a is None else a.progress
@@ -785,9 +925,15 @@ class ActionQueue:
         If no loop is running (no :meth:`start`, no other thread driving), this thread runs
         handlers while it waits, so ``q.result(q.submit(...))`` just works. It never moves a
         ManualClock: work due in the future waits for the test to advance it.
+
+        From inside a handler, waiting for its own run or task is refused
+        (:class:`~actionqueue.errors.ReentrantCallError`); waiting for others works (give a
+        ``timeout``: every worker slot blocked in a wait is a deadlock).
         """
         self._check_open()
+        timeout = _check_timeout(timeout, "timeout")
         target = self._resolve(ident)
+        self._refuse_in_handler(f"wait({str(target)!r})", target)
         deadline = None if timeout is None else time.monotonic() + timeout
         d = self._dispatcher
         while not self._is_done(target):
@@ -813,8 +959,10 @@ class ActionQueue:
         attempt — for a task, of its last run. A Failed run raises
         :class:`~actionqueue.errors.RunFailedError` (with the last error), a Canceled one
         :class:`~actionqueue.errors.RunCanceledError`."""
-        self.wait(ident, timeout)
+        self._check_open()
         target = self._resolve(ident)
+        self._refuse_in_handler(f"result({str(target)!r})", target)
+        self.wait(target, timeout)
         if isinstance(target, TaskId):
             runs = self.runs(target)
             if not runs:
@@ -880,8 +1028,12 @@ def _states(state: RunState | str | Iterable[RunState | str] | None) -> list[Run
         return list(RunState)
     if isinstance(state, (RunState, str)):
         items: list[RunState | str] = [state]
-    else:
+    elif isinstance(state, Iterable):
         items = list(state)
+    else:
+        raise WrongTypeError(
+            f"state must be a RunState, its name, or a list of them, got {state!r:.80}"
+        )
     out = []
     for s in items:
         if isinstance(s, RunState):
@@ -899,3 +1051,90 @@ def _states(state: RunState | str | Iterable[RunState | str] | None) -> list[Run
         else:
             raise WrongTypeError(f"state must be a RunState or its name, got {s!r}")
     return out
+
+
+def _check_timeout(value: float | None, field: str) -> float | None:
+    """``None`` or a finite number of real seconds >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WrongTypeError(
+            f"{field} must be seconds (int or float) or None, got {type(value).__name__} "
+            f"{value!r:.80}"
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ValidationError(f"{field} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _storage_option_names() -> frozenset[str]:
+    try:
+        from actionqueue.storage.recovery.bootstrap import bootstrap
+    except ImportError:  # pragma: no cover - only in a partial checkout
+        return frozenset()
+    params = inspect.signature(bootstrap).parameters
+    return frozenset(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+#: bootstrap options that are sizes/counts: ints, checked here so a bad one names itself.
+_INT_STORAGE_OPTIONS = {
+    "segment_size": 1,
+    "max_record_size": 1,
+    "preallocate": 0,
+    "keep_snapshots": 1,
+    "max_snapshot_size": 1,
+}
+
+
+def _check_options(
+    *,
+    handlers: object,
+    codecs: object,
+    snapshot_on_close: object,
+    sync_interval: object,
+    owner: object,
+    storage_options: object,
+    allow_unregistered: object,
+) -> None:
+    """The constructor's cheap checks, done before the data directory is touched."""
+    if handlers is not None and not isinstance(handlers, HandlerRegistry):
+        raise WrongTypeError(f"handlers must be a HandlerRegistry or None, got {handlers!r:.80}")
+    if codecs is not None and not isinstance(codecs, CodecRegistry):
+        raise WrongTypeError(f"codecs must be a CodecRegistry or None, got {codecs!r:.80}")
+    for name, flag in (
+        ("snapshot_on_close", snapshot_on_close),
+        ("allow_unregistered", allow_unregistered),
+    ):
+        if not isinstance(flag, bool):
+            raise WrongTypeError(f"{name} must be a bool, got {flag!r:.80}")
+    if sync_interval is not None:
+        if isinstance(sync_interval, bool) or not isinstance(sync_interval, (int, float)):
+            raise WrongTypeError(
+                f"sync_interval must be seconds (int or float) or None, got {sync_interval!r:.80}"
+            )
+        if not math.isfinite(sync_interval) or sync_interval <= 0:
+            raise ValidationError(
+                f"sync_interval must be a positive number of seconds or None, got {sync_interval!r}"
+            )
+    if owner is not None and (not isinstance(owner, str) or not owner.strip()):
+        raise ValidationError(f"owner must be a non-empty str, got {owner!r:.80}")
+    if storage_options is None:
+        return
+    if not isinstance(storage_options, Mapping):
+        raise WrongTypeError(
+            f"storage_options must be a dict of bootstrap options, got {storage_options!r:.80}"
+        )
+    known = _storage_option_names()
+    for key, value in storage_options.items():
+        if known and key not in known:
+            raise WrongTypeError(
+                f"unknown storage option {key!r}; expected one of {', '.join(sorted(known))}"
+            )
+        low = _INT_STORAGE_OPTIONS.get(key)
+        if low is not None:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise WrongTypeError(
+                    f"storage option {key} must be an int (bytes or a count), got {value!r:.80}"
+                )
+            if value < low:
+                raise ValidationError(f"storage option {key} must be >= {low}, got {value}")

@@ -40,8 +40,9 @@ DEFAULT_MAX_SNAPSHOT_SIZE = 8 << 30
 
 @dataclass(frozen=True, slots=True)
 class SnapshotInfo:
-    """A snapshot the authority wrote: where, at which sequence, its size and write time,
-    and what the checkpoint after it deleted."""
+    """A snapshot the authority wrote: where, at which sequence, its size and write time
+    (``locked_micros`` of it held the authority's lock: the capture; the file is written
+    after), and what the checkpoint after it deleted."""
 
     path: str
     sequence: int
@@ -49,6 +50,7 @@ class SnapshotInfo:
     millis: int
     segments_removed: int
     snapshots_removed: int
+    locked_micros: int = 0
 
 
 @dataclass(frozen=True, slots=True)

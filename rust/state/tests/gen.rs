@@ -167,7 +167,7 @@ impl Driver {
                 let Some(r) = self.pick(S::Running, a) else {
                     return vec![];
                 };
-                let run = self.p.run(&r).cloned();
+                let run = self.p.run(&r).map(|r| r.into_owned());
                 let Some(run) = run else { return vec![] };
                 let Some(att) = run.current_attempt else {
                     return vec![];
@@ -203,7 +203,7 @@ impl Driver {
                 let expired: Vec<Id> = self.p.expired_leases(now).take(2).collect();
                 let mut v = Vec::new();
                 for r in expired {
-                    let Some(run) = self.p.run(&r).cloned() else {
+                    let Some(run) = self.p.run(&r).map(|r| r.into_owned()) else {
                         continue;
                     };
                     if let Some(l) = &run.lease {

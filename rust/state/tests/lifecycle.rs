@@ -107,7 +107,7 @@ fn run_create_rules() {
     rejected(&p.err1(rc(id(10), t, 1, 0)), "already exists");
     p.ok1(rc(id(11), t, 1, 1000));
     rejected(&p.err1(rc(id(12), t, 2, 2000)), "all 2 runs");
-    assert_eq!(p.0.runs_for_task(&t).unwrap(), &[id(10), id(11)]);
+    assert_eq!(&*p.0.runs_for_task(&t).unwrap(), &[id(10), id(11)]);
     let r = p.run(id(11));
     assert_eq!(
         (r.state, r.ordinal, r.scheduled_at),

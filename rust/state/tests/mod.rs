@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod atomic;
+mod cold;
 pub mod gen;
 mod keys;
 mod leases;
@@ -238,7 +239,7 @@ impl P {
         self.err(&[e])
     }
 
-    pub fn run(&self, r: Id) -> &crate::state::Run {
+    pub fn run(&self, r: Id) -> std::borrow::Cow<'_, crate::state::Run> {
         self.0.run(&r).unwrap()
     }
 

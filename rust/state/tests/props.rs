@@ -33,8 +33,8 @@ proptest! {
             d.step(c);
         }
         let k = split.index(d.records.len() + 1);
-        let head = replay(&d.records[..k]);
-        let bytes = crate::snapshot::encode(&head).unwrap();
+        let mut head = replay(&d.records[..k]);
+        let bytes = crate::snapshot::encode(&mut head).unwrap();
         let mut restored = crate::snapshot::decode(&bytes, u64::MAX).unwrap();
         prop_assert_eq!(restored.state_digest(), head.state_digest());
         prop_assert!(restored.debug_check_indexes().is_ok());

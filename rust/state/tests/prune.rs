@@ -35,7 +35,7 @@ fn prune_drops_old_terminal_runs_and_finished_empty_tasks() {
     assert!(p.0.run(&id(40)).is_none());
     assert!(p.0.run(&id(11)).is_some() && p.0.run(&id(30)).is_some());
     assert!(p.0.task(&t).is_some());
-    assert_eq!(p.0.runs_for_task(&t).unwrap(), &[id(11)]);
+    assert_eq!(&*p.0.runs_for_task(&t).unwrap(), &[id(11)]);
     assert!(p.0.task(&id(2)).is_none());
     assert!(p.0.task(&id(3)).is_some());
     assert!(p.0.task(&id(4)).is_some());

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from actionqueue.errors import ExecutorError, ValidationError
+from actionqueue.runtime.context import running_handler
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job, interrupted
 from actionqueue.runtime.outcomes import AttemptResult
 
@@ -92,12 +93,14 @@ class AsyncioExecutor(ExecutorAdapter):
             timer = loop.call_later(job.timeout, self._expire, job)
         t0 = time.monotonic()
         try:
-            if job.is_async:
-                value: Any = await job.fn(job.context, job.payload)
-            else:
-                value = await asyncio.to_thread(job.fn, job.context, job.payload)
-                if asyncio.iscoroutine(value):
-                    value = await value
+            # This task runs in its own context copy (and to_thread copies it on).
+            with running_handler(job.context):
+                if job.is_async:
+                    value: Any = await job.fn(job.context, job.payload)
+                else:
+                    value = await asyncio.to_thread(job.fn, job.context, job.payload)
+                    if asyncio.iscoroutine(value):
+                        value = await value
         except asyncio.CancelledError:
             reason = job.context.cancelled.reason or "shutdown"
             job.finish(interrupted(reason, time.monotonic() - t0))

@@ -19,7 +19,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from actionqueue.runtime.context import ContextSnapshot, HandlerContext, RemoteContext
+from actionqueue.runtime.context import (
+    CURRENT_HANDLER,
+    ContextSnapshot,
+    HandlerContext,
+    RemoteContext,
+)
 from actionqueue.runtime.outcomes import AttemptResult, ResultKind
 
 __all__ = ["ExecutorAdapter", "Job", "call_handler", "run_remote"]
@@ -94,13 +99,18 @@ class Job:
 
 def call_handler(fn: Callable[..., Any], ctx: Any, payload: Any, is_async: bool) -> Any:
     """Call a handler in the current thread; an ``async def`` handler (or one that returns an
-    awaitable) runs to completion on a fresh event loop."""
-    if is_async:
-        return asyncio.run(fn(ctx, payload))
-    value = fn(ctx, payload)
-    if inspect.isawaitable(value):
-        return asyncio.run(_await(value))
-    return value
+    awaitable) runs to completion on a fresh event loop. While it runs, ``ctx`` is the
+    thread's :func:`~actionqueue.runtime.context.current_context`."""
+    token = CURRENT_HANDLER.set(ctx)  # a ContextVar: cheap, no context manager on the hot path
+    try:
+        if is_async:
+            return asyncio.run(fn(ctx, payload))
+        value = fn(ctx, payload)
+        if inspect.isawaitable(value):
+            return asyncio.run(_await(value))
+        return value
+    finally:
+        CURRENT_HANDLER.reset(token)
 
 
 async def _await(aw: Any) -> Any:

@@ -1,0 +1,618 @@
+//! The cold store: finished tasks and terminal runs kept as their encoded bytes.
+//!
+//! Terminal runs never change again (only Prune removes them) and finished tasks almost never
+//! do, yet on a long-lived queue they are nearly all of the state. Holding each as a decoded
+//! `Run` / `Task` costs ~8 heap allocations per pair, which is what made loading and writing a
+//! 1M-run snapshot take seconds. Here they are records in immutable, shared byte segments,
+//! found through an id → location map and decoded only when queried:
+//!
+//! ```text
+//! segment  = varint n_tasks, task record * n_tasks, varint n_runs, run record * n_runs
+//! task rec = varint len, u64 LE created_seq, i64 LE finished_at, u32 LE n,
+//!            postcard(Task) (len bytes), n * 16-byte run ids (the task's run list, ordinal order)
+//! run rec  = varint len, postcard(Run) (len bytes)
+//! ```
+//!
+//! `postcard(Task)` / `postcard(Run)` are exactly the bytes the canonical image (and so the
+//! digest) holds for them, so the digest and the snapshot writer copy them without decoding.
+//! A snapshot's cold section *is* one segment, and a loaded snapshot's file buffer is used in
+//! place (loading terminal history is a CRC pass, a head parse per record and a map insert).
+//!
+//! Segments are made by [`Cold::freeze`] when a snapshot is captured (from the hot maps: O(what
+//! finished since the previous snapshot)) and by loading a snapshot. A record leaves the cold
+//! store when Prune removes it or when an event names it ([`Cold::take_run`], "thawing": it is
+//! decoded back into the hot maps, then the reducer's ordinary code runs). A segment whose
+//! records are all gone is dropped.
+//!
+//! Invariants: every cold run is terminal; every cold task is finished. Cold tasks are not
+//! counted in the concurrency-key slots (they never hold a key): thawing one counts it again.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::model::{Id, Millis, RunState};
+
+use super::indexes::IxKey;
+use super::types::{fmt_id, Run, Task};
+use super::Map;
+
+/// Where a cold record is: segment, entry number (for the dead bitmap), offset of its first
+/// byte (the length varint) in the segment's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    seg: u32,
+    ix: u32,
+    off: u64,
+}
+
+/// An immutable run of records: `buf[start..end]` holds the segment encoding.
+#[derive(Debug)]
+pub(crate) struct Seg {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    seg: Option<Arc<Seg>>,
+    n_tasks: u32,
+    /// One bit per entry (tasks first, then runs): removed.
+    dead: Vec<u64>,
+    live: usize,
+}
+
+impl Slot {
+    fn is_dead(&self, ix: u32) -> bool {
+        let i = ix as usize;
+        self.dead
+            .get(i / 64)
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
+
+    fn kill(&mut self, ix: u32) {
+        let i = ix as usize;
+        if let Some(w) = self.dead.get_mut(i / 64) {
+            *w |= 1u64 << (i % 64);
+        }
+        self.live = self.live.saturating_sub(1);
+        if self.live == 0 {
+            // Everything in it was pruned or thawed: give the memory back.
+            self.seg = None;
+            self.dead = Vec::new();
+        }
+    }
+}
+
+/// The fixed-position fields of a run record (the leading fields of `Run`, in its serde order:
+/// postcard decodes a prefix struct from the same bytes).
+// Some fields are only read to skip over them: postcard decodes by position.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunHead {
+    pub id: Id,
+    pub task_id: Id,
+    pub state: RunState,
+    pub ordinal: u32,
+    pub scheduled_at: Millis,
+    pub created_at: Millis,
+    pub created_seq: u64,
+    pub attempt_count: u32,
+    pub current_attempt: Option<Id>,
+    pub effective_priority: i32,
+    pub last_state_change_at: Millis,
+}
+
+impl RunHead {
+    /// The run's key in the index of its (terminal) state.
+    pub fn ix_key(&self) -> IxKey {
+        IxKey {
+            a: self.last_state_change_at,
+            b: 0,
+            seq: self.created_seq,
+            id: self.id,
+        }
+    }
+}
+
+/// A task record's fixed prefix.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskHead {
+    pub id: Id,
+    pub created_seq: u64,
+    pub finished_at: Millis,
+    pub n_runs: u32,
+}
+
+/// Byte reader that never panics.
+struct Rd<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Rd<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..70).step_by(7) {
+            let byte = *self.b.get(self.at)?;
+            self.at += 1;
+            v |= u64::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)?.try_into().ok().map(u64::from_le_bytes)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)?.try_into().ok().map(u32::from_le_bytes)
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// One task record, parsed: head, its postcard bytes, its run-id list bytes; and the offset
+/// just after it.
+pub(crate) struct TaskRec<'a> {
+    pub head: TaskHead,
+    pub body: &'a [u8],
+    pub runs: &'a [u8],
+    pub next: usize,
+}
+
+pub(crate) struct RunRec<'a> {
+    pub body: &'a [u8],
+    pub next: usize,
+}
+
+fn task_rec(b: &[u8], at: usize) -> Option<TaskRec<'_>> {
+    let mut r = Rd { b, at };
+    let len = usize::try_from(r.varint()?).ok()?;
+    let created_seq = r.u64()?;
+    let finished_at = r.u64()? as i64;
+    let n_runs = r.u32()?;
+    let body = r.take(len)?;
+    let runs = r.take((n_runs as usize).checked_mul(16)?)?;
+    let id: Id = body.get(..16)?.try_into().ok()?;
+    Some(TaskRec {
+        head: TaskHead {
+            id,
+            created_seq,
+            finished_at,
+            n_runs,
+        },
+        body,
+        runs,
+        next: r.at,
+    })
+}
+
+fn run_rec(b: &[u8], at: usize) -> Option<RunRec<'_>> {
+    let mut r = Rd { b, at };
+    let len = usize::try_from(r.varint()?).ok()?;
+    let body = r.take(len)?;
+    Some(RunRec { body, next: r.at })
+}
+
+pub(crate) fn run_head(body: &[u8]) -> Option<RunHead> {
+    postcard::take_from_bytes::<RunHead>(body).ok().map(|x| x.0)
+}
+
+fn ids_of(runs: &[u8]) -> Vec<Id> {
+    runs.chunks_exact(16)
+        .filter_map(|c| c.try_into().ok())
+        .collect()
+}
+
+/// Appends one task record (the task's `runs` list is its derived run list).
+pub(crate) fn push_task(out: &mut Vec<u8>, t: &Task, scratch: &mut Vec<u8>) -> Result<(), String> {
+    scratch.clear();
+    let body = postcard::to_extend(t, std::mem::take(scratch)).map_err(|e| e.to_string())?;
+    put_varint(out, body.len() as u64);
+    out.extend_from_slice(&t.created_seq.to_le_bytes());
+    out.extend_from_slice(&t.finished_at.unwrap_or(t.created_at).to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(t.runs.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&body);
+    for r in &t.runs {
+        out.extend_from_slice(r);
+    }
+    *scratch = body;
+    Ok(())
+}
+
+pub(crate) fn push_run(out: &mut Vec<u8>, r: &Run, scratch: &mut Vec<u8>) -> Result<(), String> {
+    scratch.clear();
+    let body = postcard::to_extend(r, std::mem::take(scratch)).map_err(|e| e.to_string())?;
+    put_varint(out, body.len() as u64);
+    out.extend_from_slice(&body);
+    *scratch = body;
+    Ok(())
+}
+
+/// What a loaded segment contributes to the indexes.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    /// Terminal index keys per state (unsorted).
+    pub keys: Vec<(RunState, IxKey)>,
+    /// Finished tasks with no runs: `(finished_at, id)`.
+    pub empty: Vec<(Millis, Id)>,
+    /// Cold runs whose task is not cold: `(task, ordinal, run)` (their run lists are hot).
+    pub of_hot: Vec<(Id, u32, Id)>,
+}
+
+/// What [`Cold::add`] checks records against when loading a snapshot: the image sequence
+/// and whether an id is a hot task.
+pub(crate) type LoadCheck<'a> = (u64, &'a dyn Fn(&Id) -> bool);
+
+/// The cold store.
+#[derive(Debug, Default)]
+pub(crate) struct Cold {
+    slots: Vec<Slot>,
+    runs: Map<Id, Loc>,
+    tasks: Map<Id, Loc>,
+}
+
+/// The live records of a cold store at one moment, without its maps: cheap to take (shares
+/// the segments, copies one bit per record), and all the snapshot writer needs.
+#[derive(Debug, Clone, Default)]
+pub struct ColdView {
+    slots: Vec<Slot>,
+    tasks: usize,
+    runs: usize,
+}
+
+impl Cold {
+    pub fn run_count(&self) -> usize {
+        self.runs.len()
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn has_run(&self, id: &Id) -> bool {
+        self.runs.contains_key(id)
+    }
+
+    pub fn has_task(&self, id: &Id) -> bool {
+        self.tasks.contains_key(id)
+    }
+
+    fn bytes(&self, loc: Loc) -> Option<&[u8]> {
+        let seg = self.slots.get(loc.seg as usize)?.seg.as_deref()?;
+        seg.buf.get(seg.start..seg.end)
+    }
+
+    fn run_body(&self, id: &Id) -> Option<&[u8]> {
+        let loc = *self.runs.get(id)?;
+        run_rec(self.bytes(loc)?, usize::try_from(loc.off).ok()?).map(|r| r.body)
+    }
+
+    fn task_rec(&self, id: &Id) -> Option<TaskRec<'_>> {
+        let loc = *self.tasks.get(id)?;
+        task_rec(self.bytes(loc)?, usize::try_from(loc.off).ok()?)
+    }
+
+    /// Decodes a cold run. `Some(Err)` only for a record that does not decode (a snapshot
+    /// with a valid checksum but inconsistent content).
+    pub fn run(&self, id: &Id) -> Option<Result<Run, String>> {
+        let body = self.run_body(id)?;
+        Some(match postcard::from_bytes::<Run>(body) {
+            Ok(r) if r.id == *id && r.state.is_terminal() => Ok(r),
+            Ok(_) => Err(format!("cold run {} is inconsistent", fmt_id(id))),
+            Err(e) => Err(format!("cold run {} does not decode: {e}", fmt_id(id))),
+        })
+    }
+
+    /// The task id of a cold run.
+    pub fn run_task(&self, id: &Id) -> Option<Id> {
+        self.run_body(id).and_then(run_head).map(|h| h.task_id)
+    }
+
+    /// Decodes a cold task, with its run list (all terminal: `nonterminal_runs` is 0).
+    pub fn task(&self, id: &Id) -> Option<Result<Task, String>> {
+        let rec = self.task_rec(id)?;
+        Some(match postcard::from_bytes::<Task>(rec.body) {
+            Ok(mut t) if t.id() == *id && t.finished_at.is_some() => {
+                t.runs = ids_of(rec.runs);
+                t.nonterminal_runs = 0;
+                Ok(t)
+            }
+            Ok(_) => Err(format!("cold task {} is inconsistent", fmt_id(id))),
+            Err(e) => Err(format!("cold task {} does not decode: {e}", fmt_id(id))),
+        })
+    }
+
+    pub fn task_runs(&self, id: &Id) -> Option<Vec<Id>> {
+        self.task_rec(id).map(|r| ids_of(r.runs))
+    }
+
+    fn kill(&mut self, loc: Loc) {
+        if let Some(slot) = self.slots.get_mut(loc.seg as usize) {
+            slot.kill(loc.ix);
+        }
+    }
+
+    /// Removes a cold run; returns its task id.
+    pub fn remove_run(&mut self, id: &Id) -> Option<Id> {
+        let task = self.run_task(id);
+        let loc = self.runs.remove(id)?;
+        self.kill(loc);
+        task
+    }
+
+    pub fn remove_task(&mut self, id: &Id) -> bool {
+        match self.tasks.remove(id) {
+            Some(loc) => {
+                self.kill(loc);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Decodes and removes a cold run (the caller puts it in the hot map).
+    pub fn take_run(&mut self, id: &Id) -> Option<Result<Run, String>> {
+        let r = self.run(id)?;
+        if r.is_ok() {
+            self.remove_run(id);
+        }
+        Some(r)
+    }
+
+    pub fn take_task(&mut self, id: &Id) -> Option<Result<Task, String>> {
+        let t = self.task(id)?;
+        if t.is_ok() {
+            self.remove_task(id);
+        }
+        Some(t)
+    }
+
+    /// Adds a segment, registering every record. With `load`, also validates each record's
+    /// fixed fields (`sequence` bounds creation sequences; `hot_tasks` are the other tasks a
+    /// run may belong to) and returns what the indexes need. Refuses duplicates.
+    pub fn add(&mut self, seg: Seg, load: Option<LoadCheck<'_>>) -> Result<Loaded, String> {
+        let seg_no = u32::try_from(self.slots.len()).map_err(|_| "too many segments")?;
+        let mut out = Loaded::default();
+        let b = seg
+            .buf
+            .get(seg.start..seg.end)
+            .ok_or("segment out of range")?;
+        let mut r = Rd { b, at: 0 };
+        let bad = |what: &str| format!("cold section: {what}");
+        let n_tasks = r.varint().ok_or_else(|| bad("task count"))?;
+        // Each record takes at least 37 bytes: a count beyond that is corrupt (and would
+        // make the reservations below huge).
+        if n_tasks > (b.len() / 37) as u64 {
+            return Err(bad("task count exceeds the section"));
+        }
+        self.tasks.reserve(n_tasks as usize);
+        let mut at = r.at;
+        let mut ix = 0u32;
+        for _ in 0..n_tasks {
+            let rec = task_rec(b, at).ok_or_else(|| bad("truncated task record"))?;
+            let h = rec.head;
+            if load.is_some_and(|(seq, _)| h.created_seq > seq) {
+                return Err(format!(
+                    "task {} created after the image sequence",
+                    fmt_id(&h.id)
+                ));
+            }
+            let loc = Loc {
+                seg: seg_no,
+                ix,
+                off: at as u64,
+            };
+            if self.tasks.insert(h.id, loc).is_some() {
+                return Err(format!("task {} appears twice", fmt_id(&h.id)));
+            }
+            if load.is_some() && h.n_runs == 0 {
+                out.empty.push((h.finished_at, h.id));
+            }
+            at = rec.next;
+            ix = ix.checked_add(1).ok_or_else(|| bad("too many records"))?;
+        }
+        let mut r = Rd { b, at };
+        let n_runs = r.varint().ok_or_else(|| bad("run count"))?;
+        if n_runs > (b.len() / 40) as u64 {
+            return Err(bad("run count exceeds the section"));
+        }
+        self.runs.reserve(n_runs as usize);
+        if load.is_some() {
+            out.keys.reserve(n_runs as usize);
+        }
+        at = r.at;
+        for _ in 0..n_runs {
+            let rec = run_rec(b, at).ok_or_else(|| bad("truncated run record"))?;
+            let h = run_head(rec.body).ok_or_else(|| bad("run record head"))?;
+            let loc = Loc {
+                seg: seg_no,
+                ix,
+                off: at as u64,
+            };
+            if let Some((seq, hot_task)) = load {
+                check_head(&h, seq)?;
+                if !self.tasks.contains_key(&h.task_id) {
+                    if !hot_task(&h.task_id) {
+                        return Err(format!("run {} names a missing task", fmt_id(&h.id)));
+                    }
+                    out.of_hot.push((h.task_id, h.ordinal, h.id));
+                }
+                out.keys.push((h.state, h.ix_key()));
+            }
+            if self.runs.insert(h.id, loc).is_some() {
+                return Err(format!("run {} appears twice", fmt_id(&h.id)));
+            }
+            at = rec.next;
+            ix = ix.checked_add(1).ok_or_else(|| bad("too many records"))?;
+        }
+        if at != b.len() {
+            return Err(bad("trailing bytes"));
+        }
+        let n = ix as usize;
+        self.slots.push(Slot {
+            seg: Some(Arc::new(seg)),
+            n_tasks: u32::try_from(n_tasks).unwrap_or(u32::MAX),
+            dead: vec![0; n.div_ceil(64)],
+            live: n,
+        });
+        if n == 0 {
+            if let Some(s) = self.slots.last_mut() {
+                s.seg = None;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn walk<'a>(&'a self, task: impl FnMut(TaskRec<'a>), run: impl FnMut(u64, &'a [u8])) {
+        walk(&self.slots, task, run);
+    }
+
+    pub fn view(&self) -> ColdView {
+        ColdView {
+            slots: self.slots.clone(),
+            tasks: self.tasks.len(),
+            runs: self.runs.len(),
+        }
+    }
+}
+
+/// Every live record's bytes with its creation sequence, tasks then runs: what the digest
+/// and the snapshot writer walk. Records that fail to parse are skipped (they cannot exist:
+/// segments are parsed when added).
+fn walk<'a>(
+    slots: &'a [Slot],
+    mut task: impl FnMut(TaskRec<'a>),
+    mut run: impl FnMut(u64, &'a [u8]),
+) {
+    for slot in slots {
+        let Some(seg) = slot.seg.as_deref() else {
+            continue;
+        };
+        let Some(b) = seg.buf.get(seg.start..seg.end) else {
+            continue;
+        };
+        let mut r = Rd { b, at: 0 };
+        let Some(n_tasks) = r.varint() else { continue };
+        let mut at = r.at;
+        let mut ix = 0u32;
+        for _ in 0..n_tasks {
+            let Some(rec) = task_rec(b, at) else { break };
+            at = rec.next;
+            if !slot.is_dead(ix) {
+                task(rec);
+            }
+            ix += 1;
+        }
+        let mut r = Rd { b, at };
+        let Some(n_runs) = r.varint() else { continue };
+        at = r.at;
+        for _ in 0..n_runs {
+            let Some(rec) = run_rec(b, at) else { break };
+            at = rec.next;
+            if !slot.is_dead(ix) {
+                let seq = run_head(rec.body).map_or(0, |h| h.created_seq);
+                run(seq, rec.body);
+            }
+            ix += 1;
+        }
+        debug_assert_eq!(slot.n_tasks as u64, n_tasks);
+    }
+}
+
+impl ColdView {
+    /// Writes all live records as one segment (the snapshot's cold section).
+    pub fn write_section(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut head = Vec::with_capacity(32);
+        put_varint(&mut head, self.tasks as u64);
+        w.write_all(&head)?;
+        let mut err = Ok(());
+        let mut runs = Vec::with_capacity(self.runs);
+        walk(
+            &self.slots,
+            |t| {
+                if err.is_ok() {
+                    head.clear();
+                    put_varint(&mut head, t.body.len() as u64);
+                    head.extend_from_slice(&t.head.created_seq.to_le_bytes());
+                    head.extend_from_slice(&t.head.finished_at.to_le_bytes());
+                    head.extend_from_slice(&t.head.n_runs.to_le_bytes());
+                    err = w
+                        .write_all(&head)
+                        .and_then(|()| w.write_all(t.body))
+                        .and_then(|()| w.write_all(t.runs));
+                }
+            },
+            |_, body| runs.push(body),
+        );
+        err?;
+        head.clear();
+        put_varint(&mut head, runs.len() as u64);
+        w.write_all(&head)?;
+        for body in runs {
+            head.clear();
+            put_varint(&mut head, body.len() as u64);
+            w.write_all(&head)?;
+            w.write_all(body)?;
+        }
+        Ok(())
+    }
+}
+
+/// The per-run invariants of a cold run that its fixed fields show.
+fn check_head(h: &RunHead, sequence: u64) -> Result<(), String> {
+    if !h.state.is_terminal() {
+        return Err(format!(
+            "cold run {} is {}, not terminal",
+            fmt_id(&h.id),
+            h.state.name()
+        ));
+    }
+    if h.created_seq > sequence || h.current_attempt.is_some() {
+        return Err(format!("cold run {} is inconsistent", fmt_id(&h.id)));
+    }
+    Ok(())
+}
+
+impl Seg {
+    pub fn new(buf: Arc<Vec<u8>>, start: usize) -> Self {
+        let end = buf.len();
+        Self { buf, start, end }
+    }
+}
+
+/// Builds a segment from decoded records (what [`Cold::freeze`]-style callers hand over).
+pub(crate) fn build_seg(tasks: &[&Task], runs: &[&Run]) -> Result<Seg, String> {
+    let mut out = Vec::new();
+    let mut scratch = Vec::new();
+    put_varint(&mut out, tasks.len() as u64);
+    for t in tasks {
+        push_task(&mut out, t, &mut scratch)?;
+    }
+    put_varint(&mut out, runs.len() as u64);
+    for r in runs {
+        push_run(&mut out, r, &mut scratch)?;
+    }
+    Ok(Seg::new(Arc::new(out), 0))
+}
