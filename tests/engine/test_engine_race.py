@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from fake_authority import FakeAuthority
 
 from actionqueue.core import (
@@ -65,44 +66,46 @@ def _engine(auth: FakeAuthority, durability: DurabilityPolicy) -> Engine:
     )
 
 
-def test_dispatch_during_finish_sees_the_new_attempt_count() -> None:
-    for durability in (DurabilityPolicy.IMMEDIATE, DurabilityPolicy.DEFERRED):
-        auth = PausingAuthority()
-        engine = _engine(auth, durability)
-        spec = TaskSpec(TaskId.new(), b"", RunPolicy.once(), TaskConstraints(max_attempts=2))
-        engine.submit(spec)
-        (d1,) = engine.dispatch_next(limit=1)
-        assert d1.attempt == 1
+@pytest.mark.parametrize("durability", [DurabilityPolicy.IMMEDIATE, DurabilityPolicy.DEFERRED])
+def test_dispatch_during_finish_sees_the_new_attempt_count(durability: DurabilityPolicy) -> None:
+    auth = PausingAuthority()
+    engine = _engine(auth, durability)
+    spec = TaskSpec(TaskId.new(), b"", RunPolicy.once(), TaskConstraints(max_attempts=2))
+    engine.submit(spec)
+    (d1,) = engine.dispatch_next(limit=1)
+    assert d1.attempt == 1
 
-        auth.armed = True
-        states: list[RunState] = []
-        finisher = threading.Thread(
-            target=lambda: states.append(
-                engine.finish_attempt(d1.run_id, d1.attempt_id, AttemptOutcome.RETRYABLE_FAILURE)
-            )
+    auth.armed = True
+    states: list[RunState] = []
+    finisher = threading.Thread(
+        target=lambda: states.append(
+            engine.finish_attempt(d1.run_id, d1.attempt_id, AttemptOutcome.RETRYABLE_FAILURE)
         )
-        finisher.start()
-        assert auth.applied.wait(10)
-        # The finish batch is applied (the run is RetryWait, due now) but finish_attempt has
-        # not returned: dispatch now, from another thread.
-        got: list[Any] = []
-        dispatcher = threading.Thread(target=lambda: got.extend(engine.dispatch_next(limit=1)))
-        dispatcher.start()
-        dispatcher.join(1.0)  # a fixed engine makes it wait for the finish to complete
-        auth.proceed.set()
-        finisher.join(10)
-        dispatcher.join(10)
-        assert not finisher.is_alive() and not dispatcher.is_alive()
-        assert states == [RunState.RETRY_WAIT]
-        if not got:  # the dispatch ran before the retry was promoted: take it now
-            got = engine.dispatch_next(limit=1)
-        (d2,) = got
-        assert d2.run_id == d1.run_id
-        assert d2.attempt == 2, f"stale attempt count: attempt {d2.attempt}, expected 2"
-        # The second (last) attempt fails: the run must end Failed, not stay Running.
-        assert (
-            engine.finish_attempt(d2.run_id, d2.attempt_id, AttemptOutcome.RETRYABLE_FAILURE)
-            is RunState.FAILED
-        )
-        (run,) = engine.runs_for_task(spec.task_id)
-        assert run.state is RunState.FAILED and len(run.attempts) == 2
+    )
+    finisher.start()
+    assert auth.applied.wait(10)
+    # The finish batch is applied (the run is RetryWait, due now) but finish_attempt has
+    # not returned: dispatch now, from another thread.
+    got: list[Any] = []
+    dispatcher = threading.Thread(target=lambda: got.extend(engine.dispatch_next(limit=1)))
+    dispatcher.start()
+    dispatcher.join(1.0)  # a fixed engine makes it wait for the finish to complete
+    auth.proceed.set()
+    finisher.join(10)
+    dispatcher.join(10)
+    assert not finisher.is_alive()
+    assert not dispatcher.is_alive()
+    assert states == [RunState.RETRY_WAIT]
+    if not got:  # the dispatch ran before the retry was promoted: take it now
+        got = engine.dispatch_next(limit=1)
+    (d2,) = got
+    assert d2.run_id == d1.run_id
+    assert d2.attempt == 2, f"stale attempt count: attempt {d2.attempt}, expected 2"
+    # The second (last) attempt fails: the run must end Failed, not stay Running.
+    assert (
+        engine.finish_attempt(d2.run_id, d2.attempt_id, AttemptOutcome.RETRYABLE_FAILURE)
+        is RunState.FAILED
+    )
+    (run,) = engine.runs_for_task(spec.task_id)
+    assert run.state is RunState.FAILED
+    assert len(run.attempts) == 2

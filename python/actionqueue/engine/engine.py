@@ -82,6 +82,8 @@ _RS_SUSPENDED = RunState.SUSPENDED
 _RS_FAILED = RunState.FAILED
 _RS_CANCELED = RunState.CANCELED
 _OUT_SUSPENDED = AttemptOutcome.SUSPENDED
+_DEFERRED = DurabilityPolicy.DEFERRED
+_IMMEDIATE = DurabilityPolicy.IMMEDIATE
 _OUT_TERMINAL = AttemptOutcome.TERMINAL_FAILURE
 _TERMINAL = TERMINAL_STATES
 
@@ -402,6 +404,12 @@ class Engine:
                 ids.append(s.task_id)
                 new_specs.append(s)
                 events.extend(self._create_events(s, o, t))
+            # Known before the write: a dispatch on another thread may lease these runs as soon
+            # as the record is applied (an entry for a refused task is never looked up).
+            tasks = self._tasks
+            lease = self.default_lease_ms
+            for s in new_specs:
+                tasks[s.task_id.bytes] = _TaskInfo(s, lease)
             try:
                 self._submit(events, dur)
             except CommandRejectedError:
@@ -410,8 +418,6 @@ class Engine:
                 if not any(s.dedupe_key for s in new_specs):
                     raise
                 continue
-            for s in new_specs:
-                self._tasks[s.task_id.bytes] = _TaskInfo(s, self.default_lease_ms)
             return ids
         self._submit(events, dur)  # pragma: no cover - raises the persistent refusal
         return ids  # pragma: no cover
@@ -661,13 +667,17 @@ class Engine:
                         who,
                     )
                 )
-            auth.submit_wire(events, dur)
+            # Apply (Deferred) and update the hints under the lock, so no other writer ever sees
+            # the batch applied with the hints not yet updated; wait for durability outside it.
+            auth.submit_wire(events, _DEFERRED)
             inflight = self._inflight
             for d, info in zip(out, infos, strict=True):
                 rid = d.run_id.bytes
                 counts.pop(rid, None)
                 inflight[rid] = (d.attempt_id.bytes, d.attempt, info, who, d.lease_expires_at)
-            return out
+        if dur is _IMMEDIATE:
+            auth.flush()  # group commit: one fdatasync covers every record appended so far
+        return out
 
     def _select(self, raw: list[Any], limit: int) -> list[Any]:
         assert self._selector is not None
@@ -761,26 +771,41 @@ class Engine:
             (2, rid, _RUNNING, int(target), not_before, reason, t),
         ]
         dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
-        if info.is_cron and target in _TERMINAL:
-            with self._lock:
+        # The batch is applied and the hints updated under the engine lock, as one step: a
+        # dispatch (which holds the lock) can never see the run RetryWait/Ready in the authority
+        # while the hints still describe the finished attempt (a retry with no backoff is due at
+        # once, and a stale count would start it with a wrong attempt number and have its finish
+        # refused). Only the apply is under the lock; the fsync wait (Immediate) happens after
+        # it, so finishing workers still share one group commit and never wait on a dispatch's
+        # fsync.
+        with self._lock:
+            if info.is_cron and target in _TERMINAL:
                 events.extend(self._refill_events(info, t, 1))
-                self._finish_submit(rid, events, dur)
-        else:
-            self._finish_submit(rid, events, dur)
-        if target is _RS_RETRY_WAIT:
-            self._counts[rid] = counted
-        elif target is _RS_SUSPENDED and counted > 1:
-            self._counts[rid] = counted - 1
+            self._apply_finish(rid, events, counted, target)
+        if dur is _IMMEDIATE:
+            self._auth.flush()
         return target
 
-    def _finish_submit(self, rid: bytes, events: list[EventTuple], dur: DurabilityPolicy) -> None:
+    def _apply_finish(
+        self, rid: bytes, events: list[EventTuple], counted: int, target: RunState
+    ) -> None:
+        """Apply a finish batch (Deferred) and update the hints; call with the lock held."""
         try:
-            self._auth.submit_wire(events, dur)
+            self._auth.submit_wire(events, _DEFERRED)
         except CommandRejectedError:
             # The hint was stale (swept, canceled): forget it; the caller sees the refusal.
             self._inflight.pop(rid, None)
             raise
+        self._note_finished(rid, counted, target)
+
+    def _note_finished(self, rid: bytes, counted: int, target: RunState) -> None:
         self._inflight.pop(rid, None)
+        if target is _RS_RETRY_WAIT:
+            self._counts[rid] = counted
+        elif target is _RS_SUSPENDED and counted > 1:
+            self._counts[rid] = counted - 1
+        else:
+            self._counts.pop(rid, None)
 
     def _finish_slow(
         self,
@@ -856,9 +881,11 @@ class Engine:
         exp = min(I64_MAX, t + lease_ms)
         self._submit([(6, rid, who, exp, t)], self._dur(durability))
         exp = max(exp, old)
-        entry = self._inflight.get(rid)
-        if entry is not None:
-            self._inflight[rid] = (entry[0], entry[1], entry[2], entry[3], exp)
+        with self._lock:
+            now_entry = self._inflight.get(rid)
+            # Only the attempt that was beaten (not a retry dispatched meanwhile).
+            if now_entry is not None and entry is not None and now_entry[0] == entry[0]:
+                self._inflight[rid] = (entry[0], entry[1], entry[2], entry[3], exp)
         return exp
 
     def release(

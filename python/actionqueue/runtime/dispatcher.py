@@ -21,7 +21,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from actionqueue.core.mutation import DurabilityPolicy
@@ -55,54 +55,6 @@ MAX_SLEEP_S = 10.0
 MAIN_THREAD_SLICE_S = 0.2
 #: Sleep when the engine keeps reporting work due now but a step changes nothing.
 SPIN_GUARD_S = 0.005
-
-
-class _Gate:
-    """A writer-preferring shared/exclusive lock.
-
-    Why: ``Engine.finish_attempt`` (and ``release``) update the engine's per-run attempt-count
-    hints *after* their batch is applied, and ``Engine.dispatch_next`` reads those hints. A
-    dispatch that runs in that window (a retry with no backoff is Ready at once) would start
-    the run with a stale attempt count. So finishes hold the gate shared (they still run in
-    parallel and share fsyncs) and a dispatch holds it exclusively.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._waiting = 0
-
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive or self._waiting:
-                self._cond.wait()
-            self._shared += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._shared -= 1
-                if not self._shared:
-                    self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._waiting += 1
-            try:
-                while self._exclusive or self._shared:
-                    self._cond.wait()
-            finally:
-                self._waiting -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
 
 
 @dataclass(eq=False)
@@ -165,7 +117,6 @@ class Dispatcher:
         self._completer_lock = threading.Lock()
         self._executor_started = False
         self.loop_error: BaseException | None = None
-        self.gate = _Gate()
 
     # --- events ------------------------------------------------------------------------------
 
@@ -189,12 +140,10 @@ class Dispatcher:
         if self.draining:
             wake = self.engine.next_wakeup(now)
             if wake is not None and wake <= now:
-                with self.gate.exclusive():
-                    self.engine.tick(now)  # the expiry sweep still runs while draining
+                self.engine.tick(now)  # the expiry sweep still runs while draining
         else:
             free = self.free()
-            with self.gate.exclusive():
-                batch = self.engine.dispatch_next(self.owner, now, max(0, free))
+            batch = self.engine.dispatch_next(self.owner, now, max(0, free))
             for d in batch:
                 self._start(d, now)
             started = len(batch)
@@ -371,20 +320,18 @@ class Dispatcher:
             if att.abandoned:
                 return
             if verdict.release:
-                with self.gate.shared():
-                    self.engine.release(d.run_id, self.owner)
+                self.engine.release(d.run_id, self.owner)
                 self.metrics.inc("outcomes_total", handler=d.handler, outcome="Released")
                 _LOG.debug("run %s released (%s)", d.run_id, verdict.error, extra=extra)
             else:
-                with self.gate.shared():
-                    state = self.engine.finish_attempt(
-                        d.run_id,
-                        d.attempt_id,
-                        verdict.outcome,
-                        error=verdict.error,
-                        output=verdict.output,
-                        retry_delay=verdict.retry_delay_ms,
-                    )
+                state = self.engine.finish_attempt(
+                    d.run_id,
+                    d.attempt_id,
+                    verdict.outcome,
+                    error=verdict.error,
+                    output=verdict.output,
+                    retry_delay=verdict.retry_delay_ms,
+                )
                 self.metrics.inc("outcomes_total", handler=d.handler, outcome=verdict.outcome.label)
                 if state is RunState.FAILED:
                     _LOG.warning(
@@ -452,8 +399,7 @@ class Dispatcher:
         for a in left:
             a.abandoned = True
             try:
-                with self.gate.shared():
-                    self.engine.release(a.dispatch.run_id, self.owner)
+                self.engine.release(a.dispatch.run_id, self.owner)
                 n += 1
             except ActionQueueError as e:
                 _LOG.debug("could not release run %s at close: %s", a.dispatch.run_id, e)
