@@ -58,6 +58,7 @@ from actionqueue.engine.scheduler import plan_misfire, plan_task_promotion
 from actionqueue.engine.selection import Candidate, DefaultSelector, Selector
 from actionqueue.engine.time.clock import Clock
 from actionqueue.errors import (
+    ActionQueueError,
     CommandRejectedError,
     DerivationError,
     InvalidTransitionError,
@@ -67,7 +68,7 @@ from actionqueue.errors import (
     WrongTypeError,
 )
 
-__all__ = ["Dispatch", "Engine", "TickReport"]
+__all__ = ["Dispatch", "Engine", "Finish", "TickReport"]
 
 # Wire values, as module constants: enum attribute reads cost on the hot path.
 _SCHEDULED = int(RunState.SCHEDULED)
@@ -202,6 +203,35 @@ class TickReport:
     @property
     def changed(self) -> bool:
         return self.batches > 0
+
+
+class Finish(NamedTuple):
+    """One attempt's result for :meth:`Engine.finish_attempts` (the arguments of
+    :meth:`Engine.finish_attempt`)."""
+
+    run_id: RunId
+    attempt_id: AttemptId
+    outcome: AttemptOutcome
+    error: str | None = None
+    output: bytes | None = None
+    retry_delay: DurationLike | None = None
+
+
+def _check_finish(
+    outcome: object, error: object, output: object
+) -> tuple[AttemptOutcome, bytes | None]:
+    out = (
+        outcome if type(outcome) is AttemptOutcome else AttemptOutcome.from_wire(outcome, "outcome")
+    )
+    if error is not None and not isinstance(error, str):
+        raise WrongTypeError(f"error must be a str or None, got {type(error).__name__}")
+    if output is None or type(output) is bytes:
+        return out, output
+    if not isinstance(output, (bytearray, memoryview)):
+        raise WrongTypeError(
+            f"output must be bytes or None, got {type(output).__name__} {output!r:.80}"
+        )
+    return out, bytes(output)
 
 
 def _default_owner() -> str:
@@ -731,16 +761,7 @@ class Engine:
         :class:`~actionqueue.errors.LeaseError` is raised: the result arrived too late.
         """
         t = self._clock.now() if now is None else self._now(now)
-        if type(outcome) is not AttemptOutcome:
-            outcome = AttemptOutcome.from_wire(outcome, "outcome")
-        if error is not None and not isinstance(error, str):
-            raise WrongTypeError(f"error must be a str or None, got {type(error).__name__}")
-        if output is not None and type(output) is not bytes:
-            if not isinstance(output, (bytearray, memoryview)):
-                raise WrongTypeError(
-                    f"output must be bytes or None, got {type(output).__name__} {output!r:.80}"
-                )
-            output = bytes(output)
+        outcome, output = _check_finish(outcome, error, output)
         rid = run_id.bytes
         aid = attempt_id.bytes
         entry = self._inflight.get(rid)
@@ -750,6 +771,38 @@ class Engine:
             )
         counted = entry[1]
         info = entry[2]
+        events, target = self._finish_events(
+            rid, aid, counted, info, outcome, error, output, retry_delay, t
+        )
+        dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
+        # The batch is applied and the hints updated under the engine lock, as one step: a
+        # dispatch (which holds the lock) can never see the run RetryWait/Ready in the authority
+        # while the hints still describe the finished attempt (a retry with no backoff is due at
+        # once, and a stale count would start it with a wrong attempt number and have its finish
+        # refused). Only the apply is under the lock; the fsync wait (Immediate) happens after
+        # it, so finishing workers still share one group commit and never wait on a dispatch's
+        # fsync.
+        with self._lock:
+            if info.is_cron and target in _TERMINAL:
+                events.extend(self._refill_events(info, t, 1))
+            self._apply_finish(rid, events, counted, target)
+        if dur is _IMMEDIATE:
+            self._auth.flush()
+        return target
+
+    def _finish_events(
+        self,
+        rid: bytes,
+        aid: bytes,
+        counted: int,
+        info: _TaskInfo,
+        outcome: AttemptOutcome,
+        error: str | None,
+        output: bytes | None,
+        retry_delay: DurationLike | None,
+        t: int,
+    ) -> tuple[list[EventTuple], RunState]:
+        """The AttemptFinish + decided transition of one finish, and the run's new state."""
         target = decide(outcome, counted, info.max_attempts, info.retry_on)
         not_before = None
         reason = None
@@ -766,25 +819,87 @@ class Engine:
             reason = f"{outcome}: attempt {counted} of {info.max_attempts}"
         elif target is _RS_FAILED and outcome is not _OUT_TERMINAL:
             reason = f"{outcome}: attempt {counted} of {info.max_attempts}, no retry"
-        events: list[EventTuple] = [
+        return [
             (4, rid, aid, int(outcome), error, output, t),
             (2, rid, _RUNNING, int(target), not_before, reason, t),
-        ]
+        ], target
+
+    def finish_attempts(
+        self,
+        finishes: Sequence[Finish],
+        *,
+        now: int | None = None,
+        durability: DurabilityPolicy | str | None = None,
+    ) -> list[RunState | ActionQueueError]:
+        """:meth:`finish_attempt` for many attempts: **one** authority record (and, Immediate,
+        one fsync) for all of them, which is what a runtime finishing many small attempts needs.
+
+        Returns one item per finish, in order: the run's new state, or the
+        :class:`~actionqueue.errors.ActionQueueError` that :meth:`finish_attempt` would have
+        raised for it (a late result, an unknown run...). Nothing is raised for a single item.
+        If the authority refuses the combined record (one of the runs was canceled or swept
+        meanwhile), each finish is retried on its own, so one stale result never blocks the
+        others. Finishes of attempts this engine did not dispatch, and of cron runs (their window
+        refill reads the task), take the one-by-one path inside the same call.
+        """
+        t = self._clock.now() if now is None else self._now(now)
         dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
-        # The batch is applied and the hints updated under the engine lock, as one step: a
-        # dispatch (which holds the lock) can never see the run RetryWait/Ready in the authority
-        # while the hints still describe the finished attempt (a retry with no backoff is due at
-        # once, and a stale count would start it with a wrong attempt number and have its finish
-        # refused). Only the apply is under the lock; the fsync wait (Immediate) happens after
-        # it, so finishing workers still share one group commit and never wait on a dispatch's
-        # fsync.
-        with self._lock:
-            if info.is_cron and target in _TERMINAL:
-                events.extend(self._refill_events(info, t, 1))
-            self._apply_finish(rid, events, counted, target)
-        if dur is _IMMEDIATE:
+        results: list[RunState | ActionQueueError | None] = [None] * len(finishes)
+        inflight = self._inflight
+        events: list[EventTuple] = []
+        fast: list[tuple[int, bytes, int, RunState]] = []
+        slow: list[int] = []
+        seen: set[bytes] = set()
+        for i, f in enumerate(finishes):
+            try:
+                outcome, output = _check_finish(f.outcome, f.error, f.output)
+                rid = f.run_id.bytes
+                aid = f.attempt_id.bytes
+                entry = inflight.get(rid)
+                if entry is None or entry[0] != aid or entry[2].is_cron or rid in seen:
+                    slow.append(i)
+                    continue
+                seen.add(rid)
+                ev, target = self._finish_events(
+                    rid, aid, entry[1], entry[2], outcome, f.error, output, f.retry_delay, t
+                )
+            except ActionQueueError as e:
+                results[i] = e
+                continue
+            events += ev
+            fast.append((i, rid, entry[1], target))
+        wrote = False
+        if fast:
+            with self._lock:
+                try:
+                    self._auth.submit_wire(events, _DEFERRED)
+                except CommandRejectedError:
+                    slow.extend(i for i, _, _, _ in fast)
+                    slow.sort()
+                else:
+                    wrote = True
+                    for i, rid, counted, target in fast:
+                        self._note_finished(rid, counted, target)
+                        results[i] = target
+        for i in slow:
+            f = finishes[i]
+            try:
+                results[i] = self.finish_attempt(
+                    f.run_id,
+                    f.attempt_id,
+                    f.outcome,
+                    error=f.error,
+                    output=f.output,
+                    retry_delay=f.retry_delay,
+                    now=t,
+                    durability=_DEFERRED,
+                )
+                wrote = True
+            except ActionQueueError as e:
+                results[i] = e
+        if wrote and dur is _IMMEDIATE:
             self._auth.flush()
-        return target
+        return [r if r is not None else _RS_CANCELED for r in results]
 
     def _apply_finish(
         self, rid: bytes, events: list[EventTuple], counted: int, target: RunState
