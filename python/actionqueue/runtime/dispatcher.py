@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from actionqueue.core.mutation import DurabilityPolicy
 from actionqueue.core.run.attempt import AttemptOutcome
 from actionqueue.core.run.state import RunState
-from actionqueue.engine.engine import Dispatch, Engine
+from actionqueue.engine.engine import Dispatch, Engine, Finish
 from actionqueue.engine.time.clock import Clock, ManualClock
 from actionqueue.errors import (
     ActionQueueError,
@@ -57,7 +57,7 @@ MAIN_THREAD_SLICE_S = 0.2
 SPIN_GUARD_S = 0.005
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class InFlight:
     """An attempt handed to the executor and not yet recorded."""
 
@@ -115,6 +115,9 @@ class Dispatcher:
         self.driver_lock = threading.Lock()
         self._completer: concurrent.futures.ThreadPoolExecutor | None = None
         self._completer_lock = threading.Lock()
+        self._done_lock = threading.Lock()
+        self._done: list[tuple[InFlight, AttemptResult]] = []
+        self._recording = False
         self._executor_started = False
         self.loop_error: BaseException | None = None
 
@@ -144,8 +147,8 @@ class Dispatcher:
         else:
             free = self.free()
             batch = self.engine.dispatch_next(self.owner, now, max(0, free))
-            for d in batch:
-                self._start(d, now)
+            if batch:
+                self._start_batch(batch, now)
             started = len(batch)
         now = self.clock.now()
         wake = self.engine.next_wakeup(now)
@@ -199,13 +202,26 @@ class Dispatcher:
 
     # --- starting an attempt -----------------------------------------------------------------
 
-    def _start(self, d: Dispatch, now: int) -> None:
-        self.metrics.inc("dispatched_total", handler=d.handler)
-        self.metrics.observe(
-            "dispatch_latency_seconds", max(0, now - d.scheduled_at) / 1000, handler=d.handler
-        )
+    def _start_batch(self, batch: list[Dispatch], now: int) -> None:
+        """Start a dispatched batch; metrics are recorded once per handler, not per run."""
+        latencies: dict[str | None, list[float]] = {}
+        regs: dict[str | None, RegisteredHandler | None] = {}
+        find = self.handlers.find
+        for d in batch:
+            h = d.spec.handler
+            lat = latencies.get(h)
+            if lat is None:
+                lat = latencies[h] = []
+                regs[h] = find(h)
+            lat.append(max(0, now - d.scheduled_at) / 1000)
+        for h, lat in latencies.items():
+            self.metrics.inc("dispatched_total", len(lat), handler=h)
+            self.metrics.observe_many("dispatch_latency_seconds", lat, handler=h)
+        for d in batch:
+            self._start(d, now, regs[d.spec.handler])
+
+    def _start(self, d: Dispatch, now: int, reg: RegisteredHandler | None) -> None:
         lease_ms = max(1, d.lease_expires_at - now)
-        reg = self.handlers.find(d.handler)
         att = InFlight(
             d,
             None,
@@ -215,14 +231,16 @@ class Dispatcher:
             lease_ms,
             now,
         )
+        key = att.run_key
         with self.cond:
-            self.inflight[att.run_key] = att
+            self.inflight[key] = att
         if reg is None:
             err = UnknownHandlerError(self.handlers._unknown_message(d.handler))
             self._record(att, Verdict(AttemptOutcome.TERMINAL_FAILURE, error=_err_text(err)))
             return
+        spec = d.spec
         try:
-            payload = self.codecs.decode_payload(d.payload.data, d.payload.content_type)
+            payload = self.codecs.decode_payload(spec.payload.data, spec.payload.content_type)
         except Exception as e:
             verdict = Verdict(
                 AttemptOutcome.TERMINAL_FAILURE,
@@ -230,24 +248,12 @@ class Dispatcher:
             )
             self._record(att, verdict)
             return
-        c = d.constraints
-        timeout_s = None if c.timeout_ms is None else c.timeout_ms / 1000
-        snap = ContextSnapshot(
-            str(d.task_id),
-            str(d.run_id),
-            str(d.attempt_id),
-            d.attempt,
-            c.max_attempts,
-            d.scheduled_at,
-            d.deadline,
-            d.handler,
-            timeout_s,
-            d.spec.metadata.tags,
-        )
+        tmo = spec.constraints.timeout_ms
+        timeout_s = None if tmo is None else tmo / 1000
         ctx = HandlerContext(
-            snap,
+            functools.partial(_snapshot_of, d, timeout_s),
             payload,
-            heartbeat=functools.partial(self.beat_now, att.run_key),
+            heartbeat=functools.partial(self.beat_now, key),
             on_progress=functools.partial(self._progress, att),
         )
         job = Job(
@@ -276,10 +282,40 @@ class Dispatcher:
     # --- finishing an attempt ----------------------------------------------------------------
 
     def _on_done(self, att: InFlight, job: Job, result: AttemptResult) -> None:
+        # Results are recorded in batches: one authority record (and, Immediate, one fsync) for
+        # every attempt that finished while the previous batch was being written. The first
+        # finisher that finds nobody recording becomes the recorder (inline for the thread
+        # executor, on a completer thread for executors whose callbacks run on an event loop)
+        # and drains until nothing is pending; the others only enqueue and move on.
+        with self._done_lock:
+            self._done.append((att, result))
+            if self._recording:
+                return
+            self._recording = True
         if self.executor.inline_completion:
-            self._complete(att, result)
+            self._drain()
         else:
-            self._completer_pool().submit(self._complete, att, result)
+            try:
+                self._completer_pool().submit(self._drain)
+            except RuntimeError:  # the pool is shut down (closing): record here
+                self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            with self._done_lock:
+                batch = self._done
+                if not batch:
+                    self._recording = False
+                    return
+                self._done = []
+            try:
+                self._record_batch(batch)
+            except BaseException:
+                # _record_batch handles every error itself; this is a last resort (e.g. a
+                # KeyboardInterrupt delivered here) so that recording is never wedged.
+                with self._done_lock:
+                    self._recording = False
+                raise
 
     def _completer_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._completer_lock:
@@ -290,39 +326,135 @@ class Dispatcher:
                 )
             return self._completer
 
-    def _complete(self, att: InFlight, result: AttemptResult) -> None:
-        d = att.dispatch
+    def _verdict(self, att: InFlight, result: AttemptResult) -> Verdict:
         reg = att.handler
-        codec = None if reg is None else reg.options.codec
-        c = d.constraints
+        c = att.dispatch.spec.constraints
         try:
-            verdict = interpret(
+            return interpret(
                 result,
                 c.retry_on,
                 self.codecs,
-                codec,
+                None if reg is None else reg.options.codec,
                 timeout_s=None if c.timeout_ms is None else c.timeout_ms / 1000,
             )
         except Exception as e:  # pragma: no cover - interpret is total; belt and braces
-            verdict = Verdict(AttemptOutcome.RETRYABLE_FAILURE, error=_err_text(e))
-        self.metrics.observe(
-            "attempt_duration_seconds",
-            result.duration,
-            handler=d.handler,
-            outcome=verdict.outcome.label,
-        )
-        self._record(att, verdict)
+            return Verdict(AttemptOutcome.RETRYABLE_FAILURE, error=_err_text(e))
 
-    def _record(self, att: InFlight, verdict: Verdict) -> None:
+    def _record_batch(self, items: list[tuple[InFlight, AttemptResult]]) -> None:
+        """Record finished attempts: one ``Engine.finish_attempts`` call for all of them."""
+        try:
+            durations: dict[tuple[str | None, str], list[float]] = {}
+            finishes: list[Finish] = []
+            recorded: list[tuple[InFlight, Verdict]] = []
+            for att, result in items:
+                verdict = self._verdict(att, result)
+                d = att.dispatch
+                key = (d.spec.handler, verdict.outcome.label)
+                dl = durations.get(key)
+                if dl is None:
+                    dl = durations[key] = []
+                dl.append(result.duration)
+                if att.abandoned:
+                    continue
+                if verdict.release:
+                    self._record(att, verdict, notify=False)
+                    continue
+                finishes.append(
+                    Finish(
+                        d.run_id,
+                        d.attempt_id,
+                        verdict.outcome,
+                        verdict.error,
+                        verdict.output,
+                        verdict.retry_delay_ms,
+                    )
+                )
+                recorded.append((att, verdict))
+            for (h, label), dl in durations.items():
+                self.metrics.observe_many("attempt_duration_seconds", dl, handler=h, outcome=label)
+            if finishes:
+                try:
+                    states: list[RunState | BaseException] = list(
+                        self.engine.finish_attempts(finishes)
+                    )
+                except Exception as e:  # storage failed / closed: nothing was recorded
+                    states = [e] * len(finishes)
+                outcomes: dict[tuple[str | None, str], int] = {}
+                for (att, verdict), state in zip(recorded, states, strict=True):
+                    if isinstance(state, BaseException):
+                        self._not_recorded(att, state)
+                        continue
+                    k = (att.dispatch.spec.handler, verdict.outcome.label)
+                    outcomes[k] = outcomes.get(k, 0) + 1
+                    if verdict.outcome is not AttemptOutcome.SUCCESS or state is RunState.FAILED:
+                        self._log_outcome(att, verdict, state)
+                for (h, label), n in outcomes.items():
+                    self.metrics.inc("outcomes_total", n, handler=h, outcome=label)
+        except Exception:  # pragma: no cover - belt and braces: never leave attempts in flight
+            self.metrics.inc("errors_total", kind="record")
+            _LOG.exception("recording %d results failed", len(items))
+        finally:
+            with self.cond:
+                pop = self.inflight.pop
+                for att, _ in items:
+                    pop(att.run_key, None)
+                self.gen += 1
+                self.cond.notify_all()
+
+    def _log_outcome(self, att: InFlight, verdict: Verdict, state: RunState) -> None:
         d = att.dispatch
         extra = {"run_id": str(d.run_id), "attempt_id": str(d.attempt_id), "handler": d.handler}
+        if state is RunState.FAILED:
+            _LOG.warning(
+                "run %s of %r failed on attempt %d: %s",
+                d.run_id,
+                d.handler,
+                d.attempt,
+                (verdict.error or "").split("\n", 1)[0],
+                extra=extra,
+            )
+        elif verdict.outcome is not AttemptOutcome.SUCCESS:
+            _LOG.info(
+                "run %s attempt %d: %s -> %s",
+                d.run_id,
+                d.attempt,
+                verdict.outcome.label,
+                state.label,
+                extra=extra,
+            )
+
+    def _not_recorded(self, att: InFlight, e: BaseException) -> None:
+        d = att.dispatch
+        extra = {"run_id": str(d.run_id), "attempt_id": str(d.attempt_id), "handler": d.handler}
+        if isinstance(e, (CommandRejectedError, NotFoundError)):
+            # Canceled, swept as Lost after a lease expiry, or pruned meanwhile: the log already
+            # says what happened to the run; this late result is dropped.
+            self.metrics.inc("errors_total", kind="late_result")
+            _LOG.info("result of run %s not recorded: %s", d.run_id, e, extra=extra)
+        elif isinstance(e, (ClosedError, StorageError)):
+            self.metrics.inc("errors_total", kind="storage")
+            _LOG.error("result of run %s not recorded: %s", d.run_id, e, extra=extra)
+        else:
+            self.metrics.inc("errors_total", kind="record")
+            _LOG.error(
+                "recording the result of run %s failed",
+                d.run_id,
+                exc_info=(type(e), e, e.__traceback__),
+                extra=extra,
+            )
+
+    def _record(self, att: InFlight, verdict: Verdict, *, notify: bool = True) -> None:
+        """Record one verdict now (unknown handler, undecodable payload, release)."""
+        d = att.dispatch
         try:
             if att.abandoned:
                 return
             if verdict.release:
                 self.engine.release(d.run_id, self.owner)
                 self.metrics.inc("outcomes_total", handler=d.handler, outcome="Released")
-                _LOG.debug("run %s released (%s)", d.run_id, verdict.error, extra=extra)
+                _LOG.debug(
+                    "run %s released (%s)", d.run_id, verdict.error, extra={"run_id": str(d.run_id)}
+                )
             else:
                 state = self.engine.finish_attempt(
                     d.run_id,
@@ -333,40 +465,15 @@ class Dispatcher:
                     retry_delay=verdict.retry_delay_ms,
                 )
                 self.metrics.inc("outcomes_total", handler=d.handler, outcome=verdict.outcome.label)
-                if state is RunState.FAILED:
-                    _LOG.warning(
-                        "run %s of %r failed on attempt %d: %s",
-                        d.run_id,
-                        d.handler,
-                        d.attempt,
-                        (verdict.error or "").split("\n", 1)[0],
-                        extra=extra,
-                    )
-                elif verdict.outcome is not AttemptOutcome.SUCCESS:
-                    _LOG.info(
-                        "run %s attempt %d: %s -> %s",
-                        d.run_id,
-                        d.attempt,
-                        verdict.outcome.label,
-                        state.label,
-                        extra=extra,
-                    )
-        except (CommandRejectedError, NotFoundError) as e:
-            # Canceled, swept as Lost after a lease expiry, or pruned meanwhile: the log already
-            # says what happened to the run; this late result is dropped.
-            self.metrics.inc("errors_total", kind="late_result")
-            _LOG.info("result of run %s not recorded: %s", d.run_id, e, extra=extra)
-        except (ClosedError, StorageError) as e:
-            self.metrics.inc("errors_total", kind="storage")
-            _LOG.error("result of run %s not recorded: %s", d.run_id, e, extra=extra)
-        except Exception:
-            self.metrics.inc("errors_total", kind="record")
-            _LOG.exception("recording the result of run %s failed", d.run_id, extra=extra)
+                self._log_outcome(att, verdict, state)
+        except Exception as e:
+            self._not_recorded(att, e)
         finally:
-            with self.cond:
-                self.inflight.pop(att.run_key, None)
-                self.gen += 1
-                self.cond.notify_all()
+            if notify:
+                with self.cond:
+                    self.inflight.pop(att.run_key, None)
+                    self.gen += 1
+                    self.cond.notify_all()
 
     # --- control -----------------------------------------------------------------------------
 
@@ -501,6 +608,22 @@ class Dispatcher:
     def close_executor(self, wait: bool, timeout: float | None) -> None:
         with contextlib.suppress(Exception):
             self.executor.shutdown(wait=wait, timeout=timeout)
+
+
+def _snapshot_of(d: Dispatch, timeout_s: float | None) -> ContextSnapshot:
+    spec = d.spec
+    return ContextSnapshot(
+        str(d.task_id),
+        str(d.run_id),
+        str(d.attempt_id),
+        d.attempt,
+        spec.constraints.max_attempts,
+        d.scheduled_at,
+        d.deadline,
+        spec.handler,
+        timeout_s,
+        spec.metadata.tags,
+    )
 
 
 def _err_text(e: BaseException) -> str:
