@@ -354,10 +354,37 @@ class Engine:
 
     # --- submission --------------------------------------------------------------------------
 
-    def _create_events(self, spec: TaskSpec, origin: int, now: int) -> list[EventTuple]:
+    def _create_events(
+        self,
+        spec: TaskSpec,
+        origin: int,
+        now: int,
+        wires: dict[tuple[int, int, int], tuple[Any, Any, Any]] | None = None,
+    ) -> list[EventTuple]:
         tid = spec.task_id.bytes
         policy = spec.run_policy
-        events: list[EventTuple] = [(0, spec.to_wire(), origin, now)]
+        if wires is None:
+            spec_wire = spec.to_wire()
+        else:
+            # Specs of one submit_many usually share their policy, constraints and metadata
+            # objects (immutable): convert each once (the caller keeps them alive).
+            c, m = spec.constraints, spec.metadata
+            key = (id(policy), id(c), id(m))
+            shared = wires.get(key)
+            if shared is None:
+                shared = wires[key] = (policy.to_wire(), c.to_wire(), m.to_wire())
+            p = spec.payload
+            spec_wire = (
+                tid,
+                spec.handler,
+                p.data,
+                p.content_type,
+                shared[0],
+                shared[1],
+                shared[2],
+                spec.dedupe_key,
+            )
+        events: list[EventTuple] = [(0, spec_wire, origin, now)]
         # Once/Repeat imply every run up front: build the RunCreates directly (no RunInstance
         # objects); cron derives its first window.
         if type(policy) is OncePolicy:
@@ -415,6 +442,7 @@ class Engine:
         if o < 0:
             raise ValidationError(f"origin must be >= 0 ms, got {origin!r}")
         dur = self._dur(durability)
+        wires: dict[tuple[int, int, int], tuple[Any, Any, Any]] = {}
         for _ in range(3):
             ids: list[TaskId] = []
             events: list[EventTuple] = []
@@ -433,7 +461,7 @@ class Engine:
                     taken[key] = s.task_id
                 ids.append(s.task_id)
                 new_specs.append(s)
-                events.extend(self._create_events(s, o, t))
+                events.extend(self._create_events(s, o, t, wires))
             # Known before the write: a dispatch on another thread may lease these runs as soon
             # as the record is applied (an entry for a refused task is never looked up).
             tasks = self._tasks
