@@ -1088,6 +1088,11 @@ class Engine:
             else:
                 self._counts.pop(rid, None)
 
+    def flush(self) -> None:
+        """Make every record written so far durable (one group-commit fsync at most): what a
+        caller that wrote with ``durability=DEFERRED`` does before reporting "done"."""
+        self._auth.flush()
+
     # --- wake-ups ----------------------------------------------------------------------------
 
     def next_wakeup(self, now: int | None = None) -> int | None:

@@ -109,6 +109,17 @@ class Dispatcher:
         #: bumped on every event that may make work runnable or change a run's state
         self.gen = 0
         self.inflight: dict[bytes, InFlight] = {}
+        #: run keys of attempts holding an executor slot: dispatched and not yet recorded. An
+        #: attempt whose result is applied but not yet durable (Immediate) has left this set
+        #: (its handler is done, so its slot is free) but is still in ``inflight`` until the
+        #: fsync covering it returns; so the next dispatch overlaps that fsync instead of
+        #: waiting for it, and both records often share the next one.
+        self.executing: set[bytes] = set()
+        #: Immediate only: results applied but not yet synced, whose fsync a driver will do
+        #: together with its next lease batch (one fdatasync for both); ``drivers`` counts the
+        #: threads inside :meth:`drive` (when none, a recorder syncs its results itself).
+        self.settling: list[InFlight] = []
+        self.drivers = 0
         #: the generation at which the driver last found nothing to do (run_until_idle)
         self.idle_gen = -1
         self.draining = False
@@ -130,7 +141,7 @@ class Dispatcher:
             self.cond.notify_all()
 
     def free(self) -> int:
-        return self.max_in_flight - len(self.inflight)
+        return self.max_in_flight - len(self.executing)
 
     # --- one step ----------------------------------------------------------------------------
 
@@ -140,26 +151,62 @@ class Dispatcher:
         now = self.clock.now()
         next_beat = self._heartbeats(now)
         started = 0
-        if self.draining:
-            wake = self.engine.next_wakeup(now)
-            if wake is not None and wake <= now:
-                self.engine.tick(now)  # the expiry sweep still runs while draining
-        else:
-            free = self.free()
-            batch = self.engine.dispatch_next(self.owner, now, max(0, free))
-            if batch:
-                self._start_batch(batch, now)
-            started = len(batch)
+        with self.cond:
+            settling, self.settling = self.settling, []
+        batch: list[Dispatch] = []
+        try:
+            if self.draining:
+                wake = self.engine.next_wakeup(now)
+                if wake is not None and wake <= now:
+                    self.engine.tick(now)  # the expiry sweep still runs while draining
+            else:
+                free = self.free()
+                # Applied now, synced below together with the results waiting in `settling`.
+                batch = self.engine.dispatch_next(
+                    self.owner, now, max(0, free), durability=DurabilityPolicy.DEFERRED
+                )
+        finally:
+            # Even if the dispatch failed: the results applied before it must be synced.
+            if (batch or settling) and self.durability is DurabilityPolicy.IMMEDIATE:
+                self._sync(settling)
+            elif settling:
+                self._settle(settling, None)
+        if batch:
+            self._start_batch(batch, now)
+        started = len(batch)
         now = self.clock.now()
         wake = self.engine.next_wakeup(now)
         if next_beat is not None and (wake is None or next_beat < wake):
             wake = next_beat
         return started, wake
 
+    def _sync(self, settling: list[InFlight]) -> None:
+        """One fsync for everything applied so far; then the settled results count as done."""
+        try:
+            self.engine.flush()
+        except Exception as e:
+            self._settle(settling, e)
+            raise
+        self._settle(settling, None)
+
+    def _settle(self, settling: list[InFlight], error: BaseException | None) -> None:
+        if not settling:
+            return
+        if error is not None:
+            for att in settling:
+                self._not_recorded(att, error)
+        with self.cond:
+            pop = self.inflight.pop
+            for att in settling:
+                pop(att.run_key, None)
+            self.gen += 1
+            self.cond.notify_all()
+
     def _heartbeats(self, now: int) -> int | None:
         """Extend the leases that are a third through; returns the next heartbeat time."""
         with self.cond:
-            due = [a for a in self.inflight.values() if not a.lease_lost]
+            executing = self.executing
+            due = [a for a in self.inflight.values() if not a.lease_lost and a.run_key in executing]
         nxt: int | None = None
         for a in due:
             if a.next_heartbeat_at <= now:
@@ -234,6 +281,7 @@ class Dispatcher:
         key = att.run_key
         with self.cond:
             self.inflight[key] = att
+            self.executing.add(key)
         if reg is None:
             err = UnknownHandlerError(self.handlers._unknown_message(d.handler))
             self._record(att, Verdict(AttemptOutcome.TERMINAL_FAILURE, error=_err_text(err)))
@@ -375,10 +423,32 @@ class Dispatcher:
             if finishes:
                 try:
                     states: list[RunState | BaseException] = list(
-                        self.engine.finish_attempts(finishes)
+                        self.engine.finish_attempts(finishes, durability=DurabilityPolicy.DEFERRED)
                     )
                 except Exception as e:  # storage failed / closed: nothing was recorded
                     states = [e] * len(finishes)
+                immediate = self.durability is DurabilityPolicy.IMMEDIATE
+                # Applied: the slots are free for the next dispatch. Immediate: the results are
+                # done only once synced; a running driver syncs them with its next lease batch
+                # (one fdatasync for both), else this thread syncs them now.
+                handed = False
+                with self.cond:
+                    discard = self.executing.discard
+                    for att, _ in items:
+                        discard(att.run_key)
+                    if immediate and self.drivers:
+                        handed = True
+                        self.settling.extend(att for att, _ in recorded)
+                    self.gen += 1
+                    self.cond.notify_all()
+                if handed:  # the driver removes them from `inflight` once synced
+                    settled = {id(a) for a, _ in recorded}
+                    items = [(a, r) for a, r in items if id(a) not in settled]
+                elif immediate:
+                    try:
+                        self.engine.flush()
+                    except Exception as e:  # the authority is now failed: nothing is durable
+                        states = [e] * len(finishes)
                 outcomes: dict[tuple[str | None, str], int] = {}
                 for (att, verdict), state in zip(recorded, states, strict=True):
                     if isinstance(state, BaseException):
@@ -396,8 +466,10 @@ class Dispatcher:
         finally:
             with self.cond:
                 pop = self.inflight.pop
+                discard = self.executing.discard
                 for att, _ in items:
                     pop(att.run_key, None)
+                    discard(att.run_key)
                 self.gen += 1
                 self.cond.notify_all()
 
@@ -472,6 +544,7 @@ class Dispatcher:
             if notify:
                 with self.cond:
                     self.inflight.pop(att.run_key, None)
+                    self.executing.discard(att.run_key)
                     self.gen += 1
                     self.cond.notify_all()
 
@@ -512,6 +585,7 @@ class Dispatcher:
                 _LOG.debug("could not release run %s at close: %s", a.dispatch.run_id, e)
             with self.cond:
                 self.inflight.pop(a.run_key, None)
+                self.executing.discard(a.run_key)
         return n
 
     def shutdown_completer(self) -> None:
@@ -535,6 +609,26 @@ class Dispatcher:
         ``ManualClock`` or sleeping on a real one (``"advance"``, not past ``until_ms``), or
         forever (``"wait"``). ``deadline`` (``time.monotonic()``) raises
         :class:`~actionqueue.errors.WaitTimeoutError`. Returns the attempts dispatched."""
+        with self.cond:
+            self.drivers += 1
+        try:
+            return self._drive(done, on_idle, until_ms, deadline)
+        finally:
+            with self.cond:
+                self.drivers -= 1
+                left: list[InFlight] = []
+                if not self.drivers:
+                    left, self.settling = self.settling, []
+            if left:  # results handed to this driver after its last step: sync them now
+                self._sync(left)
+
+    def _drive(
+        self,
+        done: Callable[[], bool] | None,
+        on_idle: str,
+        until_ms: int | None,
+        deadline: float | None,
+    ) -> int:
         dispatched = 0
         spins = 0
         while True:
