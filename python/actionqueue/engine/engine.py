@@ -811,9 +811,19 @@ class Engine:
         # it, so finishing workers still share one group commit and never wait on a dispatch's
         # fsync.
         with self._lock:
-            if info.is_cron and target in _TERMINAL:
-                events.extend(self._refill_events(info, t, 1))
-            self._apply_finish(rid, events, counted, target)
+            if self._inflight.get(rid) is not entry:
+                # Canceled, swept or released since the hint was read (those drop it under
+                # this lock): decide from the run itself.
+                stale = True
+            else:
+                stale = False
+                if info.is_cron and target in _TERMINAL:
+                    events.extend(self._refill_events(info, t, 1))
+                self._apply_finish(rid, events, counted, target)
+        if stale:
+            return self._finish_slow(
+                run_id, attempt_id, outcome, error, output, retry_delay, t, durability
+            )
         if dur is _IMMEDIATE:
             self._auth.flush()
         return target
@@ -874,8 +884,7 @@ class Engine:
         dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
         results: list[RunState | ActionQueueError | None] = [None] * len(finishes)
         inflight = self._inflight
-        events: list[EventTuple] = []
-        fast: list[tuple[int, bytes, int, RunState]] = []
+        fast: list[tuple[int, bytes, int, RunState, Any, list[EventTuple]]] = []
         slow: list[int] = []
         seen: set[bytes] = set()
         for i, f in enumerate(finishes):
@@ -894,21 +903,32 @@ class Engine:
             except ActionQueueError as e:
                 results[i] = e
                 continue
-            events += ev
-            fast.append((i, rid, entry[1], target))
+            fast.append((i, rid, entry[1], target, entry, ev))
         wrote = False
         if fast:
             with self._lock:
+                # Hints dropped since they were read (cancel, sweep, release: all under this
+                # lock) go the one-by-one way, which decides from the run itself.
+                live = []
+                for item in fast:
+                    if inflight.get(item[1]) is item[4]:
+                        live.append(item)
+                    else:
+                        slow.append(item[0])
+                events: list[EventTuple] = []
+                for item in live:
+                    events += item[5]
                 try:
-                    self._auth.submit_wire(events, _DEFERRED)
+                    if events:
+                        self._auth.submit_wire(events, _DEFERRED)
                 except CommandRejectedError:
-                    slow.extend(i for i, _, _, _ in fast)
-                    slow.sort()
+                    slow.extend(item[0] for item in live)
                 else:
-                    wrote = True
-                    for i, rid, counted, target in fast:
+                    wrote = bool(events)
+                    for i, rid, counted, target, _, _ in live:
                         self._note_finished(rid, counted, target)
                         results[i] = target
+            slow.sort()
         for i in slow:
             f = finishes[i]
             try:
