@@ -264,10 +264,31 @@ class Dispatcher:
         for h, lat in latencies.items():
             self.metrics.inc("dispatched_total", len(lat), handler=h)
             self.metrics.observe_many("dispatch_latency_seconds", lat, handler=h)
+        ready = []
         for d in batch:
-            self._start(d, now, regs[d.spec.handler])
+            att = self._start(d, now, regs[d.spec.handler])
+            if att is not None:
+                ready.append(att)
+        if not ready:
+            return
+        try:
+            if not self._executor_started:
+                self.executor.start()
+                self._executor_started = True
+            # One hand-off for the batch where the executor can (asyncio: one loop wake-up).
+            self.executor.submit_many([att.job for att in ready if att.job is not None])
+        except Exception as e:
+            # The executor refused (shut down, broken): give the runs back unchanged (an
+            # attempt it did take is finished already or will be; releasing it is refused).
+            _LOG.error("executor refused %d runs: %s", len(ready), e)
+            self.metrics.inc("errors_total", len(ready), kind="executor")
+            for att in ready:
+                if att.job is not None and not att.job.done:
+                    self._record(att, Verdict(AttemptOutcome.SUSPENDED, error=str(e), release=True))
 
-    def _start(self, d: Dispatch, now: int, reg: RegisteredHandler | None) -> None:
+    def _start(self, d: Dispatch, now: int, reg: RegisteredHandler | None) -> InFlight | None:
+        """Prepare an attempt's job; returns it for submission, or ``None`` if it was recorded
+        at once (unknown handler, undecodable payload)."""
         lease_ms = max(1, d.lease_expires_at - now)
         att = InFlight(
             d,
@@ -285,7 +306,7 @@ class Dispatcher:
         if reg is None:
             err = UnknownHandlerError(self.handlers._unknown_message(d.handler))
             self._record(att, Verdict(AttemptOutcome.TERMINAL_FAILURE, error=_err_text(err)))
-            return
+            return None
         spec = d.spec
         try:
             payload = self.codecs.decode_payload(spec.payload.data, spec.payload.content_type)
@@ -295,7 +316,7 @@ class Dispatcher:
                 error=f"the payload could not be decoded: {_err_text(e)}",
             )
             self._record(att, verdict)
-            return
+            return None
         tmo = spec.constraints.timeout_ms
         timeout_s = None if tmo is None else tmo / 1000
         ctx = HandlerContext(
@@ -313,16 +334,7 @@ class Dispatcher:
             on_done=functools.partial(self._on_done, att),
         )
         att.job = job
-        try:
-            if not self._executor_started:
-                self.executor.start()
-                self._executor_started = True
-            self.executor.submit(job)
-        except Exception as e:
-            # The executor refused (shut down, broken): give the run back unchanged.
-            _LOG.error("executor refused run %s: %s", d.run_id, e)
-            self.metrics.inc("errors_total", kind="executor")
-            self._record(att, Verdict(AttemptOutcome.SUSPENDED, error=str(e), release=True))
+        return att
 
     def _progress(self, att: InFlight, value: float | str) -> None:
         att.progress = value
