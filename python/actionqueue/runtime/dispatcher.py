@@ -126,7 +126,6 @@ class Dispatcher:
         self.driver_lock = threading.Lock()
         self._completer: concurrent.futures.ThreadPoolExecutor | None = None
         self._completer_lock = threading.Lock()
-        self._done_lock = threading.Lock()
         self._done: list[tuple[InFlight, AttemptResult]] = []
         self._recording = False
         self._executor_started = False
@@ -148,6 +147,12 @@ class Dispatcher:
     def step(self) -> tuple[int, int | None]:
         """Heartbeat, promote, dispatch up to the free capacity. Returns ``(dispatched, wake)``
         where ``wake`` is the clock time (ms) of the next thing to do, or ``None``."""
+        with self.cond:
+            done, self._done = self._done, []
+        if done:
+            # Results handed to this driver: applied now; Immediate ones land in `settling`
+            # and are synced below with this step's lease batch.
+            self._record_batch(done)
         now = self.clock.now()
         next_beat = self._heartbeats(now)
         started = 0
@@ -343,13 +348,20 @@ class Dispatcher:
 
     def _on_done(self, att: InFlight, job: Job, result: AttemptResult) -> None:
         # Results are recorded in batches: one authority record (and, Immediate, one fsync) for
-        # every attempt that finished while the previous batch was being written. The first
-        # finisher that finds nobody recording becomes the recorder (inline for the thread
-        # executor, on a completer thread for executors whose callbacks run on an event loop)
-        # and drains until nothing is pending; the others only enqueue and move on.
-        with self._done_lock:
-            self._done.append((att, result))
+        # every attempt that finished meanwhile. While a driver runs the loop, it records them
+        # at its next step together with its next dispatch (the finisher only wakes it, once
+        # per batch). Otherwise the first finisher that finds nobody recording becomes the
+        # recorder (inline for the thread executor, on a completer thread for executors whose
+        # callbacks run on an event loop) and drains until nothing is pending.
+        with self.cond:
+            done = self._done
+            done.append((att, result))
             if self._recording:
+                return
+            if self.drivers:
+                if len(done) == 1:
+                    self.gen += 1
+                    self.cond.notify_all()
                 return
             self._recording = True
         if self.executor.inline_completion:
@@ -362,7 +374,7 @@ class Dispatcher:
 
     def _drain(self) -> None:
         while True:
-            with self._done_lock:
+            with self.cond:
                 batch = self._done
                 if not batch:
                     self._recording = False
@@ -373,7 +385,7 @@ class Dispatcher:
             except BaseException:
                 # _record_batch handles every error itself; this is a last resort (e.g. a
                 # KeyboardInterrupt delivered here) so that recording is never wedged.
-                with self._done_lock:
+                with self.cond:
                     self._recording = False
                 raise
 
@@ -628,11 +640,15 @@ class Dispatcher:
         finally:
             with self.cond:
                 self.drivers -= 1
-                left: list[InFlight] = []
-                if not self.drivers:
+                last = not self.drivers
+                pending, self._done = (self._done, []) if last else ([], self._done)
+            if pending:  # results handed to this driver after its last step: record them now
+                self._record_batch(pending)
+            if last:
+                with self.cond:
                     left, self.settling = self.settling, []
-            if left:  # results handed to this driver after its last step: sync them now
-                self._sync(left)
+                if left:
+                    self._sync(left)
 
     def _drive(
         self,
