@@ -109,3 +109,29 @@ def test_dispatch_during_finish_sees_the_new_attempt_count(durability: Durabilit
     (run,) = engine.runs_for_task(spec.task_id)
     assert run.state is RunState.FAILED
     assert len(run.attempts) == 2
+
+
+def test_finish_racing_a_cancel_returns_canceled() -> None:
+    """The run is canceled after finish_attempt read its hint but before it wrote: the finish
+    must notice (under the engine lock) and report Canceled, not a refusal."""
+    auth = FakeAuthority()
+    engine = _engine(auth, DurabilityPolicy.IMMEDIATE)
+    engine.submit(TaskSpec(TaskId.new(), b"", RunPolicy.once()))
+    (d,) = engine.dispatch_next(limit=1)
+    out: list[Any] = []
+
+    def finish() -> None:
+        try:
+            out.append(engine.finish_attempt(d.run_id, d.attempt_id, AttemptOutcome.SUCCESS))
+        except Exception as e:  # pragma: no cover - the failure this test guards against
+            out.append(e)
+
+    with engine._lock:  # the finisher reads its hint, then waits for the lock
+        finisher = threading.Thread(target=finish)
+        finisher.start()
+        finisher.join(0.5)
+        engine.cancel_run(d.run_id)  # re-entrant: this thread holds the lock
+    finisher.join(10)
+    assert out == [RunState.CANCELED]
+    (run,) = auth.runs.values()
+    assert run.state is RunState.CANCELED
