@@ -1,10 +1,11 @@
 """The dispatch loop: hand Ready runs to the executor, record outcomes, keep leases alive.
 
 One thread at a time *drives* the loop (the background thread of ``start()``, or the caller of
-``run_until_idle()`` / ``wait()``); outcomes are recorded by whichever thread learns them
-(the worker thread for the thread executor, a small completer pool for executors whose
-callbacks run on an event loop), so Immediate commits from many finishing attempts share one
-fsync (group commit).
+``run_until_idle()`` / ``wait()``). While it does, finished attempts are queued and the driver
+records them at its next step: one record for the results, one for the next lease batch, and
+(Immediate) one fsync for both before any new handler starts. With no driver, the first
+finisher records the pending results itself (the worker thread for the thread executor, a
+small completer pool for executors whose callbacks run on an event loop).
 
 The loop is **event-driven**. A step promotes what is due and dispatches up to the free
 capacity (one authority record for the whole batch), then the driver sleeps on a condition
