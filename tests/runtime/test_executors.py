@@ -204,7 +204,16 @@ def test_a_dying_worker_fails_the_attempt_only(
     assert r.kind is ResultKind.CRASHED
     assert needle in (r.detail or "")
     assert h.run(procs, h.echo, "still here").value == "still here"
+    # Occupy every slot at once, so the slot whose worker died must start a new one (a single
+    # follow-up job may simply land on the other, healthy slot).
+    pending = [h.submit(procs, h.wait_cancel) for _ in range(procs.max_workers)]
+    for job, _ in pending:
+        while job.handle is None:
+            time.sleep(0.005)
     assert procs.started_processes > before
+    for job, w in pending:
+        procs.cancel(job)
+        assert w.wait().kind is ResultKind.INTERRUPTED
 
 
 @pytest.mark.timeout(60)

@@ -41,7 +41,7 @@ from actionqueue.engine.dispatch import (
 )
 
 # Last: the Engine wires everything above to the authority.
-from actionqueue.engine.engine import Dispatch, Engine, TickReport
+from actionqueue.engine.engine import Dispatch, Engine, Finish, TickReport
 from actionqueue.engine.index import RunIndex
 from actionqueue.engine.lease import (
     DEFAULT_LEASE_MS,
@@ -92,6 +92,7 @@ __all__ = [
     "DerivationResult",
     "Dispatch",
     "Engine",
+    "Finish",
     "FoldedOccurrences",
     "Lease",
     "ManualClock",

@@ -58,6 +58,7 @@ from actionqueue.engine.scheduler import plan_misfire, plan_task_promotion
 from actionqueue.engine.selection import Candidate, DefaultSelector, Selector
 from actionqueue.engine.time.clock import Clock
 from actionqueue.errors import (
+    ActionQueueError,
     CommandRejectedError,
     DerivationError,
     InvalidTransitionError,
@@ -67,7 +68,7 @@ from actionqueue.errors import (
     WrongTypeError,
 )
 
-__all__ = ["Dispatch", "Engine", "TickReport"]
+__all__ = ["Dispatch", "Engine", "Finish", "TickReport"]
 
 # Wire values, as module constants: enum attribute reads cost on the hot path.
 _SCHEDULED = int(RunState.SCHEDULED)
@@ -82,6 +83,8 @@ _RS_SUSPENDED = RunState.SUSPENDED
 _RS_FAILED = RunState.FAILED
 _RS_CANCELED = RunState.CANCELED
 _OUT_SUSPENDED = AttemptOutcome.SUSPENDED
+_DEFERRED = DurabilityPolicy.DEFERRED
+_IMMEDIATE = DurabilityPolicy.IMMEDIATE
 _OUT_TERMINAL = AttemptOutcome.TERMINAL_FAILURE
 _TERMINAL = TERMINAL_STATES
 
@@ -200,6 +203,35 @@ class TickReport:
     @property
     def changed(self) -> bool:
         return self.batches > 0
+
+
+class Finish(NamedTuple):
+    """One attempt's result for :meth:`Engine.finish_attempts` (the arguments of
+    :meth:`Engine.finish_attempt`)."""
+
+    run_id: RunId
+    attempt_id: AttemptId
+    outcome: AttemptOutcome
+    error: str | None = None
+    output: bytes | None = None
+    retry_delay: DurationLike | None = None
+
+
+def _check_finish(
+    outcome: object, error: object, output: object
+) -> tuple[AttemptOutcome, bytes | None]:
+    out = (
+        outcome if type(outcome) is AttemptOutcome else AttemptOutcome.from_wire(outcome, "outcome")
+    )
+    if error is not None and not isinstance(error, str):
+        raise WrongTypeError(f"error must be a str or None, got {type(error).__name__}")
+    if output is None or type(output) is bytes:
+        return out, output
+    if not isinstance(output, (bytearray, memoryview)):
+        raise WrongTypeError(
+            f"output must be bytes or None, got {type(output).__name__} {output!r:.80}"
+        )
+    return out, bytes(output)
 
 
 def _default_owner() -> str:
@@ -326,10 +358,37 @@ class Engine:
 
     # --- submission --------------------------------------------------------------------------
 
-    def _create_events(self, spec: TaskSpec, origin: int, now: int) -> list[EventTuple]:
+    def _create_events(
+        self,
+        spec: TaskSpec,
+        origin: int,
+        now: int,
+        wires: dict[tuple[int, int, int], tuple[Any, Any, Any]] | None = None,
+    ) -> list[EventTuple]:
         tid = spec.task_id.bytes
         policy = spec.run_policy
-        events: list[EventTuple] = [(0, spec.to_wire(), origin, now)]
+        if wires is None:
+            spec_wire = spec.to_wire()
+        else:
+            # Specs of one submit_many usually share their policy, constraints and metadata
+            # objects (immutable): convert each once (the caller keeps them alive).
+            c, m = spec.constraints, spec.metadata
+            key = (id(policy), id(c), id(m))
+            shared = wires.get(key)
+            if shared is None:
+                shared = wires[key] = (policy.to_wire(), c.to_wire(), m.to_wire())
+            p = spec.payload
+            spec_wire = (
+                tid,
+                spec.handler,
+                p.data,
+                p.content_type,
+                shared[0],
+                shared[1],
+                shared[2],
+                spec.dedupe_key,
+            )
+        events: list[EventTuple] = [(0, spec_wire, origin, now)]
         # Once/Repeat imply every run up front: build the RunCreates directly (no RunInstance
         # objects); cron derives its first window.
         if type(policy) is OncePolicy:
@@ -387,6 +446,7 @@ class Engine:
         if o < 0:
             raise ValidationError(f"origin must be >= 0 ms, got {origin!r}")
         dur = self._dur(durability)
+        wires: dict[tuple[int, int, int], tuple[Any, Any, Any]] = {}
         for _ in range(3):
             ids: list[TaskId] = []
             events: list[EventTuple] = []
@@ -405,7 +465,13 @@ class Engine:
                     taken[key] = s.task_id
                 ids.append(s.task_id)
                 new_specs.append(s)
-                events.extend(self._create_events(s, o, t))
+                events.extend(self._create_events(s, o, t, wires))
+            # Known before the write: a dispatch on another thread may lease these runs as soon
+            # as the record is applied (an entry for a refused task is never looked up).
+            tasks = self._tasks
+            lease = self.default_lease_ms
+            for s in new_specs:
+                tasks[s.task_id.bytes] = _TaskInfo(s, lease)
             try:
                 self._submit(events, dur)
             except CommandRejectedError:
@@ -414,8 +480,6 @@ class Engine:
                 if not any(s.dedupe_key for s in new_specs):
                     raise
                 continue
-            for s in new_specs:
-                self._tasks[s.task_id.bytes] = _TaskInfo(s, self.default_lease_ms)
             return ids
         self._submit(events, dur)  # pragma: no cover - raises the persistent refusal
         return ids  # pragma: no cover
@@ -672,13 +736,17 @@ class Engine:
                         who,
                     )
                 )
-            auth.submit_wire(events, dur)
+            # Apply (Deferred) and update the hints under the lock, so no other writer ever sees
+            # the batch applied with the hints not yet updated; wait for durability outside it.
+            auth.submit_wire(events, _DEFERRED)
             inflight = self._inflight
             for d, info in zip(out, infos, strict=True):
                 rid = d.run_id.bytes
                 counts.pop(rid, None)
                 inflight[rid] = (d.attempt_id.bytes, d.attempt, info, who, d.lease_expires_at)
-            return out
+        if dur is _IMMEDIATE:
+            auth.flush()  # group commit: one fdatasync covers every record appended so far
+        return out
 
     def _select(self, raw: list[Any], limit: int) -> list[Any]:
         assert self._selector is not None
@@ -732,16 +800,7 @@ class Engine:
         :class:`~actionqueue.errors.LeaseError` is raised: the result arrived too late.
         """
         t = self._clock.now() if now is None else self._now(now)
-        if type(outcome) is not AttemptOutcome:
-            outcome = AttemptOutcome.from_wire(outcome, "outcome")
-        if error is not None and not isinstance(error, str):
-            raise WrongTypeError(f"error must be a str or None, got {type(error).__name__}")
-        if output is not None and type(output) is not bytes:
-            if not isinstance(output, (bytearray, memoryview)):
-                raise WrongTypeError(
-                    f"output must be bytes or None, got {type(output).__name__} {output!r:.80}"
-                )
-            output = bytes(output)
+        outcome, output = _check_finish(outcome, error, output)
         rid = run_id.bytes
         aid = attempt_id.bytes
         entry = self._inflight.get(rid)
@@ -751,6 +810,48 @@ class Engine:
             )
         counted = entry[1]
         info = entry[2]
+        events, target = self._finish_events(
+            rid, aid, counted, info, outcome, error, output, retry_delay, t
+        )
+        dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
+        # The batch is applied and the hints updated under the engine lock, as one step: a
+        # dispatch (which holds the lock) can never see the run RetryWait/Ready in the authority
+        # while the hints still describe the finished attempt (a retry with no backoff is due at
+        # once, and a stale count would start it with a wrong attempt number and have its finish
+        # refused). Only the apply is under the lock; the fsync wait (Immediate) happens after
+        # it, so finishing workers still share one group commit and never wait on a dispatch's
+        # fsync.
+        with self._lock:
+            if self._inflight.get(rid) is not entry:
+                # Canceled, swept or released since the hint was read (those drop it under
+                # this lock): decide from the run itself.
+                stale = True
+            else:
+                stale = False
+                if info.is_cron and target in _TERMINAL:
+                    events.extend(self._refill_events(info, t, 1))
+                self._apply_finish(rid, events, counted, target)
+        if stale:
+            return self._finish_slow(
+                run_id, attempt_id, outcome, error, output, retry_delay, t, durability
+            )
+        if dur is _IMMEDIATE:
+            self._auth.flush()
+        return target
+
+    def _finish_events(
+        self,
+        rid: bytes,
+        aid: bytes,
+        counted: int,
+        info: _TaskInfo,
+        outcome: AttemptOutcome,
+        error: str | None,
+        output: bytes | None,
+        retry_delay: DurationLike | None,
+        t: int,
+    ) -> tuple[list[EventTuple], RunState]:
+        """The AttemptFinish + decided transition of one finish, and the run's new state."""
         target = decide(outcome, counted, info.max_attempts, info.retry_on)
         not_before = None
         reason = None
@@ -767,31 +868,118 @@ class Engine:
             reason = f"{outcome}: attempt {counted} of {info.max_attempts}"
         elif target is _RS_FAILED and outcome is not _OUT_TERMINAL:
             reason = f"{outcome}: attempt {counted} of {info.max_attempts}, no retry"
-        events: list[EventTuple] = [
+        return [
             (4, rid, aid, int(outcome), error, output, t),
             (2, rid, _RUNNING, int(target), not_before, reason, t),
-        ]
-        dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
-        if info.is_cron and target in _TERMINAL:
-            with self._lock:
-                events.extend(self._refill_events(info, t, 1))
-                self._finish_submit(rid, events, dur)
-        else:
-            self._finish_submit(rid, events, dur)
-        if target is _RS_RETRY_WAIT:
-            self._counts[rid] = counted
-        elif target is _RS_SUSPENDED and counted > 1:
-            self._counts[rid] = counted - 1
-        return target
+        ], target
 
-    def _finish_submit(self, rid: bytes, events: list[EventTuple], dur: DurabilityPolicy) -> None:
+    def finish_attempts(
+        self,
+        finishes: Sequence[Finish],
+        *,
+        now: int | None = None,
+        durability: DurabilityPolicy | str | None = None,
+    ) -> list[RunState | ActionQueueError]:
+        """:meth:`finish_attempt` for many attempts: **one** authority record (and, Immediate,
+        one fsync) for all of them, which is what a runtime finishing many small attempts needs.
+
+        Returns one item per finish, in order: the run's new state, or the
+        :class:`~actionqueue.errors.ActionQueueError` that :meth:`finish_attempt` would have
+        raised for it (a late result, an unknown run...). Nothing is raised for a single item.
+        If the authority refuses the combined record (one of the runs was canceled or swept
+        meanwhile), each finish is retried on its own, so one stale result never blocks the
+        others. Finishes of attempts this engine did not dispatch, and of cron runs (their window
+        refill reads the task), take the one-by-one path inside the same call.
+        """
+        t = self._clock.now() if now is None else self._now(now)
+        dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
+        results: list[RunState | ActionQueueError | None] = [None] * len(finishes)
+        inflight = self._inflight
+        fast: list[tuple[int, bytes, int, RunState, Any, list[EventTuple]]] = []
+        slow: list[int] = []
+        seen: set[bytes] = set()
+        for i, f in enumerate(finishes):
+            try:
+                outcome, output = _check_finish(f.outcome, f.error, f.output)
+                rid = f.run_id.bytes
+                aid = f.attempt_id.bytes
+                entry = inflight.get(rid)
+                if entry is None or entry[0] != aid or entry[2].is_cron or rid in seen:
+                    slow.append(i)
+                    continue
+                seen.add(rid)
+                ev, target = self._finish_events(
+                    rid, aid, entry[1], entry[2], outcome, f.error, output, f.retry_delay, t
+                )
+            except ActionQueueError as e:
+                results[i] = e
+                continue
+            fast.append((i, rid, entry[1], target, entry, ev))
+        wrote = False
+        if fast:
+            with self._lock:
+                # Hints dropped since they were read (cancel, sweep, release: all under this
+                # lock) go the one-by-one way, which decides from the run itself.
+                live = []
+                for item in fast:
+                    if inflight.get(item[1]) is item[4]:
+                        live.append(item)
+                    else:
+                        slow.append(item[0])
+                events: list[EventTuple] = []
+                for item in live:
+                    events += item[5]
+                try:
+                    if events:
+                        self._auth.submit_wire(events, _DEFERRED)
+                except CommandRejectedError:
+                    slow.extend(item[0] for item in live)
+                else:
+                    wrote = bool(events)
+                    for i, rid, counted, target, _, _ in live:
+                        self._note_finished(rid, counted, target)
+                        results[i] = target
+            slow.sort()
+        for i in slow:
+            f = finishes[i]
+            try:
+                results[i] = self.finish_attempt(
+                    f.run_id,
+                    f.attempt_id,
+                    f.outcome,
+                    error=f.error,
+                    output=f.output,
+                    retry_delay=f.retry_delay,
+                    now=t,
+                    durability=_DEFERRED,
+                )
+                wrote = True
+            except ActionQueueError as e:
+                results[i] = e
+        if wrote and dur is _IMMEDIATE:
+            self._auth.flush()
+        return [r if r is not None else _RS_CANCELED for r in results]
+
+    def _apply_finish(
+        self, rid: bytes, events: list[EventTuple], counted: int, target: RunState
+    ) -> None:
+        """Apply a finish batch (Deferred) and update the hints; call with the lock held."""
         try:
-            self._auth.submit_wire(events, dur)
+            self._auth.submit_wire(events, _DEFERRED)
         except CommandRejectedError:
             # The hint was stale (swept, canceled): forget it; the caller sees the refusal.
             self._inflight.pop(rid, None)
             raise
+        self._note_finished(rid, counted, target)
+
+    def _note_finished(self, rid: bytes, counted: int, target: RunState) -> None:
         self._inflight.pop(rid, None)
+        if target is _RS_RETRY_WAIT:
+            self._counts[rid] = counted
+        elif target is _RS_SUSPENDED and counted > 1:
+            self._counts[rid] = counted - 1
+        else:
+            self._counts.pop(rid, None)
 
     def _finish_slow(
         self,
@@ -867,9 +1055,11 @@ class Engine:
         exp = min(I64_MAX, t + lease_ms)
         self._submit([(6, rid, who, exp, t)], self._dur(durability))
         exp = max(exp, old)
-        entry = self._inflight.get(rid)
-        if entry is not None:
-            self._inflight[rid] = (entry[0], entry[1], entry[2], entry[3], exp)
+        with self._lock:
+            now_entry = self._inflight.get(rid)
+            # Only the attempt that was beaten (not a retry dispatched meanwhile).
+            if now_entry is not None and entry is not None and now_entry[0] == entry[0]:
+                self._inflight[rid] = (entry[0], entry[1], entry[2], entry[3], exp)
         return exp
 
     def release(
@@ -928,6 +1118,11 @@ class Engine:
                 self._counts[rid] = counted
             else:
                 self._counts.pop(rid, None)
+
+    def flush(self) -> None:
+        """Make every record written so far durable (one group-commit fsync at most): what a
+        caller that wrote with ``durability=DEFERRED`` does before reporting "done"."""
+        self._auth.flush()
 
     # --- wake-ups ----------------------------------------------------------------------------
 

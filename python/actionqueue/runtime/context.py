@@ -76,6 +76,11 @@ def attempt_logger(
     )
 
 
+#: Guards every CancelSignal's rare transitions (set, callbacks, making the Event): signals are
+#: created per attempt and almost never used, so each does not pay for its own lock and Event.
+_SIGNAL_LOCK = threading.Lock()
+
+
 class CancelSignal:
     """A one-shot stop request: ``is_set()``, ``wait(timeout)``, ``reason``, truthiness.
 
@@ -84,44 +89,57 @@ class CancelSignal:
     steps or wait on it instead of sleeping.
     """
 
-    __slots__ = ("_callbacks", "_event", "_lock", "reason")
+    __slots__ = ("_callbacks", "_event", "_set", "reason")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
+        # Built lazily: one attempt per run pays for a threading.Event only if someone waits.
+        self._event: threading.Event | None = None
+        self._set = False
         self.reason: str | None = None
-        self._callbacks: list[Callable[[str], None]] = []
+        self._callbacks: list[Callable[[str], None]] | None = None
 
     def set(self, reason: str = "canceled") -> bool:
         """Request a stop; returns ``False`` if it was already requested (first reason kept)."""
-        with self._lock:
-            if self._event.is_set():
+        with _SIGNAL_LOCK:
+            if self._set:
                 return False
             self.reason = reason
-            self._event.set()
-            callbacks = list(self._callbacks)
-        for cb in callbacks:
+            self._set = True
+            if self._event is not None:
+                self._event.set()
+            callbacks, self._callbacks = self._callbacks, None
+        for cb in callbacks or ():
             cb(reason)
         return True
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._set
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a stop is requested or ``timeout`` seconds pass; returns ``is_set()``."""
-        return self._event.wait(timeout)
+        if self._set:
+            return True
+        with _SIGNAL_LOCK:
+            ev = self._event
+            if ev is None:
+                ev = self._event = threading.Event()
+                if self._set:
+                    ev.set()
+        return ev.wait(timeout)
 
     def add_callback(self, cb: Callable[[str], None]) -> None:
         """Call ``cb(reason)`` when the signal is set (at once if it already is)."""
-        with self._lock:
-            if not self._event.is_set():
+        with _SIGNAL_LOCK:
+            if not self._set:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(cb)
                 return
             reason = self.reason or "canceled"
         cb(reason)
 
     def __bool__(self) -> bool:
-        return self._event.is_set()
+        return self._set
 
     def __repr__(self) -> str:
         return f"CancelSignal(set={self.is_set()}, reason={self.reason!r})"
@@ -144,28 +162,55 @@ class ContextSnapshot:
 
 
 class _ContextBase:
-    """Read-only attempt facts shared by the local and the remote context."""
+    """Read-only attempt facts shared by the local and the remote context.
 
-    __slots__ = ("_started", "cancelled", "log", "progress", "snapshot")
+    The snapshot (ids as strings) and the logger adapter are built on first use: most handlers
+    never read them, and an attempt should not pay for three UUID-to-text conversions and a
+    logger it does not use.
+    """
 
-    snapshot: ContextSnapshot
+    __slots__ = ("_log", "_make", "_snap", "_started", "cancelled", "progress")
+
     cancelled: CancelSignal
-    log: AttemptLoggerAdapter
     progress: float | str | None
 
-    def _init(self, snapshot: ContextSnapshot) -> None:
-        self.snapshot = snapshot
+    def _init(self, snapshot: ContextSnapshot | Callable[[], ContextSnapshot]) -> None:
+        if isinstance(snapshot, ContextSnapshot):
+            self._snap: ContextSnapshot | None = snapshot
+            self._make: Callable[[], ContextSnapshot] | None = None
+        else:
+            self._snap = None
+            self._make = snapshot
         self.cancelled = CancelSignal()
         self.progress = None
         self._started = time.monotonic()
-        self.log = attempt_logger(
-            None,
-            task_id=snapshot.task_id,
-            run_id=snapshot.run_id,
-            attempt_id=snapshot.attempt_id,
-            attempt=snapshot.attempt,
-            handler=snapshot.handler,
-        )
+        self._log: AttemptLoggerAdapter | None = None
+
+    @property
+    def snapshot(self) -> ContextSnapshot:
+        """The picklable facts of this attempt."""
+        snap = self._snap
+        if snap is None:
+            assert self._make is not None
+            snap = self._snap = self._make()
+            self._make = None
+        return snap
+
+    @property
+    def log(self) -> AttemptLoggerAdapter:
+        """A logger adapter putting this attempt's ids on every record."""
+        lg = self._log
+        if lg is None:
+            snapshot = self.snapshot
+            lg = self._log = attempt_logger(
+                None,
+                task_id=snapshot.task_id,
+                run_id=snapshot.run_id,
+                attempt_id=snapshot.attempt_id,
+                attempt=snapshot.attempt,
+                handler=snapshot.handler,
+            )
+        return lg
 
     @property
     def task_id(self) -> TaskId:
@@ -236,7 +281,7 @@ class HandlerContext(_ContextBase):
 
     def __init__(
         self,
-        snapshot: ContextSnapshot,
+        snapshot: ContextSnapshot | Callable[[], ContextSnapshot],
         payload: Any = None,
         *,
         heartbeat: Callable[[], None] | None = None,

@@ -1,10 +1,11 @@
 """The dispatch loop: hand Ready runs to the executor, record outcomes, keep leases alive.
 
 One thread at a time *drives* the loop (the background thread of ``start()``, or the caller of
-``run_until_idle()`` / ``wait()``); outcomes are recorded by whichever thread learns them
-(the worker thread for the thread executor, a small completer pool for executors whose
-callbacks run on an event loop), so Immediate commits from many finishing attempts share one
-fsync (group commit).
+``run_until_idle()`` / ``wait()``). While it does, finished attempts are queued and the driver
+records them at its next step: one record for the results, one for the next lease batch, and
+(Immediate) one fsync for both before any new handler starts. With no driver, the first
+finisher records the pending results itself (the worker thread for the thread executor, a
+small completer pool for executors whose callbacks run on an event loop).
 
 The loop is **event-driven**. A step promotes what is due and dispatches up to the free
 capacity (one authority record for the whole batch), then the driver sleeps on a condition
@@ -21,13 +22,13 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from actionqueue.core.mutation import DurabilityPolicy
 from actionqueue.core.run.attempt import AttemptOutcome
 from actionqueue.core.run.state import RunState
-from actionqueue.engine.engine import Dispatch, Engine
+from actionqueue.engine.engine import Dispatch, Engine, Finish
 from actionqueue.engine.time.clock import Clock, ManualClock
 from actionqueue.errors import (
     ActionQueueError,
@@ -58,55 +59,7 @@ MAIN_THREAD_SLICE_S = 0.2
 SPIN_GUARD_S = 0.005
 
 
-class _Gate:
-    """A writer-preferring shared/exclusive lock.
-
-    Why: ``Engine.finish_attempt`` (and ``release``) update the engine's per-run attempt-count
-    hints *after* their batch is applied, and ``Engine.dispatch_next`` reads those hints. A
-    dispatch that runs in that window (a retry with no backoff is Ready at once) would start
-    the run with a stale attempt count. So finishes hold the gate shared (they still run in
-    parallel and share fsyncs) and a dispatch holds it exclusively.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._waiting = 0
-
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive or self._waiting:
-                self._cond.wait()
-            self._shared += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._shared -= 1
-                if not self._shared:
-                    self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._waiting += 1
-            try:
-                while self._exclusive or self._shared:
-                    self._cond.wait()
-            finally:
-                self._waiting -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class InFlight:
     """An attempt handed to the executor and not yet recorded."""
 
@@ -158,15 +111,27 @@ class Dispatcher:
         #: bumped on every event that may make work runnable or change a run's state
         self.gen = 0
         self.inflight: dict[bytes, InFlight] = {}
+        #: run keys of attempts holding an executor slot: dispatched and not yet recorded. An
+        #: attempt whose result is applied but not yet durable (Immediate) has left this set
+        #: (its handler is done, so its slot is free) but is still in ``inflight`` until the
+        #: fsync covering it returns; so the next dispatch overlaps that fsync instead of
+        #: waiting for it, and both records often share the next one.
+        self.executing: set[bytes] = set()
+        #: Immediate only: results applied but not yet synced, whose fsync a driver will do
+        #: together with its next lease batch (one fdatasync for both); ``drivers`` counts the
+        #: threads inside :meth:`drive` (when none, a recorder syncs its results itself).
+        self.settling: list[InFlight] = []
+        self.drivers = 0
         #: the generation at which the driver last found nothing to do (run_until_idle)
         self.idle_gen = -1
         self.draining = False
         self.driver_lock = threading.Lock()
         self._completer: concurrent.futures.ThreadPoolExecutor | None = None
         self._completer_lock = threading.Lock()
+        self._done: list[tuple[InFlight, AttemptResult]] = []
+        self._recording = False
         self._executor_started = False
         self.loop_error: BaseException | None = None
-        self.gate = _Gate()
 
     # --- events ------------------------------------------------------------------------------
 
@@ -177,38 +142,78 @@ class Dispatcher:
             self.cond.notify_all()
 
     def free(self) -> int:
-        return self.max_in_flight - len(self.inflight)
+        return self.max_in_flight - len(self.executing)
 
     # --- one step ----------------------------------------------------------------------------
 
     def step(self) -> tuple[int, int | None]:
         """Heartbeat, promote, dispatch up to the free capacity. Returns ``(dispatched, wake)``
         where ``wake`` is the clock time (ms) of the next thing to do, or ``None``."""
+        with self.cond:
+            done, self._done = self._done, []
+        if done:
+            # Results handed to this driver: applied now; Immediate ones land in `settling`
+            # and are synced below with this step's lease batch.
+            self._record_batch(done)
         now = self.clock.now()
         next_beat = self._heartbeats(now)
         started = 0
-        if self.draining:
-            wake = self.engine.next_wakeup(now)
-            if wake is not None and wake <= now:
-                with self.gate.exclusive():
+        with self.cond:
+            settling, self.settling = self.settling, []
+        batch: list[Dispatch] = []
+        try:
+            if self.draining:
+                wake = self.engine.next_wakeup(now)
+                if wake is not None and wake <= now:
                     self.engine.tick(now)  # the expiry sweep still runs while draining
-        else:
-            free = self.free()
-            with self.gate.exclusive():
-                batch = self.engine.dispatch_next(self.owner, now, max(0, free))
-            for d in batch:
-                self._start(d, now)
-            started = len(batch)
+            else:
+                free = self.free()
+                # Applied now, synced below together with the results waiting in `settling`.
+                batch = self.engine.dispatch_next(
+                    self.owner, now, max(0, free), durability=DurabilityPolicy.DEFERRED
+                )
+        finally:
+            # Even if the dispatch failed: the results applied before it must be synced.
+            if (batch or settling) and self.durability is DurabilityPolicy.IMMEDIATE:
+                self._sync(settling)
+            elif settling:
+                self._settle(settling, None)
+        if batch:
+            self._start_batch(batch, now)
+        started = len(batch)
         now = self.clock.now()
         wake = self.engine.next_wakeup(now)
         if next_beat is not None and (wake is None or next_beat < wake):
             wake = next_beat
         return started, wake
 
+    def _sync(self, settling: list[InFlight]) -> None:
+        """One fsync for everything applied so far; then the settled results count as done."""
+        try:
+            self.engine.flush()
+        except Exception as e:
+            self._settle(settling, e)
+            raise
+        self._settle(settling, None)
+
+    def _settle(self, settling: list[InFlight], error: BaseException | None) -> None:
+        if not settling:
+            return
+        if error is not None:
+            for att in settling:
+                self._not_recorded(att, error)
+        with self.cond:
+            pop = self.inflight.pop
+            for att in settling:
+                pop(att.run_key, None)
+            self.gen += 1
+            self.cond.notify_all()
+
     def _heartbeats(self, now: int) -> int | None:
         """Extend the leases that are a third through; returns the next heartbeat time."""
         with self.cond:
-            due = [a for a in self.inflight.values() if not a.lease_lost]
+            executing = self.executing
+            due = [a for a in self.inflight.values() if not a.lease_lost and a.run_key in executing]
         nxt: int | None = None
         for a in due:
             if a.next_heartbeat_at <= now:
@@ -251,13 +256,47 @@ class Dispatcher:
 
     # --- starting an attempt -----------------------------------------------------------------
 
-    def _start(self, d: Dispatch, now: int) -> None:
-        self.metrics.inc("dispatched_total", handler=d.handler)
-        self.metrics.observe(
-            "dispatch_latency_seconds", max(0, now - d.scheduled_at) / 1000, handler=d.handler
-        )
+    def _start_batch(self, batch: list[Dispatch], now: int) -> None:
+        """Start a dispatched batch; metrics are recorded once per handler, not per run."""
+        latencies: dict[str | None, list[float]] = {}
+        regs: dict[str | None, RegisteredHandler | None] = {}
+        find = self.handlers.find
+        for d in batch:
+            h = d.spec.handler
+            lat = latencies.get(h)
+            if lat is None:
+                lat = latencies[h] = []
+                regs[h] = find(h)
+            lat.append(max(0, now - d.scheduled_at) / 1000)
+        for h, lat in latencies.items():
+            self.metrics.inc("dispatched_total", len(lat), handler=h)
+            self.metrics.observe_many("dispatch_latency_seconds", lat, handler=h)
+        ready = []
+        for d in batch:
+            att = self._start(d, now, regs[d.spec.handler])
+            if att is not None:
+                ready.append(att)
+        if not ready:
+            return
+        try:
+            if not self._executor_started:
+                self.executor.start()
+                self._executor_started = True
+            # One hand-off for the batch where the executor can (asyncio: one loop wake-up).
+            self.executor.submit_many([att.job for att in ready if att.job is not None])
+        except Exception as e:
+            # The executor refused (shut down, broken): give the runs back unchanged (an
+            # attempt it did take is finished already or will be; releasing it is refused).
+            _LOG.error("executor refused %d runs: %s", len(ready), e)
+            self.metrics.inc("errors_total", len(ready), kind="executor")
+            for att in ready:
+                if att.job is not None and not att.job.done:
+                    self._record(att, Verdict(AttemptOutcome.SUSPENDED, error=str(e), release=True))
+
+    def _start(self, d: Dispatch, now: int, reg: RegisteredHandler | None) -> InFlight | None:
+        """Prepare an attempt's job; returns it for submission, or ``None`` if it was recorded
+        at once (unknown handler, undecodable payload)."""
         lease_ms = max(1, d.lease_expires_at - now)
-        reg = self.handlers.find(d.handler)
         att = InFlight(
             d,
             None,
@@ -267,39 +306,30 @@ class Dispatcher:
             lease_ms,
             now,
         )
+        key = att.run_key
         with self.cond:
-            self.inflight[att.run_key] = att
+            self.inflight[key] = att
+            self.executing.add(key)
         if reg is None:
             err = UnknownHandlerError(self.handlers._unknown_message(d.handler))
             self._record(att, Verdict(AttemptOutcome.TERMINAL_FAILURE, error=_err_text(err)))
-            return
+            return None
+        spec = d.spec
         try:
-            payload = self.codecs.decode_payload(d.payload.data, d.payload.content_type)
+            payload = self.codecs.decode_payload(spec.payload.data, spec.payload.content_type)
         except Exception as e:
             verdict = Verdict(
                 AttemptOutcome.TERMINAL_FAILURE,
                 error=f"the payload could not be decoded: {_err_text(e)}",
             )
             self._record(att, verdict)
-            return
-        c = d.constraints
-        timeout_s = None if c.timeout_ms is None else c.timeout_ms / 1000
-        snap = ContextSnapshot(
-            str(d.task_id),
-            str(d.run_id),
-            str(d.attempt_id),
-            d.attempt,
-            c.max_attempts,
-            d.scheduled_at,
-            d.deadline,
-            d.handler,
-            timeout_s,
-            d.spec.metadata.tags,
-        )
+            return None
+        tmo = spec.constraints.timeout_ms
+        timeout_s = None if tmo is None else tmo / 1000
         ctx = HandlerContext(
-            snap,
+            functools.partial(_snapshot_of, d, timeout_s),
             payload,
-            heartbeat=functools.partial(self.beat_now, att.run_key),
+            heartbeat=functools.partial(self.beat_now, key),
             on_progress=functools.partial(self._progress, att),
         )
         job = Job(
@@ -311,16 +341,7 @@ class Dispatcher:
             on_done=functools.partial(self._on_done, att),
         )
         att.job = job
-        try:
-            if not self._executor_started:
-                self.executor.start()
-                self._executor_started = True
-            self.executor.submit(job)
-        except Exception as e:
-            # The executor refused (shut down, broken): give the run back unchanged.
-            _LOG.error("executor refused run %s: %s", d.run_id, e)
-            self.metrics.inc("errors_total", kind="executor")
-            self._record(att, Verdict(AttemptOutcome.SUSPENDED, error=str(e), release=True))
+        return att
 
     def _progress(self, att: InFlight, value: float | str) -> None:
         att.progress = value
@@ -328,10 +349,47 @@ class Dispatcher:
     # --- finishing an attempt ----------------------------------------------------------------
 
     def _on_done(self, att: InFlight, job: Job, result: AttemptResult) -> None:
+        # Results are recorded in batches: one authority record (and, Immediate, one fsync) for
+        # every attempt that finished meanwhile. While a driver runs the loop, it records them
+        # at its next step together with its next dispatch (the finisher only wakes it, once
+        # per batch). Otherwise the first finisher that finds nobody recording becomes the
+        # recorder (inline for the thread executor, on a completer thread for executors whose
+        # callbacks run on an event loop) and drains until nothing is pending.
+        with self.cond:
+            done = self._done
+            done.append((att, result))
+            if self._recording:
+                return
+            if self.drivers:
+                if len(done) == 1:
+                    self.gen += 1
+                    self.cond.notify_all()
+                return
+            self._recording = True
         if self.executor.inline_completion:
-            self._complete(att, result)
+            self._drain()
         else:
-            self._completer_pool().submit(self._complete, att, result)
+            try:
+                self._completer_pool().submit(self._drain)
+            except RuntimeError:  # the pool is shut down (closing): record here
+                self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            with self.cond:
+                batch = self._done
+                if not batch:
+                    self._recording = False
+                    return
+                self._done = []
+            try:
+                self._record_batch(batch)
+            except BaseException:
+                # _record_batch handles every error itself; this is a last resort (e.g. a
+                # KeyboardInterrupt delivered here) so that recording is never wedged.
+                with self.cond:
+                    self._recording = False
+                raise
 
     def _completer_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._completer_lock:
@@ -342,95 +400,205 @@ class Dispatcher:
                 )
             return self._completer
 
-    def _complete(self, att: InFlight, result: AttemptResult) -> None:
-        d = att.dispatch
+    def _verdict(self, att: InFlight, result: AttemptResult) -> Verdict:
         reg = att.handler
-        codec = None if reg is None else reg.options.codec
-        c = d.constraints
+        c = att.dispatch.spec.constraints
         try:
-            verdict = interpret(
+            return interpret(
                 result,
                 c.retry_on,
                 self.codecs,
-                codec,
+                None if reg is None else reg.options.codec,
                 timeout_s=None if c.timeout_ms is None else c.timeout_ms / 1000,
             )
         except Exception as e:  # pragma: no cover - interpret is total; belt and braces
-            verdict = Verdict(AttemptOutcome.RETRYABLE_FAILURE, error=_err_text(e))
-        self.metrics.observe(
-            "attempt_duration_seconds",
-            result.duration,
-            handler=d.handler,
-            outcome=verdict.outcome.label,
-        )
-        self._record(att, verdict)
+            return Verdict(AttemptOutcome.RETRYABLE_FAILURE, error=_err_text(e))
 
-    def _record(self, att: InFlight, verdict: Verdict) -> None:
+    def _record_batch(self, items: list[tuple[InFlight, AttemptResult]]) -> None:
+        """Record finished attempts: one ``Engine.finish_attempts`` call for all of them."""
+        try:
+            durations: dict[tuple[str | None, str], list[float]] = {}
+            finishes: list[Finish] = []
+            recorded: list[tuple[InFlight, Verdict]] = []
+            for att, result in items:
+                verdict = self._verdict(att, result)
+                d = att.dispatch
+                key = (d.spec.handler, verdict.outcome.label)
+                dl = durations.get(key)
+                if dl is None:
+                    dl = durations[key] = []
+                dl.append(result.duration)
+                if att.abandoned:
+                    continue
+                if verdict.release:
+                    self._record(att, verdict, notify=False)
+                    continue
+                finishes.append(
+                    Finish(
+                        d.run_id,
+                        d.attempt_id,
+                        verdict.outcome,
+                        verdict.error,
+                        verdict.output,
+                        verdict.retry_delay_ms,
+                    )
+                )
+                recorded.append((att, verdict))
+            for (h, label), dl in durations.items():
+                self.metrics.observe_many("attempt_duration_seconds", dl, handler=h, outcome=label)
+            if finishes:
+                try:
+                    states: list[RunState | BaseException] = list(
+                        self.engine.finish_attempts(finishes, durability=DurabilityPolicy.DEFERRED)
+                    )
+                except Exception as e:  # storage failed / closed: nothing was recorded
+                    states = [e] * len(finishes)
+                for i, state in enumerate(states):
+                    if isinstance(state, RecordTooLargeError):
+                        states[i] = self._record_smaller(i, recorded, state)
+                immediate = self.durability is DurabilityPolicy.IMMEDIATE
+                # Applied: the slots are free for the next dispatch. Immediate: the results are
+                # done only once synced; a running driver syncs them with its next lease batch
+                # (one fdatasync for both), else this thread syncs them now.
+                handed = False
+                with self.cond:
+                    discard = self.executing.discard
+                    for att, _ in items:
+                        discard(att.run_key)
+                    if immediate and self.drivers:
+                        handed = True
+                        self.settling.extend(att for att, _ in recorded)
+                    self.gen += 1
+                    self.cond.notify_all()
+                if handed:  # the driver removes them from `inflight` once synced
+                    settled = {id(a) for a, _ in recorded}
+                    items = [(a, r) for a, r in items if id(a) not in settled]
+                elif immediate:
+                    try:
+                        self.engine.flush()
+                    except Exception as e:  # the authority is now failed: nothing is durable
+                        states = [e] * len(finishes)
+                outcomes: dict[tuple[str | None, str], int] = {}
+                for (att, verdict), state in zip(recorded, states, strict=True):
+                    if isinstance(state, BaseException):
+                        self._not_recorded(att, state)
+                        continue
+                    k = (att.dispatch.spec.handler, verdict.outcome.label)
+                    outcomes[k] = outcomes.get(k, 0) + 1
+                    if verdict.outcome is not AttemptOutcome.SUCCESS or state is RunState.FAILED:
+                        self._log_outcome(att, verdict, state)
+                for (h, label), n in outcomes.items():
+                    self.metrics.inc("outcomes_total", n, handler=h, outcome=label)
+        except Exception:  # pragma: no cover - belt and braces: never leave attempts in flight
+            self.metrics.inc("errors_total", kind="record")
+            _LOG.exception("recording %d results failed", len(items))
+        finally:
+            with self.cond:
+                pop = self.inflight.pop
+                discard = self.executing.discard
+                for att, _ in items:
+                    pop(att.run_key, None)
+                    discard(att.run_key)
+                self.gen += 1
+                self.cond.notify_all()
+
+    def _record_smaller(
+        self, i: int, recorded: list[tuple[InFlight, Verdict]], e: RecordTooLargeError
+    ) -> RunState | BaseException:
+        """The output (or error text) of ``recorded[i]`` does not fit in one WAL record: record
+        the attempt without it, else the run would sit in Running until its lease expired and
+        then be retried into the same wall."""
+        att, verdict = recorded[i]
+        smaller = _too_large(verdict, e)
+        recorded[i] = (att, smaller)
+        d = att.dispatch
+        try:
+            return self.engine.finish_attempt(
+                d.run_id,
+                d.attempt_id,
+                smaller.outcome,
+                error=smaller.error,
+                output=smaller.output,
+                retry_delay=smaller.retry_delay_ms,
+                durability=DurabilityPolicy.DEFERRED,
+            )
+        except Exception as again:  # storage failed meanwhile: reported like any other
+            return again
+
+    def _log_outcome(self, att: InFlight, verdict: Verdict, state: RunState) -> None:
         d = att.dispatch
         extra = {"run_id": str(d.run_id), "attempt_id": str(d.attempt_id), "handler": d.handler}
-        try:
-            if att.abandoned:
-                return
-            if verdict.release:
-                with self.gate.shared():
-                    self.engine.release(d.run_id, self.owner)
-                self.metrics.inc("outcomes_total", handler=d.handler, outcome="Released")
-                _LOG.debug("run %s released (%s)", d.run_id, verdict.error, extra=extra)
-            else:
-                try:
-                    state = self._finish(d, verdict)
-                except RecordTooLargeError as e:
-                    # The output (or error text) does not fit in one WAL record: record the
-                    # attempt without it, else the run would sit in Running until its lease
-                    # expired and then be retried into the same wall.
-                    verdict = _too_large(verdict, e)
-                    state = self._finish(d, verdict)
-                self.metrics.inc("outcomes_total", handler=d.handler, outcome=verdict.outcome.label)
-                if state is RunState.FAILED:
-                    _LOG.warning(
-                        "run %s of %r failed on attempt %d: %s",
-                        d.run_id,
-                        d.handler,
-                        d.attempt,
-                        (verdict.error or "").split("\n", 1)[0],
-                        extra=extra,
-                    )
-                elif verdict.outcome is not AttemptOutcome.SUCCESS:
-                    _LOG.info(
-                        "run %s attempt %d: %s -> %s",
-                        d.run_id,
-                        d.attempt,
-                        verdict.outcome.label,
-                        state.label,
-                        extra=extra,
-                    )
-        except (CommandRejectedError, NotFoundError) as e:
+        if state is RunState.FAILED:
+            _LOG.warning(
+                "run %s of %r failed on attempt %d: %s",
+                d.run_id,
+                d.handler,
+                d.attempt,
+                (verdict.error or "").split("\n", 1)[0],
+                extra=extra,
+            )
+        elif verdict.outcome is not AttemptOutcome.SUCCESS:
+            _LOG.info(
+                "run %s attempt %d: %s -> %s",
+                d.run_id,
+                d.attempt,
+                verdict.outcome.label,
+                state.label,
+                extra=extra,
+            )
+
+    def _not_recorded(self, att: InFlight, e: BaseException) -> None:
+        d = att.dispatch
+        extra = {"run_id": str(d.run_id), "attempt_id": str(d.attempt_id), "handler": d.handler}
+        if isinstance(e, (CommandRejectedError, NotFoundError)):
             # Canceled, swept as Lost after a lease expiry, or pruned meanwhile: the log already
             # says what happened to the run; this late result is dropped.
             self.metrics.inc("errors_total", kind="late_result")
             _LOG.info("result of run %s not recorded: %s", d.run_id, e, extra=extra)
-        except (ClosedError, StorageError) as e:
+        elif isinstance(e, (ClosedError, StorageError)):
             self.metrics.inc("errors_total", kind="storage")
             _LOG.error("result of run %s not recorded: %s", d.run_id, e, extra=extra)
-        except Exception:
+        else:
             self.metrics.inc("errors_total", kind="record")
-            _LOG.exception("recording the result of run %s failed", d.run_id, extra=extra)
-        finally:
-            with self.cond:
-                self.inflight.pop(att.run_key, None)
-                self.gen += 1
-                self.cond.notify_all()
-
-    def _finish(self, d: Dispatch, verdict: Verdict) -> RunState:
-        with self.gate.shared():
-            return self.engine.finish_attempt(
+            _LOG.error(
+                "recording the result of run %s failed",
                 d.run_id,
-                d.attempt_id,
-                verdict.outcome,
-                error=verdict.error,
-                output=verdict.output,
-                retry_delay=verdict.retry_delay_ms,
+                exc_info=(type(e), e, e.__traceback__),
+                extra=extra,
             )
+
+    def _record(self, att: InFlight, verdict: Verdict, *, notify: bool = True) -> None:
+        """Record one verdict now (unknown handler, undecodable payload, release)."""
+        d = att.dispatch
+        try:
+            if att.abandoned:
+                return
+            if verdict.release:
+                self.engine.release(d.run_id, self.owner)
+                self.metrics.inc("outcomes_total", handler=d.handler, outcome="Released")
+                _LOG.debug(
+                    "run %s released (%s)", d.run_id, verdict.error, extra={"run_id": str(d.run_id)}
+                )
+            else:
+                state = self.engine.finish_attempt(
+                    d.run_id,
+                    d.attempt_id,
+                    verdict.outcome,
+                    error=verdict.error,
+                    output=verdict.output,
+                    retry_delay=verdict.retry_delay_ms,
+                )
+                self.metrics.inc("outcomes_total", handler=d.handler, outcome=verdict.outcome.label)
+                self._log_outcome(att, verdict, state)
+        except Exception as e:
+            self._not_recorded(att, e)
+        finally:
+            if notify:
+                with self.cond:
+                    self.inflight.pop(att.run_key, None)
+                    self.executing.discard(att.run_key)
+                    self.gen += 1
+                    self.cond.notify_all()
 
     # --- control -----------------------------------------------------------------------------
 
@@ -463,13 +631,13 @@ class Dispatcher:
         for a in left:
             a.abandoned = True
             try:
-                with self.gate.shared():
-                    self.engine.release(a.dispatch.run_id, self.owner)
+                self.engine.release(a.dispatch.run_id, self.owner)
                 n += 1
             except ActionQueueError as e:
                 _LOG.debug("could not release run %s at close: %s", a.dispatch.run_id, e)
             with self.cond:
                 self.inflight.pop(a.run_key, None)
+                self.executing.discard(a.run_key)
         return n
 
     def shutdown_completer(self) -> None:
@@ -493,6 +661,30 @@ class Dispatcher:
         ``ManualClock`` or sleeping on a real one (``"advance"``, not past ``until_ms``), or
         forever (``"wait"``). ``deadline`` (``time.monotonic()``) raises
         :class:`~actionqueue.errors.WaitTimeoutError`. Returns the attempts dispatched."""
+        with self.cond:
+            self.drivers += 1
+        try:
+            return self._drive(done, on_idle, until_ms, deadline)
+        finally:
+            with self.cond:
+                self.drivers -= 1
+                last = not self.drivers
+                pending, self._done = (self._done, []) if last else ([], self._done)
+            if pending:  # results handed to this driver after its last step: record them now
+                self._record_batch(pending)
+            if last:
+                with self.cond:
+                    left, self.settling = self.settling, []
+                if left:
+                    self._sync(left)
+
+    def _drive(
+        self,
+        done: Callable[[], bool] | None,
+        on_idle: str,
+        until_ms: int | None,
+        deadline: float | None,
+    ) -> int:
         dispatched = 0
         spins = 0
         while True:
@@ -568,6 +760,26 @@ class Dispatcher:
             self.executor.shutdown(wait=wait, timeout=timeout)
 
 
+def _snapshot_of(d: Dispatch, timeout_s: float | None) -> ContextSnapshot:
+    spec = d.spec
+    return ContextSnapshot(
+        str(d.task_id),
+        str(d.run_id),
+        str(d.attempt_id),
+        d.attempt,
+        spec.constraints.max_attempts,
+        d.scheduled_at,
+        d.deadline,
+        spec.handler,
+        timeout_s,
+        spec.metadata.tags,
+    )
+
+
+def _err_text(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
 def _too_large(verdict: Verdict, e: RecordTooLargeError) -> Verdict:
     """What to record when ``verdict`` makes a record over the size limit: a return value
     that cannot be stored fails the run (like one the codec cannot encode: retrying will not
@@ -583,7 +795,3 @@ def _too_large(verdict: Verdict, e: RecordTooLargeError) -> Verdict:
         error=f"{head} [error text dropped: {_err_text(e)}]",
         retry_delay_ms=verdict.retry_delay_ms,
     )
-
-
-def _err_text(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"

@@ -133,6 +133,17 @@ class Metrics:
                 h = d[key] = Histogram()
             h.observe(value)
 
+    def observe_many(self, name: str, values: Iterable[float], **labels: object) -> None:
+        """``observe`` for many values of one series (one lock, one label lookup)."""
+        key = _labels(labels)
+        with self._lock:
+            d = self._hists.setdefault(name, {})
+            h = d.get(key)
+            if h is None:
+                h = d[key] = Histogram()
+            for v in values:
+                h.observe(v)
+
     def add_collector(
         self, fn: Callable[[], Iterable[tuple[str, str, Mapping[str, object], float]]]
     ) -> None:

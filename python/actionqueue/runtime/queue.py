@@ -378,6 +378,31 @@ class ActionQueue:
         overrides: dict[str, Any],
         allow_unregistered: bool | None = None,
     ) -> TaskSpec:
+        return self._spec_factory(
+            handler,
+            policy=policy,
+            priority=priority,
+            tags=tags,
+            description=description,
+            content_type=content_type,
+            overrides=overrides,
+            allow_unregistered=allow_unregistered,
+        )(payload, task_id, dedupe_key)
+
+    def _spec_factory(
+        self,
+        handler: str,
+        *,
+        policy: RunPolicy | None,
+        priority: int | None,
+        tags: Iterable[str],
+        description: str | None,
+        content_type: str | None,
+        overrides: dict[str, Any],
+        allow_unregistered: bool | None = None,
+    ) -> Callable[[Any, TaskId | None, str | None], TaskSpec]:
+        """What every task of one submit call shares (options, constraints, metadata, policy),
+        computed and validated once; returns ``make(payload, task_id, dedupe_key)``."""
         if not isinstance(handler, str):
             raise WrongTypeError(
                 f"handler must be a str naming a handler, got {type(handler).__name__} "
@@ -398,7 +423,6 @@ class ActionQueue:
         options = reg.options if reg is not None else HandlerOptions()
         options = options.merged(overrides)
         codec: Codec | str | None = options.codec
-        data, ct = self.codecs.encode_payload(payload, codec, content_type)
         if priority is None:
             priority = options.priority if options.priority is not None else 0
         if policy is None:
@@ -408,15 +432,25 @@ class ActionQueue:
                 f"policy must be a RunPolicy (e.g. aq.RunPolicy.cron('0 9 * * *') or "
                 f"aq.every(60, count=3)), got {policy!r}"
             )
-        return TaskSpec(
-            TaskId.new() if task_id is None else task_id,
-            TaskPayload(data, ct),
-            policy,
-            options.constraints(),
-            TaskMetadata(priority, tags, description),
-            handler=handler,
-            dedupe_key=dedupe_key,
-        )
+        constraints = options.constraints()
+        metadata = TaskMetadata(priority, tags, description)
+        encode = self.codecs.encode_payload
+        new_id = TaskId.new
+        run_policy = policy
+
+        def make(payload: Any, task_id: TaskId | None, dedupe_key: str | None) -> TaskSpec:
+            data, ct = encode(payload, codec, content_type)
+            return TaskSpec(
+                new_id() if task_id is None else task_id,
+                TaskPayload(data, ct),
+                run_policy,
+                constraints,
+                metadata,
+                handler=handler,
+                dedupe_key=dedupe_key,
+            )
+
+        return make
 
     def _origin(self, at: datetime | float | None, delay: Seconds | None) -> int | None:
         if at is not None and delay is not None:
@@ -515,23 +549,17 @@ class ActionQueue:
             )
         if isinstance(tags, (str, bytes)):
             raise WrongTypeError(f"tags must be a list or tuple of str, got str {tags!r:.80}")
-        tags = tuple(tags)
-        specs = [
-            self._spec(
-                handler,
-                p,
-                policy=policy,
-                priority=priority,
-                dedupe_key=None,
-                tags=tags,
-                description=description,
-                content_type=content_type,
-                task_id=None,
-                overrides=overrides,
-                allow_unregistered=allow_unregistered,
-            )
-            for p in payloads
-        ]
+        make = self._spec_factory(
+            handler,
+            policy=policy,
+            priority=priority,
+            tags=tuple(tags),
+            description=description,
+            content_type=content_type,
+            overrides=overrides,
+            allow_unregistered=allow_unregistered,
+        )
+        specs = [make(p, None, None) for p in payloads]
         if not specs:
             return []
         ids = self.engine.submit_many(specs, origin=self._origin(at, delay), durability=durability)

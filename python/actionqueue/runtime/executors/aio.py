@@ -37,6 +37,7 @@ class AsyncioExecutor(ExecutorAdapter):
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._live: set[asyncio.Task[None]] = set()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -75,6 +76,20 @@ class AsyncioExecutor(ExecutorAdapter):
         if self._closed:
             raise ExecutorError("the asyncio executor is shut down")
         asyncio.run_coroutine_threadsafe(self._run(job), self.loop)
+
+    def submit_many(self, jobs: list[Job]) -> None:
+        """One loop wake-up for the whole batch (instead of one per job)."""
+        if self._closed:
+            raise ExecutorError("the asyncio executor is shut down")
+        self.loop.call_soon_threadsafe(self._spawn_all, jobs)
+
+    def _spawn_all(self, jobs: list[Job]) -> None:
+        create = self.loop.create_task
+        live = self._live
+        for job in jobs:
+            task = create(self._run(job))
+            live.add(task)  # the loop only keeps weak references to tasks
+            task.add_done_callback(live.discard)
 
     async def _run(self, job: Job) -> None:
         loop = asyncio.get_running_loop()

@@ -178,6 +178,11 @@ class ExecutorAdapter(ABC):
     def submit(self, job: Job) -> None:
         """Start running ``job``; report through ``job.finish`` exactly once, from any thread."""
 
+    def submit_many(self, jobs: list[Job]) -> None:
+        """Start several jobs (the runtime's dispatch batch); the default submits each."""
+        for job in jobs:
+            self.submit(job)
+
     def cancel(self, job: Job, reason: str = "canceled") -> None:
         """Ask ``job`` to stop: sets its cancel signal; executors that can stop it harder do.
 
