@@ -69,11 +69,25 @@ pub fn write_capture(dir: &Path, cap: &Capture) -> Result<(SnapshotFile, u64)> {
             .mode(crate::fsguard::FILE_MODE)
             .open(&tmp)
             .map_err(|e| CoreError::io("create", &tmp, e))?;
-        let size = cap
+        let written = cap
             .write_to(&mut f)
-            .map_err(|e| CoreError::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| CoreError::io("fsync", &tmp, e))?;
-        size
+            .map_err(|e| CoreError::io("write", &tmp, e))
+            .and_then(|size| {
+                f.sync_all()
+                    .map_err(|e| CoreError::io("fsync", &tmp, e))
+                    .map(|()| size)
+            });
+        match written {
+            Ok(size) => size,
+            Err(e) => {
+                // A full disk (or an I/O error) mid-snapshot: give the space back at once
+                // instead of leaving a partial temp file until the next snapshot. Best
+                // effort: the error that matters is the one returned.
+                drop(f);
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
     };
     fs::rename(&tmp, &path).map_err(|e| CoreError::io("rename", &path, e))?;
     sync_dir(dir)?;

@@ -85,6 +85,11 @@ def test_a_full_disk_refuses_commits_and_loses_nothing_acknowledged(tiny_fs: Pat
     else:
         with pytest.raises(StorageFailedError, match=r"No space left|28"):
             auth.counts()
+    if auth.failed is None:
+        # A snapshot cannot fit either: it fails cleanly and gives its partial file back.
+        with pytest.raises(StorageError, match=r"No space left|28"):
+            auth.snapshot()
+        assert not list((data / "snapshots").glob("*.tmp"))
     with contextlib.suppress(ActionQueueError):
         auth.close()
 
