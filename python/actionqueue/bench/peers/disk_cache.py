@@ -18,11 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actionqueue.bench.baselines import FDATASYNC_PER_OP, NO_SYNC
-from actionqueue.bench.durability import Durability
-from actionqueue.bench.peers._sqlite import pragmas
+from actionqueue.bench.peers._sqlite import default_and_full_workloads, pragmas
 from actionqueue.bench.timing import Op, time_calls, time_threads
-from actionqueue.bench.workload import RunContext, Sample, SizeClass, System, Workload
+from actionqueue.bench.workload import RunContext, Sample, System, Workload
 
 
 def open_queue(workdir: Path, full: bool) -> Any:
@@ -97,35 +95,12 @@ def _popleft(full: bool) -> Callable[[RunContext], Sample]:
 
 def workloads() -> list[Workload]:
     """diskcache workloads at its own durability (NORMAL) and with sqlite_synchronous=2."""
-    out: list[Workload] = []
-    for full, system, tag in ((False, DEFAULT, "default"), (True, FULL, "full")):
-        durability = Durability.FSYNC_PER_OP if full else Durability.OS_BUFFERED
-        size = SizeClass.DURABLE if full else SizeClass.BUFFERED
-        base = FDATASYNC_PER_OP if full else NO_SYNC
-        out += [
-            Workload(
-                name=f"diskcache-{tag}.submit.t{t}",
-                system=system,
-                kind="submit",
-                durability=durability,
-                run=_append(full, t),
-                size=size,
-                threads=t,
-                baseline=base,
-                note="Deque.append(); no batch API" + ("" if t == 1 else "; conn per thread"),
-            )
-            for t in (1, 8, 32)
-        ]
-        out.append(
-            Workload(
-                name=f"diskcache-{tag}.claim-complete",
-                system=system,
-                kind="claim-complete",
-                durability=durability,
-                run=_popleft(full),
-                size=size,
-                baseline=base,
-                note="Deque.popleft(): 1 transaction per item, no ack",
-            )
-        )
-    return out
+    return default_and_full_workloads(
+        "diskcache",
+        (DEFAULT, FULL),
+        _append,
+        _popleft,
+        submit_note="Deque.append(); no batch API",
+        threaded_note="; conn per thread",
+        claim_note="Deque.popleft(): 1 transaction per item, no ack",
+    )

@@ -20,14 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actionqueue.bench.baselines import FDATASYNC_PER_OP, NO_SYNC
-from actionqueue.bench.durability import Durability
-from actionqueue.bench.peers._sqlite import pragmas
+from actionqueue.bench.peers._sqlite import default_and_full_workloads, pragmas
 from actionqueue.bench.timing import Op, time_calls, time_threads
 from actionqueue.bench.workload import (
     RunContext,
     Sample,
-    SizeClass,
     System,
     Unavailable,
     Workload,
@@ -121,35 +118,12 @@ def _pop_done(full: bool) -> Callable[[RunContext], Sample]:
 
 def workloads() -> list[Workload]:
     """litequeue workloads at its own durability (NORMAL) and forced to FULL."""
-    out: list[Workload] = []
-    for full, system, tag in ((False, DEFAULT, "default"), (True, FULL, "full")):
-        durability = Durability.FSYNC_PER_OP if full else Durability.OS_BUFFERED
-        size = SizeClass.DURABLE if full else SizeClass.BUFFERED
-        base = FDATASYNC_PER_OP if full else NO_SYNC
-        out += [
-            Workload(
-                name=f"litequeue-{tag}.submit.t{t}",
-                system=system,
-                kind="submit",
-                durability=durability,
-                run=_put(full, t),
-                size=size,
-                threads=t,
-                baseline=base,
-                note="put(); no batch API" + ("" if t == 1 else "; one shared connection"),
-            )
-            for t in (1, 8, 32)
-        ]
-        out.append(
-            Workload(
-                name=f"litequeue-{tag}.claim-complete",
-                system=system,
-                kind="claim-complete",
-                durability=durability,
-                run=_pop_done(full),
-                size=size,
-                baseline=base,
-                note="pop() + done(): 2 transactions per item; single thread only",
-            )
-        )
-    return out
+    return default_and_full_workloads(
+        "litequeue",
+        (DEFAULT, FULL),
+        _put,
+        _pop_done,
+        submit_note="put(); no batch API",
+        threaded_note="; one shared connection",
+        claim_note="pop() + done(): 2 transactions per item; single thread only",
+    )
