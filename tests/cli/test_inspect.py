@@ -132,3 +132,23 @@ def test_why_for_a_task_with_one_open_run(populated: Populated) -> None:
     assert r.exit_code == 2
     assert "3 unfinished runs" in r.output
     assert aq(populated, "why", str(populated.future_run)).exit_code == 0
+
+
+def test_tasks_created_in_the_same_millisecond_list_in_creation_order(tmp_path) -> None:
+    """Ties on created_at follow the WAL, not the (random) task id."""
+    from actionqueue.core import RunPolicy, TaskConstraints, TaskId, TaskSpec
+    from actionqueue.engine import Engine
+    from actionqueue.engine.time.clock import ManualClock
+    from actionqueue.storage.recovery import bootstrap
+
+    path = tmp_path / "data"
+    auth, _ = bootstrap(path, snapshot_on_close=False)
+    eng = Engine(auth, ManualClock(1_000_000))
+    created = [
+        eng.submit(TaskSpec(TaskId.new(), b"", RunPolicy.once(), TaskConstraints(), handler="h"))
+        for _ in range(20)
+    ]
+    auth.close()
+    rows = json.loads(run_cli("--data-dir", str(path), "tasks", "--json").output)
+    assert [r["task_id"] for r in rows] == [str(t) for t in created]
+    assert {r["created_at"] for r in rows} == {1_000_000}

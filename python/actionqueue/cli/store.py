@@ -157,23 +157,29 @@ def iter_runs(q: ProjectionQueries, states: list[RunState] | None = None) -> Ite
 
 
 def list_tasks(view: ReadView) -> list[TaskRecord]:
-    """Every task held, oldest first.
+    """Every task held, oldest first (creation time, then creation order).
 
     The projection has no task listing, so ids come from the runs held and from the TaskCreate
     events still in the WAL (a task created before the snapshot whose runs were all pruned is
     not listed; it is finished anyway, or it would still have runs).
+
+    Tasks created in the same millisecond are ordered by WAL sequence: the TaskCreate's when the
+    log still holds it, else the earliest sequence among its runs (runs are created with or
+    after their task, so both keys follow creation order).
     """
-    ids: dict[bytes, None] = {}
+    order: dict[bytes, int] = {}
     for run in iter_runs(view.state):
-        ids.setdefault(run.task_id.bytes, None)
+        key = run.task_id.bytes
+        order[key] = min(order.get(key, run.created_seq), run.created_seq)
     try:
         for entry in WalFsReader(wal_dir(view.data_dir)):
             if entry.event[0] == 0:
-                ids.setdefault(entry.event[1][0], None)
+                key = entry.event[1][0]
+                order[key] = min(order.get(key, entry.sequence), entry.sequence)
     except (WalCorruptionError, FileNotFoundError):
         pass  # the view was built; listing what it knows beats failing here
-    out = [t for t in (view.state.get_task(i) for i in ids) if t is not None]
-    out.sort(key=lambda t: (t.created_at, t.task_id.bytes))
+    out = [t for t in (view.state.get_task(i) for i in order) if t is not None]
+    out.sort(key=lambda t: (t.created_at, order[t.task_id.bytes]))
     return out
 
 
