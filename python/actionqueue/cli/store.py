@@ -170,7 +170,8 @@ def list_tasks(view: ReadView) -> list[TaskRecord]:
     order: dict[bytes, int] = {}
     for run in iter_runs(view.state):
         key = run.task_id.bytes
-        order[key] = min(order.get(key, run.created_seq), run.created_seq)
+        seq = run.created_seq if run.created_seq is not None else 0  # the store always sets it
+        order[key] = min(order.get(key, seq), seq)
     try:
         for entry in WalFsReader(wal_dir(view.data_dir)):
             if entry.event[0] == 0:
