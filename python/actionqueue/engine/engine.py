@@ -32,6 +32,7 @@ the **expiry sweep** (an expired lease is still recovered, so nothing is stuck a
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -90,6 +91,10 @@ _TERMINAL = TERMINAL_STATES
 
 _new_attempt = AttemptId.new
 _run_id_of = RunId.from_bytes
+_attempt_id_of = AttemptId.from_bytes
+_urandom = os.urandom
+#: Largest ``limit`` served by the one-call dispatch (it asks for 16 random bytes per run).
+_FAST_LIMIT = 4096
 
 #: Runs handled per authority batch by the sweep and the promotions (bounds record size).
 PAGE = 4_096
@@ -324,6 +329,15 @@ class Engine:
         self._dispatch_state: Callable[[int], tuple[bool, bool]] | None = getattr(
             authority, "dispatch_state", None
         )
+        # The storage authority's hot path: a Deferred submit and a whole dispatch step, each
+        # one call into the core with no Python frame in between (see ``hot_path``).
+        hot = getattr(authority, "hot_path", None)
+        self._dispatch_ready: Callable[..., list[Any] | None] | None = None
+        self._submit_deferred: Callable[[Sequence[EventTuple]], object]
+        if hot is not None:
+            self._submit_deferred, self._dispatch_ready = hot()
+        else:
+            self._submit_deferred = functools.partial(authority.submit_wire, durability=_DEFERRED)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -669,6 +683,11 @@ class Engine:
         if type(limit) is not int or limit < 0:
             raise ValidationError(f"limit must be an int >= 0, got {limit!r}")
         dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
+        if self._dispatch_ready is not None and self._selector is None and limit <= _FAST_LIMIT:
+            out = self._dispatch_fast(t, who, limit)
+            if dur is _IMMEDIATE and out:
+                self._auth.flush()
+            return out
         auth = self._auth
         with self._lock:
             # Promote only when something is due: index peeks instead of scans, in one call
@@ -746,6 +765,46 @@ class Engine:
                 inflight[rid] = (d.attempt_id.bytes, d.attempt, info, who, d.lease_expires_at)
         if dur is _IMMEDIATE:
             auth.flush()  # group commit: one fdatasync covers every record appended so far
+        return out
+
+    def _dispatch_fast(self, t: int, who: str, limit: int) -> list[Dispatch]:
+        """:meth:`dispatch_next` with the default order over the storage authority: the
+        due check, the pick and the lease + start record are one call into the core (a
+        second one after promoting when something was due)."""
+        ready = self._dispatch_ready
+        assert ready is not None
+        rnd = _urandom(16 * limit) if limit else b""
+        with self._lock:
+            got = ready(t, who, limit, self.default_lease_ms, rnd)
+            if got is None:
+                self._tick(t)
+                got = ready(t, who, limit, self.default_lease_ms, rnd, False)
+            if not got:
+                return []
+            tasks = self._tasks
+            counts = self._counts
+            inflight = self._inflight
+            out: list[Dispatch] = []
+            for rid, tid, sched, attempt, aid, exp in got:
+                info = tasks.get(tid)
+                if info is None:
+                    info = self._info(tid)
+                tmo = info.timeout_ms
+                out.append(
+                    Dispatch(
+                        _run_id_of(rid),
+                        _attempt_id_of(aid),
+                        attempt,
+                        info.task_id,
+                        info.spec,
+                        sched,
+                        exp,
+                        None if tmo is None else t + tmo,
+                        who,
+                    )
+                )
+                counts.pop(rid, None)
+                inflight[rid] = (aid, attempt, info, who, exp)
         return out
 
     def _select(self, raw: list[Any], limit: int) -> list[Any]:
@@ -931,7 +990,7 @@ class Engine:
                     events += item[5]
                 try:
                     if events:
-                        self._auth.submit_wire(events, _DEFERRED)
+                        self._submit_deferred(events)
                 except CommandRejectedError:
                     slow.extend(item[0] for item in live)
                 else:
@@ -965,7 +1024,7 @@ class Engine:
     ) -> None:
         """Apply a finish batch (Deferred) and update the hints; call with the lock held."""
         try:
-            self._auth.submit_wire(events, _DEFERRED)
+            self._submit_deferred(events)
         except CommandRejectedError:
             # The hint was stale (swept, canceled): forget it; the caller sees the refusal.
             self._inflight.pop(rid, None)
