@@ -107,7 +107,11 @@ class Dispatcher:
         self.max_in_flight = max_in_flight
         self.durability = durability
         self.manual = isinstance(clock, ManualClock)
-        self.cond = threading.Condition()
+        lock = threading.RLock()
+        self.cond = threading.Condition(lock)
+        #: same lock; notified only when the driver finds the queue idle (and by ``wake``), so
+        #: a thread waiting for idleness is not woken by every finished attempt
+        self.idle_cond = threading.Condition(lock)
         #: bumped on every event that may make work runnable or change a run's state
         self.gen = 0
         self.inflight: dict[bytes, InFlight] = {}
@@ -140,6 +144,7 @@ class Dispatcher:
         with self.cond:
             self.gen += 1
             self.cond.notify_all()
+            self.idle_cond.notify_all()
 
     def free(self) -> int:
         return self.max_in_flight - len(self.executing)
@@ -349,6 +354,11 @@ class Dispatcher:
     # --- finishing an attempt ----------------------------------------------------------------
 
     def _on_done(self, att: InFlight, job: Job, result: AttemptResult) -> None:
+        # The job is over: drop the InFlight -> Job link. It is the only reference cycle of an
+        # attempt (job -> on_done / context -> progress callback -> att -> job), so without it
+        # the attempt's objects are freed by reference counting instead of piling up for the
+        # cyclic garbage collector (whose passes over a large heap cost more than the runs).
+        att.job = None
         # Results are recorded in batches: one authority record (and, Immediate, one fsync) for
         # every attempt that finished meanwhile. While a driver runs the loop, it records them
         # at its next step together with its next dispatch (the finisher only wakes it, once
@@ -713,6 +723,7 @@ class Dispatcher:
                 if idle:
                     self.idle_gen = gen
                     self.cond.notify_all()
+                    self.idle_cond.notify_all()
             if idle and on_idle == "return":
                 return dispatched
             if idle and on_idle == "advance":
