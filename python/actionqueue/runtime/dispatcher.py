@@ -45,11 +45,13 @@ from actionqueue.runtime.context import ContextSnapshot, HandlerContext
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job
 from actionqueue.runtime.handlers import HandlerRegistry, RegisteredHandler
 from actionqueue.runtime.metrics import Metrics
-from actionqueue.runtime.outcomes import AttemptResult, Verdict, interpret
+from actionqueue.runtime.outcomes import AttemptResult, ResultKind, Verdict, interpret
 
 __all__ = ["Dispatcher", "InFlight"]
 
 _LOG = logging.getLogger("actionqueue.runtime")
+_RETURNED = ResultKind.RETURNED
+_SUCCESS = Verdict(AttemptOutcome.SUCCESS)
 
 #: Longest single sleep on a real clock: a guard against wall-clock jumps, not a poll.
 MAX_SLEEP_S = 10.0
@@ -75,10 +77,8 @@ class InFlight:
     #: set at close for attempts whose result will not be recorded (the run was released)
     abandoned: bool = False
     last_manual_beat: float = field(default=0.0)
-
-    @property
-    def run_key(self) -> bytes:
-        return self.dispatch.run_id.bytes
+    #: the run id's bytes: the key of ``Dispatcher.inflight`` / ``executing``
+    run_key: bytes = b""
 
 
 class Dispatcher:
@@ -276,11 +276,29 @@ class Dispatcher:
         for h, lat in latencies.items():
             self.metrics.inc("dispatched_total", len(lat), handler=h)
             self.metrics.observe_many("dispatch_latency_seconds", lat, handler=h)
-        ready = []
+        atts = []
         for d in batch:
-            att = self._start(d, now, regs[d.spec.handler])
-            if att is not None:
-                ready.append(att)
+            lease_ms = max(1, d.lease_expires_at - now)
+            exp = d.lease_expires_at
+            atts.append(
+                InFlight(
+                    d,
+                    None,
+                    regs[d.spec.handler],
+                    exp,
+                    now + max(1, lease_ms // 3),
+                    lease_ms,
+                    now,
+                    run_key=d.run_id.bytes,
+                )
+            )
+        with self.cond:  # one lock round for the batch's bookkeeping
+            inflight = self.inflight
+            add = self.executing.add
+            for att in atts:
+                inflight[att.run_key] = att
+                add(att.run_key)
+        ready = [att for att in atts if self._start(att)]
         if not ready:
             return
         try:
@@ -298,27 +316,17 @@ class Dispatcher:
                 if att.job is not None and not att.job.done:
                     self._record(att, Verdict(AttemptOutcome.SUSPENDED, error=str(e), release=True))
 
-    def _start(self, d: Dispatch, now: int, reg: RegisteredHandler | None) -> InFlight | None:
-        """Prepare an attempt's job; returns it for submission, or ``None`` if it was recorded
-        at once (unknown handler, undecodable payload)."""
-        lease_ms = max(1, d.lease_expires_at - now)
-        att = InFlight(
-            d,
-            None,
-            reg,
-            d.lease_expires_at,
-            now + max(1, lease_ms // 3),
-            lease_ms,
-            now,
-        )
+    def _start(self, att: InFlight) -> bool:
+        """Prepare an attempt's job (``att`` is in ``inflight`` already); returns whether it is
+        to be submitted, ``False`` if it was recorded at once (unknown handler, undecodable
+        payload)."""
+        d = att.dispatch
+        reg = att.handler
         key = att.run_key
-        with self.cond:
-            self.inflight[key] = att
-            self.executing.add(key)
         if reg is None:
             err = UnknownHandlerError(self.handlers._unknown_message(d.handler))
             self._record(att, Verdict(AttemptOutcome.TERMINAL_FAILURE, error=_err_text(err)))
-            return None
+            return False
         spec = d.spec
         try:
             payload = self.codecs.decode_payload(spec.payload.data, spec.payload.content_type)
@@ -328,7 +336,7 @@ class Dispatcher:
                 error=f"the payload could not be decoded: {_err_text(e)}",
             )
             self._record(att, verdict)
-            return None
+            return False
         tmo = spec.constraints.timeout_ms
         timeout_s = None if tmo is None else tmo / 1000
         ctx = HandlerContext(
@@ -346,7 +354,7 @@ class Dispatcher:
             on_done=functools.partial(self._on_done, att),
         )
         att.job = job
-        return att
+        return True
 
     def _progress(self, att: InFlight, value: float | str) -> None:
         att.progress = value
@@ -411,6 +419,8 @@ class Dispatcher:
             return self._completer
 
     def _verdict(self, att: InFlight, result: AttemptResult) -> Verdict:
+        if result.value is None and result.kind is _RETURNED:
+            return _SUCCESS  # returned None: nothing to encode (the common no-result case)
         reg = att.handler
         c = att.dispatch.spec.constraints
         try:
