@@ -59,6 +59,8 @@ MAX_SLEEP_S = 10.0
 MAIN_THREAD_SLICE_S = 0.2
 #: Sleep when the engine keeps reporting work due now but a step changes nothing.
 SPIN_GUARD_S = 0.005
+#: Re-check of results handed over while the executor still had queued jobs (no wake-up).
+RESULT_RECHECK_S = 0.002
 
 
 @dataclass(eq=False, slots=True)
@@ -133,6 +135,8 @@ class Dispatcher:
         self._completer: concurrent.futures.ThreadPoolExecutor | None = None
         self._completer_lock = threading.Lock()
         self._done: list[tuple[InFlight, AttemptResult]] = []
+        #: whether the driver was woken for the results in ``_done`` already
+        self._nudged = False
         self._recording = False
         self._executor_started = False
         self.loop_error: BaseException | None = None
@@ -156,6 +160,7 @@ class Dispatcher:
         where ``wake`` is the clock time (ms) of the next thing to do, or ``None``."""
         with self.cond:
             done, self._done = self._done, []
+            self._nudged = False
         if done:
             # Results handed to this driver: applied now; Immediate ones land in `settling`
             # and are synced below with this step's lease batch.
@@ -379,7 +384,13 @@ class Dispatcher:
             if self._recording:
                 return
             if self.drivers:
-                if len(done) == 1:
+                # Wake the driver once per batch of results, and only when the executor has
+                # no started-but-queued work left: a job still waiting for a thread holds a
+                # slot already, so recording earlier frees nothing, and each wake-up is a
+                # thread switch (and GIL hand-off) in the middle of the batch. (A result left
+                # without a wake-up is picked up by the driver's short re-check in `_wait`.)
+                if not self._nudged and not self.executor.backlog():
+                    self._nudged = True
                     self.gen += 1
                     self.cond.notify_all()
                 return
@@ -400,6 +411,7 @@ class Dispatcher:
                     self._recording = False
                     return
                 self._done = []
+                self._nudged = False
             try:
                 self._record_batch(batch)
             except BaseException:
@@ -690,6 +702,8 @@ class Dispatcher:
                 self.drivers -= 1
                 last = not self.drivers
                 pending, self._done = (self._done, []) if last else ([], self._done)
+                if last:
+                    self._nudged = False
             if pending:  # results handed to this driver after its last step: record them now
                 self._record_batch(pending)
             if last:
@@ -755,6 +769,11 @@ class Dispatcher:
         )
         with self.cond:
             while self.gen == gen:
+                if self._done:
+                    # Results waiting with no wake-up on the way (the executor still had a
+                    # backlog when they came): look again shortly instead of sleeping on.
+                    self.cond.wait(RESULT_RECHECK_S)
+                    return
                 timeout: float | None = None
                 if wake is not None and not self.manual:
                     timeout = min(MAX_SLEEP_S, max(0.0, (wake - self.clock.now()) / 1000))

@@ -183,6 +183,12 @@ class ExecutorAdapter(ABC):
         for job in jobs:
             self.submit(job)
 
+    def backlog(self) -> int:
+        """Jobs submitted and not started yet (waiting for a thread or a loop turn). The
+        runtime wakes its driver for finished results only when this is 0 (the default: every
+        executor that does not say otherwise)."""
+        return 0
+
     def cancel(self, job: Job, reason: str = "canceled") -> None:
         """Ask ``job`` to stop: sets its cancel signal; executors that can stop it harder do.
 

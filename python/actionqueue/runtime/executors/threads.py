@@ -105,6 +105,9 @@ class ThreadExecutor(ExecutorAdapter):
             self._jobs.extend(jobs)
             self._wake_one_locked()
 
+    def backlog(self) -> int:
+        return len(self._jobs)
+
     def _wake_one_locked(self) -> None:
         if self._jobs and self._idle and not self._waking:
             self._waking += 1
