@@ -170,6 +170,7 @@ class Authority(_Queries):
         random: bytes,
         check_due: bool = True,
     ) -> list[tuple[bytes, bytes, int, int, bytes, int]] | None: ...
+    def due_scheduled_ids(self, now: int, limit: int) -> list[tuple[bytes, bytes, int]]: ...
 
 def bootstrap(
     data_dir: str,

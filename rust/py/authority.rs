@@ -404,6 +404,17 @@ pyclass_queries!(PyAuthority, {
             check_due,
         )
     }
+
+    /// `(run_id, task_id, scheduled_at)` of up to `limit` Scheduled runs due at `now`,
+    /// earliest first (`due_scheduled` without the whole run tuples).
+    fn due_scheduled_ids<'py>(
+        &self,
+        py: Python<'py>,
+        now: i64,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        super::lifecycle::due_scheduled_ids(self, py, now, limit)
+    }
 });
 
 fn report_dict<'py>(py: Python<'py>, r: &RecoveryReport) -> PyResult<Bound<'py, PyDict>> {

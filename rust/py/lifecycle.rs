@@ -166,6 +166,31 @@ pub(crate) fn dispatch_ready<'py>(
     Ok(Some(out))
 }
 
+/// `_core.Authority.due_scheduled_ids`: `(run_id, task_id, scheduled_at)` of up to `limit`
+/// Scheduled runs due at `now`, earliest first — what promotion needs, without building whole
+/// run tuples (histories included) for runs about to be promoted.
+pub(crate) fn due_scheduled_ids<'py>(
+    h: &impl Holder,
+    py: Python<'py>,
+    now: Millis,
+    limit: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    let due: Vec<(Id, Id, Millis)> = h.with(py, move |p| {
+        p.due_scheduled(now)
+            .take(limit)
+            .filter_map(|id| {
+                let r = p.run(&id)?;
+                Some((r.id, r.task_id, r.scheduled_at))
+            })
+            .collect()
+    })?;
+    let out = PyList::empty(py);
+    for (run_id, task_id, at) in &due {
+        out.append((PyBytes::new(py, run_id), PyBytes::new(py, task_id), *at))?;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

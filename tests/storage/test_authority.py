@@ -467,3 +467,19 @@ def test_dispatch_ready_reports_due_work_and_respects_pause_and_timeouts(
         auth.dispatch_ready(T0, "w1", 2, 30_000, bytes(31))  # 16 random bytes per run
     with pytest.raises(ValidationError):
         auth.dispatch_ready(T0, "", 1, 30_000, bytes(16))
+
+
+def test_due_scheduled_ids_are_due_scheduled_without_the_run_tuples(
+    auth: StorageMutationAuthority,
+) -> None:
+    s = spec(runs=3)
+    cmds, rids = create(s, runs=3)
+    auth.submit_batch(cmds, DEF)
+    assert auth.due_scheduled_ids(T0 - 1, 10) == []
+    assert auth.due_scheduled_ids(T0 + 1000, 10) == [
+        (rids[0].bytes, s.task_id.bytes, T0),
+        (rids[1].bytes, s.task_id.bytes, T0 + 1000),
+    ]
+    assert [r[0] for r in auth.due_scheduled_ids(T0 + 5000, 2)] == [
+        w[0] for w in auth.due_scheduled(T0 + 5000, 2)
+    ]

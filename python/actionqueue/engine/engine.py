@@ -123,6 +123,7 @@ class _TaskInfo:
 
     __slots__ = (
         "constraints",
+        "grace_ms",
         "is_cron",
         "lease_ms",
         "max_attempts",
@@ -140,6 +141,10 @@ class _TaskInfo:
         self.task_id = spec.task_id
         self.policy: RunPolicy = spec.run_policy
         self.is_cron = type(spec.run_policy) is CronPolicy
+        #: promotion within this lateness is a plain Scheduled -> Ready (non-cron tasks)
+        self.grace_ms: int | None = (
+            None if self.is_cron else effective_grace_ms(spec.run_policy.misfire.grace_ms)
+        )
         self.constraints = c
         self.max_attempts = c.max_attempts
         self.retry_on = c.retry_on
@@ -331,6 +336,9 @@ class Engine:
         )
         # The storage authority's hot path: a Deferred submit and a whole dispatch step, each
         # one call into the core with no Python frame in between (see ``hot_path``).
+        self._due_ids: Callable[[int, int], list[Any]] | None = getattr(
+            authority, "due_scheduled_ids", None
+        )
         hot = getattr(authority, "hot_path", None)
         self._dispatch_ready: Callable[..., list[Any] | None] | None = None
         self._submit_deferred: Callable[[Sequence[EventTuple]], object]
@@ -529,8 +537,12 @@ class Engine:
                 for w in retries:
                     events.append((2, w[0], _RETRY_WAIT, _READY, None, None, now))
                 retried += len(retries)
-                due = self._auth.due_scheduled(now, PAGE)
-                p, m, c = self._plan_promotions(due, now, events)
+                due, plain = self._due_page(now)
+                if plain:  # all on time: plain promotions, no planning
+                    events.extend((2, w[0], _SCHEDULED, _READY, None, None, now) for w in due)
+                    p, m, c = len(due), 0, 0
+                else:
+                    p, m, c = self._plan_promotions(due, now, events)
                 promoted += p
                 misfired += m
                 created += c
@@ -541,6 +553,26 @@ class Engine:
                 if len(retries) < PAGE and len(due) < PAGE:
                     break
         return TickReport(promoted, misfired, retried, expired, created, batches)
+
+    def _due_page(self, now: int) -> tuple[Sequence[Any], bool]:
+        """A page of due Scheduled runs: ``(rows, True)`` with ``(run_id, task_id,
+        scheduled_at)`` rows when every one is a plain on-time promotion (the common case,
+        read without whole run tuples), else ``(run tuples, False)`` for
+        :meth:`_plan_promotions` to plan misfires / cron refills."""
+        lean = self._due_ids
+        if lean is not None:
+            rows = lean(now, PAGE)
+            tasks = self._tasks
+            for _rid, tid, sched in rows:
+                info = tasks.get(tid)
+                if info is None:
+                    info = self._info(tid)
+                grace = info.grace_ms
+                if grace is None or now - sched > grace:
+                    break  # a late or cron run: plan this page the full way
+            else:
+                return rows, True
+        return self._auth.due_scheduled(now, PAGE), False
 
     def _plan_promotions(
         self, due: Sequence[RunTuple], now: int, events: list[EventTuple]

@@ -343,6 +343,11 @@ class StorageMutationAuthority(ProjectionQueries):
         """
         return self._core.dispatch_ready(now, owner, limit, default_lease_ms, random, check_due)
 
+    def due_scheduled_ids(self, now: int, limit: int) -> list[tuple[bytes, bytes, int]]:
+        """``(run_id, task_id, scheduled_at)`` of the runs :meth:`due_scheduled` would return,
+        without whole run tuples (what a plain promotion needs)."""
+        return self._core.due_scheduled_ids(now, limit)
+
     def hot_path(
         self,
     ) -> tuple[
