@@ -137,6 +137,9 @@ class Dispatcher:
         self._done: list[tuple[InFlight, AttemptResult]] = []
         #: whether the driver was woken for the results in ``_done`` already
         self._nudged = False
+        #: the driver thread while it runs a step, and the generation bumps it made in it
+        self._stepper: int | None = None
+        self._own = 0
         self._recording = False
         self._executor_started = False
         self.loop_error: BaseException | None = None
@@ -149,6 +152,15 @@ class Dispatcher:
             self.gen += 1
             self.cond.notify_all()
             self.idle_cond.notify_all()
+
+    def _changed_locked(self) -> None:
+        """Bump the generation and wake waiters (call with ``cond`` held). A bump by the
+        driver inside its own step is counted apart: the step covers it, so it is no reason
+        for the driver to step again."""
+        self.gen += 1
+        if self._stepper == threading.get_ident():
+            self._own += 1
+        self.cond.notify_all()
 
     def free(self) -> int:
         return self.max_in_flight - len(self.executing)
@@ -216,8 +228,7 @@ class Dispatcher:
             pop = self.inflight.pop
             for att in settling:
                 pop(att.run_key, None)
-            self.gen += 1
-            self.cond.notify_all()
+            self._changed_locked()
 
     def _heartbeats(self, now: int) -> int | None:
         """Extend the leases that are a third through; returns the next heartbeat time."""
@@ -500,8 +511,7 @@ class Dispatcher:
                     if immediate and self.drivers:
                         handed = True
                         self.settling.extend(att for att, _ in recorded)
-                    self.gen += 1
-                    self.cond.notify_all()
+                    self._changed_locked()
                 if handed:  # the driver removes them from `inflight` once synced
                     settled = {id(a) for a, _ in recorded}
                     items = [(a, r) for a, r in items if id(a) not in settled]
@@ -531,8 +541,7 @@ class Dispatcher:
                 for att, _ in items:
                     pop(att.run_key, None)
                     discard(att.run_key)
-                self.gen += 1
-                self.cond.notify_all()
+                self._changed_locked()
 
     def _record_smaller(
         self, i: int, recorded: list[tuple[InFlight, Verdict]], e: RecordTooLargeError
@@ -629,8 +638,7 @@ class Dispatcher:
                 with self.cond:
                     self.inflight.pop(att.run_key, None)
                     self.executing.discard(att.run_key)
-                    self.gen += 1
-                    self.cond.notify_all()
+                    self._changed_locked()
 
     # --- control -----------------------------------------------------------------------------
 
@@ -721,10 +729,17 @@ class Dispatcher:
     ) -> int:
         dispatched = 0
         spins = 0
+        me = threading.get_ident()
         while True:
             with self.cond:
                 gen = self.gen
-            n, wake = self.step()
+                self._stepper, self._own = me, 0
+            try:
+                n, wake = self.step()
+            finally:
+                with self.cond:
+                    self._stepper = None
+                    gen += self._own  # what the step itself changed, it has seen
             dispatched += n
             if done is not None and done():
                 return dispatched
