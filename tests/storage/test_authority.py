@@ -415,12 +415,15 @@ def test_dispatch_ready_leases_and_starts_in_selection_order(
     assert auth.latest_sequence == seq + 12  # one record: 4 events per run
     for rid, tid, sched, attempt, aid, exp in got:
         run = auth.get_run(RunId.from_bytes(rid))
-        assert run is not None and run.state is RunState.RUNNING
-        assert run.task_id.bytes == tid and sched == run.scheduled_at == T0
+        assert run is not None
+        assert run.state is RunState.RUNNING
+        assert run.task_id.bytes == tid
+        assert sched == run.scheduled_at == T0
         assert attempt == run.attempt_count == 1
         assert run.current_attempt == AttemptId.from_bytes(aid)
         assert AttemptId.from_bytes(aid).uuid.version == 4
-        assert run.lease is not None and (run.lease.owner, run.lease.expires_at) == ("w1", exp)
+        assert run.lease is not None
+        assert (run.lease.owner, run.lease.expires_at) == ("w1", exp)
         assert exp == T0 + 5 + 30_000
         # The history keeps every step: Ready -> Leased -> Running.
         assert [h.to_state for h in run.history][-2:] == [RunState.LEASED, RunState.RUNNING]

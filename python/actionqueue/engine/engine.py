@@ -716,10 +716,10 @@ class Engine:
             raise ValidationError(f"limit must be an int >= 0, got {limit!r}")
         dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
         if self._dispatch_ready is not None and self._selector is None and limit <= _FAST_LIMIT:
-            out = self._dispatch_fast(t, who, limit)
-            if dur is _IMMEDIATE and out:
+            fast = self._dispatch_fast(t, who, limit)
+            if dur is _IMMEDIATE and fast:
                 self._auth.flush()
-            return out
+            return fast
         auth = self._auth
         with self._lock:
             # Promote only when something is due: index peeks instead of scans, in one call
