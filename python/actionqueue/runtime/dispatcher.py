@@ -140,6 +140,17 @@ class Dispatcher:
         #: the driver thread while it runs a step, and the generation bumps it made in it
         self._stepper: int | None = None
         self._own = 0
+        #: the driver sleeps on its own condition (same lock): woken by events that need it
+        #: (submits, control, results to record, a step by a worker), not by every recording
+        self.drive_cond = threading.Condition(lock)
+        #: one step at a time, by the driver or by an executor worker standing in for it
+        self._step_lock = threading.Lock()
+        #: while the driver sleeps: the clock time it sleeps until (None: until woken)
+        self._sleeping = False
+        self._driver_wake: int | None = None
+        #: the driver wants to hear of every recorded result (``wait()`` on a run)
+        self._eager = False
+        self._tls = threading.local()
         self._recording = False
         self._executor_started = False
         self.loop_error: BaseException | None = None
@@ -152,6 +163,7 @@ class Dispatcher:
             self.gen += 1
             self.cond.notify_all()
             self.idle_cond.notify_all()
+            self.drive_cond.notify_all()
 
     def _changed_locked(self) -> None:
         """Bump the generation and wake waiters (call with ``cond`` held). A bump by the
@@ -161,6 +173,8 @@ class Dispatcher:
         if self._stepper == threading.get_ident():
             self._own += 1
         self.cond.notify_all()
+        if self._eager or not getattr(self._tls, "stepping", False):
+            self.drive_cond.notify_all()
 
     def free(self) -> int:
         return self.max_in_flight - len(self.executing)
@@ -395,17 +409,27 @@ class Dispatcher:
             if self._recording:
                 return
             if self.drivers:
-                # Wake the driver once per batch of results, and only when the executor has
-                # no started-but-queued work left: a job still waiting for a thread holds a
-                # slot already, so recording earlier frees nothing, and each wake-up is a
-                # thread switch (and GIL hand-off) in the middle of the batch. (A result left
-                # without a wake-up is picked up by the driver's short re-check in `_wait`.)
-                if not self._nudged and not self.executor.backlog():
-                    self._nudged = True
-                    self.gen += 1
-                    self.cond.notify_all()
-                return
-            self._recording = True
+                if self.executor.backlog():
+                    # A job still waiting for a thread holds a slot already: recording now
+                    # frees nothing. The last job of the batch to finish does it. (A result
+                    # left without a wake-up is picked up by the driver's short re-check.)
+                    return
+                if not (self._sleeping and self.executor.on_worker_thread()):
+                    if not self._nudged:  # wake the driver once per batch of results
+                        self._nudged = True
+                        self.gen += 1
+                        self.drive_cond.notify_all()
+                    return
+                stand_in = True
+            else:
+                stand_in = False
+                self._recording = True
+        if stand_in:
+            # The driver sleeps and this executor thread is about to go idle: take the
+            # driver's step here (record, dispatch into the executor, which this thread then
+            # runs) instead of two thread switches (wake the driver, which wakes a worker).
+            self._step_for_driver()
+            return
         if self.executor.inline_completion:
             self._drain()
         else:
@@ -413,6 +437,31 @@ class Dispatcher:
                 self._completer_pool().submit(self._drain)
             except RuntimeError:  # the pool is shut down (closing): record here
                 self._drain()
+
+    def _step_for_driver(self) -> None:
+        """One loop step on an executor thread while the driver sleeps; the driver is woken
+        only when it has something to do: nothing was dispatched (maybe idle now), a wake-up
+        earlier than it planned, a failure, or (``wait()`` on a run) any result."""
+        if not self._step_lock.acquire(blocking=False):
+            with self.cond:  # the driver (or another stand-in) is stepping: it will see these
+                self.gen += 1
+                self.drive_cond.notify_all()
+            return
+        self._tls.stepping = True
+        n, wake, failed = 0, None, False
+        try:
+            n, wake = self.step()
+        except Exception:
+            failed = True  # the driver's own step meets the failure again and reports it
+        finally:
+            self._tls.stepping = False
+            self._step_lock.release()
+        with self.cond:
+            planned = self._driver_wake
+            earlier = wake is not None and (planned is None or wake < planned)
+            if failed or not n or earlier or self._eager or self._done:
+                self.gen += 1
+                self.drive_cond.notify_all()
 
     def _drain(self) -> None:
         while True:
@@ -695,19 +744,24 @@ class Dispatcher:
         on_idle: str = "return",
         until_ms: int | None = None,
         deadline: float | None = None,
+        eager: bool = False,
     ) -> int:
         """Run steps until ``done()`` is true, or — by ``on_idle`` — until nothing is runnable
         now and nothing is in flight (``"return"``), through future work by moving a
         ``ManualClock`` or sleeping on a real one (``"advance"``, not past ``until_ms``), or
         forever (``"wait"``). ``deadline`` (``time.monotonic()``) raises
-        :class:`~actionqueue.errors.WaitTimeoutError`. Returns the attempts dispatched."""
+        :class:`~actionqueue.errors.WaitTimeoutError`. ``eager``: ``done()`` depends on results
+        (a wait for a run), so the driver is woken for each one recorded while it sleeps.
+        Returns the attempts dispatched."""
         with self.cond:
             self.drivers += 1
+            self._eager = eager
         try:
             return self._drive(done, on_idle, until_ms, deadline)
         finally:
             with self.cond:
                 self.drivers -= 1
+                self._eager = False
                 last = not self.drivers
                 pending, self._done = (self._done, []) if last else ([], self._done)
                 if last:
@@ -735,7 +789,8 @@ class Dispatcher:
                 gen = self.gen
                 self._stepper, self._own = me, 0
             try:
-                n, wake = self.step()
+                with self._step_lock:
+                    n, wake = self.step()
             finally:
                 with self.cond:
                     self._stepper = None
@@ -783,30 +838,41 @@ class Dispatcher:
             MAIN_THREAD_SLICE_S if threading.current_thread() is threading.main_thread() else None
         )
         with self.cond:
-            while self.gen == gen:
-                if self._done:
-                    # Results waiting with no wake-up on the way (the executor still had a
-                    # backlog when they came): look again shortly instead of sleeping on.
-                    self.cond.wait(RESULT_RECHECK_S)
+            self._sleeping = True
+            self._driver_wake = wake
+            try:
+                self._wait_locked(gen, wake, deadline, slice_s)
+            finally:
+                self._sleeping = False
+                self._driver_wake = None
+
+    def _wait_locked(
+        self, gen: int, wake: int | None, deadline: float | None, slice_s: float | None
+    ) -> None:
+        while self.gen == gen:
+            if self._done:
+                # Results waiting with no wake-up on the way (the executor still had a
+                # backlog when they came): look again shortly instead of sleeping on.
+                self.drive_cond.wait(RESULT_RECHECK_S)
+                return
+            timeout: float | None = None
+            if wake is not None and not self.manual:
+                timeout = min(MAX_SLEEP_S, max(0.0, (wake - self.clock.now()) / 1000))
+                if timeout <= 0:
                     return
-                timeout: float | None = None
-                if wake is not None and not self.manual:
-                    timeout = min(MAX_SLEEP_S, max(0.0, (wake - self.clock.now()) / 1000))
-                    if timeout <= 0:
-                        return
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise WaitTimeoutError("gave up waiting: the timeout passed")
-                    timeout = left if timeout is None else min(timeout, left)
-                if slice_s is not None:
-                    timeout = slice_s if timeout is None else min(timeout, slice_s)
-                self.cond.wait(timeout)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeoutError("gave up waiting: the timeout passed")
+                timeout = left if timeout is None else min(timeout, left)
+            if slice_s is not None:
+                timeout = slice_s if timeout is None else min(timeout, slice_s)
+            self.drive_cond.wait(timeout)
 
     def _sleep(self, gen: int, seconds: float, deadline: float | None) -> None:
         with self.cond:
             if self.gen == gen:
-                self.cond.wait(seconds)
+                self.drive_cond.wait(seconds)
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeoutError("gave up waiting: the timeout passed")
 

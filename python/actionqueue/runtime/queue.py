@@ -970,7 +970,12 @@ class ActionQueue:
         while not self._is_done(target):
             if self._thread is None and d.driver_lock.acquire(blocking=False):
                 try:
-                    d.drive(done=lambda: self._is_done(target), on_idle="wait", deadline=deadline)
+                    d.drive(
+                        done=lambda: self._is_done(target),
+                        on_idle="wait",
+                        deadline=deadline,
+                        eager=True,
+                    )
                 finally:
                     d.driver_lock.release()
                 continue

@@ -189,6 +189,12 @@ class ExecutorAdapter(ABC):
         executor that does not say otherwise)."""
         return 0
 
+    def on_worker_thread(self) -> bool:
+        """Whether the calling thread is one of this executor's own workers, free to do a
+        short piece of the runtime's work (record results, hand out the next batch) right
+        after a job: only executors whose workers are plain threads say so."""
+        return False
+
     def cancel(self, job: Job, reason: str = "canceled") -> None:
         """Ask ``job`` to stop: sets its cancel signal; executors that can stop it harder do.
 

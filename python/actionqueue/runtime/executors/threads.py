@@ -66,6 +66,7 @@ class ThreadExecutor(ExecutorAdapter):
         #: workers waiting in ``_cv`` / woken and not yet running (at most one: see the doc)
         self._idle = 0
         self._waking = 0
+        self._tls = threading.local()
         self._workers: set[_Worker] = set()
         self._abandoned = 0
         self._counter = 0
@@ -108,6 +109,9 @@ class ThreadExecutor(ExecutorAdapter):
     def backlog(self) -> int:
         return len(self._jobs)
 
+    def on_worker_thread(self) -> bool:
+        return getattr(self._tls, "worker", False)
+
     def _wake_one_locked(self) -> None:
         if self._jobs and self._idle and not self._waking:
             self._waking += 1
@@ -132,6 +136,7 @@ class ThreadExecutor(ExecutorAdapter):
             return job
 
     def _loop(self, w: _Worker) -> None:
+        self._tls.worker = True
         while True:
             job = self._next_job(w)
             if job is None:
