@@ -5,7 +5,10 @@ One thread at a time *drives* the loop (the background thread of ``start()``, or
 records them at its next step: one record for the results, one for the next lease batch, and
 (Immediate) one fsync for both before any new handler starts. With no driver, the first
 finisher records the pending results itself (the worker thread for the thread executor, a
-small completer pool for executors whose callbacks run on an event loop).
+small completer pool for executors whose callbacks run on an event loop). While the driver
+sleeps, a thread-executor worker that finishes a batch takes the driver's step itself (record,
+lease the next batch into the executor, which it then runs), and wakes the driver only when
+it has something to do — so a stream of quick handlers costs no thread switch per step.
 
 The loop is **event-driven**. A step promotes what is due and dispatches up to the free
 capacity (one authority record for the whole batch), then the driver sleeps on a condition
