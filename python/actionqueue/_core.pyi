@@ -160,6 +160,17 @@ class Authority(_Queries):
     def wal_path(self) -> str: ...
     @property
     def snapshot_dir(self) -> str | None: ...
+    def submit_deferred(self, events: _Events) -> tuple[int, int]: ...
+    def dispatch_ready(
+        self,
+        now: int,
+        owner: str,
+        limit: int,
+        default_lease_ms: int,
+        random: bytes,
+        check_due: bool = True,
+    ) -> list[tuple[bytes, bytes, int, int, bytes, int]] | None: ...
+    def due_scheduled_ids(self, now: int, limit: int) -> list[tuple[bytes, bytes, int]]: ...
 
 def bootstrap(
     data_dir: str,

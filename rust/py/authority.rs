@@ -365,6 +365,56 @@ pyclass_queries!(PyAuthority, {
     fn snapshot_dir(&self) -> Option<String> {
         self.inner.snapshot_dir().map(path_str)
     }
+
+    /// `submit(events, False, None)` that keeps the GIL when the authority's lock is free
+    /// (the run-lifecycle hot path: a Deferred write is a short in-memory step).
+    fn submit_deferred(&self, py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<(u64, u64)> {
+        let events = events_from_wire(events)?;
+        let a = super::lifecycle::submit_deferred(py, &self.inner, &events).map_err(to_py)?;
+        Ok((a.first_seq, a.last_seq))
+    }
+
+    /// One dispatch step in one call (see `rust/py/lifecycle.rs`): `None` when work is due
+    /// (and `check_due`): promote / sweep first, then call again with `check_due=False`.
+    /// Else leases and starts up to `limit` Ready runs in selection order (one Deferred
+    /// record; `[]` when paused or nothing is Ready) and returns `(run_id, task_id,
+    /// scheduled_at, attempt, attempt_id, lease_expires_at)` per run. `random`: 16 random
+    /// bytes per run for the attempt ids.
+    #[pyo3(signature = (now, owner, limit, default_lease_ms, random, check_due = true))]
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_ready<'py>(
+        &self,
+        py: Python<'py>,
+        now: i64,
+        owner: &str,
+        limit: usize,
+        default_lease_ms: i64,
+        random: &[u8],
+        check_due: bool,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        super::lifecycle::dispatch_ready(
+            self,
+            &self.inner,
+            py,
+            now,
+            owner,
+            limit,
+            default_lease_ms,
+            random,
+            check_due,
+        )
+    }
+
+    /// `(run_id, task_id, scheduled_at)` of up to `limit` Scheduled runs due at `now`,
+    /// earliest first (`due_scheduled` without the whole run tuples).
+    fn due_scheduled_ids<'py>(
+        &self,
+        py: Python<'py>,
+        now: i64,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        super::lifecycle::due_scheduled_ids(self, py, now, limit)
+    }
 });
 
 fn report_dict<'py>(py: Python<'py>, r: &RecoveryReport) -> PyResult<Bound<'py, PyDict>> {

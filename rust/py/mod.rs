@@ -6,6 +6,7 @@
 pub mod authority;
 mod completer;
 mod errors;
+mod lifecycle;
 pub mod projection;
 pub mod queries;
 pub mod wal;

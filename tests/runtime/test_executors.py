@@ -88,6 +88,38 @@ def test_a_stuck_thread_is_replaced(threads: ThreadExecutor) -> None:
 
 
 @pytest.mark.timeout(20)
+def test_thread_batches_fan_out_and_report_their_backlog(threads: ThreadExecutor) -> None:
+    # Slow handlers of one batch still run side by side (the woken worker wakes the next).
+    gate = threading.Barrier(2, timeout=10)
+
+    def meet(ctx: Any, payload: Any) -> str:
+        gate.wait()
+        return threading.current_thread().name
+
+    pairs = [h.submit(threads, meet, i) for i in range(2)]
+    names = {w.wait().value for _, w in pairs}
+    assert len(names) == 2
+    # Jobs waiting for a thread are the backlog; it drains to 0.
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def hold(ctx: Any, payload: Any) -> None:
+        started.release()
+        release.wait(10)
+
+    busy = [h.submit(threads, hold) for _ in range(2)]
+    for _ in busy:
+        assert started.acquire(timeout=10)
+    queued = [h.submit(threads, h.echo, i) for i in range(3)]
+    assert threads.backlog() == 3
+    release.set()
+    assert [w.wait().value for _, w in queued] == [0, 1, 2]
+    for _, w in busy:
+        w.wait()
+    assert threads.backlog() == 0
+
+
+@pytest.mark.timeout(20)
 def test_thread_cancel(threads: ThreadExecutor) -> None:
     started = threading.Event()
 
@@ -130,6 +162,19 @@ def test_asyncio_runs_async_and_sync_handlers(aio: AsyncioExecutor) -> None:
     assert r.kind is ResultKind.RAISED
     assert r.error is not None
     assert r.error.message == "async boom"
+    assert aio.backlog() == 0  # every submitted job has started
+
+
+@pytest.mark.timeout(20)
+def test_asyncio_backlog_counts_jobs_not_started(aio: AsyncioExecutor) -> None:
+    aio.start()
+    hold = threading.Event()
+    aio.loop.call_soon_threadsafe(hold.wait, 10)  # the loop is busy: nothing starts
+    pairs = [h.submit(aio, h.async_echo, i) for i in range(3)]
+    assert aio.backlog() == 3
+    hold.set()
+    assert [w.wait().value for _, w in pairs] == [0, 1, 2]
+    assert aio.backlog() == 0
 
 
 @pytest.mark.timeout(20)

@@ -162,3 +162,36 @@ def test_run_forever_drains_on_sigterm(tmp_path: Path) -> None:
             child.kill()
     assert child.returncode == 0, err.decode()
     assert out.decode().strip() == "drained 1"
+
+
+def test_worker_threads_drive_while_the_driver_sleeps(make_queue: MakeQueue) -> None:
+    """Thread-executor workers take the sleeping driver's steps (record, dispatch); the driver
+    still returns as soon as its own condition holds: ``result()`` on a run recorded by a
+    worker's step (which went on to dispatch more), and ``run_until_idle()`` at the end."""
+    q = make_queue(max_workers=2, durability=aq.DurabilityPolicy.DEFERRED)
+    gate = threading.Event()
+    steps: list[str] = []
+    d = q._dispatcher
+    step = d.step
+
+    def counted_step() -> tuple[int, int | None]:
+        steps.append(threading.current_thread().name)
+        return step()
+
+    d.step = counted_step  # type: ignore[method-assign]
+
+    def slow(ctx: Any, payload: Any) -> str:
+        time.sleep(0.05)  # the driver is asleep when this finishes
+        return "ok"
+
+    q.register("gated", lambda ctx, payload: gate.wait(20))
+    q.register("slow", slow)
+    q.submit_many("gated", range(6))
+    target = q.submit("slow", priority=10)  # dispatched first, next to one gated run
+    # The worker that finishes `target` records it and dispatches another gated run; the
+    # queue stays busy (both workers gated), yet the waiting driver is told.
+    assert q.result(target, timeout=15) == "ok"
+    gate.set()
+    q.run_until_idle(timeout=20)
+    assert q.stats()["runs"]["Completed"] == 7
+    assert any(name.startswith("aq-worker") for name in steps)  # workers stood in

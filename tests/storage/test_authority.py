@@ -25,6 +25,9 @@ from actionqueue.core.mutation import (
 from actionqueue.core.run.attempt import AttemptOutcome
 from actionqueue.core.run.run_instance import RunInstance
 from actionqueue.core.run.state import RunState
+from actionqueue.core.task.constraints import TaskConstraints
+from actionqueue.core.task.run_policy import RunPolicy
+from actionqueue.core.task.task_spec import TaskPayload, TaskSpec
 from actionqueue.errors import (
     ClosedError,
     CommandRejectedError,
@@ -393,3 +396,93 @@ def test_seed_spelling_of_durability(auth: StorageMutationAuthority) -> None:
     assert auth.submit_command(TaskCreateCommand(None, spec(), 0), "deferred").sequence == 2
     with pytest.raises(ValidationError):
         auth.submit_command(TaskCreateCommand(None, spec(), 0), "sometimes")
+
+
+# --- the lifecycle hot path (dispatch_ready, submit_deferred) ---------------------------------
+
+
+def test_dispatch_ready_leases_and_starts_in_selection_order(
+    auth: StorageMutationAuthority,
+) -> None:
+    _, low = ready_run(auth, priority=1)
+    _, high = ready_run(auth, priority=9)
+    _, k1 = ready_run(auth, priority=5, key="k")
+    _, k2 = ready_run(auth, priority=4, key="k")
+    seq = auth.latest_sequence
+    got = auth.dispatch_ready(T0 + 5, "w1", 10, 30_000, bytes(range(16)) * 10)
+    assert got is not None
+    assert [g[0] for g in got] == [high.bytes, k1.bytes, low.bytes]  # k2: key taken by k1
+    assert auth.latest_sequence == seq + 12  # one record: 4 events per run
+    for rid, tid, sched, attempt, aid, exp in got:
+        run = auth.get_run(RunId.from_bytes(rid))
+        assert run is not None
+        assert run.state is RunState.RUNNING
+        assert run.task_id.bytes == tid
+        assert sched == run.scheduled_at == T0
+        assert attempt == run.attempt_count == 1
+        assert run.current_attempt == AttemptId.from_bytes(aid)
+        assert AttemptId.from_bytes(aid).uuid.version == 4
+        assert run.lease is not None
+        assert (run.lease.owner, run.lease.expires_at) == ("w1", exp)
+        assert exp == T0 + 5 + 30_000
+        # The history keeps every step: Ready -> Leased -> Running.
+        assert [h.to_state for h in run.history][-2:] == [RunState.LEASED, RunState.RUNNING]
+    assert auth.key_holder("k") == k1.bytes
+    # Nothing else Ready (k2 waits for its key).
+    assert auth.dispatch_ready(T0 + 5, "w1", 10, 30_000, bytes(160)) == []
+    # The finish goes through the Deferred hot path (the core's own bound methods).
+    submit_deferred, ready = auth.hot_path()
+    assert ready(T0 + 5, "w1", 1, 30_000, bytes(16)) == []
+    rid, _, _, _, aid, _ = got[1]
+    success = int(AttemptOutcome.SUCCESS)
+    first, last = submit_deferred(
+        [(4, rid, aid, success, None, None, T0 + 6), (2, rid, 3, 6, None, None, T0 + 6)]
+    )
+    assert last == first + 1
+    assert [g[0] for g in auth.dispatch_ready(T0 + 7, "w1", 10, 30_000, bytes(160)) or []] == [
+        k2.bytes
+    ]
+
+
+def test_dispatch_ready_reports_due_work_and_respects_pause_and_timeouts(
+    auth: StorageMutationAuthority,
+) -> None:
+    s = spec()
+    cmds, (rid,) = create(s)
+    auth.submit_batch(cmds, DEF)  # Scheduled, due at T0
+    seq = auth.latest_sequence
+    assert auth.dispatch_ready(T0, "w1", 1, 30_000, bytes(16)) is None  # promote first
+    assert auth.dispatch_ready(T0 - 1, "w1", 1, 30_000, bytes(16)) == []  # not due yet
+    assert auth.dispatch_ready(T0, "w1", 1, 30_000, bytes(16), False) == []  # not Ready
+    assert auth.latest_sequence == seq
+    auth.submit_command(tr(rid, S.SCHEDULED, S.READY, T0), DEF)
+    auth.submit_command(EnginePauseCommand(None, T0), DEF)
+    assert auth.dispatch_ready(T0, "w1", 1, 30_000, bytes(16)) == []  # paused
+    auth.submit_command(EngineResumeCommand(None, T0), DEF)
+    # A task whose timeout needs it gets a longer lease (timeout + 5 s), as the engine's.
+    ts = TaskSpec(TaskId.new(), TaskPayload(b""), RunPolicy.once(), TaskConstraints(timeout=60.0))
+    tc, (trid,) = create(ts)
+    auth.submit_batch([*tc, tr(trid, S.SCHEDULED, S.READY, T0)], DEF)
+    got = auth.dispatch_ready(T0, "w1", 2, 30_000, bytes(32))
+    assert got is not None
+    assert {g[0]: g[5] for g in got} == {rid.bytes: T0 + 30_000, trid.bytes: T0 + 65_000}
+    with pytest.raises(ValidationError):
+        auth.dispatch_ready(T0, "w1", 2, 30_000, bytes(31))  # 16 random bytes per run
+    with pytest.raises(ValidationError):
+        auth.dispatch_ready(T0, "", 1, 30_000, bytes(16))
+
+
+def test_due_scheduled_ids_are_due_scheduled_without_the_run_tuples(
+    auth: StorageMutationAuthority,
+) -> None:
+    s = spec(runs=3)
+    cmds, rids = create(s, runs=3)
+    auth.submit_batch(cmds, DEF)
+    assert auth.due_scheduled_ids(T0 - 1, 10) == []
+    assert auth.due_scheduled_ids(T0 + 1000, 10) == [
+        (rids[0].bytes, s.task_id.bytes, T0),
+        (rids[1].bytes, s.task_id.bytes, T0 + 1000),
+    ]
+    assert [r[0] for r in auth.due_scheduled_ids(T0 + 5000, 2)] == [
+        w[0] for w in auth.due_scheduled(T0 + 5000, 2)
+    ]

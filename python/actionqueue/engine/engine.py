@@ -32,6 +32,7 @@ the **expiry sweep** (an expired lease is still recovered, so nothing is stuck a
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -90,6 +91,10 @@ _TERMINAL = TERMINAL_STATES
 
 _new_attempt = AttemptId.new
 _run_id_of = RunId.from_bytes
+_attempt_id_of = AttemptId.from_bytes
+_urandom = os.urandom
+#: Largest ``limit`` served by the one-call dispatch (it asks for 16 random bytes per run).
+_FAST_LIMIT = 4096
 
 #: Runs handled per authority batch by the sweep and the promotions (bounds record size).
 PAGE = 4_096
@@ -118,6 +123,7 @@ class _TaskInfo:
 
     __slots__ = (
         "constraints",
+        "grace_ms",
         "is_cron",
         "lease_ms",
         "max_attempts",
@@ -135,6 +141,10 @@ class _TaskInfo:
         self.task_id = spec.task_id
         self.policy: RunPolicy = spec.run_policy
         self.is_cron = type(spec.run_policy) is CronPolicy
+        #: promotion within this lateness is a plain Scheduled -> Ready (non-cron tasks)
+        self.grace_ms: int | None = (
+            None if self.is_cron else effective_grace_ms(spec.run_policy.misfire.grace_ms)
+        )
         self.constraints = c
         self.max_attempts = c.max_attempts
         self.retry_on = c.retry_on
@@ -324,6 +334,18 @@ class Engine:
         self._dispatch_state: Callable[[int], tuple[bool, bool]] | None = getattr(
             authority, "dispatch_state", None
         )
+        # The storage authority's hot path: a Deferred submit and a whole dispatch step, each
+        # one call into the core with no Python frame in between (see ``hot_path``).
+        self._due_ids: Callable[[int, int], list[Any]] | None = getattr(
+            authority, "due_scheduled_ids", None
+        )
+        hot = getattr(authority, "hot_path", None)
+        self._dispatch_ready: Callable[..., list[Any] | None] | None = None
+        self._submit_deferred: Callable[[Sequence[EventTuple]], object]
+        if hot is not None:
+            self._submit_deferred, self._dispatch_ready = hot()
+        else:
+            self._submit_deferred = functools.partial(authority.submit_wire, durability=_DEFERRED)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -515,8 +537,12 @@ class Engine:
                 for w in retries:
                     events.append((2, w[0], _RETRY_WAIT, _READY, None, None, now))
                 retried += len(retries)
-                due = self._auth.due_scheduled(now, PAGE)
-                p, m, c = self._plan_promotions(due, now, events)
+                due, plain = self._due_page(now)
+                if plain:  # all on time: plain promotions, no planning
+                    events.extend((2, w[0], _SCHEDULED, _READY, None, None, now) for w in due)
+                    p, m, c = len(due), 0, 0
+                else:
+                    p, m, c = self._plan_promotions(due, now, events)
                 promoted += p
                 misfired += m
                 created += c
@@ -527,6 +553,26 @@ class Engine:
                 if len(retries) < PAGE and len(due) < PAGE:
                     break
         return TickReport(promoted, misfired, retried, expired, created, batches)
+
+    def _due_page(self, now: int) -> tuple[Sequence[Any], bool]:
+        """A page of due Scheduled runs: ``(rows, True)`` with ``(run_id, task_id,
+        scheduled_at)`` rows when every one is a plain on-time promotion (the common case,
+        read without whole run tuples), else ``(run tuples, False)`` for
+        :meth:`_plan_promotions` to plan misfires / cron refills."""
+        lean = self._due_ids
+        if lean is not None:
+            rows = lean(now, PAGE)
+            tasks = self._tasks
+            for _rid, tid, sched in rows:
+                info = tasks.get(tid)
+                if info is None:
+                    info = self._info(tid)
+                grace = info.grace_ms
+                if grace is None or now - sched > grace:
+                    break  # a late or cron run: plan this page the full way
+            else:
+                return rows, True
+        return self._auth.due_scheduled(now, PAGE), False
 
     def _plan_promotions(
         self, due: Sequence[RunTuple], now: int, events: list[EventTuple]
@@ -669,6 +715,11 @@ class Engine:
         if type(limit) is not int or limit < 0:
             raise ValidationError(f"limit must be an int >= 0, got {limit!r}")
         dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
+        if self._dispatch_ready is not None and self._selector is None and limit <= _FAST_LIMIT:
+            fast = self._dispatch_fast(t, who, limit)
+            if dur is _IMMEDIATE and fast:
+                self._auth.flush()
+            return fast
         auth = self._auth
         with self._lock:
             # Promote only when something is due: index peeks instead of scans, in one call
@@ -746,6 +797,46 @@ class Engine:
                 inflight[rid] = (d.attempt_id.bytes, d.attempt, info, who, d.lease_expires_at)
         if dur is _IMMEDIATE:
             auth.flush()  # group commit: one fdatasync covers every record appended so far
+        return out
+
+    def _dispatch_fast(self, t: int, who: str, limit: int) -> list[Dispatch]:
+        """:meth:`dispatch_next` with the default order over the storage authority: the
+        due check, the pick and the lease + start record are one call into the core (a
+        second one after promoting when something was due)."""
+        ready = self._dispatch_ready
+        assert ready is not None
+        rnd = _urandom(16 * limit) if limit else b""
+        with self._lock:
+            got = ready(t, who, limit, self.default_lease_ms, rnd)
+            if got is None:
+                self._tick(t)
+                got = ready(t, who, limit, self.default_lease_ms, rnd, False)
+            if not got:
+                return []
+            tasks = self._tasks
+            counts = self._counts
+            inflight = self._inflight
+            out: list[Dispatch] = []
+            for rid, tid, sched, attempt, aid, exp in got:
+                info = tasks.get(tid)
+                if info is None:
+                    info = self._info(tid)
+                tmo = info.timeout_ms
+                out.append(
+                    Dispatch(
+                        _run_id_of(rid),
+                        _attempt_id_of(aid),
+                        attempt,
+                        info.task_id,
+                        info.spec,
+                        sched,
+                        exp,
+                        None if tmo is None else t + tmo,
+                        who,
+                    )
+                )
+                counts.pop(rid, None)
+                inflight[rid] = (aid, attempt, info, who, exp)
         return out
 
     def _select(self, raw: list[Any], limit: int) -> list[Any]:
@@ -931,7 +1022,7 @@ class Engine:
                     events += item[5]
                 try:
                     if events:
-                        self._auth.submit_wire(events, _DEFERRED)
+                        self._submit_deferred(events)
                 except CommandRejectedError:
                     slow.extend(item[0] for item in live)
                 else:
@@ -965,7 +1056,7 @@ class Engine:
     ) -> None:
         """Apply a finish batch (Deferred) and update the hints; call with the lock held."""
         try:
-            self._auth.submit_wire(events, _DEFERRED)
+            self._submit_deferred(events)
         except CommandRejectedError:
             # The hint was stale (swept, canceled): forget it; the caller sees the refusal.
             self._inflight.pop(rid, None)

@@ -5,7 +5,10 @@ One thread at a time *drives* the loop (the background thread of ``start()``, or
 records them at its next step: one record for the results, one for the next lease batch, and
 (Immediate) one fsync for both before any new handler starts. With no driver, the first
 finisher records the pending results itself (the worker thread for the thread executor, a
-small completer pool for executors whose callbacks run on an event loop).
+small completer pool for executors whose callbacks run on an event loop). While the driver
+sleeps, a thread-executor worker that finishes a batch takes the driver's step itself (record,
+lease the next batch into the executor, which it then runs), and wakes the driver only when
+it has something to do — so a stream of quick handlers costs no thread switch per step.
 
 The loop is **event-driven**. A step promotes what is due and dispatches up to the free
 capacity (one authority record for the whole batch), then the driver sleeps on a condition
@@ -45,11 +48,13 @@ from actionqueue.runtime.context import ContextSnapshot, HandlerContext
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job
 from actionqueue.runtime.handlers import HandlerRegistry, RegisteredHandler
 from actionqueue.runtime.metrics import Metrics
-from actionqueue.runtime.outcomes import AttemptResult, Verdict, interpret
+from actionqueue.runtime.outcomes import AttemptResult, ResultKind, Verdict, interpret
 
 __all__ = ["Dispatcher", "InFlight"]
 
 _LOG = logging.getLogger("actionqueue.runtime")
+_RETURNED = ResultKind.RETURNED
+_SUCCESS = Verdict(AttemptOutcome.SUCCESS)
 
 #: Longest single sleep on a real clock: a guard against wall-clock jumps, not a poll.
 MAX_SLEEP_S = 10.0
@@ -57,6 +62,8 @@ MAX_SLEEP_S = 10.0
 MAIN_THREAD_SLICE_S = 0.2
 #: Sleep when the engine keeps reporting work due now but a step changes nothing.
 SPIN_GUARD_S = 0.005
+#: Re-check of results handed over while the executor still had queued jobs (no wake-up).
+RESULT_RECHECK_S = 0.002
 
 
 @dataclass(eq=False, slots=True)
@@ -75,10 +82,8 @@ class InFlight:
     #: set at close for attempts whose result will not be recorded (the run was released)
     abandoned: bool = False
     last_manual_beat: float = field(default=0.0)
-
-    @property
-    def run_key(self) -> bytes:
-        return self.dispatch.run_id.bytes
+    #: the run id's bytes: the key of ``Dispatcher.inflight`` / ``executing``
+    run_key: bytes = b""
 
 
 class Dispatcher:
@@ -107,7 +112,11 @@ class Dispatcher:
         self.max_in_flight = max_in_flight
         self.durability = durability
         self.manual = isinstance(clock, ManualClock)
-        self.cond = threading.Condition()
+        lock = threading.RLock()
+        self.cond = threading.Condition(lock)
+        #: same lock; notified only when the driver finds the queue idle (and by ``wake``), so
+        #: a thread waiting for idleness is not woken by every finished attempt
+        self.idle_cond = threading.Condition(lock)
         #: bumped on every event that may make work runnable or change a run's state
         self.gen = 0
         self.inflight: dict[bytes, InFlight] = {}
@@ -129,6 +138,22 @@ class Dispatcher:
         self._completer: concurrent.futures.ThreadPoolExecutor | None = None
         self._completer_lock = threading.Lock()
         self._done: list[tuple[InFlight, AttemptResult]] = []
+        #: whether the driver was woken for the results in ``_done`` already
+        self._nudged = False
+        #: the driver thread while it runs a step, and the generation bumps it made in it
+        self._stepper: int | None = None
+        self._own = 0
+        #: the driver sleeps on its own condition (same lock): woken by events that need it
+        #: (submits, control, results to record, a step by a worker), not by every recording
+        self.drive_cond = threading.Condition(lock)
+        #: one step at a time, by the driver or by an executor worker standing in for it
+        self._step_lock = threading.Lock()
+        #: while the driver sleeps: the clock time it sleeps until (None: until woken)
+        self._sleeping = False
+        self._driver_wake: int | None = None
+        #: the driver wants to hear of every recorded result (``wait()`` on a run)
+        self._eager = False
+        self._tls = threading.local()
         self._recording = False
         self._executor_started = False
         self.loop_error: BaseException | None = None
@@ -140,6 +165,19 @@ class Dispatcher:
         with self.cond:
             self.gen += 1
             self.cond.notify_all()
+            self.idle_cond.notify_all()
+            self.drive_cond.notify_all()
+
+    def _changed_locked(self) -> None:
+        """Bump the generation and wake waiters (call with ``cond`` held). A bump by the
+        driver inside its own step is counted apart: the step covers it, so it is no reason
+        for the driver to step again."""
+        self.gen += 1
+        if self._stepper == threading.get_ident():
+            self._own += 1
+        self.cond.notify_all()
+        if self._eager or not getattr(self._tls, "stepping", False):
+            self.drive_cond.notify_all()
 
     def free(self) -> int:
         return self.max_in_flight - len(self.executing)
@@ -151,6 +189,7 @@ class Dispatcher:
         where ``wake`` is the clock time (ms) of the next thing to do, or ``None``."""
         with self.cond:
             done, self._done = self._done, []
+            self._nudged = False
         if done:
             # Results handed to this driver: applied now; Immediate ones land in `settling`
             # and are synced below with this step's lease batch.
@@ -206,8 +245,7 @@ class Dispatcher:
             pop = self.inflight.pop
             for att in settling:
                 pop(att.run_key, None)
-            self.gen += 1
-            self.cond.notify_all()
+            self._changed_locked()
 
     def _heartbeats(self, now: int) -> int | None:
         """Extend the leases that are a third through; returns the next heartbeat time."""
@@ -271,11 +309,29 @@ class Dispatcher:
         for h, lat in latencies.items():
             self.metrics.inc("dispatched_total", len(lat), handler=h)
             self.metrics.observe_many("dispatch_latency_seconds", lat, handler=h)
-        ready = []
+        atts = []
         for d in batch:
-            att = self._start(d, now, regs[d.spec.handler])
-            if att is not None:
-                ready.append(att)
+            lease_ms = max(1, d.lease_expires_at - now)
+            exp = d.lease_expires_at
+            atts.append(
+                InFlight(
+                    d,
+                    None,
+                    regs[d.spec.handler],
+                    exp,
+                    now + max(1, lease_ms // 3),
+                    lease_ms,
+                    now,
+                    run_key=d.run_id.bytes,
+                )
+            )
+        with self.cond:  # one lock round for the batch's bookkeeping
+            inflight = self.inflight
+            add = self.executing.add
+            for att in atts:
+                inflight[att.run_key] = att
+                add(att.run_key)
+        ready = [att for att in atts if self._start(att)]
         if not ready:
             return
         try:
@@ -293,27 +349,17 @@ class Dispatcher:
                 if att.job is not None and not att.job.done:
                     self._record(att, Verdict(AttemptOutcome.SUSPENDED, error=str(e), release=True))
 
-    def _start(self, d: Dispatch, now: int, reg: RegisteredHandler | None) -> InFlight | None:
-        """Prepare an attempt's job; returns it for submission, or ``None`` if it was recorded
-        at once (unknown handler, undecodable payload)."""
-        lease_ms = max(1, d.lease_expires_at - now)
-        att = InFlight(
-            d,
-            None,
-            reg,
-            d.lease_expires_at,
-            now + max(1, lease_ms // 3),
-            lease_ms,
-            now,
-        )
+    def _start(self, att: InFlight) -> bool:
+        """Prepare an attempt's job (``att`` is in ``inflight`` already); returns whether it is
+        to be submitted, ``False`` if it was recorded at once (unknown handler, undecodable
+        payload)."""
+        d = att.dispatch
+        reg = att.handler
         key = att.run_key
-        with self.cond:
-            self.inflight[key] = att
-            self.executing.add(key)
         if reg is None:
             err = UnknownHandlerError(self.handlers._unknown_message(d.handler))
             self._record(att, Verdict(AttemptOutcome.TERMINAL_FAILURE, error=_err_text(err)))
-            return None
+            return False
         spec = d.spec
         try:
             payload = self.codecs.decode_payload(spec.payload.data, spec.payload.content_type)
@@ -323,7 +369,7 @@ class Dispatcher:
                 error=f"the payload could not be decoded: {_err_text(e)}",
             )
             self._record(att, verdict)
-            return None
+            return False
         tmo = spec.constraints.timeout_ms
         timeout_s = None if tmo is None else tmo / 1000
         ctx = HandlerContext(
@@ -341,7 +387,7 @@ class Dispatcher:
             on_done=functools.partial(self._on_done, att),
         )
         att.job = job
-        return att
+        return True
 
     def _progress(self, att: InFlight, value: float | str) -> None:
         att.progress = value
@@ -349,6 +395,11 @@ class Dispatcher:
     # --- finishing an attempt ----------------------------------------------------------------
 
     def _on_done(self, att: InFlight, job: Job, result: AttemptResult) -> None:
+        # The job is over: drop the InFlight -> Job link. It is the only reference cycle of an
+        # attempt (job -> on_done / context -> progress callback -> att -> job), so without it
+        # the attempt's objects are freed by reference counting instead of piling up for the
+        # cyclic garbage collector (whose passes over a large heap cost more than the runs).
+        att.job = None
         # Results are recorded in batches: one authority record (and, Immediate, one fsync) for
         # every attempt that finished meanwhile. While a driver runs the loop, it records them
         # at its next step together with its next dispatch (the finisher only wakes it, once
@@ -361,11 +412,27 @@ class Dispatcher:
             if self._recording:
                 return
             if self.drivers:
-                if len(done) == 1:
-                    self.gen += 1
-                    self.cond.notify_all()
-                return
-            self._recording = True
+                if self.executor.backlog():
+                    # A job still waiting for a thread holds a slot already: recording now
+                    # frees nothing. The last job of the batch to finish does it. (A result
+                    # left without a wake-up is picked up by the driver's short re-check.)
+                    return
+                if not (self._sleeping and self.executor.on_worker_thread()):
+                    if not self._nudged:  # wake the driver once per batch of results
+                        self._nudged = True
+                        self.gen += 1
+                        self.drive_cond.notify_all()
+                    return
+                stand_in = True
+            else:
+                stand_in = False
+                self._recording = True
+        if stand_in:
+            # The driver sleeps and this executor thread is about to go idle: take the
+            # driver's step here (record, dispatch into the executor, which this thread then
+            # runs) instead of two thread switches (wake the driver, which wakes a worker).
+            self._step_for_driver()
+            return
         if self.executor.inline_completion:
             self._drain()
         else:
@@ -373,6 +440,31 @@ class Dispatcher:
                 self._completer_pool().submit(self._drain)
             except RuntimeError:  # the pool is shut down (closing): record here
                 self._drain()
+
+    def _step_for_driver(self) -> None:
+        """One loop step on an executor thread while the driver sleeps; the driver is woken
+        only when it has something to do: nothing was dispatched (maybe idle now), a wake-up
+        earlier than it planned, a failure, or (``wait()`` on a run) any result."""
+        if not self._step_lock.acquire(blocking=False):
+            with self.cond:  # the driver (or another stand-in) is stepping: it will see these
+                self.gen += 1
+                self.drive_cond.notify_all()
+            return
+        self._tls.stepping = True
+        n, wake, failed = 0, None, False
+        try:
+            n, wake = self.step()
+        except Exception:
+            failed = True  # the driver's own step meets the failure again and reports it
+        finally:
+            self._tls.stepping = False
+            self._step_lock.release()
+        with self.cond:
+            planned = self._driver_wake
+            earlier = wake is not None and (planned is None or wake < planned)
+            if failed or not n or earlier or self._eager or self._done:
+                self.gen += 1
+                self.drive_cond.notify_all()
 
     def _drain(self) -> None:
         while True:
@@ -382,6 +474,7 @@ class Dispatcher:
                     self._recording = False
                     return
                 self._done = []
+                self._nudged = False
             try:
                 self._record_batch(batch)
             except BaseException:
@@ -401,6 +494,8 @@ class Dispatcher:
             return self._completer
 
     def _verdict(self, att: InFlight, result: AttemptResult) -> Verdict:
+        if result.value is None and result.kind is _RETURNED:
+            return _SUCCESS  # returned None: nothing to encode (the common no-result case)
         reg = att.handler
         c = att.dispatch.spec.constraints
         try:
@@ -468,8 +563,7 @@ class Dispatcher:
                     if immediate and self.drivers:
                         handed = True
                         self.settling.extend(att for att, _ in recorded)
-                    self.gen += 1
-                    self.cond.notify_all()
+                    self._changed_locked()
                 if handed:  # the driver removes them from `inflight` once synced
                     settled = {id(a) for a, _ in recorded}
                     items = [(a, r) for a, r in items if id(a) not in settled]
@@ -499,8 +593,7 @@ class Dispatcher:
                 for att, _ in items:
                     pop(att.run_key, None)
                     discard(att.run_key)
-                self.gen += 1
-                self.cond.notify_all()
+                self._changed_locked()
 
     def _record_smaller(
         self, i: int, recorded: list[tuple[InFlight, Verdict]], e: RecordTooLargeError
@@ -597,8 +690,7 @@ class Dispatcher:
                 with self.cond:
                     self.inflight.pop(att.run_key, None)
                     self.executing.discard(att.run_key)
-                    self.gen += 1
-                    self.cond.notify_all()
+                    self._changed_locked()
 
     # --- control -----------------------------------------------------------------------------
 
@@ -655,21 +747,28 @@ class Dispatcher:
         on_idle: str = "return",
         until_ms: int | None = None,
         deadline: float | None = None,
+        eager: bool = False,
     ) -> int:
         """Run steps until ``done()`` is true, or — by ``on_idle`` — until nothing is runnable
         now and nothing is in flight (``"return"``), through future work by moving a
         ``ManualClock`` or sleeping on a real one (``"advance"``, not past ``until_ms``), or
         forever (``"wait"``). ``deadline`` (``time.monotonic()``) raises
-        :class:`~actionqueue.errors.WaitTimeoutError`. Returns the attempts dispatched."""
+        :class:`~actionqueue.errors.WaitTimeoutError`. ``eager``: ``done()`` depends on results
+        (a wait for a run), so the driver is woken for each one recorded while it sleeps.
+        Returns the attempts dispatched."""
         with self.cond:
             self.drivers += 1
+            self._eager = eager
         try:
             return self._drive(done, on_idle, until_ms, deadline)
         finally:
             with self.cond:
                 self.drivers -= 1
+                self._eager = False
                 last = not self.drivers
                 pending, self._done = (self._done, []) if last else ([], self._done)
+                if last:
+                    self._nudged = False
             if pending:  # results handed to this driver after its last step: record them now
                 self._record_batch(pending)
             if last:
@@ -687,10 +786,18 @@ class Dispatcher:
     ) -> int:
         dispatched = 0
         spins = 0
+        me = threading.get_ident()
         while True:
             with self.cond:
                 gen = self.gen
-            n, wake = self.step()
+                self._stepper, self._own = me, 0
+            try:
+                with self._step_lock:
+                    n, wake = self.step()
+            finally:
+                with self.cond:
+                    self._stepper = None
+                    gen += self._own  # what the step itself changed, it has seen
             dispatched += n
             if done is not None and done():
                 return dispatched
@@ -713,6 +820,7 @@ class Dispatcher:
                 if idle:
                     self.idle_gen = gen
                     self.cond.notify_all()
+                    self.idle_cond.notify_all()
             if idle and on_idle == "return":
                 return dispatched
             if idle and on_idle == "advance":
@@ -733,25 +841,41 @@ class Dispatcher:
             MAIN_THREAD_SLICE_S if threading.current_thread() is threading.main_thread() else None
         )
         with self.cond:
-            while self.gen == gen:
-                timeout: float | None = None
-                if wake is not None and not self.manual:
-                    timeout = min(MAX_SLEEP_S, max(0.0, (wake - self.clock.now()) / 1000))
-                    if timeout <= 0:
-                        return
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise WaitTimeoutError("gave up waiting: the timeout passed")
-                    timeout = left if timeout is None else min(timeout, left)
-                if slice_s is not None:
-                    timeout = slice_s if timeout is None else min(timeout, slice_s)
-                self.cond.wait(timeout)
+            self._sleeping = True
+            self._driver_wake = wake
+            try:
+                self._wait_locked(gen, wake, deadline, slice_s)
+            finally:
+                self._sleeping = False
+                self._driver_wake = None
+
+    def _wait_locked(
+        self, gen: int, wake: int | None, deadline: float | None, slice_s: float | None
+    ) -> None:
+        while self.gen == gen:
+            if self._done:
+                # Results waiting with no wake-up on the way (the executor still had a
+                # backlog when they came): look again shortly instead of sleeping on.
+                self.drive_cond.wait(RESULT_RECHECK_S)
+                return
+            timeout: float | None = None
+            if wake is not None and not self.manual:
+                timeout = min(MAX_SLEEP_S, max(0.0, (wake - self.clock.now()) / 1000))
+                if timeout <= 0:
+                    return
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeoutError("gave up waiting: the timeout passed")
+                timeout = left if timeout is None else min(timeout, left)
+            if slice_s is not None:
+                timeout = slice_s if timeout is None else min(timeout, slice_s)
+            self.drive_cond.wait(timeout)
 
     def _sleep(self, gen: int, seconds: float, deadline: float | None) -> None:
         with self.cond:
             if self.gen == gen:
-                self.cond.wait(seconds)
+                self.drive_cond.wait(seconds)
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeoutError("gave up waiting: the timeout passed")
 

@@ -630,7 +630,9 @@ class ActionQueue:
                         raise WaitTimeoutError("run_until_idle: the timeout passed")
                     if self._thread is None:
                         break
-                    d.cond.wait(left)
+                    # Notified when the driver finds the queue idle (not on every event);
+                    # bounded so that a loop that stopped meanwhile is noticed.
+                    d.idle_cond.wait(0.5 if left is None else min(left, 0.5))
             if not advance or not isinstance(self.clock, ManualClock):
                 return 0
             wake = self.engine.next_wakeup()
@@ -721,6 +723,7 @@ class ActionQueue:
             self._thread = None
             self._stopping = False
             d.draining = False
+        d.wake()  # a run_until_idle() waiting for the loop sees that it stopped
         return ok and not d.inflight
 
     def run_forever(self, *, drain_timeout: float | None = 30.0) -> None:
@@ -967,7 +970,12 @@ class ActionQueue:
         while not self._is_done(target):
             if self._thread is None and d.driver_lock.acquire(blocking=False):
                 try:
-                    d.drive(done=lambda: self._is_done(target), on_idle="wait", deadline=deadline)
+                    d.drive(
+                        done=lambda: self._is_done(target),
+                        on_idle="wait",
+                        deadline=deadline,
+                        eager=True,
+                    )
                 finally:
                     d.driver_lock.release()
                 continue

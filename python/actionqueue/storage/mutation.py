@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -318,6 +318,47 @@ class StorageMutationAuthority(ProjectionQueries):
             [command.to_wire()], durability, command.sequence
         )
         return AppliedOutcome(first, last)
+
+    def dispatch_ready(
+        self,
+        now: int,
+        owner: str,
+        limit: int,
+        default_lease_ms: int,
+        random: bytes,
+        check_due: bool = True,
+    ) -> list[tuple[bytes, bytes, int, int, bytes, int]] | None:
+        """One dispatch step in one call into the core (the engine's hot path).
+
+        ``None`` when ``check_due`` and work is due at ``now`` (a Scheduled run or retry, or
+        an expired lease): promote / sweep first, then call again with ``check_due=False``.
+        Otherwise picks up to ``limit`` Ready runs in selection order (concurrency keys
+        honoured, as :meth:`ready_candidates`) and leases **and starts** them for ``owner`` in
+        one Deferred record — Ready → Leased, ``LeaseAcquire``, Leased → Running,
+        ``AttemptStart`` per run, validated like any submit — and returns ``(run_id, task_id,
+        scheduled_at, attempt, attempt_id, lease_expires_at)`` per run: ``attempt`` is the
+        attempt number now open, the lease is ``default_lease_ms`` or the task's timeout plus
+        5 s if longer. ``[]`` when paused or nothing is Ready. ``random`` holds 16 random bytes
+        per run (``os.urandom(16 * limit)``), made into version-4 attempt ids.
+        """
+        return self._core.dispatch_ready(now, owner, limit, default_lease_ms, random, check_due)
+
+    def due_scheduled_ids(self, now: int, limit: int) -> list[tuple[bytes, bytes, int]]:
+        """``(run_id, task_id, scheduled_at)`` of the runs :meth:`due_scheduled` would return,
+        without whole run tuples (what a plain promotion needs)."""
+        return self._core.due_scheduled_ids(now, limit)
+
+    def hot_path(
+        self,
+    ) -> tuple[
+        Callable[[Sequence[WireTuple]], tuple[int, int]],
+        Callable[..., list[tuple[bytes, bytes, int, int, bytes, int]] | None],
+    ]:
+        """``(submit_deferred, dispatch_ready)`` as the core's own bound methods, for a caller
+        that pays for every Python frame (the engine): ``submit_deferred(events)`` is
+        ``submit_wire(events, DEFERRED)`` (keeping the GIL when the authority's lock is free),
+        ``dispatch_ready`` is :meth:`dispatch_ready`."""
+        return self._core.submit_deferred, self._core.dispatch_ready
 
     def submit_many_wire(
         self, batches: Sequence[Sequence[WireTuple]], durability: DurabilityPolicy | str

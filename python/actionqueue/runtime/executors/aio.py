@@ -38,6 +38,9 @@ class AsyncioExecutor(ExecutorAdapter):
         self._lock = threading.Lock()
         self._closed = False
         self._live: set[asyncio.Task[None]] = set()
+        # backlog = submitted - started; each counter has one writer (submitting thread / loop)
+        self._submitted = 0
+        self._started = 0
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -76,12 +79,17 @@ class AsyncioExecutor(ExecutorAdapter):
         if self._closed:
             raise ExecutorError("the asyncio executor is shut down")
         asyncio.run_coroutine_threadsafe(self._run(job), self.loop)
+        self._submitted += 1
 
     def submit_many(self, jobs: list[Job]) -> None:
         """One loop wake-up for the whole batch (instead of one per job)."""
         if self._closed:
             raise ExecutorError("the asyncio executor is shut down")
         self.loop.call_soon_threadsafe(self._spawn_all, jobs)
+        self._submitted += len(jobs)
+
+    def backlog(self) -> int:
+        return max(0, self._submitted - self._started)
 
     def _spawn_all(self, jobs: list[Job]) -> None:
         create = self.loop.create_task
@@ -95,6 +103,7 @@ class AsyncioExecutor(ExecutorAdapter):
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
+        self._started += 1
         job.handle = task
         job.started = time.monotonic()
 

@@ -183,6 +183,18 @@ class ExecutorAdapter(ABC):
         for job in jobs:
             self.submit(job)
 
+    def backlog(self) -> int:
+        """Jobs submitted and not started yet (waiting for a thread or a loop turn). The
+        runtime wakes its driver for finished results only when this is 0 (the default: every
+        executor that does not say otherwise)."""
+        return 0
+
+    def on_worker_thread(self) -> bool:
+        """Whether the calling thread is one of this executor's own workers, free to do a
+        short piece of the runtime's work (record results, hand out the next batch) right
+        after a job: only executors whose workers are plain threads say so."""
+        return False
+
     def cancel(self, job: Job, reason: str = "canceled") -> None:
         """Ask ``job`` to stop: sets its cancel signal; executors that can stop it harder do.
 

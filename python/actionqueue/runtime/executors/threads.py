@@ -7,13 +7,20 @@ ignored. So that a stuck handler does not eat the pool, its thread is *abandoned
 the pool when the handler finally returns, and a replacement thread starts now (up to
 ``max_abandoned`` stuck threads; past that, capacity shrinks until they return and a warning
 is logged). Cancel works the same way. For a hard stop, use the process executor.
+
+Hand-off: queued jobs wait in one deque and **at most one idle worker is being woken at a
+time**. A woken worker takes a job and, if more are waiting, wakes the next idle worker before
+running it, so a batch fans out to as many threads as it keeps busy: a batch of slow handlers
+spreads over the pool one wake-up latency apart, while a batch of quick ones is mostly run by
+the first worker (waking a thread costs more than running a no-op handler: this is what takes
+a dispatch batch from one wake-up per job to about two per batch).
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
-import queue
 import threading
 
 from actionqueue.errors import ExecutorError, ValidationError
@@ -52,8 +59,14 @@ class ThreadExecutor(ExecutorAdapter):
         self.max_workers = max_workers
         self.max_abandoned = 4 * max_workers if max_abandoned is None else max_abandoned
         self._prefix = thread_name_prefix
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        #: queued jobs; guarded by ``_cv`` (which shares ``_lock``)
+        self._jobs: collections.deque[Job] = collections.deque()
+        self._cv = threading.Condition(self._lock)
+        #: workers waiting in ``_cv`` / woken and not yet running (at most one: see the doc)
+        self._idle = 0
+        self._waking = 0
+        self._tls = threading.local()
         self._workers: set[_Worker] = set()
         self._abandoned = 0
         self._counter = 0
@@ -81,16 +94,51 @@ class ThreadExecutor(ExecutorAdapter):
         t.start()
 
     def submit(self, job: Job) -> None:
+        self.submit_many([job])
+
+    def submit_many(self, jobs: list[Job]) -> None:
+        """Queue a batch; wakes one idle worker (which wakes the next if work is left)."""
         if self._closed:
             raise ExecutorError("the thread executor is shut down")
         if not self._workers:
             self.start()
-        self._queue.put(job)
+        with self._cv:
+            self._jobs.extend(jobs)
+            self._wake_one_locked()
+
+    def backlog(self) -> int:
+        return len(self._jobs)
+
+    def on_worker_thread(self) -> bool:
+        return getattr(self._tls, "worker", False)
+
+    def _wake_one_locked(self) -> None:
+        if self._jobs and self._idle and not self._waking:
+            self._waking += 1
+            self._cv.notify()
+
+    def _next_job(self, w: _Worker) -> Job | None:
+        """The next queued job (``None``: shutting down), waking one more worker if jobs
+        are left behind it."""
+        with self._cv:
+            while not self._jobs:
+                if self._closed or w.abandoned:
+                    return None
+                self._idle += 1
+                try:
+                    self._cv.wait()
+                finally:
+                    self._idle -= 1
+                    if self._waking:
+                        self._waking -= 1
+            job = self._jobs.popleft()
+            self._wake_one_locked()
+            return job
 
     def _loop(self, w: _Worker) -> None:
-        q = self._queue
+        self._tls.worker = True
         while True:
-            job = q.get()
+            job = self._next_job(w)
             if job is None:
                 break
             if job.done:  # canceled before it started
@@ -123,27 +171,31 @@ class ThreadExecutor(ExecutorAdapter):
         self._stop_job(job, reason)
 
     def _stop_job(self, job: Job, reason: str) -> None:
-        job.context.cancelled.set(reason)
-        if not job.finish(interrupted(reason, job.elapsed())):
+        if job.done:
+            job.context.cancelled.set(reason)
             return
         w = job.handle
-        if not isinstance(w, _Worker):
-            return  # not started yet: the worker will skip it
-        with self._lock:
-            if w.job is not job or w.abandoned or self._closed:
-                return
-            # The handler may keep running; free its slot for the next attempt.
-            w.abandoned = True
-            self._abandoned += 1
-            if self._abandoned <= self.max_abandoned:
-                self._spawn_locked()
-            else:
-                _LOG.warning(
-                    "%d handler threads ignored their cancel signal and are still running; "
-                    "not replacing them (max_abandoned=%d): pool capacity is reduced",
-                    self._abandoned,
-                    self.max_abandoned,
-                )
+        if isinstance(w, _Worker):  # started: free its slot before the outcome is published
+            with self._lock:
+                if w.job is job and not w.abandoned and not self._closed and not job.done:
+                    # The handler may keep running; its slot goes to a new thread now. (If the
+                    # handler returns first after all, the worker leaves anyway: no harm.)
+                    w.abandoned = True
+                    self._abandoned += 1
+                    if self._abandoned <= self.max_abandoned:
+                        self._spawn_locked()
+                    else:
+                        _LOG.warning(
+                            "%d handler threads ignored their cancel signal and are still "
+                            "running; not replacing them (max_abandoned=%d): pool capacity is "
+                            "reduced",
+                            self._abandoned,
+                            self.max_abandoned,
+                        )
+        # Signal, then record at once (a handler that stops on the signal comes second).
+        # Not started yet: the worker will skip it.
+        job.context.cancelled.set(reason)
+        job.finish(interrupted(reason, job.elapsed()))
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
         with self._lock:
@@ -151,8 +203,8 @@ class ThreadExecutor(ExecutorAdapter):
                 return
             self._closed = True
             workers = list(self._workers)
-        for _ in workers:
-            self._queue.put(None)
+            # Workers finish what is queued, then leave.
+            self._cv.notify_all()
         if wait:
             for w in workers:
                 if w.thread is not None and w.thread is not threading.current_thread():
