@@ -157,3 +157,74 @@ fn perf_phases() {
     drop(q);
     println!("drop {:.3}", t0.elapsed().as_secs_f64());
 }
+
+/// Restart with a million finished runs (SPEC §10: under 1 s): files on disk (a snapshot
+/// holding 1M completed lifecycles and a WAL holding only the tail after it, as a checkpoint
+/// leaves them) to a usable authority, timed as `recovery::bootstrap` end to end (WAL open,
+/// snapshot read + rebuild, tail replay), three rounds; each round also reads a cold run.
+#[test]
+#[ignore = "timing; run in release"]
+fn perf_open_with_a_million_finished_runs() {
+    use crate::recovery::{bootstrap, BootstrapOptions, SNAPSHOT_DIR, WAL_DIR};
+    use crate::wal::{Durability, WalOptions, WalWriter};
+    let records = lifecycles(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (snap_seq, full) = {
+        let mut p = Projection::new();
+        for (seq, evs) in &records {
+            p.apply(*seq, evs).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join(SNAPSHOT_DIR)).unwrap();
+        crate::snapshot::write_atomic(&dir.path().join(SNAPSHOT_DIR), &mut p).unwrap();
+        let snap_seq = p.latest_sequence();
+        // The tail: 10k more lifecycles (90k events) in the log after the snapshot.
+        let more = lifecycles(1_010_000);
+        let wal = WalWriter::open(
+            dir.path().join(WAL_DIR),
+            WalOptions {
+                start_sequence: snap_seq + 1,
+                ..WalOptions::default()
+            },
+        )
+        .unwrap();
+        for (seq, evs) in more.iter().skip(records.len()) {
+            p.apply(*seq, evs).unwrap();
+            wal.append(evs, Durability::Deferred, Some(*seq)).unwrap();
+        }
+        wal.close().unwrap();
+        (snap_seq, p.state_digest())
+    };
+    drop(records);
+    let mut opts = BootstrapOptions::default();
+    opts.authority.snapshot_every = 0;
+    opts.authority.snapshot_on_close = false;
+    let mut times = Vec::new();
+    for round in 0..3 {
+        let t0 = Instant::now();
+        let (a, report) = bootstrap(dir.path(), opts.clone()).unwrap();
+        let cold = a.read(|p| p.run(&id(4 * 17 + 1)).map(|r| r.state)).unwrap();
+        let dt = t0.elapsed();
+        assert_eq!(cold, Some(S::Completed));
+        assert_eq!(report.snapshot.as_ref().map(|s| s.1), Some(snap_seq));
+        assert_eq!(report.events_replayed, 90_000);
+        if round == 0 {
+            assert_eq!(a.read(|p| p.state_digest()).unwrap(), full);
+        }
+        println!(
+            "open round {round}: {:.3} s (snapshot load {} ms, tail replay {} ms)",
+            dt.as_secs_f64(),
+            report.snapshot_load_ms,
+            report.replay_ms
+        );
+        times.push(dt.as_secs_f64());
+        let t0 = Instant::now();
+        a.close().unwrap();
+        drop(a);
+        println!("  close+drop {:.3} s", t0.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "open with 1M finished runs + 90k-event tail: median {:.3} s (min {:.3}, max {:.3})",
+        times[1], times[0], times[2]
+    );
+}
