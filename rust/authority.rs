@@ -159,7 +159,7 @@ impl Authority {
     /// matching pair).
     pub fn new(
         wal: Arc<WalWriter>,
-        p: Projection,
+        mut p: Projection,
         snapshot_dir: Option<PathBuf>,
         opts: AuthorityOptions,
     ) -> Result<Self> {
@@ -182,6 +182,9 @@ impl Authority {
                 wal.dir().display()
             )));
         }
+        // Terminal records move to the cold store in small batches as they finish, so a
+        // snapshot capture (under the lock) never has a backlog to freeze.
+        p.set_auto_freeze(true)?;
         Ok(Self {
             wal,
             snapshot_dir,

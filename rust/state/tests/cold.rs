@@ -92,6 +92,20 @@ proptest! {
             frozen.apply(*seq, events).unwrap();
         }
         same_answers(&hot, &frozen)?;
+        // Frozen in small batches as records finish (the authority's projection), turned on
+        // at i; snapshots at j.
+        let mut auto = Projection::new();
+        auto.set_freeze_batch(1 + i % 4);
+        for (at, (seq, events)) in d.records.iter().enumerate() {
+            if at == i {
+                auto.set_auto_freeze(true).unwrap();
+            }
+            if at == j {
+                crate::snapshot::encode(&mut auto).unwrap();
+            }
+            auto.apply(*seq, events).unwrap();
+        }
+        same_answers(&hot, &auto)?;
         // Loaded from a snapshot at k (itself taken from a projection frozen at i), then tail.
         let mut head = Projection::new();
         for (at, (seq, events)) in d.records[..k].iter().enumerate() {
