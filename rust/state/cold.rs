@@ -32,9 +32,9 @@ use std::sync::Arc;
 use crate::model::{Id, Millis, RunState};
 
 use super::cold_table::{write_tables, Tables};
+use super::idmap::IdMap;
 use super::indexes::IxKey;
 use super::types::{fmt_id, Run, Task};
-use super::Map;
 
 /// Where a cold record is: segment, entry number (for the dead bitmap), offset of its first
 /// byte (the length varint) in the segment's buffer.
@@ -326,8 +326,8 @@ pub(crate) type LoadCheck<'a> = (u64, &'a dyn Fn(&Id) -> bool);
 pub(crate) struct Cold {
     slots: Vec<Slot>,
     /// Records of segments without tables (frozen here, or a format-2 snapshot's).
-    runs: Map<Id, Loc>,
-    tasks: Map<Id, Loc>,
+    runs: IdMap<Loc>,
+    tasks: IdMap<Loc>,
     /// Slots with tables (a loaded format-3 snapshot's section), and their live records.
     tabled: Vec<u32>,
     tab_runs: usize,

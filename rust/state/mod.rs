@@ -28,6 +28,7 @@ pub(crate) mod cold;
 mod cold_table;
 mod debug;
 mod digest;
+mod idmap;
 pub mod image;
 pub mod indexes;
 mod leases;

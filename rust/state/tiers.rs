@@ -145,6 +145,11 @@ impl Projection {
 
     /// Brings a cold task back into the hot map (no-op when it is not cold).
     pub(crate) fn thaw_task(&mut self, id: &Id) -> Result<()> {
+        // A record is hot or cold, never both: the hot map answers most events at once (a
+        // cold lookup in a loaded snapshot's tables costs a few cache misses).
+        if self.tasks.contains_key(id) {
+            return Ok(());
+        }
         match self.cold.take_task(id) {
             None => Ok(()),
             Some(Err(e)) => Err(CoreError::Rejected(e)),
@@ -164,6 +169,9 @@ impl Projection {
 
     /// Brings a cold run (and its task, if cold) back into the hot maps.
     pub(crate) fn thaw_run(&mut self, id: &Id) -> Result<()> {
+        if self.runs.contains_key(id) {
+            return Ok(());
+        }
         match self.cold.take_run(id) {
             None => Ok(()),
             Some(Err(e)) => Err(CoreError::Rejected(e)),
