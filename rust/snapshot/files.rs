@@ -133,8 +133,10 @@ pub fn load_file(path: &Path, max_body: u64) -> Result<Projection> {
         // A large snapshot is mapped rather than read: its cold section is used in place, so
         // the pages come straight from the page cache instead of being copied into freshly
         // zeroed memory (on a 200 MB snapshot: ~0.05 s instead of ~0.6 s here).
-        let map = map_file(&f).map_err(|e| CoreError::io("mmap", path, e))?;
-        return decode_buf(Buf::Mapped(map), max_body).map_err(|r| corrupt(r.to_string()));
+        // A filesystem that cannot map files gets the plain read below.
+        if let Ok(map) = map_file(&f) {
+            return decode_buf(Buf::Mapped(map), max_body).map_err(|r| corrupt(r.to_string()));
+        }
     }
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     f.read_to_end(&mut bytes)
@@ -148,7 +150,7 @@ pub const MAP_AT_LEAST: u64 = 1 << 20;
 /// Maps a snapshot file read-only (pre-faulted).
 #[allow(unsafe_code)]
 fn map_file(f: &File) -> std::io::Result<memmap2::Mmap> {
-    // SAFETY: the mapping is read-only and private, and this file is never written again:
+    // SAFETY: the mapping is read-only (PROT_READ), and this file is never written again:
     // snapshot files are written under a temp name, fsynced and renamed into place, then only
     // ever read or unlinked (unlinking keeps the mapped pages alive). The data directory is
     // locked against other actionqueue processes. What mmap cannot rule out is another

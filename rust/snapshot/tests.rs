@@ -239,3 +239,37 @@ mod files_tests {
         assert_eq!(e.python_class(), "StorageIOError");
     }
 }
+
+/// A snapshot file of at least `MAP_AT_LEAST` bytes is mapped, not read: it loads to the
+/// same state, and its cold records answer lookups from the mapping.
+#[test]
+fn large_snapshot_files_are_mapped_and_load_the_same() {
+    use crate::model::RunState as S;
+    use crate::state::tests::{id, rc, spec, tc, tr};
+    let mut p = Projection::new();
+    let mut seq = 1;
+    for k in 0..1500u64 {
+        let t = id(2 * k);
+        let mut s = spec(t);
+        s.payload = vec![k as u8; 1024];
+        p.apply(seq, &[tc(s, 0), rc(id(2 * k + 1), t, 0, 0)])
+            .unwrap();
+        seq += 2;
+        if k % 3 != 0 {
+            p.apply(seq, &[tr(id(2 * k + 1), S::Scheduled, S::Canceled, 5)])
+                .unwrap();
+            seq += 1;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_atomic(dir.path(), &mut p).unwrap();
+    assert!(std::fs::metadata(&f.path).unwrap().len() >= files::MAP_AT_LEAST);
+    let q = load_file(&f.path, u64::MAX).unwrap();
+    assert_eq!(q.state_digest(), p.state_digest());
+    assert!(q.debug_check_indexes().is_ok());
+    assert!(q.cold.run_count() >= 1000);
+    for k in [1u64, 2, 1499] {
+        assert_eq!(q.run(&id(2 * k + 1)), p.run(&id(2 * k + 1)));
+        assert_eq!(q.task(&id(2 * k)), p.task(&id(2 * k)));
+    }
+}
