@@ -25,8 +25,9 @@
 //! silently from the log; reopening (recovery) rebuilds it from the log.
 //!
 //! Snapshots: only the capture runs under the mutex ([`snapshot::Capture::take`]: freeze what
-//! finished since the previous snapshot into the cold store, encode the live records, share
-//! the cold segments), O(records changed since the previous snapshot + live records). Flush,
+//! finished since the last freeze batch into the cold store, encode the live records, share
+//! the cold segments), O(live records + at most one batch): the projection freezes finished
+//! records in batches as they finish (`Projection::set_auto_freeze`). Flush,
 //! write, fsync and checkpoint run after the mutex is released, serialized by their own
 //! mutex, so submitters are not stopped for the file I/O.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -159,7 +160,7 @@ impl Authority {
     /// matching pair).
     pub fn new(
         wal: Arc<WalWriter>,
-        p: Projection,
+        mut p: Projection,
         snapshot_dir: Option<PathBuf>,
         opts: AuthorityOptions,
     ) -> Result<Self> {
@@ -182,6 +183,9 @@ impl Authority {
                 wal.dir().display()
             )));
         }
+        // Terminal records move to the cold store in small batches as they finish, so a
+        // snapshot capture (under the lock) never has a backlog to freeze.
+        p.set_auto_freeze(true)?;
         Ok(Self {
             wal,
             snapshot_dir,

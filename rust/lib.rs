@@ -6,7 +6,7 @@
 //!
 //! Nothing here knows about Python. The PyO3 binding layer lives in [`py`] behind the
 //! `python` cargo feature, so `cargo test` exercises the core with no interpreter.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod authority;
 pub mod codec;

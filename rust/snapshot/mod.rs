@@ -4,7 +4,7 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic  "AQSNAPSH"
-//! 8       4     format version (u32 LE), currently 2
+//! 8       4     format version (u32 LE), currently 3 (2 is still read)
 //! 12      4     flags (u32 LE), 0; a reader refuses unknown flags
 //! 16      8     sequence of the last event the image includes (u64 LE)
 //! 24      8     body length in bytes (u64 LE)
@@ -13,13 +13,16 @@
 //! 40      n     body: postcard(hot image) ++ cold section (state/image.rs, state/cold.rs)
 //!               hot image = (sequence, paused_at, live tasks and non-cold runs by creation
 //!               sequence, each hot task's run list); cold section = terminal runs and
-//!               finished tasks as length-prefixed postcard records
+//!               finished tasks as length-prefixed postcard records, then (version 3)
+//!               their offsets and id lookup tables (state/cold_table.rs)
 //! ```
 //!
 //! The body holds persisted fields (plus run lists); indexes are rebuilt on load. The cold
-//! section is used in place as the loaded projection's cold store, so loading a million
-//! terminal runs is a CRC pass, a head parse and a map insert per record, and writing it is a
-//! copy of the records already encoded (outside the owner's lock: [`Capture`]). Decoding
+//! section is used in place as the loaded projection's cold store (a large file is mapped,
+//! not read), so loading a million terminal runs is a CRC pass and a sequential head parse
+//! per record (for the terminal indexes); records are found through the section's tables.
+//! Writing it is a copy of the records already encoded plus the tables (outside the owner's
+//! lock: [`Capture`]). The exact layout is in docs/FORMAT.md, "Snapshots". Decoding
 //! never panics: every length is checked against the input and a configured maximum before
 //! anything is allocated for it, and a decoded image that breaks a reducer invariant is
 //! refused. Files are named `snapshot-<sequence, 20 digits>.aqs` and written atomically
@@ -34,7 +37,7 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use crate::error::{CoreError, CorruptionReason, Result};
-use crate::state::cold::{ColdView, Seg};
+use crate::state::cold::{Buf, ColdView, Seg};
 use crate::state::image::HotImage;
 use crate::state::Projection;
 
@@ -44,9 +47,13 @@ pub use files::{
 };
 
 pub const MAGIC: [u8; 8] = *b"AQSNAPSH";
-/// Version 2: hot image + cold section (version 1, one postcard image, is refused: recovery
-/// then falls back to an older snapshot or the log).
-pub const VERSION: u32 = 2;
+/// Version 3: hot image + cold section with lookup tables (written). Version 2 (the same
+/// without the tables) is still read, through the slower path that builds maps at load;
+/// version 1 (one postcard image) is refused: recovery then falls back to an older snapshot
+/// or the log.
+pub const VERSION: u32 = 3;
+/// The oldest version still read.
+pub const OLDEST_READ_VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 40;
 /// Largest snapshot body read by default (8 GiB).
 pub const DEFAULT_MAX_SNAPSHOT_SIZE: u64 = 8 << 30;
@@ -114,7 +121,8 @@ impl Capture {
             len: 0,
         };
         body.write_all(&self.hot)?;
-        self.cold.write_section(&mut body)?;
+        self.cold
+            .write_section(&mut body, crate::state::cold_seed(self.sequence))?;
         body.flush()?;
         let (crc, len) = (body.crc, body.len);
         drop(body);
@@ -190,7 +198,7 @@ pub fn read_header(bytes: &[u8], max_body: u64) -> Result<Header, CorruptionReas
         return Err(CorruptionReason::CrcMismatch { stored, computed });
     }
     let version = le_u32(h, 8);
-    if version != VERSION {
+    if !(OLDEST_READ_VERSION..=VERSION).contains(&version) {
         return Err(CorruptionReason::UnsupportedVersion(version));
     }
     let flags = le_u32(h, 12);
@@ -220,6 +228,11 @@ pub fn decode(bytes: &[u8], max_body: u64) -> Result<Projection, CorruptionReaso
 /// buffer is kept: it becomes the projection's cold segment (terminal history is used in
 /// place, not copied).
 pub fn decode_owned(bytes: Vec<u8>, max_body: u64) -> Result<Projection, CorruptionReason> {
+    decode_buf(Buf::Owned(bytes), max_body)
+}
+
+/// [`decode_owned`] for a buffer that may be a mapped file.
+pub(crate) fn decode_buf(bytes: Buf, max_body: u64) -> Result<Projection, CorruptionReason> {
     let h = read_header(&bytes, max_body)?;
     let body = bytes.get(HEADER_LEN..).unwrap_or_default();
     let have = body.len() as u64;
@@ -246,5 +259,35 @@ pub fn decode_owned(bytes: Vec<u8>, max_body: u64) -> Result<Projection, Corrupt
     }
     let cold_at = bytes.len() - rest.len();
     let seg = Seg::new(Arc::new(bytes), cold_at);
-    Projection::from_parts(img, Some(seg)).map_err(CorruptionReason::Decode)
+    Projection::from_parts(img, Some(seg), h.version >= 3).map_err(CorruptionReason::Decode)
+}
+
+/// The same snapshot in format 2 (the cold section without its tables), for tests of the
+/// version-2 reader.
+#[cfg(test)]
+pub(crate) fn to_version2(bytes: &[u8]) -> Vec<u8> {
+    let body = bytes.get(HEADER_LEN..).unwrap_or_default();
+    let Ok((_, rest)) = postcard::take_from_bytes::<HotImage>(body) else {
+        return Vec::new();
+    };
+    let Ok(tab) = crate::state::cold_tables(rest) else {
+        return Vec::new();
+    };
+    let hot_len = body.len() - rest.len();
+    let v2_body = body.get(..hot_len + tab).unwrap_or_default();
+    let mut out = header(
+        le_u64(bytes, 16),
+        v2_body.len() as u64,
+        crc32c::crc32c(v2_body),
+    )
+    .to_vec();
+    if let Some(v) = out.get_mut(8..12) {
+        v.copy_from_slice(&2u32.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(out.get(..36).unwrap_or_default());
+    if let Some(v) = out.get_mut(36..40) {
+        v.copy_from_slice(&crc.to_le_bytes());
+    }
+    out.extend_from_slice(v2_body);
+    out
 }

@@ -82,8 +82,8 @@ fn header_rules() {
         decode(&bytes, body - 1),
         Err(CorruptionReason::BadLength(_))
     ));
-    // Other versions (the previous layout, 1, included) are refused with their number.
-    for v in [1u8, 3] {
+    // Other versions (the first layout, 1, and future ones) are refused with their number.
+    for v in [1u8, 4] {
         let mut other = bytes.clone();
         other[8] = v;
         let crc = crc32c::crc32c(&other[..36]);
@@ -93,6 +93,22 @@ fn header_rules() {
             Err(CorruptionReason::UnsupportedVersion(x)) if x == u32::from(v)
         ));
     }
+}
+
+/// Version 2 (the cold section without lookup tables) is still read, to the same state.
+#[test]
+fn version_2_snapshots_still_load() {
+    let mut p = sample();
+    let bytes = encode(&mut p).unwrap();
+    let v2 = super::to_version2(&bytes);
+    assert_eq!(u32::from_le_bytes(v2[8..12].try_into().unwrap()), 2);
+    assert!(v2.len() < bytes.len());
+    let q = decode(&v2, u64::MAX).unwrap();
+    assert_eq!(q.state_digest(), p.state_digest());
+    assert!(q.debug_check_indexes().is_ok());
+    // Re-encoded, it is a version-3 snapshot again, byte for byte.
+    let mut q = q;
+    assert_eq!(encode(&mut q).unwrap(), bytes);
 }
 
 /// A body with a valid checksum but hostile content: re-checksummed garbage.
@@ -221,5 +237,39 @@ mod files_tests {
         assert!(r.loaded.is_none() && r.skipped.is_empty());
         let e = list(&dir.path().join("missing")).unwrap_err();
         assert_eq!(e.python_class(), "StorageIOError");
+    }
+}
+
+/// A snapshot file of at least `MAP_AT_LEAST` bytes is mapped, not read: it loads to the
+/// same state, and its cold records answer lookups from the mapping.
+#[test]
+fn large_snapshot_files_are_mapped_and_load_the_same() {
+    use crate::model::RunState as S;
+    use crate::state::tests::{id, rc, spec, tc, tr};
+    let mut p = Projection::new();
+    let mut seq = 1;
+    for k in 0..1500u64 {
+        let t = id(2 * k);
+        let mut s = spec(t);
+        s.payload = vec![k as u8; 1024];
+        p.apply(seq, &[tc(s, 0), rc(id(2 * k + 1), t, 0, 0)])
+            .unwrap();
+        seq += 2;
+        if k % 3 != 0 {
+            p.apply(seq, &[tr(id(2 * k + 1), S::Scheduled, S::Canceled, 5)])
+                .unwrap();
+            seq += 1;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_atomic(dir.path(), &mut p).unwrap();
+    assert!(std::fs::metadata(&f.path).unwrap().len() >= files::MAP_AT_LEAST);
+    let q = load_file(&f.path, u64::MAX).unwrap();
+    assert_eq!(q.state_digest(), p.state_digest());
+    assert!(q.debug_check_indexes().is_ok());
+    assert!(q.cold.run_count() >= 1000);
+    for k in [1u64, 2, 1499] {
+        assert_eq!(q.run(&id(2 * k + 1)), p.run(&id(2 * k + 1)));
+        assert_eq!(q.task(&id(2 * k)), p.task(&id(2 * k)));
     }
 }

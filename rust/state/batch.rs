@@ -108,6 +108,7 @@ impl Projection {
         self.latest_sequence = first_sequence
             .saturating_add(events.len() as u64)
             .saturating_sub(1);
+        self.after_commit();
     }
 
     /// Takes back the record applied by [`apply_tentative`](Self::apply_tentative): the
@@ -158,6 +159,7 @@ impl Projection {
             Mode::Apply => {
                 self.undo.clear();
                 self.latest_sequence = last_seq;
+                self.after_commit();
             }
         }
         Ok(())

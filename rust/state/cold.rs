@@ -29,13 +29,12 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use crate::model::{Id, Millis, RunState};
 
+use super::cold_table::{write_tables, Tables};
+use super::idmap::IdMap;
 use super::indexes::IxKey;
 use super::types::{fmt_id, Run, Task};
-use super::Map;
 
 /// Where a cold record is: segment, entry number (for the dead bitmap), offset of its first
 /// byte (the length varint) in the segment's buffer.
@@ -46,17 +45,38 @@ pub(crate) struct Loc {
     off: u64,
 }
 
-/// An immutable run of records: `buf[start..end]` holds the segment encoding.
+/// The bytes segments live in: built in memory, or a snapshot file (read, or mapped).
+#[derive(Debug)]
+pub(crate) enum Buf {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buf::Owned(v) => v,
+            Buf::Mapped(m) => m,
+        }
+    }
+}
+
+/// An immutable run of records: `buf[start..end]` holds the segment encoding; a snapshot's
+/// format-3 section continues with its lookup tables up to `sec_end` (`cold_table`).
 #[derive(Debug)]
 pub(crate) struct Seg {
-    buf: Arc<Vec<u8>>,
+    buf: Arc<Buf>,
     start: usize,
     end: usize,
+    sec_end: usize,
 }
 
 #[derive(Debug, Clone)]
 struct Slot {
     seg: Option<Arc<Seg>>,
+    /// A loaded format-3 section: its records are found through its tables, not the maps.
+    tab: Option<Tables>,
     n_tasks: u32,
     /// One bit per entry (tasks first, then runs): removed.
     dead: Vec<u64>,
@@ -85,11 +105,10 @@ impl Slot {
     }
 }
 
-/// The fixed-position fields of a run record (the leading fields of `Run`, in its serde order:
-/// postcard decodes a prefix struct from the same bytes).
-// Some fields are only read to skip over them: postcard decodes by position.
+/// The fixed-position fields of a run record (the leading fields of `Run`, in its serde order).
+// Some fields are only read to skip over them (fields are found by position).
 #[allow(dead_code)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub(crate) struct RunHead {
     pub id: Id,
     pub task_id: Id,
@@ -149,6 +168,12 @@ impl<'a> Rd<'a> {
         let s = self.b.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
         Some(s)
+    }
+
+    /// A zigzag varint (postcard's signed integers).
+    fn zigzag(&mut self) -> Option<i64> {
+        let n = self.varint()?;
+        Some(((n >> 1) as i64) ^ -((n & 1) as i64))
     }
 
     fn u64(&mut self) -> Option<u64> {
@@ -211,8 +236,39 @@ fn run_rec(b: &[u8], at: usize) -> Option<RunRec<'_>> {
     Some(RunRec { body, next: r.at })
 }
 
+/// Parses the leading fields of `postcard(Run)` (by hand: this runs once per cold run at
+/// load). Agrees with postcard wherever postcard accepts the bytes; bytes it accepts and
+/// postcard does not make a record that fails when decoded (it then reads as missing).
 pub(crate) fn run_head(body: &[u8]) -> Option<RunHead> {
-    postcard::take_from_bytes::<RunHead>(body).ok().map(|x| x.0)
+    let mut r = Rd { b: body, at: 0 };
+    let id: Id = r.take(16)?.try_into().ok()?;
+    let task_id: Id = r.take(16)?.try_into().ok()?;
+    let state = *RunState::ALL.get(usize::try_from(r.varint()?).ok()?)?;
+    let ordinal = u32::try_from(r.varint()?).ok()?;
+    let scheduled_at = r.zigzag()?;
+    let created_at = r.zigzag()?;
+    let created_seq = r.varint()?;
+    let attempt_count = u32::try_from(r.varint()?).ok()?;
+    let current_attempt = match r.take(1)?.first()? {
+        0 => None,
+        1 => Some(r.take(16)?.try_into().ok()?),
+        _ => return None,
+    };
+    let effective_priority = i32::try_from(r.zigzag()?).ok()?;
+    let last_state_change_at = r.zigzag()?;
+    Some(RunHead {
+        id,
+        task_id,
+        state,
+        ordinal,
+        scheduled_at,
+        created_at,
+        created_seq,
+        attempt_count,
+        current_attempt,
+        effective_priority,
+        last_state_change_at,
+    })
 }
 
 fn ids_of(runs: &[u8]) -> Vec<Id> {
@@ -253,8 +309,8 @@ pub(crate) fn push_run(out: &mut Vec<u8>, r: &Run, scratch: &mut Vec<u8>) -> Res
 /// What a loaded segment contributes to the indexes.
 #[derive(Debug, Default)]
 pub(crate) struct Loaded {
-    /// Terminal index keys per state (unsorted).
-    pub keys: Vec<(RunState, IxKey)>,
+    /// Index keys per state (`RunState as usize`; only terminal states are filled; unsorted).
+    pub keys: [Vec<IxKey>; 9],
     /// Finished tasks with no runs: `(finished_at, id)`.
     pub empty: Vec<(Millis, Id)>,
     /// Cold runs whose task is not cold: `(task, ordinal, run)` (their run lists are hot).
@@ -265,12 +321,19 @@ pub(crate) struct Loaded {
 /// and whether an id is a hot task.
 pub(crate) type LoadCheck<'a> = (u64, &'a dyn Fn(&Id) -> bool);
 
+mod load;
+
 /// The cold store.
 #[derive(Debug, Default)]
 pub(crate) struct Cold {
     slots: Vec<Slot>,
-    runs: Map<Id, Loc>,
-    tasks: Map<Id, Loc>,
+    /// Records of segments without tables (frozen here, or a format-2 snapshot's).
+    runs: IdMap<Loc>,
+    tasks: IdMap<Loc>,
+    /// Slots with tables (a loaded format-3 snapshot's section), and their live records.
+    tabled: Vec<u32>,
+    tab_runs: usize,
+    tab_tasks: usize,
 }
 
 /// The live records of a cold store at one moment, without its maps: cheap to take (shares
@@ -284,19 +347,76 @@ pub struct ColdView {
 
 impl Cold {
     pub fn run_count(&self) -> usize {
-        self.runs.len()
+        self.runs.len() + self.tab_runs
     }
 
     pub fn task_count(&self) -> usize {
-        self.tasks.len()
+        self.tasks.len() + self.tab_tasks
     }
 
     pub fn has_run(&self, id: &Id) -> bool {
-        self.runs.contains_key(id)
+        self.run_loc(id).is_some()
     }
 
     pub fn has_task(&self, id: &Id) -> bool {
-        self.tasks.contains_key(id)
+        self.task_loc(id).is_some()
+    }
+
+    fn run_loc(&self, id: &Id) -> Option<Loc> {
+        match self.runs.get(id) {
+            Some(l) => Some(*l),
+            None if self.tabled.is_empty() => None,
+            None => self.find_tabled(id, true),
+        }
+    }
+
+    fn task_loc(&self, id: &Id) -> Option<Loc> {
+        match self.tasks.get(id) {
+            Some(l) => Some(*l),
+            None if self.tabled.is_empty() => None,
+            None => self.find_tabled(id, false),
+        }
+    }
+
+    /// Looks a live record up in the tables of the tabled slots.
+    fn find_tabled(&self, id: &Id, run: bool) -> Option<Loc> {
+        for &s in &self.tabled {
+            let Some(slot) = self.slots.get(s as usize) else {
+                continue;
+            };
+            let (Some(seg), Some(tab)) = (slot.seg.as_deref(), slot.tab.as_ref()) else {
+                continue;
+            };
+            let Some(sec) = seg.buf.get(seg.start..seg.sec_end) else {
+                continue;
+            };
+            let recs = sec.get(..tab.records_len).unwrap_or_default();
+            let table = if run { &tab.runs } else { &tab.tasks };
+            let off =
+                |i: usize| Tables::offset(sec, table, i).and_then(|o| usize::try_from(o).ok());
+            let id_at = |i: usize| -> Option<Id> {
+                let at = off(i)?;
+                if run {
+                    run_rec(recs, at)?.body.get(..16)?.try_into().ok()
+                } else {
+                    task_rec(recs, at).map(|r| r.head.id)
+                }
+            };
+            let Some(i) = tab.find(sec, table, id, |i| id_at(i) == Some(*id)) else {
+                continue;
+            };
+            let ix = if run { slot.n_tasks as usize + i } else { i };
+            let ix = u32::try_from(ix).ok()?;
+            if slot.is_dead(ix) {
+                return None;
+            }
+            return Some(Loc {
+                seg: s,
+                ix,
+                off: off(i)? as u64,
+            });
+        }
+        None
     }
 
     fn bytes(&self, loc: Loc) -> Option<&[u8]> {
@@ -305,12 +425,12 @@ impl Cold {
     }
 
     fn run_body(&self, id: &Id) -> Option<&[u8]> {
-        let loc = *self.runs.get(id)?;
+        let loc = self.run_loc(id)?;
         run_rec(self.bytes(loc)?, usize::try_from(loc.off).ok()?).map(|r| r.body)
     }
 
     fn task_rec(&self, id: &Id) -> Option<TaskRec<'_>> {
-        let loc = *self.tasks.get(id)?;
+        let loc = self.task_loc(id)?;
         task_rec(self.bytes(loc)?, usize::try_from(loc.off).ok()?)
     }
 
@@ -357,19 +477,31 @@ impl Cold {
     /// Removes a cold run; returns its task id.
     pub fn remove_run(&mut self, id: &Id) -> Option<Id> {
         let task = self.run_task(id);
-        let loc = self.runs.remove(id)?;
+        let loc = match self.runs.remove(id) {
+            Some(loc) => loc,
+            None => {
+                let loc = self.find_tabled(id, true)?;
+                self.tab_runs = self.tab_runs.saturating_sub(1);
+                loc
+            }
+        };
         self.kill(loc);
         task
     }
 
     pub fn remove_task(&mut self, id: &Id) -> bool {
-        match self.tasks.remove(id) {
-            Some(loc) => {
-                self.kill(loc);
-                true
-            }
-            None => false,
-        }
+        let loc = match self.tasks.remove(id) {
+            Some(loc) => loc,
+            None => match self.find_tabled(id, false) {
+                Some(loc) => {
+                    self.tab_tasks = self.tab_tasks.saturating_sub(1);
+                    loc
+                }
+                None => return false,
+            },
+        };
+        self.kill(loc);
+        true
     }
 
     /// Decodes and removes a cold run (the caller puts it in the hot map).
@@ -389,102 +521,6 @@ impl Cold {
         Some(t)
     }
 
-    /// Adds a segment, registering every record. With `load`, also validates each record's
-    /// fixed fields (`sequence` bounds creation sequences; `hot_tasks` are the other tasks a
-    /// run may belong to) and returns what the indexes need. Refuses duplicates.
-    pub fn add(&mut self, seg: Seg, load: Option<LoadCheck<'_>>) -> Result<Loaded, String> {
-        let seg_no = u32::try_from(self.slots.len()).map_err(|_| "too many segments")?;
-        let mut out = Loaded::default();
-        let b = seg
-            .buf
-            .get(seg.start..seg.end)
-            .ok_or("segment out of range")?;
-        let mut r = Rd { b, at: 0 };
-        let bad = |what: &str| format!("cold section: {what}");
-        let n_tasks = r.varint().ok_or_else(|| bad("task count"))?;
-        // Each record takes at least 37 bytes: a count beyond that is corrupt (and would
-        // make the reservations below huge).
-        if n_tasks > (b.len() / 37) as u64 {
-            return Err(bad("task count exceeds the section"));
-        }
-        self.tasks.reserve(n_tasks as usize);
-        let mut at = r.at;
-        let mut ix = 0u32;
-        for _ in 0..n_tasks {
-            let rec = task_rec(b, at).ok_or_else(|| bad("truncated task record"))?;
-            let h = rec.head;
-            if load.is_some_and(|(seq, _)| h.created_seq > seq) {
-                return Err(format!(
-                    "task {} created after the image sequence",
-                    fmt_id(&h.id)
-                ));
-            }
-            let loc = Loc {
-                seg: seg_no,
-                ix,
-                off: at as u64,
-            };
-            if self.tasks.insert(h.id, loc).is_some() {
-                return Err(format!("task {} appears twice", fmt_id(&h.id)));
-            }
-            if load.is_some() && h.n_runs == 0 {
-                out.empty.push((h.finished_at, h.id));
-            }
-            at = rec.next;
-            ix = ix.checked_add(1).ok_or_else(|| bad("too many records"))?;
-        }
-        let mut r = Rd { b, at };
-        let n_runs = r.varint().ok_or_else(|| bad("run count"))?;
-        if n_runs > (b.len() / 40) as u64 {
-            return Err(bad("run count exceeds the section"));
-        }
-        self.runs.reserve(n_runs as usize);
-        if load.is_some() {
-            out.keys.reserve(n_runs as usize);
-        }
-        at = r.at;
-        for _ in 0..n_runs {
-            let rec = run_rec(b, at).ok_or_else(|| bad("truncated run record"))?;
-            let h = run_head(rec.body).ok_or_else(|| bad("run record head"))?;
-            let loc = Loc {
-                seg: seg_no,
-                ix,
-                off: at as u64,
-            };
-            if let Some((seq, hot_task)) = load {
-                check_head(&h, seq)?;
-                if !self.tasks.contains_key(&h.task_id) {
-                    if !hot_task(&h.task_id) {
-                        return Err(format!("run {} names a missing task", fmt_id(&h.id)));
-                    }
-                    out.of_hot.push((h.task_id, h.ordinal, h.id));
-                }
-                out.keys.push((h.state, h.ix_key()));
-            }
-            if self.runs.insert(h.id, loc).is_some() {
-                return Err(format!("run {} appears twice", fmt_id(&h.id)));
-            }
-            at = rec.next;
-            ix = ix.checked_add(1).ok_or_else(|| bad("too many records"))?;
-        }
-        if at != b.len() {
-            return Err(bad("trailing bytes"));
-        }
-        let n = ix as usize;
-        self.slots.push(Slot {
-            seg: Some(Arc::new(seg)),
-            n_tasks: u32::try_from(n_tasks).unwrap_or(u32::MAX),
-            dead: vec![0; n.div_ceil(64)],
-            live: n,
-        });
-        if n == 0 {
-            if let Some(s) = self.slots.last_mut() {
-                s.seg = None;
-            }
-        }
-        Ok(out)
-    }
-
     pub fn walk<'a>(&'a self, task: impl FnMut(TaskRec<'a>), run: impl FnMut(u64, &'a [u8])) {
         walk(&self.slots, task, run);
     }
@@ -492,8 +528,8 @@ impl Cold {
     pub fn view(&self) -> ColdView {
         ColdView {
             slots: self.slots.clone(),
-            tasks: self.tasks.len(),
-            runs: self.runs.len(),
+            tasks: self.task_count(),
+            runs: self.run_count(),
         }
     }
 }
@@ -542,22 +578,29 @@ fn walk<'a>(
 }
 
 impl ColdView {
-    /// Writes all live records as one segment (the snapshot's cold section).
-    pub fn write_section(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    /// Writes all live records as one segment followed by its lookup tables (the snapshot's
+    /// cold section, format 3: `cold_table`); `seed` seeds the tables' hash.
+    pub fn write_section(&self, w: &mut dyn std::io::Write, seed: u64) -> std::io::Result<()> {
         let mut head = Vec::with_capacity(32);
         put_varint(&mut head, self.tasks as u64);
         w.write_all(&head)?;
+        let mut pos = head.len() as u64;
         let mut err = Ok(());
         let mut runs = Vec::with_capacity(self.runs);
+        let mut task_offs = Vec::with_capacity(self.tasks);
+        let mut task_ids = Vec::with_capacity(self.tasks);
         walk(
             &self.slots,
             |t| {
                 if err.is_ok() {
+                    task_offs.push(pos);
+                    task_ids.push(t.head.id);
                     head.clear();
                     put_varint(&mut head, t.body.len() as u64);
                     head.extend_from_slice(&t.head.created_seq.to_le_bytes());
                     head.extend_from_slice(&t.head.finished_at.to_le_bytes());
                     head.extend_from_slice(&t.head.n_runs.to_le_bytes());
+                    pos += (head.len() + t.body.len() + t.runs.len()) as u64;
                     err = w
                         .write_all(&head)
                         .and_then(|()| w.write_all(t.body))
@@ -567,38 +610,41 @@ impl ColdView {
             |_, body| runs.push(body),
         );
         err?;
+        if task_offs.len() != self.tasks {
+            return Err(std::io::Error::other("cold store: task count changed"));
+        }
         head.clear();
         put_varint(&mut head, runs.len() as u64);
         w.write_all(&head)?;
+        pos += head.len() as u64;
+        let mut run_offs = Vec::with_capacity(runs.len());
+        let mut run_ids = Vec::with_capacity(runs.len());
         for body in runs {
+            run_offs.push(pos);
+            run_ids.push(
+                body.get(..16)
+                    .and_then(|b| Id::try_from(b).ok())
+                    .unwrap_or_default(),
+            );
             head.clear();
             put_varint(&mut head, body.len() as u64);
             w.write_all(&head)?;
             w.write_all(body)?;
+            pos += (head.len() + body.len()) as u64;
         }
-        Ok(())
+        write_tables(w, pos, &task_offs, &task_ids, &run_offs, &run_ids, seed)
     }
-}
-
-/// The per-run invariants of a cold run that its fixed fields show.
-fn check_head(h: &RunHead, sequence: u64) -> Result<(), String> {
-    if !h.state.is_terminal() {
-        return Err(format!(
-            "cold run {} is {}, not terminal",
-            fmt_id(&h.id),
-            h.state.name()
-        ));
-    }
-    if h.created_seq > sequence || h.current_attempt.is_some() {
-        return Err(format!("cold run {} is inconsistent", fmt_id(&h.id)));
-    }
-    Ok(())
 }
 
 impl Seg {
-    pub fn new(buf: Arc<Vec<u8>>, start: usize) -> Self {
+    pub fn new(buf: Arc<Buf>, start: usize) -> Self {
         let end = buf.len();
-        Self { buf, start, end }
+        Self {
+            buf,
+            start,
+            end,
+            sec_end: end,
+        }
     }
 }
 
@@ -614,5 +660,5 @@ pub(crate) fn build_seg(tasks: &[&Task], runs: &[&Run]) -> Result<Seg, String> {
     for r in runs {
         push_run(&mut out, r, &mut scratch)?;
     }
-    Ok(Seg::new(Arc::new(out), 0))
+    Ok(Seg::new(Arc::new(Buf::Owned(out)), 0))
 }

@@ -54,8 +54,13 @@ impl Projection {
         }
     }
 
-    /// Rebuilds a projection (and all its indexes) from a hot image and a cold segment.
-    pub(crate) fn from_parts(img: HotImage, cold: Option<Seg>) -> Result<Self, String> {
+    /// Rebuilds a projection (and all its indexes) from a hot image and a cold section
+    /// (`tabled`: a format-3 section, with lookup tables, used in place).
+    pub(crate) fn from_parts(
+        img: HotImage,
+        cold: Option<Seg>,
+        tabled: bool,
+    ) -> Result<Self, String> {
         let seq = img.sequence;
         let mut p = Projection {
             latest_sequence: seq,
@@ -98,7 +103,11 @@ impl Projection {
             Some(seg) => {
                 let tasks = &p.tasks;
                 let hot_task = |id: &Id| tasks.contains_key(id);
-                p.cold.add(seg, Some((seq, &hot_task)))?
+                if tabled {
+                    p.cold.add_tabled(seg, (seq, &hot_task))?
+                } else {
+                    p.cold.add(seg, Some((seq, &hot_task)))?
+                }
             }
             None => Default::default(),
         };
@@ -108,12 +117,7 @@ impl Projection {
             }
         }
         // Index keys per state, bulk-built into the ordered sets below (O(n) once sorted).
-        let mut buckets: [Vec<IxKey>; 9] = Default::default();
-        for (state, key) in loaded.keys {
-            if let Some(b) = buckets.get_mut(state as usize) {
-                b.push(key);
-            }
-        }
+        let mut buckets: [Vec<IxKey>; 9] = loaded.keys;
         for run in img.runs {
             let id = run.id;
             if prev_run.is_some_and(|s| s >= run.created_seq) {

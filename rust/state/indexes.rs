@@ -88,6 +88,26 @@ pub struct Indexes {
     pub(crate) dedupe: Map<String, Id>,
     /// Finished tasks with no runs left, by (finished_at, id): what Prune may drop.
     pub(crate) empty_finished: BTreeSet<(Millis, Id)>,
+    /// Runs that became terminal and tasks that finished since the last freeze (see
+    /// `tiers.rs`), collected only while `finished.on`.
+    pub(crate) finished: Finished,
+}
+
+/// Records that became freezable (terminal runs, finished tasks), in the order they did. May
+/// hold ids that were rolled back, thawed or pruned since: the freeze re-checks each one.
+#[derive(Debug, Default)]
+pub(crate) struct Finished {
+    pub on: bool,
+    /// Queue length that triggers a freeze (0: `tiers::FREEZE_BATCH`; tests set it lower).
+    pub batch: usize,
+    pub runs: Vec<Id>,
+    pub tasks: Vec<Id>,
+}
+
+impl Finished {
+    pub fn len(&self) -> usize {
+        self.runs.len() + self.tasks.len()
+    }
 }
 
 impl Indexes {
@@ -186,6 +206,9 @@ pub(crate) fn sync_task(task: &mut Task, ix: &mut Indexes, at: Millis) {
     match (finished, old) {
         (true, None) => {
             task.finished_at = Some(at);
+            if ix.finished.on {
+                ix.finished.tasks.push(id);
+            }
             if let Some(k) = task.spec.dedupe_key.as_deref() {
                 if ix.dedupe.get(k) == Some(&id) {
                     ix.dedupe.remove(k);

@@ -12,8 +12,10 @@
 //! - `reducer`: one handler per event kind, every precondition checked before any change
 //!   (lease handlers in `leases`);
 //! - `prune`: retention;
-//! - `cold`, `tiers`: terminal runs and finished tasks kept encoded (the cold store), and
-//!   moving records in (at snapshot capture) and out (when an event names one);
+//! - `cold`, `cold_table`, `tiers`: terminal runs and finished tasks kept encoded (the cold
+//!   store; a loaded snapshot's section used in place through its lookup tables), and moving
+//!   records in (in batches as they finish, and at snapshot capture) and out (when an event
+//!   names one);
 //! - [`indexes`]: the incrementally maintained indexes;
 //! - `queries`: read access (due runs, selection order, expired leases, listings, counts);
 //! - [`image`]: the canonical image (snapshot body) and the rebuild from it;
@@ -23,8 +25,10 @@
 
 mod batch;
 pub(crate) mod cold;
+mod cold_table;
 mod debug;
 mod digest;
+mod idmap;
 pub mod image;
 pub mod indexes;
 mod leases;
@@ -44,6 +48,17 @@ use crate::model::{Id, Millis};
 pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub use digest::Digest;
+
+/// Length of the records part of a format-3 cold section (tests: the format-2 section).
+#[cfg(test)]
+pub(crate) fn cold_tables(section: &[u8]) -> Result<usize, String> {
+    cold_table::Tables::parse(section).map(|t| t.records_len)
+}
+
+/// The lookup-table seed of a snapshot at `sequence`.
+pub(crate) fn cold_seed(sequence: u64) -> u64 {
+    cold_table::seed_for(sequence)
+}
 pub use indexes::{holds_key, IxKey, KeySlot};
 pub use queries::{Cursor, ReadyIter};
 pub use types::{fmt_id, Attempt, Lease, Run, StateChange, Task};

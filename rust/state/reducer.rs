@@ -62,6 +62,9 @@ pub(crate) fn commit_change(
     if was_terminal != is_terminal {
         if is_terminal {
             task.nonterminal_runs = task.nonterminal_runs.saturating_sub(1);
+            if ix.finished.on {
+                ix.finished.runs.push(run.id);
+            }
         } else {
             task.nonterminal_runs = task.nonterminal_runs.saturating_add(1);
         }

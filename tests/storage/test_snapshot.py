@@ -28,7 +28,7 @@ def test_take_list_inspect_load(data_dir: Path) -> None:
     ins = snapshot.inspect(info.path)
     assert ins.valid
     assert ins.error is None
-    assert (ins.sequence, ins.tasks, ins.runs, ins.version) == (40, 20, 20, 2)
+    assert (ins.sequence, ins.tasks, ins.runs, ins.version) == (40, 20, 20, 3)
     assert ins.file_size == info.bytes
     r = snapshot.load(info.path)
     assert isinstance(r, ReplayReducer)
