@@ -11,6 +11,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PyString, PyTuple};
+use pyo3::Borrowed;
 use pyo3::IntoPyObjectExt;
 
 use super::errors::to_py;
@@ -58,8 +59,8 @@ struct Fields<'a, 'py> {
     what: &'a str,
 }
 
-impl<'py> Fields<'_, 'py> {
-    fn open<'a>(
+impl<'a, 'py> Fields<'a, 'py> {
+    fn open(
         obj: &'a Bound<'py, PyAny>,
         what: &'a str,
         names: &[&str],
@@ -78,8 +79,9 @@ impl<'py> Fields<'_, 'py> {
         Ok(Fields { t, what })
     }
 
-    fn item(&self, i: usize) -> PyResult<Bound<'py, PyAny>> {
-        self.t.get_item(i)
+    /// Item `i`, borrowed (no reference count traffic).
+    fn item(&self, i: usize) -> PyResult<Borrowed<'a, 'py, PyAny>> {
+        self.t.get_borrowed_item(i)
     }
 
     fn name(&self, field: &str) -> String {
@@ -87,7 +89,7 @@ impl<'py> Fields<'_, 'py> {
     }
 
     fn i64(&self, i: usize, field: &str) -> PyResult<i64> {
-        int(&self.item(i)?, &|| self.name(field))
+        int(&*self.item(i)?, &|| self.name(field))
     }
 
     fn opt_i64(&self, i: usize, field: &str) -> PyResult<Option<i64>> {
@@ -134,7 +136,7 @@ impl<'py> Fields<'_, 'py> {
     }
 
     fn string(&self, i: usize, field: &str) -> PyResult<String> {
-        string(&self.item(i)?, &|| self.name(field))
+        string(&*self.item(i)?, &|| self.name(field))
     }
 
     fn opt_string(&self, i: usize, field: &str) -> PyResult<Option<String>> {
@@ -195,18 +197,19 @@ impl<'py> Fields<'_, 'py> {
 
     fn strings(&self, i: usize, field: &str) -> PyResult<Vec<String>> {
         let o = self.item(i)?;
-        let items: Vec<Bound<'py, PyAny>> = if let Ok(l) = o.cast::<PyList>() {
-            l.iter().collect()
-        } else if let Ok(t) = o.cast::<PyTuple>() {
-            t.iter().collect()
-        } else {
-            return Err(wrong_type(&self.name(field), "a list of str", &o));
+        let one = |(k, s): (usize, Bound<'py, PyAny>)| {
+            string(&s, &|| format!("{}[{k}]", self.name(field)))
         };
-        items
-            .iter()
-            .enumerate()
-            .map(|(k, s)| string(s, &|| format!("{}[{k}]", self.name(field))))
-            .collect()
+        if let Ok(l) = o.cast::<PyList>() {
+            if l.is_empty() {
+                return Ok(Vec::new());
+            }
+            l.iter().enumerate().map(one).collect()
+        } else if let Ok(t) = o.cast::<PyTuple>() {
+            t.iter().enumerate().map(one).collect()
+        } else {
+            Err(wrong_type(&self.name(field), "a list of str", &o))
+        }
     }
 }
 
@@ -214,6 +217,12 @@ impl<'py> Fields<'_, 'py> {
 type Name<'a> = &'a dyn Fn() -> String;
 
 fn int(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<i64> {
+    // Plain ints first (one pointer compare); subclasses (IntEnum) take the full check.
+    if o.is_exact_instance_of::<PyInt>() {
+        return o
+            .extract::<i64>()
+            .map_err(|_| invalid(format!("{}: {o} does not fit in 64 bits", name())));
+    }
     if !o.is_instance_of::<PyInt>() || o.is_instance_of::<PyBool>() {
         return Err(wrong_type(&name(), "int", o));
     }
@@ -248,7 +257,7 @@ pub fn event_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
         0 => {
             let f = f(&["tag", "spec", "origin", "at"])?;
             Event::TaskCreate {
-                spec: Box::new(spec_from_wire(&f.item(1)?)?),
+                spec: Box::new(spec_from_wire(&*f.item(1)?)?),
                 origin: f.i64(2, "origin")?,
                 at: f.i64(3, "at")?,
             }
@@ -369,13 +378,21 @@ pub fn event_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
 
 /// Converts a sequence (list or tuple) of wire tuples.
 pub fn events_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Event>> {
-    let convert = |(i, item): (usize, Bound<'_, PyAny>)| {
-        event_from_wire(&item).map_err(|e| prefix(obj.py(), e, i))
+    let convert = |i: usize, item: &Bound<'_, PyAny>| {
+        event_from_wire(item).map_err(|e| prefix(obj.py(), e, i))
     };
     if let Ok(l) = obj.cast::<PyList>() {
-        l.iter().enumerate().map(convert).collect()
+        let mut out = Vec::with_capacity(l.len());
+        for (i, item) in l.iter().enumerate() {
+            out.push(convert(i, &item)?);
+        }
+        Ok(out)
     } else if let Ok(t) = obj.cast::<PyTuple>() {
-        t.iter().enumerate().map(convert).collect()
+        let mut out = Vec::with_capacity(t.len());
+        for (i, item) in t.iter_borrowed().enumerate() {
+            out.push(convert(i, &item)?);
+        }
+        Ok(out)
     } else {
         Err(wrong_type("events", "a list of wire tuples", obj))
     }
@@ -413,9 +430,9 @@ fn spec_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<TaskSpec> {
         handler: f.opt_string(1, "handler")?,
         payload: f.bytes(2, "payload")?,
         content_type: f.opt_string(3, "content_type")?,
-        policy: policy_from_wire(&f.item(4)?)?,
-        constraints: constraints_from_wire(&f.item(5)?)?,
-        metadata: metadata_from_wire(&f.item(6)?)?,
+        policy: policy_from_wire(&*f.item(4)?)?,
+        constraints: constraints_from_wire(&*f.item(5)?)?,
+        metadata: metadata_from_wire(&*f.item(6)?)?,
         dedupe_key: f.opt_string(7, "dedupe_key")?,
     })
 }
