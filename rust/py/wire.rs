@@ -10,9 +10,10 @@
 //! (WAL, reducer, authority).
 
 use pyo3::prelude::*;
+use pyo3::type_object::{PyTypeCheck, PyTypeInfo};
 use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PyString, PyTuple};
-use pyo3::Borrowed;
 use pyo3::IntoPyObjectExt;
+use pyo3::{Borrowed, CastError};
 
 use super::errors::to_py;
 use crate::event::Event;
@@ -49,6 +50,22 @@ fn wrong_type(what: &str, expected: &str, got: &Bound<'_, PyAny>) -> PyErr {
     )))
 }
 
+/// `cast` trying the exact type first: under the stable ABI a type check is a
+/// `PyType_GetFlags` call, an exact match one pointer compare (subclasses still pass).
+trait CastFast<'py> {
+    fn cast_fast<T: PyTypeInfo + PyTypeCheck>(&self) -> Result<&Bound<'py, T>, CastError<'_, 'py>>;
+}
+
+impl<'py> CastFast<'py> for Bound<'py, PyAny> {
+    #[inline]
+    fn cast_fast<T: PyTypeInfo + PyTypeCheck>(&self) -> Result<&Bound<'py, T>, CastError<'_, 'py>> {
+        match self.cast_exact::<T>() {
+            Ok(t) => Ok(t),
+            Err(_) => self.cast::<T>(),
+        }
+    }
+}
+
 fn invalid(msg: String) -> PyErr {
     to_py(CoreError::InvalidArgument(msg))
 }
@@ -66,7 +83,7 @@ impl<'a, 'py> Fields<'a, 'py> {
         names: &[&str],
     ) -> PyResult<Fields<'a, 'py>> {
         let t = obj
-            .cast::<PyTuple>()
+            .cast_fast::<PyTuple>()
             .map_err(|_| wrong_type(what, "a tuple", obj))?;
         if t.len() != names.len() {
             return Err(invalid(format!(
@@ -149,7 +166,7 @@ impl<'a, 'py> Fields<'a, 'py> {
 
     fn bytes(&self, i: usize, field: &str) -> PyResult<Vec<u8>> {
         let o = self.item(i)?;
-        o.cast::<PyBytes>()
+        o.cast_fast::<PyBytes>()
             .map(|b| b.as_bytes().to_vec())
             .map_err(|_| wrong_type(&self.name(field), "bytes", &o))
     }
@@ -164,7 +181,7 @@ impl<'a, 'py> Fields<'a, 'py> {
     fn id(&self, i: usize, field: &str) -> PyResult<Id> {
         let o = self.item(i)?;
         let b = o
-            .cast::<PyBytes>()
+            .cast_fast::<PyBytes>()
             .map_err(|_| wrong_type(&self.name(field), "16 bytes (uuid.UUID.bytes)", &o))?;
         let id: Id = b.as_bytes().try_into().map_err(|_| {
             invalid(format!(
@@ -200,12 +217,12 @@ impl<'a, 'py> Fields<'a, 'py> {
         let one = |(k, s): (usize, Bound<'py, PyAny>)| {
             string(&s, &|| format!("{}[{k}]", self.name(field)))
         };
-        if let Ok(l) = o.cast::<PyList>() {
+        if let Ok(l) = o.cast_fast::<PyList>() {
             if l.is_empty() {
                 return Ok(Vec::new());
             }
             l.iter().enumerate().map(one).collect()
-        } else if let Ok(t) = o.cast::<PyTuple>() {
+        } else if let Ok(t) = o.cast_fast::<PyTuple>() {
             t.iter().enumerate().map(one).collect()
         } else {
             Err(wrong_type(&self.name(field), "a list of str", &o))
@@ -232,7 +249,7 @@ fn int(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<i64> {
 
 fn string(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<String> {
     let s = o
-        .cast::<PyString>()
+        .cast_fast::<PyString>()
         .map_err(|_| wrong_type(&name(), "str", o))?;
     Ok(s.to_str()?.to_owned())
 }
@@ -240,10 +257,10 @@ fn string(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<String> {
 /// Converts one wire tuple into an [`Event`].
 pub fn event_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
     let t = obj
-        .cast::<PyTuple>()
+        .cast_fast::<PyTuple>()
         .map_err(|_| wrong_type("event", "a wire tuple (tag, ...)", obj))?;
     let tag_obj = t
-        .get_item(0)
+        .get_borrowed_item(0)
         .map_err(|_| invalid("event: an empty tuple has no tag".into()))?;
     let tag = int(&tag_obj, &|| "event tag".into())?;
     let Some(&name) = usize::try_from(tag).ok().and_then(|i| EVENT_NAMES.get(i)) else {
@@ -381,13 +398,13 @@ pub fn events_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Event>> {
     let convert = |i: usize, item: &Bound<'_, PyAny>| {
         event_from_wire(item).map_err(|e| prefix(obj.py(), e, i))
     };
-    if let Ok(l) = obj.cast::<PyList>() {
+    if let Ok(l) = obj.cast_fast::<PyList>() {
         let mut out = Vec::with_capacity(l.len());
         for (i, item) in l.iter().enumerate() {
             out.push(convert(i, &item)?);
         }
         Ok(out)
-    } else if let Ok(t) = obj.cast::<PyTuple>() {
+    } else if let Ok(t) = obj.cast_fast::<PyTuple>() {
         let mut out = Vec::with_capacity(t.len());
         for (i, item) in t.iter_borrowed().enumerate() {
             out.push(convert(i, &item)?);
@@ -441,9 +458,9 @@ fn policy_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<RunPolicy> {
     let f = Fields::open(obj, "RunPolicy", &["kind", "misfire"])?;
     let kind_obj = f.item(0)?;
     let kt = kind_obj
-        .cast::<PyTuple>()
+        .cast_fast::<PyTuple>()
         .map_err(|_| wrong_type("RunPolicy.kind", "a tuple", &kind_obj))?;
-    let k = int(&kt.get_item(0)?, &|| "RunPolicy.kind tag".into())?;
+    let k = int(&*kt.get_borrowed_item(0)?, &|| "RunPolicy.kind tag".into())?;
     let kind = match k {
         0 => {
             Fields::open(&kind_obj, "Once", &["tag"])?;
@@ -522,9 +539,9 @@ fn constraints_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Constraints> {
     };
     let b_obj = f.item(4)?;
     let bt = b_obj
-        .cast::<PyTuple>()
+        .cast_fast::<PyTuple>()
         .map_err(|_| wrong_type("TaskConstraints.backoff", "a tuple", &b_obj))?;
-    let backoff = match int(&bt.get_item(0)?, &|| "Backoff tag".into())? {
+    let backoff = match int(&*bt.get_borrowed_item(0)?, &|| "Backoff tag".into())? {
         0 => {
             Fields::open(&b_obj, "Backoff.None", &["tag"])?;
             Backoff::None
