@@ -3,12 +3,14 @@
 //! ```text
 //!  submit(events, durability)                        one mutex: WAL append order ==
 //!  ───────────────────────────────────────────        projection apply order
+//!  encode + checksum the record               no lock (its sequence goes in the header)
 //!  lock ─ refuse if failed/closed
 //!       ─ first = projection.next_sequence()  (caller's expected first must match)
-//!       ─ projection.apply_tentative(first, events)   the reducer's dry run = replay's
-//!                                              code, kept with its undo log (one pass)
-//!       ─ wal.append(events, Deferred, first)  one record, one checksum
-//!       ─ commit_tentative  (or abort_tentative: undo, if the append failed)
+//!       ─ projection.apply_tentative_owned(first, events)   the reducer's dry run =
+//!                                              replay's code, kept with its undo log (one
+//!                                              pass); the events are moved in, not cloned
+//!       ─ wal.append_encoded(record, first)    one record, one checksum, one write
+//!       ─ commit_tentative (or abort_tentative: undo, if the append failed)
 //!       ─ every `snapshot_every` events: flush, snapshot, checkpoint
 //!  unlock
 //!  Immediate: wal.wait_durable(last)           group commit, no lock held
@@ -41,7 +43,7 @@ use crate::model::Millis;
 use crate::snapshot;
 use crate::state::prune::PruneStats;
 use crate::state::Projection;
-use crate::wal::{Appended, Durability, WalWriter};
+use crate::wal::{Appended, Durability, EncodedRecord, WalWriter};
 use crate::{CoreError, Result};
 
 /// Default number of events between automatic snapshots.
@@ -108,6 +110,13 @@ struct Inner {
     /// An automatic snapshot captured by a submit, written once that submit has released
     /// the lock.
     pending: Option<SnapJob>,
+}
+
+/// A record ready for [`Authority::submit_prepared`]: its events and their encoding (or the
+/// encoding error, reported after the reducer's verdict).
+pub struct Prepared {
+    events: Vec<Event>,
+    enc: Result<EncodedRecord>,
 }
 
 /// A captured snapshot waiting to be written.
@@ -222,37 +231,67 @@ impl Authority {
         events: &[Event],
         durability: Durability,
     ) -> Result<Appended> {
+        self.submit_prepared(expected_first, self.prepare(events.to_vec()), durability)
+    }
+
+    /// [`submit`](Self::submit) taking the events by value (what the projection keeps is
+    /// moved in, not cloned).
+    pub fn submit_owned(
+        &self,
+        expected_first: Option<u64>,
+        events: Vec<Event>,
+        durability: Durability,
+    ) -> Result<Appended> {
+        self.submit_prepared(expected_first, self.prepare(events), durability)
+    }
+
+    /// Encodes a record for [`submit_prepared`](Self::submit_prepared) without any lock (the
+    /// encoding does not depend on the sequence; the WAL fills that in at append).
+    pub fn prepare(&self, events: Vec<Event>) -> Prepared {
+        let enc = self.wal.encode(&events);
+        Prepared { events, enc }
+    }
+
+    /// Submits a [`prepare`](Self::prepare)d record (as [`submit`](Self::submit)).
+    pub fn submit_prepared(
+        &self,
+        expected_first: Option<u64>,
+        record: Prepared,
+        durability: Durability,
+    ) -> Result<Appended> {
         let (appended, job) = {
             let mut g = lock(&self.inner);
-            let a = self.submit_locked(&mut g, expected_first, events)?;
+            let a = self.submit_locked(&mut g, expected_first, record)?;
             (a, g.pending.take())
         };
         self.write_pending(job);
         self.make_durable(appended, durability)
     }
 
-    /// [`submit`](Self::submit) with Deferred durability when the lock is free right now and
-    /// no automatic snapshot is due; `None` otherwise (nothing done). Lets the binding keep the
-    /// GIL for a short uncontended submit — on an event-loop thread, releasing it mid-submit
-    /// hands it to the completer thread and costs a GIL round trip per commit — and release it
-    /// for anything that may block (a held lock, a snapshot).
+    /// [`submit_prepared`](Self::submit_prepared) with Deferred durability when the lock is
+    /// free right now and no automatic snapshot is due; gives the record back otherwise
+    /// (nothing done). Lets the binding keep the GIL for a short uncontended submit — on an
+    /// event-loop thread, releasing it mid-submit hands it to the completer thread and costs a
+    /// GIL round trip per commit — and release it for anything that may block (a held lock, a
+    /// snapshot).
     pub fn try_submit_deferred(
         &self,
         expected_first: Option<u64>,
-        events: &[Event],
-    ) -> Option<Result<Appended>> {
+        record: Prepared,
+    ) -> std::result::Result<Result<Appended>, Prepared> {
         let mut g = match self.inner.try_lock() {
             Ok(g) => g,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
+            Err(TryLockError::WouldBlock) => return Err(record),
         };
         let due = self.opts.snapshot_every > 0
             && self.snapshot_dir.is_some()
-            && g.stats.events_since_snapshot + events.len() as u64 >= self.opts.snapshot_every;
+            && g.stats.events_since_snapshot + record.events.len() as u64
+                >= self.opts.snapshot_every;
         if due {
-            return None;
+            return Err(record);
         }
-        Some(self.submit_locked(&mut g, expected_first, events))
+        Ok(self.submit_locked(&mut g, expected_first, record))
     }
 
     /// Submits a Prune of terminal runs whose last change is before `before` (and of finished
@@ -265,7 +304,8 @@ impl Authority {
     ) -> Result<(Appended, PruneStats)> {
         let (appended, stats, job) = {
             let mut g = lock(&self.inner);
-            let a = self.submit_locked(&mut g, None, &[Event::Prune { before, at }])?;
+            let record = self.prepare(vec![Event::Prune { before, at }]);
+            let a = self.submit_locked(&mut g, None, record)?;
             (a, g.p.last_prune(), g.pending.take())
         };
         self.write_pending(job);
@@ -287,7 +327,8 @@ impl Authority {
             let Some(before) = g.p.prune_cutoff_keeping(keep) else {
                 return Ok(None);
             };
-            let a = self.submit_locked(&mut g, None, &[Event::Prune { before, at }])?;
+            let record = self.prepare(vec![Event::Prune { before, at }]);
+            let a = self.submit_locked(&mut g, None, record)?;
             (a, g.p.last_prune(), before, g.pending.take())
         };
         self.write_pending(job);
@@ -302,7 +343,7 @@ impl Authority {
         &self,
         g: &mut Inner,
         expected_first: Option<u64>,
-        events: &[Event],
+        record: Prepared,
     ) -> Result<Appended> {
         self.usable(g)?;
         let first = g.p.next_sequence();
@@ -315,23 +356,32 @@ impl Authority {
                 });
             }
         }
+        let Prepared { events, enc } = record;
+        let count = events.len();
         // Validation is the reducer's own dry run (SPEC §11.1): nothing that replay would
         // refuse ever reaches the log. The dry run and the apply are one pass: the record is
         // applied tentatively (replay's code; a refusal rolls itself back), appended, and
         // kept — or taken back through its undo log if the append fails. Nobody sees the
-        // tentative state: the mutex is held throughout. A Prune cannot be undone, so its
-        // record takes the two-pass path.
+        // tentative state: the mutex is held throughout. The record was encoded before the
+        // lock, so the events themselves go to the projection (moved, not cloned). A Prune
+        // cannot be undone, so its record takes the two-pass path.
         let tentative = !events.iter().any(|e| matches!(e, Event::Prune { .. }));
         let checked = if tentative {
-            g.p.apply_tentative(first, events)
+            g.p.apply_tentative_owned(first, events).map(|()| None)
         } else {
-            g.p.check(first, events)
+            g.p.check(first, &events).map(|()| Some(events))
         };
-        if let Err(e) = checked {
-            g.stats.rejected += 1;
-            return Err(e);
-        }
-        let appended = match self.wal.append(events, Durability::Deferred, Some(first)) {
+        let two_pass = match checked {
+            Ok(kept) => kept,
+            Err(e) => {
+                g.stats.rejected += 1;
+                return Err(e);
+            }
+        };
+        // An encoding error (record too large) is reported here, after the reducer's verdict,
+        // as when the WAL encoded under the lock.
+        let appended = match enc.and_then(|mut rec| self.wal.append_encoded(&mut rec, Some(first)))
+        {
             Ok(a) => a,
             Err(e) => {
                 if tentative {
@@ -344,22 +394,26 @@ impl Authority {
                 return Err(Self::fail(g, e));
             }
         };
-        if tentative {
-            g.p.commit_tentative(first, events);
-        } else if let Err(e) = g.p.apply(first, events) {
-            // `check` accepted exactly this record a moment ago: this is a bug, and the log
-            // now holds a record memory lacks. Stop rather than diverge.
-            return Err(Self::fail(
-                g,
-                CoreError::Rejected(format!(
-                    "internal error: record {first} was validated and appended but could not \
-                     be applied ({e}); reopen the queue to rebuild the state from the log"
-                )),
-            ));
+        if let Some(events) = two_pass {
+            if let Err(e) = g.p.apply(first, &events) {
+                // `check` accepted exactly this record a moment ago: this is a bug, and the log
+                // now holds a record memory lacks. Stop rather than diverge.
+                return Err(Self::fail(
+                    g,
+                    CoreError::Rejected(format!(
+                        "internal error: record {first} was validated and appended but could \
+                         not be applied ({e}); reopen the queue to rebuild the state from the \
+                         log"
+                    )),
+                ));
+            }
+        } else {
+            g.p.commit_tentative_count(first, count);
         }
+        let events = count;
         g.stats.submits += 1;
-        g.stats.events += events.len() as u64;
-        g.stats.events_since_snapshot += events.len() as u64;
+        g.stats.events += events as u64;
+        g.stats.events_since_snapshot += events as u64;
         if self.opts.snapshot_every > 0
             && g.stats.events_since_snapshot >= self.opts.snapshot_every
             && self.snapshot_dir.is_some()

@@ -233,6 +233,9 @@ pub struct TaskSpec {
     pub id: Id,
     /// Routing name: which handler runs it.
     pub handler: Option<String>,
+    /// Encoded as postcard bytes (varint length, then the bytes): the very layout of a
+    /// sequence of `u8`, written and read in one copy instead of byte by byte.
+    #[serde(with = "byte_vec")]
     pub payload: Vec<u8>,
     pub content_type: Option<String>,
     pub policy: RunPolicy,
@@ -240,4 +243,72 @@ pub struct TaskSpec {
     pub metadata: Metadata,
     /// A second live task with the same key is refused (the caller gets the existing one).
     pub dedupe_key: Option<String>,
+}
+
+/// `Vec<u8>` through serde's bytes methods. In postcard a byte string and a sequence of `u8`
+/// have the same layout (varint length, then one raw byte per element), so this changes no
+/// byte on disk, only the speed (one `extend_from_slice` instead of a call per byte). Decoding
+/// also accepts a sequence, for other serde formats.
+mod byte_vec {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(ByteVec)
+    }
+
+    struct ByteVec;
+
+    impl<'de> Visitor<'de> for ByteVec {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // Never trust a size hint for the allocation (decoding untrusted bytes).
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod byte_vec_tests {
+    /// The old field (a plain `Vec<u8>`, serialized as a sequence).
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct AsSeq(Vec<u8>);
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct AsBytes(#[serde(with = "super::byte_vec")] Vec<u8>);
+
+    #[test]
+    fn bytes_and_sequences_of_u8_have_one_postcard_layout() {
+        for n in [0usize, 1, 127, 128, 300, 70_000] {
+            let v: Vec<u8> = (0..n).map(|i| (i * 7 % 256) as u8).collect();
+            let old = postcard::to_allocvec(&AsSeq(v.clone())).unwrap();
+            let new = postcard::to_allocvec(&AsBytes(v.clone())).unwrap();
+            assert_eq!(old, new, "length {n}");
+            assert_eq!(postcard::from_bytes::<AsBytes>(&old).unwrap().0, v);
+            assert_eq!(postcard::from_bytes::<AsSeq>(&new).unwrap().0, v);
+        }
+        // A length prefix longer than the input is an error, not an allocation.
+        assert!(postcard::from_bytes::<AsBytes>(&[0xff, 0xff, 0xff, 0x0f, 1, 2]).is_err());
+    }
 }

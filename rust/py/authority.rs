@@ -204,7 +204,7 @@ pyclass_queries!(PyAuthority, {
         let a = py
             .detach(|| {
                 self.inner
-                    .submit(expected_first, &events, durability(immediate))
+                    .submit_owned(expected_first, events, durability(immediate))
             })
             .map_err(to_py)?;
         Ok((a.first_seq, a.last_seq))
@@ -232,11 +232,12 @@ pyclass_queries!(PyAuthority, {
         // cache): releasing it would hand it to the completer mid-submit, a GIL round trip per
         // commit. A held lock or a due snapshot goes through `detach` as usual. (The blocking
         // `submit` always releases it: there, other threads may have better use for it.)
-        let a = match self.inner.try_submit_deferred(expected_first, &events) {
-            Some(r) => r,
-            None => py.detach(|| {
+        let record = self.inner.prepare(events);
+        let a = match self.inner.try_submit_deferred(expected_first, record) {
+            Ok(r) => r,
+            Err(record) => py.detach(|| {
                 self.inner
-                    .submit(expected_first, &events, Durability::Deferred)
+                    .submit_prepared(expected_first, record, Durability::Deferred)
             }),
         }
         .map_err(to_py)?;
@@ -271,8 +272,8 @@ pyclass_queries!(PyAuthority, {
             .collect::<PyResult<_>>()?;
         py.detach(|| {
             let mut range: Option<(u64, u64)> = None;
-            for b in &batches {
-                let a = self.inner.submit(None, b, Durability::Deferred)?;
+            for b in batches {
+                let a = self.inner.submit_owned(None, b, Durability::Deferred)?;
                 range = Some((range.map_or(a.first_seq, |r| r.0), a.last_seq));
             }
             let Some(range) = range else {
@@ -370,7 +371,7 @@ pyclass_queries!(PyAuthority, {
     /// (the run-lifecycle hot path: a Deferred write is a short in-memory step).
     fn submit_deferred(&self, py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<(u64, u64)> {
         let events = events_from_wire(events)?;
-        let a = super::lifecycle::submit_deferred(py, &self.inner, &events).map_err(to_py)?;
+        let a = super::lifecycle::submit_deferred(py, &self.inner, events).map_err(to_py)?;
         Ok((a.first_seq, a.last_seq))
     }
 

@@ -56,11 +56,11 @@ fn v4(raw: &[u8]) -> Option<Id> {
 pub(crate) fn submit_deferred(
     py: Python<'_>,
     a: &Authority,
-    events: &[Event],
+    events: Vec<Event>,
 ) -> Result<Appended, CoreError> {
-    match a.try_submit_deferred(None, events) {
-        Some(r) => r,
-        None => py.detach(|| a.submit(None, events, Durability::Deferred)),
+    match a.try_submit_deferred(None, a.prepare(events)) {
+        Ok(r) => r,
+        Err(record) => py.detach(|| a.submit_prepared(None, record, Durability::Deferred)),
     }
 }
 
@@ -152,7 +152,7 @@ pub(crate) fn dispatch_ready<'py>(
     if events.is_empty() {
         return Ok(Some(out));
     }
-    submit_deferred(py, a, &events).map_err(to_py)?;
+    submit_deferred(py, a, events).map_err(to_py)?;
     for ((run_id, task_id, at, count, exp), attempt_id) in picks.iter().zip(&attempts) {
         out.append((
             PyBytes::new(py, run_id),

@@ -10,8 +10,10 @@
 //! (WAL, reducer, authority).
 
 use pyo3::prelude::*;
+use pyo3::type_object::{PyTypeCheck, PyTypeInfo};
 use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
+use pyo3::{Borrowed, CastError};
 
 use super::errors::to_py;
 use crate::event::Event;
@@ -48,6 +50,22 @@ fn wrong_type(what: &str, expected: &str, got: &Bound<'_, PyAny>) -> PyErr {
     )))
 }
 
+/// `cast` trying the exact type first: under the stable ABI a type check is a
+/// `PyType_GetFlags` call, an exact match one pointer compare (subclasses still pass).
+trait CastFast<'py> {
+    fn cast_fast<T: PyTypeInfo + PyTypeCheck>(&self) -> Result<&Bound<'py, T>, CastError<'_, 'py>>;
+}
+
+impl<'py> CastFast<'py> for Bound<'py, PyAny> {
+    #[inline]
+    fn cast_fast<T: PyTypeInfo + PyTypeCheck>(&self) -> Result<&Bound<'py, T>, CastError<'_, 'py>> {
+        match self.cast_exact::<T>() {
+            Ok(t) => Ok(t),
+            Err(_) => self.cast::<T>(),
+        }
+    }
+}
+
 fn invalid(msg: String) -> PyErr {
     to_py(CoreError::InvalidArgument(msg))
 }
@@ -58,14 +76,14 @@ struct Fields<'a, 'py> {
     what: &'a str,
 }
 
-impl<'py> Fields<'_, 'py> {
-    fn open<'a>(
+impl<'a, 'py> Fields<'a, 'py> {
+    fn open(
         obj: &'a Bound<'py, PyAny>,
         what: &'a str,
         names: &[&str],
     ) -> PyResult<Fields<'a, 'py>> {
         let t = obj
-            .cast::<PyTuple>()
+            .cast_fast::<PyTuple>()
             .map_err(|_| wrong_type(what, "a tuple", obj))?;
         if t.len() != names.len() {
             return Err(invalid(format!(
@@ -78,8 +96,9 @@ impl<'py> Fields<'_, 'py> {
         Ok(Fields { t, what })
     }
 
-    fn item(&self, i: usize) -> PyResult<Bound<'py, PyAny>> {
-        self.t.get_item(i)
+    /// Item `i`, borrowed (no reference count traffic).
+    fn item(&self, i: usize) -> PyResult<Borrowed<'a, 'py, PyAny>> {
+        self.t.get_borrowed_item(i)
     }
 
     fn name(&self, field: &str) -> String {
@@ -87,7 +106,7 @@ impl<'py> Fields<'_, 'py> {
     }
 
     fn i64(&self, i: usize, field: &str) -> PyResult<i64> {
-        int(&self.item(i)?, &|| self.name(field))
+        int(&*self.item(i)?, &|| self.name(field))
     }
 
     fn opt_i64(&self, i: usize, field: &str) -> PyResult<Option<i64>> {
@@ -134,7 +153,7 @@ impl<'py> Fields<'_, 'py> {
     }
 
     fn string(&self, i: usize, field: &str) -> PyResult<String> {
-        string(&self.item(i)?, &|| self.name(field))
+        string(&*self.item(i)?, &|| self.name(field))
     }
 
     fn opt_string(&self, i: usize, field: &str) -> PyResult<Option<String>> {
@@ -147,7 +166,7 @@ impl<'py> Fields<'_, 'py> {
 
     fn bytes(&self, i: usize, field: &str) -> PyResult<Vec<u8>> {
         let o = self.item(i)?;
-        o.cast::<PyBytes>()
+        o.cast_fast::<PyBytes>()
             .map(|b| b.as_bytes().to_vec())
             .map_err(|_| wrong_type(&self.name(field), "bytes", &o))
     }
@@ -162,7 +181,7 @@ impl<'py> Fields<'_, 'py> {
     fn id(&self, i: usize, field: &str) -> PyResult<Id> {
         let o = self.item(i)?;
         let b = o
-            .cast::<PyBytes>()
+            .cast_fast::<PyBytes>()
             .map_err(|_| wrong_type(&self.name(field), "16 bytes (uuid.UUID.bytes)", &o))?;
         let id: Id = b.as_bytes().try_into().map_err(|_| {
             invalid(format!(
@@ -195,18 +214,19 @@ impl<'py> Fields<'_, 'py> {
 
     fn strings(&self, i: usize, field: &str) -> PyResult<Vec<String>> {
         let o = self.item(i)?;
-        let items: Vec<Bound<'py, PyAny>> = if let Ok(l) = o.cast::<PyList>() {
-            l.iter().collect()
-        } else if let Ok(t) = o.cast::<PyTuple>() {
-            t.iter().collect()
-        } else {
-            return Err(wrong_type(&self.name(field), "a list of str", &o));
+        let one = |(k, s): (usize, Bound<'py, PyAny>)| {
+            string(&s, &|| format!("{}[{k}]", self.name(field)))
         };
-        items
-            .iter()
-            .enumerate()
-            .map(|(k, s)| string(s, &|| format!("{}[{k}]", self.name(field))))
-            .collect()
+        if let Ok(l) = o.cast_fast::<PyList>() {
+            if l.is_empty() {
+                return Ok(Vec::new());
+            }
+            l.iter().enumerate().map(one).collect()
+        } else if let Ok(t) = o.cast_fast::<PyTuple>() {
+            t.iter().enumerate().map(one).collect()
+        } else {
+            Err(wrong_type(&self.name(field), "a list of str", &o))
+        }
     }
 }
 
@@ -214,6 +234,12 @@ impl<'py> Fields<'_, 'py> {
 type Name<'a> = &'a dyn Fn() -> String;
 
 fn int(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<i64> {
+    // Plain ints first (one pointer compare); subclasses (IntEnum) take the full check.
+    if o.is_exact_instance_of::<PyInt>() {
+        return o
+            .extract::<i64>()
+            .map_err(|_| invalid(format!("{}: {o} does not fit in 64 bits", name())));
+    }
     if !o.is_instance_of::<PyInt>() || o.is_instance_of::<PyBool>() {
         return Err(wrong_type(&name(), "int", o));
     }
@@ -223,7 +249,7 @@ fn int(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<i64> {
 
 fn string(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<String> {
     let s = o
-        .cast::<PyString>()
+        .cast_fast::<PyString>()
         .map_err(|_| wrong_type(&name(), "str", o))?;
     Ok(s.to_str()?.to_owned())
 }
@@ -231,10 +257,10 @@ fn string(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<String> {
 /// Converts one wire tuple into an [`Event`].
 pub fn event_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
     let t = obj
-        .cast::<PyTuple>()
+        .cast_fast::<PyTuple>()
         .map_err(|_| wrong_type("event", "a wire tuple (tag, ...)", obj))?;
     let tag_obj = t
-        .get_item(0)
+        .get_borrowed_item(0)
         .map_err(|_| invalid("event: an empty tuple has no tag".into()))?;
     let tag = int(&tag_obj, &|| "event tag".into())?;
     let Some(&name) = usize::try_from(tag).ok().and_then(|i| EVENT_NAMES.get(i)) else {
@@ -248,7 +274,7 @@ pub fn event_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
         0 => {
             let f = f(&["tag", "spec", "origin", "at"])?;
             Event::TaskCreate {
-                spec: Box::new(spec_from_wire(&f.item(1)?)?),
+                spec: Box::new(spec_from_wire(&*f.item(1)?)?),
                 origin: f.i64(2, "origin")?,
                 at: f.i64(3, "at")?,
             }
@@ -369,13 +395,21 @@ pub fn event_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
 
 /// Converts a sequence (list or tuple) of wire tuples.
 pub fn events_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Event>> {
-    let convert = |(i, item): (usize, Bound<'_, PyAny>)| {
-        event_from_wire(&item).map_err(|e| prefix(obj.py(), e, i))
+    let convert = |i: usize, item: &Bound<'_, PyAny>| {
+        event_from_wire(item).map_err(|e| prefix(obj.py(), e, i))
     };
-    if let Ok(l) = obj.cast::<PyList>() {
-        l.iter().enumerate().map(convert).collect()
-    } else if let Ok(t) = obj.cast::<PyTuple>() {
-        t.iter().enumerate().map(convert).collect()
+    if let Ok(l) = obj.cast_fast::<PyList>() {
+        let mut out = Vec::with_capacity(l.len());
+        for (i, item) in l.iter().enumerate() {
+            out.push(convert(i, &item)?);
+        }
+        Ok(out)
+    } else if let Ok(t) = obj.cast_fast::<PyTuple>() {
+        let mut out = Vec::with_capacity(t.len());
+        for (i, item) in t.iter_borrowed().enumerate() {
+            out.push(convert(i, &item)?);
+        }
+        Ok(out)
     } else {
         Err(wrong_type("events", "a list of wire tuples", obj))
     }
@@ -413,9 +447,9 @@ fn spec_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<TaskSpec> {
         handler: f.opt_string(1, "handler")?,
         payload: f.bytes(2, "payload")?,
         content_type: f.opt_string(3, "content_type")?,
-        policy: policy_from_wire(&f.item(4)?)?,
-        constraints: constraints_from_wire(&f.item(5)?)?,
-        metadata: metadata_from_wire(&f.item(6)?)?,
+        policy: policy_from_wire(&*f.item(4)?)?,
+        constraints: constraints_from_wire(&*f.item(5)?)?,
+        metadata: metadata_from_wire(&*f.item(6)?)?,
         dedupe_key: f.opt_string(7, "dedupe_key")?,
     })
 }
@@ -424,9 +458,9 @@ fn policy_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<RunPolicy> {
     let f = Fields::open(obj, "RunPolicy", &["kind", "misfire"])?;
     let kind_obj = f.item(0)?;
     let kt = kind_obj
-        .cast::<PyTuple>()
+        .cast_fast::<PyTuple>()
         .map_err(|_| wrong_type("RunPolicy.kind", "a tuple", &kind_obj))?;
-    let k = int(&kt.get_item(0)?, &|| "RunPolicy.kind tag".into())?;
+    let k = int(&*kt.get_borrowed_item(0)?, &|| "RunPolicy.kind tag".into())?;
     let kind = match k {
         0 => {
             Fields::open(&kind_obj, "Once", &["tag"])?;
@@ -505,9 +539,9 @@ fn constraints_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Constraints> {
     };
     let b_obj = f.item(4)?;
     let bt = b_obj
-        .cast::<PyTuple>()
+        .cast_fast::<PyTuple>()
         .map_err(|_| wrong_type("TaskConstraints.backoff", "a tuple", &b_obj))?;
-    let backoff = match int(&bt.get_item(0)?, &|| "Backoff tag".into())? {
+    let backoff = match int(&*bt.get_borrowed_item(0)?, &|| "Backoff tag".into())? {
         0 => {
             Fields::open(&b_obj, "Backoff.None", &["tag"])?;
             Backoff::None

@@ -102,11 +102,39 @@ impl Projection {
         self.run_batch(first_sequence, events, Mode::Tentative)
     }
 
+    /// [`apply_tentative`](Self::apply_tentative) taking the events by value: what the
+    /// projection keeps (a TaskCreate's spec) is moved in rather than cloned. For a writer
+    /// that has already encoded the record (the mutation authority); commit with
+    /// [`commit_tentative_count`](Self::commit_tentative_count).
+    pub fn apply_tentative_owned(&mut self, first_sequence: u64, events: Vec<Event>) -> Result<()> {
+        if events.iter().any(|e| matches!(e, Event::Prune { .. })) {
+            return Err(CoreError::InvalidArgument(
+                "a record holding a Prune cannot be applied tentatively".into(),
+            ));
+        }
+        self.batch_prelude(first_sequence, &events)?;
+        self.undo.clear();
+        for (i, ev) in events.into_iter().enumerate() {
+            let seq = first_sequence.wrapping_add(i as u64);
+            if let Err(e) = self.step_owned(seq, ev, true, false) {
+                self.rollback();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Keeps the record applied by [`apply_tentative`](Self::apply_tentative).
     pub fn commit_tentative(&mut self, first_sequence: u64, events: &[Event]) {
+        self.commit_tentative_count(first_sequence, events.len());
+    }
+
+    /// Keeps the record of `count` events applied by
+    /// [`apply_tentative_owned`](Self::apply_tentative_owned) (or `apply_tentative`).
+    pub fn commit_tentative_count(&mut self, first_sequence: u64, count: usize) {
         self.undo.clear();
         self.latest_sequence = first_sequence
-            .saturating_add(events.len() as u64)
+            .saturating_add(count as u64)
             .saturating_sub(1);
         self.after_commit();
     }
@@ -118,6 +146,31 @@ impl Projection {
     }
 
     fn run_batch(&mut self, first: u64, events: &[Event], mode: Mode) -> Result<()> {
+        let last_seq = self.batch_prelude(first, events)?;
+        let n = events.len();
+        self.undo.clear();
+        for (i, ev) in events.iter().enumerate() {
+            let record = mode != Mode::Apply || i + 1 < n;
+            let seq = first.wrapping_add(i as u64);
+            if let Err(e) = self.step(seq, ev, record, mode == Mode::Check) {
+                self.rollback();
+                return Err(e);
+            }
+        }
+        match mode {
+            Mode::Check => self.rollback(),
+            Mode::Tentative => {}
+            Mode::Apply => {
+                self.undo.clear();
+                self.latest_sequence = last_seq;
+                self.after_commit();
+            }
+        }
+        Ok(())
+    }
+
+    /// The record-level rules (sequence, non-empty, Prune last); the record's last sequence.
+    fn batch_prelude(&self, first: u64, events: &[Event]) -> Result<u64> {
         let expected = self.next_sequence();
         if first != expected {
             return Err(CoreError::Sequence {
@@ -144,25 +197,7 @@ impl Projection {
                 "Prune must be the last event of its record (found at position {i} of {n})"
             )));
         }
-        self.undo.clear();
-        for (i, ev) in events.iter().enumerate() {
-            let record = mode != Mode::Apply || i + 1 < n;
-            let seq = first.wrapping_add(i as u64);
-            if let Err(e) = self.step(seq, ev, record, mode == Mode::Check) {
-                self.rollback();
-                return Err(e);
-            }
-        }
-        match mode {
-            Mode::Check => self.rollback(),
-            Mode::Tentative => {}
-            Mode::Apply => {
-                self.undo.clear();
-                self.latest_sequence = last_seq;
-                self.after_commit();
-            }
-        }
-        Ok(())
+        Ok(last_seq)
     }
 
     /// Undoes the current undo log, newest first.

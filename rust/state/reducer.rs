@@ -129,6 +129,29 @@ fn do_transition(
 }
 
 impl Projection {
+    /// [`step`](Self::step) taking the event by value: a TaskCreate's spec is moved into the
+    /// projection instead of cloned (the other kinds keep only small values).
+    pub(crate) fn step_owned(
+        &mut self,
+        seq: u64,
+        ev: Event,
+        record: bool,
+        dry: bool,
+    ) -> Result<()> {
+        match ev {
+            Event::TaskCreate { spec, origin, at } => {
+                // What `thaw_for` does for a TaskCreate.
+                if self.cold.task_count() > 0 {
+                    self.thaw_task(&spec.id)?;
+                }
+                self.task_create_check(&spec)?;
+                self.task_create_insert(seq, spec, origin, at, record);
+                Ok(())
+            }
+            other => self.step(seq, &other, record, dry),
+        }
+    }
+
     /// Applies one event with sequence `seq`. `record`: push undo entries. `dry`: a dry run
     /// (only Prune looks at it: it is always last, so a dry Prune just succeeds unchanged).
     pub(crate) fn step(&mut self, seq: u64, ev: &Event, record: bool, dry: bool) -> Result<()> {
@@ -136,7 +159,9 @@ impl Projection {
         self.thaw_for(ev)?;
         match ev {
             Event::TaskCreate { spec, origin, at } => {
-                self.task_create(seq, spec, *origin, *at, record)
+                self.task_create_check(spec)?;
+                self.task_create_insert(seq, spec.clone(), *origin, *at, record);
+                Ok(())
             }
             Event::RunCreate {
                 run_id,
@@ -220,14 +245,8 @@ impl Projection {
         }
     }
 
-    fn task_create(
-        &mut self,
-        seq: u64,
-        spec: &TaskSpec,
-        origin: Millis,
-        at: Millis,
-        record: bool,
-    ) -> Result<()> {
+    /// Every precondition of a TaskCreate (nothing changed).
+    fn task_create_check(&self, spec: &TaskSpec) -> Result<()> {
         spec_check::validate(spec)?;
         if self.tasks.contains_key(&spec.id) {
             return Err(rejected(format!(
@@ -243,6 +262,18 @@ impl Projection {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Adds a task whose TaskCreate passed [`task_create_check`](Self::task_create_check).
+    fn task_create_insert(
+        &mut self,
+        seq: u64,
+        spec: Box<TaskSpec>,
+        origin: Millis,
+        at: Millis,
+        record: bool,
+    ) {
         let id = spec.id;
         if let Some(k) = spec.constraints.concurrency_key.as_deref() {
             self.ix.key_task_added(k);
@@ -253,7 +284,7 @@ impl Projection {
         self.tasks.insert(
             id,
             Task {
-                spec: Box::new(spec.clone()),
+                spec,
                 origin,
                 created_at: at,
                 created_seq: seq,
@@ -268,7 +299,6 @@ impl Projection {
         if record {
             self.undo.push(Undo::TaskCreated(id));
         }
-        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

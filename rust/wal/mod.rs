@@ -16,11 +16,13 @@
 //! | [`lock`] | the `LOCK` file (`flock`) |
 //! | [`fs`] | the I/O seam (real files, or a fault injector in tests) |
 //! | [`scan`] | sequential verification, crash-tail vs corruption |
+//! | [`encoded`] | a record encoded before its append (no lock held) |
 //! | [`writer`] | appends, group commit, rotation, preallocation, recovery at open |
 //! | [`reader`] | streaming reads and `seek` |
 //! | [`repair`] | `verify` and the explicit `repair` cut |
 
 pub mod dir;
+pub mod encoded;
 pub mod format;
 pub mod fs;
 pub mod lock;
@@ -29,6 +31,7 @@ pub mod repair;
 pub mod scan;
 pub mod writer;
 
+pub use encoded::EncodedRecord;
 pub use reader::{ReadEvent, ReadRecord, WalReader};
 pub use repair::{repair, verify, RepairReport, VerifyReport};
 pub use writer::{Appended, Durability, RecoveryReport, WalOptions, WalStats, WalWriter};

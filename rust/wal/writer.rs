@@ -17,7 +17,6 @@
 //! is never retried as if it had succeeded (the kernel may have dropped the dirty pages).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -25,16 +24,16 @@ use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use super::dir::{self, segment_name, TMP_SUFFIX};
+use super::encoded::EncodedRecord;
 use super::format::{
     RecordHeader, RecordKind, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use super::fs::{StdFs, WalFile, WalFs};
 use super::lock::DirLock;
 use super::scan::{read_segment_header, Item, Scanner};
-use crate::codec::encode_batch_into;
 use crate::error::CorruptionReason;
 use crate::event::Event;
-use crate::{check_record_size, CoreError, Result, DEFAULT_MAX_RECORD_SIZE, FORMAT_VERSION};
+use crate::{CoreError, Result, DEFAULT_MAX_RECORD_SIZE, FORMAT_VERSION};
 
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_PREALLOCATE: u64 = 4 * 1024 * 1024;
@@ -200,10 +199,6 @@ pub struct WalWriter {
 
 static ZEROS: [u8; 64 * 1024] = [0u8; 64 * 1024];
 
-thread_local! {
-    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -357,50 +352,30 @@ impl WalWriter {
         durability: Durability,
         expected_first: Option<u64>,
     ) -> Result<Appended> {
-        let s = &self.shared;
-        if events.is_empty() {
-            return Err(CoreError::InvalidArgument(
-                "append needs at least one event".into(),
-            ));
-        }
-        let count = u32::try_from(events.len()).map_err(|_| {
-            CoreError::InvalidArgument(format!("a batch of {} events is too large", events.len()))
-        })?;
-        let appended = ENCODE_BUF.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            let r = self.write_record(&mut buf, events, count, expected_first);
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::with_capacity(64 * 1024);
-            }
-            r
-        })?;
+        let mut rec = EncodedRecord::encode(events, self.shared.opts.max_record_size)?;
+        let appended = self.append_encoded(&mut rec, expected_first)?;
         if durability == Durability::Immediate {
-            s.wait_durable(appended.last_seq)?;
+            self.shared.wait_durable(appended.last_seq)?;
         }
         Ok(appended)
     }
 
-    fn write_record(
+    /// Encodes `events` as one record for [`append_encoded`](Self::append_encoded), with this
+    /// log's record size limit; needs no lock (encode before taking one).
+    pub fn encode(&self, events: &[Event]) -> Result<EncodedRecord> {
+        EncodedRecord::encode(events, self.shared.opts.max_record_size)
+    }
+
+    /// Appends a record encoded by [`encode`](Self::encode) with Deferred durability (wait
+    /// with [`wait_durable`](Self::wait_durable) for more): the header gets its sequence here.
+    pub fn append_encoded(
         &self,
-        buf: &mut Vec<u8>,
-        events: &[Event],
-        count: u32,
+        rec: &mut EncodedRecord,
         expected_first: Option<u64>,
     ) -> Result<Appended> {
         let s = &self.shared;
-        // Encode and checksum the payload before taking the lock.
-        buf.clear();
-        buf.resize(RECORD_HEADER_LEN, 0);
-        encode_batch_into(events, buf)?;
-        let payload = buf.get(RECORD_HEADER_LEN..).unwrap_or_default();
-        let payload_len = payload.len() as u64;
-        check_record_size(payload_len, s.opts.max_record_size)?;
-        let payload_crc = crc32c::crc32c(payload);
-        let payload_len = u32::try_from(payload_len).map_err(|_| CoreError::RecordTooLarge {
-            size: payload_len,
-            max: u64::from(u32::MAX),
-        })?;
-
+        let (count, payload_len, payload_crc) = (rec.count, rec.payload_len, rec.payload_crc);
+        let buf = &mut rec.buf;
         let mut st = lock(&s.state);
         s.check_usable()?;
         if let Some(got) = expected_first {

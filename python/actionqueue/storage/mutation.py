@@ -281,6 +281,8 @@ class StorageMutationAuthority(ProjectionQueries):
     ) -> tuple[int, int]:
         """Submits wire tuples (``docs/DESIGN.md``) as one atomic record; returns
         ``(first, last)``. The hot path: no command objects."""
+        if durability is _DEFERRED:  # the common case, without a call to _immediate()
+            return self._core.submit(events, False, expected_first)
         return self._core.submit(events, _immediate(durability), expected_first)
 
     async def submit_wire_async(

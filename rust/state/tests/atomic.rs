@@ -105,3 +105,38 @@ fn prune_must_be_last_and_a_dry_prune_changes_nothing() {
     p.ok1(Event::Prune { before: 10, at: 10 });
     assert_eq!((p.0.task_count(), p.0.run_count()), (0, 0));
 }
+
+#[test]
+fn owned_tentative_apply_matches_apply_and_aborts_cleanly() {
+    // The authority's path: events moved in (a TaskCreate's spec is kept, not cloned), then
+    // committed, or aborted through the undo log. Same state as `apply` by reference.
+    let batch = || {
+        vec![
+            tc(spec(id(1)), 10),
+            rc(id(101), id(1), 0, 10),
+            tc(spec(id(2)), 10),
+        ]
+    };
+    let mut by_ref = Projection::new();
+    by_ref.apply(1, &batch()).unwrap();
+
+    let mut owned = Projection::new();
+    let empty = owned.state_digest();
+    owned.apply_tentative_owned(1, batch()).unwrap();
+    owned.abort_tentative();
+    assert_eq!(owned.state_digest(), empty);
+    assert_eq!(owned.task_count(), 0);
+    assert_eq!(owned.next_sequence(), 1);
+
+    // A refused event rolls the earlier (moved-in) ones back by itself.
+    let mut bad = batch();
+    bad.push(rc(id(9), id(77), 0, 11));
+    assert!(owned.apply_tentative_owned(1, bad).is_err());
+    assert_eq!(owned.state_digest(), empty);
+
+    owned.apply_tentative_owned(1, batch()).unwrap();
+    owned.commit_tentative_count(1, 3);
+    assert_eq!(owned.latest_sequence(), 3);
+    assert_eq!(owned.state_digest(), by_ref.state_digest());
+    owned.debug_check_indexes().unwrap();
+}
