@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from actionqueue.core._validate import I64_MAX
-from actionqueue.core.ids import AttemptId, RunId, TaskId
+from actionqueue.core.ids import AttemptId, RunId, TaskId, random_id_bytes
 from actionqueue.core.mutation import DurabilityPolicy
 from actionqueue.core.run.attempt import AttemptOutcome, decide
 from actionqueue.core.run.run_instance import RunInstance
@@ -93,7 +93,7 @@ _TERMINAL = TERMINAL_STATES
 _new_attempt = AttemptId.new
 _run_id_of = RunId.from_bytes
 _attempt_id_of = AttemptId.from_bytes
-_urandom = os.urandom
+_random_ids = random_id_bytes
 #: Largest ``limit`` served by the one-call dispatch (it asks for 16 random bytes per run).
 _FAST_LIMIT = 4096
 
@@ -885,7 +885,7 @@ class Engine:
         second one after promoting when something was due)."""
         ready = self._dispatch_ready
         assert ready is not None
-        rnd = _urandom(16 * limit) if limit else b""
+        rnd = _random_ids(limit) if limit else b""
         with self._lock:
             got = ready(t, who, limit, self.default_lease_ms, rnd)
             if got is None:
