@@ -182,6 +182,8 @@ class _TaskInfo:
 
 
 _new_info = object.__new__
+#: builds a NamedTuple (``Dispatch``) without its Python-level ``__new__`` frame
+_new_tuple = tuple.__new__
 _trusted_spec = TaskSpec._trusted
 _trusted_payload = TaskPayload._trusted
 _task_id_of = TaskId.from_bytes
@@ -901,16 +903,19 @@ class Engine:
                 info = info_of(tid)
                 tmo = info.timeout_ms
                 out.append(
-                    Dispatch(
-                        _run_id_of(rid),
-                        _attempt_id_of(aid),
-                        attempt,
-                        info.task_id,
-                        info.spec,
-                        sched,
-                        exp,
-                        None if tmo is None else t + tmo,
-                        who,
+                    _new_tuple(
+                        Dispatch,
+                        (
+                            _run_id_of(rid),
+                            _attempt_id_of(aid),
+                            attempt,
+                            info.task_id,
+                            info.spec,
+                            sched,
+                            exp,
+                            None if tmo is None else t + tmo,
+                            who,
+                        ),
                     )
                 )
                 counts.pop(rid, None)
