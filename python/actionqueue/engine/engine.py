@@ -431,9 +431,14 @@ class Engine:
         """The number of the shape of ``spec`` (its policy, constraints and metadata), interned
         by value. Numbers are never reused, so a row naming a shape forgotten by ``prune`` is
         looked up again instead of meeting another shape."""
-        key = (spec.run_policy, spec.constraints, spec.metadata)
+        key: tuple[Any, Any, Any] = (spec.run_policy, spec.constraints, spec.metadata)
         with self._shape_lock:
-            no = self._shape_of.get(key)
+            try:
+                no = self._shape_of.get(key)
+            except TypeError:  # a part that cannot be hashed: interned by identity instead
+                # (the shape's spec keeps the objects alive: their ids stay theirs until prune)
+                key = (id(spec.run_policy), id(spec.constraints), id(spec.metadata))
+                no = self._shape_of.get(key)
             if no is None:
                 no = self._shape_of[key] = next(self._shape_no)
                 self._shapes[no] = _TaskInfo(spec, self.default_lease_ms)
