@@ -49,6 +49,22 @@ def _refill() -> None:
     _pool.extend([data[i : i + 16] for i in range(0, _POOL_BYTES, 16)])
 
 
+def random_id_bytes(n: int) -> builtins.bytes:
+    """``16 * n`` random bytes (``n`` version-4 ids' worth) from the id pool. Unlike a small
+    ``os.urandom`` call (a ``getrandom`` syscall that releases the GIL, so a busy thread may
+    have to wait its turn to get it back), this costs a syscall only once per pool refill."""
+    out = []
+    pop = _pop_random
+    for _ in range(n):
+        while True:
+            try:
+                out.append(pop())
+                break
+            except IndexError:
+                _refill()
+    return b"".join(out)
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pool.clear)
 

@@ -33,6 +33,7 @@ the **expiry sweep** (an expired lease is still recovered, so nothing is stuck a
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import random
 import socket
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from actionqueue.core._validate import I64_MAX
-from actionqueue.core.ids import AttemptId, RunId, TaskId
+from actionqueue.core.ids import AttemptId, RunId, TaskId, random_id_bytes
 from actionqueue.core.mutation import DurabilityPolicy
 from actionqueue.core.run.attempt import AttemptOutcome, decide
 from actionqueue.core.run.run_instance import RunInstance
@@ -92,7 +93,7 @@ _TERMINAL = TERMINAL_STATES
 _new_attempt = AttemptId.new
 _run_id_of = RunId.from_bytes
 _attempt_id_of = AttemptId.from_bytes
-_urandom = os.urandom
+_random_ids = random_id_bytes
 #: Largest ``limit`` served by the one-call dispatch (it asks for 16 random bytes per run).
 _FAST_LIMIT = 4096
 
@@ -151,6 +152,45 @@ class _TaskInfo:
         self.retry = c.retry
         self.timeout_ms = c.timeout_ms
         self.lease_ms = lease_duration_ms(c, default_lease_ms)
+
+    def for_row(self, tid: bytes, row: _TaskRow) -> _TaskInfo:
+        """The info of the task ``tid`` whose compact row (see ``Engine._tasks``) names this
+        shape: its spec is rebuilt from the row and this shape's shared parts, and the derived
+        fields are copied, not computed again."""
+        spec = _trusted_spec(
+            _task_id_of(tid),
+            _trusted_payload(row[1], row[2]),
+            self.policy,
+            self.constraints,
+            self.spec.metadata,
+            row[3],
+            row[4],
+        )
+        info = _new_info(_TaskInfo)
+        info.spec = spec
+        info.task_id = spec.task_id
+        info.policy = self.policy
+        info.is_cron = self.is_cron
+        info.grace_ms = self.grace_ms
+        info.constraints = self.constraints
+        info.max_attempts = self.max_attempts
+        info.retry_on = self.retry_on
+        info.retry = self.retry
+        info.timeout_ms = self.timeout_ms
+        info.lease_ms = self.lease_ms
+        return info
+
+
+_new_info = object.__new__
+#: builds a NamedTuple (``Dispatch``) without its Python-level ``__new__`` frame
+_new_tuple = tuple.__new__
+_trusted_spec = TaskSpec._trusted
+_trusted_payload = TaskPayload._trusted
+_task_id_of = TaskId.from_bytes
+#: What the engine keeps per task: ``(shape number, payload data, content type, handler,
+#: dedupe key)``. Only atomic values, so CPython's cyclic GC untracks the tuple and never walks
+#: it again; the objects tasks share (policy, constraints, metadata) live in one shape.
+_TaskRow = tuple[int, bytes, "str | None", "str | None", "str | None"]
 
 
 class Dispatch(NamedTuple):
@@ -322,7 +362,13 @@ class Engine:
         # finish_attempt of a non-cron run takes no lock, so workers never queue behind a
         # dispatcher waiting for its fsync.
         self._lock = threading.RLock()
-        self._tasks: dict[bytes, _TaskInfo] = {}
+        # task id -> compact row (see _TaskRow); the shapes it names are interned by value, so
+        # a long-lived heap of submitted tasks costs the cyclic GC nothing to walk.
+        self._tasks: dict[bytes, _TaskRow] = {}
+        self._shapes: dict[int, _TaskInfo] = {}
+        self._shape_of: dict[tuple[Any, Any, Any], int] = {}
+        self._shape_no = itertools.count()
+        self._shape_lock = threading.Lock()
         # run id -> (attempt id bytes, counted attempts incl. the open one, task info, owner,
         # lease expiry) for every run this engine has Running.
         self._inflight: dict[bytes, tuple[bytes, int, _TaskInfo, str, int]] = {}
@@ -360,13 +406,53 @@ class Engine:
         return self.durability if durability is None else DurabilityPolicy.parse(durability)
 
     def _info(self, tid: bytes) -> _TaskInfo:
-        info = self._tasks.get(tid)
-        if info is None:
-            rec = self._auth.get_task(TaskId.from_bytes(tid))
-            if rec is None:
-                raise NotFoundError(f"task {TaskId.from_bytes(tid)} is not known to the authority")
-            info = self._tasks[tid] = _TaskInfo(rec.spec, self.default_lease_ms)
-        return info
+        row = self._tasks.get(tid)
+        if row is not None:
+            shape = self._shapes.get(row[0])
+            if shape is not None:
+                return shape.for_row(tid, row)
+        rec = self._auth.get_task(TaskId.from_bytes(tid))
+        if rec is None:
+            raise NotFoundError(f"task {TaskId.from_bytes(tid)} is not known to the authority")
+        self._remember(rec.spec, self._shape(rec.spec))
+        return _TaskInfo(rec.spec, self.default_lease_ms)
+
+    def _shape_info(self, tid: bytes) -> _TaskInfo:
+        """What ``tid`` shares with its shape (policy, constraints, derived fields; not its
+        id or spec): no objects built when the task is known."""
+        row = self._tasks.get(tid)
+        if row is not None:
+            shape = self._shapes.get(row[0])
+            if shape is not None:
+                return shape
+        return self._info(tid)
+
+    def _shape(self, spec: TaskSpec) -> int:
+        """The number of the shape of ``spec`` (its policy, constraints and metadata), interned
+        by value. Numbers are never reused, so a row naming a shape forgotten by ``prune`` is
+        looked up again instead of meeting another shape."""
+        key: tuple[Any, Any, Any] = (spec.run_policy, spec.constraints, spec.metadata)
+        with self._shape_lock:
+            try:
+                no = self._shape_of.get(key)
+            except TypeError:  # a part that cannot be hashed: interned by identity instead
+                # (the shape's spec keeps the objects alive: their ids stay theirs until prune)
+                key = (id(spec.run_policy), id(spec.constraints), id(spec.metadata))
+                no = self._shape_of.get(key)
+            if no is None:
+                no = self._shape_of[key] = next(self._shape_no)
+                self._shapes[no] = _TaskInfo(spec, self.default_lease_ms)
+        return no
+
+    def _remember(self, spec: TaskSpec, shape: int) -> None:
+        p = spec.payload
+        self._tasks[spec.task_id.bytes] = (
+            shape,
+            p.data,
+            p.content_type,
+            spec.handler,
+            spec.dedupe_key,
+        )
 
     def _record(self, task_id: TaskId) -> TaskRecordLike:
         rec = self._auth.get_task(task_id)
@@ -461,7 +547,7 @@ class Engine:
         """
         specs = list(specs)
         for s in specs:
-            if not isinstance(s, TaskSpec):
+            if type(s) is not TaskSpec and not isinstance(s, TaskSpec):
                 raise WrongTypeError(f"submit takes TaskSpec objects, got {type(s).__name__} {s!r}")
         t = self._now(now)
         o = t if origin is None else to_millis(origin, "origin")
@@ -491,9 +577,15 @@ class Engine:
             # Known before the write: a dispatch on another thread may lease these runs as soon
             # as the record is applied (an entry for a refused task is never looked up).
             tasks = self._tasks
-            lease = self.default_lease_ms
+            shapes: dict[tuple[int, int, int], int] = {}
             for s in new_specs:
-                tasks[s.task_id.bytes] = _TaskInfo(s, lease)
+                # `specs` keeps these objects alive for the call: their ids are stable keys.
+                k = (id(s.run_policy), id(s.constraints), id(s.metadata))
+                no = shapes.get(k)
+                if no is None:
+                    no = shapes[k] = self._shape(s)
+                p = s.payload
+                tasks[s.task_id.bytes] = (no, p.data, p.content_type, s.handler, s.dedupe_key)
             try:
                 self._submit(events, dur)
             except CommandRejectedError:
@@ -562,12 +654,9 @@ class Engine:
         lean = self._due_ids
         if lean is not None:
             rows = lean(now, PAGE)
-            tasks = self._tasks
+            shape_of = self._shape_info
             for _rid, tid, sched in rows:
-                info = tasks.get(tid)
-                if info is None:
-                    info = self._info(tid)
-                grace = info.grace_ms
+                grace = shape_of(tid).grace_ms
                 if grace is None or now - sched > grace:
                     break  # a late or cron run: plan this page the full way
             else:
@@ -633,7 +722,7 @@ class Engine:
         outcome: list[tuple[bytes, RunState, int]] = []
         for w in expired:
             run = RunInstance.from_wire(w)
-            info = self._info(w[1])
+            info = self._shape_info(w[1])
             cmds = plan_expiry(run, info.constraints, now, self._rng)
             if not cmds:
                 continue
@@ -742,7 +831,7 @@ class Engine:
                 cands = self._select(auth.ready_candidates(max(limit, SELECTOR_SCAN)), limit)
             if not cands:
                 return []
-            tasks = self._tasks
+            info_of = self._info
             counts = self._counts
             boot = self._boot_seq
             events: list[EventTuple] = []
@@ -750,9 +839,7 @@ class Engine:
             out: list[Dispatch] = []
             infos: list[_TaskInfo] = []
             for rid, tid, _prio, sched, cseq, _key in cands:
-                info = tasks.get(tid)
-                if info is None:
-                    info = self._info(tid)
+                info = info_of(tid)
                 counted = counts.get(rid)
                 if counted is None:
                     if cseq > boot:
@@ -805,7 +892,7 @@ class Engine:
         second one after promoting when something was due)."""
         ready = self._dispatch_ready
         assert ready is not None
-        rnd = _urandom(16 * limit) if limit else b""
+        rnd = _random_ids(limit) if limit else b""
         with self._lock:
             got = ready(t, who, limit, self.default_lease_ms, rnd)
             if got is None:
@@ -813,26 +900,27 @@ class Engine:
                 got = ready(t, who, limit, self.default_lease_ms, rnd, False)
             if not got:
                 return []
-            tasks = self._tasks
+            info_of = self._info
             counts = self._counts
             inflight = self._inflight
             out: list[Dispatch] = []
             for rid, tid, sched, attempt, aid, exp in got:
-                info = tasks.get(tid)
-                if info is None:
-                    info = self._info(tid)
+                info = info_of(tid)
                 tmo = info.timeout_ms
                 out.append(
-                    Dispatch(
-                        _run_id_of(rid),
-                        _attempt_id_of(aid),
-                        attempt,
-                        info.task_id,
-                        info.spec,
-                        sched,
-                        exp,
-                        None if tmo is None else t + tmo,
-                        who,
+                    _new_tuple(
+                        Dispatch,
+                        (
+                            _run_id_of(rid),
+                            _attempt_id_of(aid),
+                            attempt,
+                            info.task_id,
+                            info.spec,
+                            sched,
+                            exp,
+                            None if tmo is None else t + tmo,
+                            who,
+                        ),
                     )
                 )
                 counts.pop(rid, None)
@@ -1141,7 +1229,7 @@ class Engine:
             run = self._auth.get_run(_run_id_of(rid))
             if run is None:
                 raise NotFoundError(f"run {_run_id_of(rid)} is not known to the authority")
-            lease_ms = self._info(run.task_id.bytes).lease_ms
+            lease_ms = self._shape_info(run.task_id.bytes).lease_ms
             old = 0 if run.lease is None else run.lease.expires_at
         exp = min(I64_MAX, t + lease_ms)
         self._submit([(6, rid, who, exp, t)], self._dur(durability))
@@ -1376,6 +1464,9 @@ class Engine:
         with self._lock:
             self._submit([(12, b, t)], self._dur(durability))
             self._tasks.clear()  # pruned tasks must not linger in the spec cache
+            with self._shape_lock:
+                self._shapes.clear()
+                self._shape_of.clear()
 
     # --- inspection --------------------------------------------------------------------------
 

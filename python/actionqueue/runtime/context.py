@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from actionqueue.core.ids import AttemptId, RunId, TaskId
 from actionqueue.runtime.api import Cancelled
@@ -161,6 +161,17 @@ class ContextSnapshot:
     tags: tuple[str, ...] = ()
 
 
+class AttemptSource(Protocol):
+    """What a local context asks the runtime for, only when a handler needs it: the
+    attempt's facts, a heartbeat, a progress report (the dispatcher's in-flight record)."""
+
+    def snapshot(self) -> ContextSnapshot: ...
+
+    def beat(self) -> None: ...
+
+    def on_progress(self, value: float | str) -> None: ...
+
+
 class _ContextBase:
     """Read-only attempt facts shared by the local and the remote context.
 
@@ -169,7 +180,7 @@ class _ContextBase:
     logger it does not use.
     """
 
-    __slots__ = ("_log", "_make", "_snap", "_started", "cancelled", "progress")
+    __slots__ = ("_log", "_make", "_snap", "_src", "_started", "cancelled", "progress")
 
     cancelled: CancelSignal
     progress: float | str | None
@@ -181,6 +192,7 @@ class _ContextBase:
         else:
             self._snap = None
             self._make = snapshot
+        self._src: AttemptSource | None = None
         self.cancelled = CancelSignal()
         self.progress = None
         self._started = time.monotonic()
@@ -191,8 +203,13 @@ class _ContextBase:
         """The picklable facts of this attempt."""
         snap = self._snap
         if snap is None:
-            assert self._make is not None
-            snap = self._snap = self._make()
+            make = self._make
+            if make is not None:
+                snap = make()
+            else:
+                assert self._src is not None
+                snap = self._src.snapshot()
+            self._snap = snap
             self._make = None
         return snap
 
@@ -292,11 +309,30 @@ class HandlerContext(_ContextBase):
         self._heartbeat = heartbeat
         self._on_progress = on_progress
 
+    @classmethod
+    def _of_attempt(cls, source: AttemptSource, payload: Any) -> HandlerContext:
+        """The runtime's constructor: everything comes from ``source`` when first asked for,
+        so an attempt whose handler reads nothing pays for no snapshot and no callbacks."""
+        ctx = _new(cls)
+        ctx._snap = None
+        ctx._make = None
+        ctx._src = source
+        ctx.cancelled = CancelSignal()
+        ctx.progress = None
+        ctx._started = _monotonic()
+        ctx._log = None
+        ctx.payload = payload
+        ctx._heartbeat = None
+        ctx._on_progress = None
+        return ctx
+
     def heartbeat(self) -> None:
         """Tell the queue this attempt is alive: extends its lease now. The runtime also
         heartbeats every in-flight attempt on its own, so this is optional."""
         if self._heartbeat is not None:
             self._heartbeat()
+        elif self._src is not None:
+            self._src.beat()
 
     def report_progress(self, progress: float | str) -> None:
         """Record progress: a fraction in [0, 1] or a short message. Kept in memory (see
@@ -307,6 +343,8 @@ class HandlerContext(_ContextBase):
         self.log.debug("progress: %s", progress)
         if self._on_progress is not None:
             self._on_progress(progress)
+        elif self._src is not None:
+            self._src.on_progress(progress)
 
     def __repr__(self) -> str:
         s = self.snapshot
@@ -337,6 +375,9 @@ class RemoteContext(_ContextBase):
         s = self.snapshot
         return f"RemoteContext(handler={s.handler!r}, run_id={s.run_id}, attempt={s.attempt})"
 
+
+_new = object.__new__
+_monotonic = time.monotonic
 
 #: The context of the handler running in this thread / asyncio task (set by the executors).
 CURRENT_HANDLER: ContextVar[_ContextBase | None] = ContextVar("actionqueue_handler", default=None)

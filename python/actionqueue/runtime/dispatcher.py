@@ -55,6 +55,10 @@ __all__ = ["Dispatcher", "InFlight"]
 _LOG = logging.getLogger("actionqueue.runtime")
 _RETURNED = ResultKind.RETURNED
 _SUCCESS = Verdict(AttemptOutcome.SUCCESS)
+_SUCCESS_LABEL = AttemptOutcome.SUCCESS.label
+_COMPLETED = RunState.COMPLETED
+#: builds a NamedTuple (``Finish``) without the Python-level ``__new__`` frame
+_new_tuple = tuple.__new__
 
 #: Longest single sleep on a real clock: a guard against wall-clock jumps, not a poll.
 MAX_SLEEP_S = 10.0
@@ -84,6 +88,21 @@ class InFlight:
     last_manual_beat: float = field(default=0.0)
     #: the run id's bytes: the key of ``Dispatcher.inflight`` / ``executing``
     run_key: bytes = b""
+    #: the loop that dispatched it (for ``ctx.heartbeat()``) and the timeout in seconds
+    owner: Dispatcher | None = None
+    timeout_s: float | None = None
+
+    # The handler context's AttemptSource: asked only when a handler uses these.
+
+    def snapshot(self) -> ContextSnapshot:
+        return _snapshot_of(self.dispatch, self.timeout_s)
+
+    def beat(self) -> None:
+        if self.owner is not None:
+            self.owner.beat_now(self.run_key)
+
+    def on_progress(self, value: float | str) -> None:
+        self.progress = value
 
 
 class Dispatcher:
@@ -311,8 +330,11 @@ class Dispatcher:
             self.metrics.observe_many("dispatch_latency_seconds", lat, handler=h)
         atts = []
         for d in batch:
-            lease_ms = max(1, d.lease_expires_at - now)
             exp = d.lease_expires_at
+            lease_ms = exp - now
+            if lease_ms < 1:
+                lease_ms = 1
+            tmo = d.spec.constraints.timeout_ms
             atts.append(
                 InFlight(
                     d,
@@ -322,7 +344,13 @@ class Dispatcher:
                     now + max(1, lease_ms // 3),
                     lease_ms,
                     now,
-                    run_key=d.run_id.bytes,
+                    None,
+                    False,
+                    False,
+                    0.0,
+                    d.run_id.bytes,
+                    self,
+                    None if tmo is None else tmo / 1000,
                 )
             )
         with self.cond:  # one lock round for the batch's bookkeeping
@@ -355,7 +383,6 @@ class Dispatcher:
         payload)."""
         d = att.dispatch
         reg = att.handler
-        key = att.run_key
         if reg is None:
             err = UnknownHandlerError(self.handlers._unknown_message(d.handler))
             self._record(att, Verdict(AttemptOutcome.TERMINAL_FAILURE, error=_err_text(err)))
@@ -370,27 +397,16 @@ class Dispatcher:
             )
             self._record(att, verdict)
             return False
-        tmo = spec.constraints.timeout_ms
-        timeout_s = None if tmo is None else tmo / 1000
-        ctx = HandlerContext(
-            functools.partial(_snapshot_of, d, timeout_s),
-            payload,
-            heartbeat=functools.partial(self.beat_now, key),
-            on_progress=functools.partial(self._progress, att),
-        )
         job = Job(
             reg.fn,
             payload,
-            ctx,
-            timeout=timeout_s,
+            HandlerContext._of_attempt(att, payload),
+            timeout=att.timeout_s,
             is_async=reg.is_async,
             on_done=functools.partial(self._on_done, att),
         )
         att.job = job
         return True
-
-    def _progress(self, att: InFlight, value: float | str) -> None:
-        att.progress = value
 
     # --- finishing an attempt ----------------------------------------------------------------
 
@@ -516,9 +532,13 @@ class Dispatcher:
             finishes: list[Finish] = []
             recorded: list[tuple[InFlight, Verdict]] = []
             for att, result in items:
-                verdict = self._verdict(att, result)
                 d = att.dispatch
-                key = (d.spec.handler, verdict.outcome.label)
+                if result.value is None and result.kind is _RETURNED:
+                    verdict = _SUCCESS  # returned None: the common no-result case
+                    key = (d.spec.handler, _SUCCESS_LABEL)
+                else:
+                    verdict = self._verdict(att, result)
+                    key = (d.spec.handler, verdict.outcome.label)
                 dl = durations.get(key)
                 if dl is None:
                     dl = durations[key] = []
@@ -529,13 +549,16 @@ class Dispatcher:
                     self._record(att, verdict, notify=False)
                     continue
                 finishes.append(
-                    Finish(
-                        d.run_id,
-                        d.attempt_id,
-                        verdict.outcome,
-                        verdict.error,
-                        verdict.output,
-                        verdict.retry_delay_ms,
+                    _new_tuple(
+                        Finish,
+                        (
+                            d.run_id,
+                            d.attempt_id,
+                            verdict.outcome,
+                            verdict.error,
+                            verdict.output,
+                            verdict.retry_delay_ms,
+                        ),
                     )
                 )
                 recorded.append((att, verdict))
@@ -574,6 +597,10 @@ class Dispatcher:
                         states = [e] * len(finishes)
                 outcomes: dict[tuple[str | None, str], int] = {}
                 for (att, verdict), state in zip(recorded, states, strict=True):
+                    if verdict is _SUCCESS and state is _COMPLETED:
+                        k = (att.dispatch.spec.handler, _SUCCESS_LABEL)
+                        outcomes[k] = outcomes.get(k, 0) + 1
+                        continue
                     if isinstance(state, BaseException):
                         self._not_recorded(att, state)
                         continue

@@ -59,7 +59,30 @@ def _escape(value: str) -> str:
 
 
 def _labels(kw: Mapping[str, object]) -> Labels:
-    return tuple(sorted((k, "" if v is None else str(v)) for k, v in kw.items()))
+    # The runtime records the same few series over and over (once per batch of attempts):
+    # their canonical label tuples are remembered, keyed by the labels as given, when every
+    # value is a plain str or None (whose text cannot change, and which never compare equal
+    # to a value of another type with another text, as 1 and True do).
+    raw = tuple(kw.items())
+    for _, v in raw:
+        if v is not None and type(v) is not str:
+            return _canonical(raw)
+    got = _LABELS.get(raw)
+    if got is None:
+        got = _canonical(raw)
+        if len(_LABELS) >= _LABELS_MAX:
+            _LABELS.clear()
+        _LABELS[raw] = got
+    return got
+
+
+def _canonical(items: tuple[tuple[str, object], ...]) -> Labels:
+    return tuple(sorted((k, "" if v is None else str(v)) for k, v in items))
+
+
+#: canonical label tuples by the raw ``labels`` items (bounded; cleared when full)
+_LABELS: dict[tuple[tuple[str, object], ...], Labels] = {}
+_LABELS_MAX = 4_096
 
 
 @dataclass
@@ -79,6 +102,14 @@ class Histogram:
         self.counts[bisect.bisect_left(self.buckets, value)] += 1
         self.total += value
         self.n += 1
+
+    def observe_many(self, values: list[float]) -> None:
+        """``observe`` each of ``values`` (one call per batch of attempts)."""
+        counts, buckets, where = self.counts, self.buckets, bisect.bisect_left
+        for v in values:
+            counts[where(buckets, v)] += 1
+        self.total += sum(values)
+        self.n += len(values)
 
     def cumulative(self) -> list[tuple[float, int]]:
         out = []
@@ -141,8 +172,7 @@ class Metrics:
             h = d.get(key)
             if h is None:
                 h = d[key] = Histogram()
-            for v in values:
-                h.observe(v)
+            h.observe_many(values if type(values) is list else list(values))
 
     def add_collector(
         self, fn: Callable[[], Iterable[tuple[str, str, Mapping[str, object], float]]]

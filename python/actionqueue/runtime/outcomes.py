@@ -138,11 +138,26 @@ class AttemptResult:
 
     @classmethod
     def returned(cls, value: Any, duration: float = 0.0) -> AttemptResult:
-        return cls(ResultKind.RETURNED, value=value, duration=duration)
+        # Once per attempt: filled through the slots, without the frozen dataclass's
+        # keyword ``__init__`` (one ``object.__setattr__`` call per field).
+        r = _new(cls)
+        _SET_KIND(r, _RETURNED)
+        _SET_VALUE(r, value)
+        _SET_ERROR(r, None)
+        _SET_DETAIL(r, None)
+        _SET_DURATION(r, duration)
+        return r
 
     @classmethod
     def raised(cls, exc: BaseException, duration: float = 0.0) -> AttemptResult:
         return cls(ResultKind.RAISED, error=ErrorInfo.from_exception(exc), duration=duration)
+
+
+_new = object.__new__
+_RETURNED = ResultKind.RETURNED
+_SET_KIND, _SET_VALUE, _SET_ERROR, _SET_DETAIL, _SET_DURATION = (
+    AttemptResult.__dict__[f].__set__ for f in ("kind", "value", "error", "detail", "duration")
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+from actionqueue.core._validate import check_str
 from actionqueue.core.ids import RunId, TaskId
 from actionqueue.core.mutation import DurabilityPolicy
 from actionqueue.core.run.attempt import AttemptOutcome
@@ -437,8 +438,27 @@ class ActionQueue:
         encode = self.codecs.encode_payload
         new_id = TaskId.new
         run_policy = policy
+        # The template: what every task of the call shares is checked here, once, so the
+        # common case (bytes under the default rules) builds each spec without re-checking it.
+        try:
+            raw = self.codecs.resolve(codec) is None and _valid_opt_str(content_type)
+        except ActionQueueError:
+            raw = False  # refused per payload below, as before (nothing to refuse if none)
+        checked_handler = check_str(handler, "handler")
+        trusted_spec = TaskSpec._trusted
+        trusted_payload = TaskPayload._trusted
 
         def make(payload: Any, task_id: TaskId | None, dedupe_key: str | None) -> TaskSpec:
+            if raw and type(payload) is bytes and task_id is None and dedupe_key is None:
+                return trusted_spec(
+                    new_id(),
+                    trusted_payload(payload, content_type),
+                    run_policy,
+                    constraints,
+                    metadata,
+                    checked_handler,
+                    None,
+                )
             data, ct = encode(payload, codec, content_type)
             return TaskSpec(
                 new_id() if task_id is None else task_id,
@@ -1087,6 +1107,12 @@ def _states(state: RunState | str | Iterable[RunState | str] | None) -> list[Run
         else:
             raise WrongTypeError(f"state must be a RunState or its name, got {s!r}")
     return out
+
+
+def _valid_opt_str(value: object) -> bool:
+    """Whether a content type would pass ``TaskPayload``'s check (``None`` or a non-blank
+    ``str``): the condition under which ``submit_many`` may skip that check per task."""
+    return value is None or (type(value) is str and bool(value.strip()))
 
 
 def _check_timeout(value: float | None, field: str) -> float | None:

@@ -95,6 +95,15 @@ class TaskPayload:
     def __reduce__(self) -> tuple[Any, tuple[bytes, str | None]]:
         return (TaskPayload, (self.data, self.content_type))
 
+    @classmethod
+    def _trusted(cls, data: bytes, content_type: str | None) -> TaskPayload:
+        """A payload from parts the caller has validated already (``bytes`` and a checked
+        content type): the batch submit path, which must not pay the checks per task."""
+        p = _new(cls)
+        _set_data(p, data)
+        _set_ct(p, content_type)
+        return p
+
 
 @dataclass(frozen=True, slots=True, init=False)
 class TaskSpec:
@@ -219,3 +228,45 @@ class TaskSpec:
 
     def __reduce__(self) -> tuple[Any, tuple[SpecWire]]:
         return (TaskSpec.from_wire, (self.to_wire(),))
+
+    @classmethod
+    def _trusted(
+        cls,
+        task_id: TaskId,
+        payload: TaskPayload,
+        run_policy: RunPolicy,
+        constraints: TaskConstraints,
+        metadata: TaskMetadata,
+        handler: str | None,
+        dedupe_key: str | None,
+    ) -> TaskSpec:
+        """A spec from parts of the right types, each validated already (the runtime's
+        ``submit_many`` checks what its tasks share once per call): no checks here."""
+        s = _new(cls)
+        _SPEC_SETTERS[0](s, task_id)
+        _SPEC_SETTERS[1](s, payload)
+        _SPEC_SETTERS[2](s, run_policy)
+        _SPEC_SETTERS[3](s, constraints)
+        _SPEC_SETTERS[4](s, metadata)
+        _SPEC_SETTERS[5](s, handler)
+        _SPEC_SETTERS[6](s, dedupe_key)
+        return s
+
+
+# Slot setters of the frozen classes, for the ``_trusted`` constructors (what
+# ``object.__setattr__`` does in ``__init__``, without the attribute lookup).
+_new = object.__new__
+_set_data = TaskPayload.__dict__["data"].__set__
+_set_ct = TaskPayload.__dict__["content_type"].__set__
+_SPEC_SETTERS = tuple(
+    TaskSpec.__dict__[name].__set__
+    for name in (
+        "task_id",
+        "payload",
+        "run_policy",
+        "constraints",
+        "metadata",
+        "handler",
+        "dedupe_key",
+    )
+)

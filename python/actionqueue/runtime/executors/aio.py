@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from actionqueue.errors import ExecutorError, ValidationError
-from actionqueue.runtime.context import running_handler
+from actionqueue.runtime.context import CURRENT_HANDLER
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job, interrupted
 from actionqueue.runtime.outcomes import AttemptResult
 
@@ -116,15 +116,19 @@ class AsyncioExecutor(ExecutorAdapter):
         if job.timeout is not None:
             timer = loop.call_later(job.timeout, self._expire, job)
         t0 = time.monotonic()
+        # This task runs in its own context copy (and to_thread copies it on); a ContextVar
+        # token instead of a context manager keeps the hot path free of generator objects.
         try:
-            # This task runs in its own context copy (and to_thread copies it on).
-            with running_handler(job.context):
+            token = CURRENT_HANDLER.set(job.context)
+            try:
                 if job.is_async:
                     value: Any = await job.fn(job.context, job.payload)
                 else:
                     value = await asyncio.to_thread(job.fn, job.context, job.payload)
                     if asyncio.iscoroutine(value):
                         value = await value
+            finally:
+                CURRENT_HANDLER.reset(token)
         except asyncio.CancelledError:
             reason = job.context.cancelled.reason or "shutdown"
             job.finish(interrupted(reason, time.monotonic() - t0))

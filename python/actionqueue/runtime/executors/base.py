@@ -30,12 +30,16 @@ from actionqueue.runtime.outcomes import AttemptResult, ResultKind
 __all__ = ["ExecutorAdapter", "Job", "call_handler", "run_remote"]
 
 
+#: Guards every job's first-result-wins check: held for a few instructions and never while
+#: calling out, so one lock for all jobs costs less than a lock made per attempt.
+_FINISH_LOCK = threading.Lock()
+
+
 class Job:
     """One attempt to execute. ``finish`` is idempotent: only the first result counts."""
 
     __slots__ = (
         "_done",
-        "_lock",
         "context",
         "fn",
         "handle",
@@ -68,7 +72,6 @@ class Job:
         self.handle: Any = None
         self.started = time.monotonic()
         self._done = False
-        self._lock = threading.Lock()
 
     @property
     def snapshot(self) -> ContextSnapshot:
@@ -80,7 +83,7 @@ class Job:
 
     def finish(self, result: AttemptResult) -> bool:
         """Record the result; returns ``False`` (and does nothing) if one was recorded already."""
-        with self._lock:
+        with _FINISH_LOCK:
             if self._done:
                 return False
             self._done = True
@@ -106,7 +109,7 @@ def call_handler(fn: Callable[..., Any], ctx: Any, payload: Any, is_async: bool)
         if is_async:
             return asyncio.run(fn(ctx, payload))
         value = fn(ctx, payload)
-        if inspect.isawaitable(value):
+        if value is not None and inspect.isawaitable(value):
             return asyncio.run(_await(value))
         return value
     finally:
