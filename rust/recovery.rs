@@ -205,7 +205,8 @@ pub fn replay_into(
         }
         // A checksum-valid record the reducer refuses: written by a build with weaker
         // validation, or a snapshot that is not this log's state.
-        p.apply(rec.first_seq, &rec.events).map_err(|e| {
+        let count = rec.events.len() as u64;
+        p.apply_owned(rec.first_seq, rec.events).map_err(|e| {
             CoreError::Recovery(format!(
                 "record {} in {} (offset {}) cannot be replayed on {}: {e}",
                 rec.first_seq,
@@ -215,7 +216,7 @@ pub fn replay_into(
             ))
         })?;
         records += 1;
-        events += rec.events.len() as u64;
+        events += count;
     }
     Ok((records, events))
 }

@@ -80,6 +80,29 @@ impl Projection {
         self.run_batch(first_sequence, events, Mode::Apply)
     }
 
+    /// [`apply`](Self::apply) taking the events by value: what the projection keeps (a
+    /// TaskCreate's spec) is moved in rather than cloned. Recovery's replay, which owns each
+    /// decoded record and drops it right after.
+    pub fn apply_owned(&mut self, first_sequence: u64, events: Vec<Event>) -> Result<()> {
+        let last_seq = self.batch_prelude(first_sequence, &events)?;
+        let n = events.len();
+        self.undo.clear();
+        for (i, ev) in events.into_iter().enumerate() {
+            // As in `run_batch`: the last event needs no undo entries (a refusal changes
+            // nothing by itself; only the events before it are rolled back).
+            let record = i + 1 < n;
+            let seq = first_sequence.wrapping_add(i as u64);
+            if let Err(e) = self.step_owned(seq, ev, record, false) {
+                self.rollback();
+                return Err(e);
+            }
+        }
+        self.undo.clear();
+        self.latest_sequence = last_seq;
+        self.after_commit();
+        Ok(())
+    }
+
     /// Would [`apply`](Self::apply) accept this record? Runs the same code and rolls back, so
     /// the projection is unchanged either way.
     pub fn check(&mut self, first_sequence: u64, events: &[Event]) -> Result<()> {

@@ -140,3 +140,32 @@ fn owned_tentative_apply_matches_apply_and_aborts_cleanly() {
     assert_eq!(owned.state_digest(), by_ref.state_digest());
     owned.debug_check_indexes().unwrap();
 }
+
+#[test]
+fn owned_apply_matches_apply_and_is_all_or_nothing() {
+    // Recovery's path: each decoded record moved in (no spec clone), same state as `apply`.
+    let batch = || {
+        vec![
+            tc(spec(id(1)), 10),
+            rc(id(101), id(1), 0, 10),
+            tc(spec(id(2)), 10),
+        ]
+    };
+    let mut by_ref = Projection::new();
+    by_ref.apply(1, &batch()).unwrap();
+
+    let mut owned = Projection::new();
+    let empty = owned.state_digest();
+    let mut bad = batch();
+    bad.push(rc(id(9), id(77), 0, 11)); // unknown task: refused, the three before rolled back
+    assert!(owned.apply_owned(1, bad).is_err());
+    assert_eq!(owned.state_digest(), empty);
+    assert_eq!(owned.next_sequence(), 1);
+    assert!(owned.apply_owned(2, batch()).is_err()); // wrong sequence: nothing applied
+    assert_eq!(owned.state_digest(), empty);
+
+    owned.apply_owned(1, batch()).unwrap();
+    assert_eq!(owned.latest_sequence(), 3);
+    assert_eq!(owned.state_digest(), by_ref.state_digest());
+    owned.debug_check_indexes().unwrap();
+}
