@@ -201,12 +201,15 @@ pyclass_queries!(PyAuthority, {
         expected_first: Option<u64>,
     ) -> PyResult<(u64, u64)> {
         let events = events_from_wire(events)?;
-        let a = py
-            .detach(|| {
+        let a = if immediate {
+            py.detach(|| {
                 self.inner
-                    .submit_owned(expected_first, events, durability(immediate))
+                    .submit_owned(expected_first, events, Durability::Immediate)
             })
-            .map_err(to_py)?;
+        } else {
+            super::lifecycle::submit_deferred(py, &self.inner, expected_first, events)
+        }
+        .map_err(to_py)?;
         Ok((a.first_seq, a.last_seq))
     }
 
@@ -230,17 +233,9 @@ pyclass_queries!(PyAuthority, {
         let events = events_from_wire(events)?;
         // The loop thread keeps the GIL for an uncontended write (one record into the page
         // cache): releasing it would hand it to the completer mid-submit, a GIL round trip per
-        // commit. A held lock or a due snapshot goes through `detach` as usual. (The blocking
-        // `submit` always releases it: there, other threads may have better use for it.)
-        let record = self.inner.prepare(events);
-        let a = match self.inner.try_submit_deferred(expected_first, record) {
-            Ok(r) => r,
-            Err(record) => py.detach(|| {
-                self.inner
-                    .submit_prepared(expected_first, record, Durability::Deferred)
-            }),
-        }
-        .map_err(to_py)?;
+        // commit. A held lock or a due snapshot goes through `detach` as usual.
+        let a = super::lifecycle::submit_deferred(py, &self.inner, expected_first, events)
+            .map_err(to_py)?;
         if !immediate || self.inner.wal().synced_sequence() >= a.last_seq {
             return Ok(Some((a.first_seq, a.last_seq)));
         }
@@ -371,7 +366,7 @@ pyclass_queries!(PyAuthority, {
     /// (the run-lifecycle hot path: a Deferred write is a short in-memory step).
     fn submit_deferred(&self, py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<(u64, u64)> {
         let events = events_from_wire(events)?;
-        let a = super::lifecycle::submit_deferred(py, &self.inner, events).map_err(to_py)?;
+        let a = super::lifecycle::submit_deferred(py, &self.inner, None, events).map_err(to_py)?;
         Ok((a.first_seq, a.last_seq))
     }
 

@@ -50,17 +50,21 @@ fn v4(raw: &[u8]) -> Option<Id> {
     Some(id)
 }
 
-/// Submits Deferred, keeping the GIL when the authority's lock is free (a short in-memory
-/// write: releasing the GIL would hand it to another thread and wait to get it back) and
-/// releasing it for anything that may block (a held lock, a due snapshot).
+/// Submits Deferred, keeping the GIL when the authority's lock is free (validation, apply and
+/// one `pwrite` into the page cache: a few µs; releasing the GIL would hand it to another
+/// thread and wait to get it back — with 32 submitting threads that hand-off, not the work,
+/// set the rate) and releasing it for anything that may block (a held lock, a due snapshot).
 pub(crate) fn submit_deferred(
     py: Python<'_>,
     a: &Authority,
+    expected_first: Option<u64>,
     events: Vec<Event>,
 ) -> Result<Appended, CoreError> {
-    match a.try_submit_deferred(None, a.prepare(events)) {
+    match a.try_submit_deferred(expected_first, a.prepare(events)) {
         Ok(r) => r,
-        Err(record) => py.detach(|| a.submit_prepared(None, record, Durability::Deferred)),
+        Err(record) => {
+            py.detach(|| a.submit_prepared(expected_first, record, Durability::Deferred))
+        }
     }
 }
 
@@ -152,7 +156,7 @@ pub(crate) fn dispatch_ready<'py>(
     if events.is_empty() {
         return Ok(Some(out));
     }
-    submit_deferred(py, a, events).map_err(to_py)?;
+    submit_deferred(py, a, None, events).map_err(to_py)?;
     for ((run_id, task_id, at, count, exp), attempt_id) in picks.iter().zip(&attempts) {
         out.append((
             PyBytes::new(py, run_id),
