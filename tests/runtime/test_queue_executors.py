@@ -100,7 +100,9 @@ def test_dask_local_cluster_runs_handlers_on_worker_processes(make_queue: MakeQu
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # A free port. With None the scheduler's HTTP server still tries 8787 first and
+            # warns when another process holds it (an error under filterwarnings = error).
+            dashboard_address=":0",
             silence_logs=40,
         ) as cluster,
         distributed.Client(cluster) as client,
