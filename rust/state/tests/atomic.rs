@@ -106,35 +106,43 @@ fn prune_must_be_last_and_a_dry_prune_changes_nothing() {
     assert_eq!((p.0.task_count(), p.0.run_count()), (0, 0));
 }
 
+/// Two TaskCreates around a RunCreate: the record the owned-apply tests move in.
+fn three_events() -> Vec<Event> {
+    vec![
+        tc(spec(id(1)), 10),
+        rc(id(101), id(1), 0, 10),
+        tc(spec(id(2)), 10),
+    ]
+}
+
+/// The state `apply` (by reference) builds from [`three_events`] at sequence 1.
+fn applied_by_reference() -> Projection {
+    let mut p = Projection::new();
+    p.apply(1, &three_events()).unwrap();
+    p
+}
+
 #[test]
 fn owned_tentative_apply_matches_apply_and_aborts_cleanly() {
     // The authority's path: events moved in (a TaskCreate's spec is kept, not cloned), then
     // committed, or aborted through the undo log. Same state as `apply` by reference.
-    let batch = || {
-        vec![
-            tc(spec(id(1)), 10),
-            rc(id(101), id(1), 0, 10),
-            tc(spec(id(2)), 10),
-        ]
-    };
-    let mut by_ref = Projection::new();
-    by_ref.apply(1, &batch()).unwrap();
+    let by_ref = applied_by_reference();
 
     let mut owned = Projection::new();
     let empty = owned.state_digest();
-    owned.apply_tentative_owned(1, batch()).unwrap();
+    owned.apply_tentative_owned(1, three_events()).unwrap();
     owned.abort_tentative();
     assert_eq!(owned.state_digest(), empty);
     assert_eq!(owned.task_count(), 0);
     assert_eq!(owned.next_sequence(), 1);
 
     // A refused event rolls the earlier (moved-in) ones back by itself.
-    let mut bad = batch();
+    let mut bad = three_events();
     bad.push(rc(id(9), id(77), 0, 11));
     assert!(owned.apply_tentative_owned(1, bad).is_err());
     assert_eq!(owned.state_digest(), empty);
 
-    owned.apply_tentative_owned(1, batch()).unwrap();
+    owned.apply_tentative_owned(1, three_events()).unwrap();
     owned.commit_tentative_count(1, 3);
     assert_eq!(owned.latest_sequence(), 3);
     assert_eq!(owned.state_digest(), by_ref.state_digest());
@@ -144,27 +152,19 @@ fn owned_tentative_apply_matches_apply_and_aborts_cleanly() {
 #[test]
 fn owned_apply_matches_apply_and_is_all_or_nothing() {
     // Recovery's path: each decoded record moved in (no spec clone), same state as `apply`.
-    let batch = || {
-        vec![
-            tc(spec(id(1)), 10),
-            rc(id(101), id(1), 0, 10),
-            tc(spec(id(2)), 10),
-        ]
-    };
-    let mut by_ref = Projection::new();
-    by_ref.apply(1, &batch()).unwrap();
+    let by_ref = applied_by_reference();
 
     let mut owned = Projection::new();
     let empty = owned.state_digest();
-    let mut bad = batch();
+    let mut bad = three_events();
     bad.push(rc(id(9), id(77), 0, 11)); // unknown task: refused, the three before rolled back
     assert!(owned.apply_owned(1, bad).is_err());
     assert_eq!(owned.state_digest(), empty);
     assert_eq!(owned.next_sequence(), 1);
-    assert!(owned.apply_owned(2, batch()).is_err()); // wrong sequence: nothing applied
+    assert!(owned.apply_owned(2, three_events()).is_err()); // wrong sequence: nothing applied
     assert_eq!(owned.state_digest(), empty);
 
-    owned.apply_owned(1, batch()).unwrap();
+    owned.apply_owned(1, three_events()).unwrap();
     assert_eq!(owned.latest_sequence(), 3);
     assert_eq!(owned.state_digest(), by_ref.state_digest());
     owned.debug_check_indexes().unwrap();
