@@ -165,6 +165,20 @@ pub struct RunPolicy {
     pub misfire: Misfire,
 }
 
+/// `RunPolicy.once()`'s default: one run, missed occurrences caught up.
+impl Default for RunPolicy {
+    fn default() -> Self {
+        Self {
+            kind: PolicyKind::Once,
+            misfire: Misfire {
+                kind: MisfireKind::CatchUp,
+                cap: None,
+                grace_ms: None,
+            },
+        }
+    }
+}
+
 impl RunPolicy {
     /// Total runs the policy implies, or `None` when unbounded (cron without a cap).
     pub fn total_runs(&self) -> Option<u64> {
@@ -220,7 +234,26 @@ pub struct Constraints {
     pub retry_on: RetryOn,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The defaults of Python's `TaskConstraints()`: one attempt, no timeout, no key, no backoff.
+impl Default for Constraints {
+    fn default() -> Self {
+        Self {
+            max_attempts: 1,
+            timeout_ms: None,
+            concurrency_key: None,
+            hold: HoldPolicy::HoldDuringRetry,
+            backoff: Backoff::None,
+            retry_on: RetryOn {
+                timeout: true,
+                lost: true,
+                terminal_errors: vec![],
+            },
+        }
+    }
+}
+
+/// `TaskMetadata()`'s defaults: priority 0, no tags, no description.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Metadata {
     /// Higher runs first.
     pub priority: i32,

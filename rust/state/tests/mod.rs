@@ -30,31 +30,9 @@ pub fn spec(task: Id) -> TaskSpec {
         handler: Some("h".into()),
         payload: b"payload".to_vec(),
         content_type: None,
-        policy: RunPolicy {
-            kind: PolicyKind::Once,
-            misfire: Misfire {
-                kind: MisfireKind::CatchUp,
-                cap: None,
-                grace_ms: None,
-            },
-        },
-        constraints: Constraints {
-            max_attempts: 1,
-            timeout_ms: None,
-            concurrency_key: None,
-            hold: HoldPolicy::HoldDuringRetry,
-            backoff: Backoff::None,
-            retry_on: RetryOn {
-                timeout: true,
-                lost: true,
-                terminal_errors: vec![],
-            },
-        },
-        metadata: Metadata {
-            priority: 0,
-            tags: vec![],
-            description: None,
-        },
+        policy: RunPolicy::default(),
+        constraints: Constraints::default(),
+        metadata: Metadata::default(),
         dedupe_key: None,
     }
 }
