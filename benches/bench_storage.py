@@ -126,6 +126,23 @@ def test_immediate_one_thread(benchmark: Any, tmp_path: Path) -> None:
     STORAGE["auth_immediate_1"] = 6 * n / auth_s
 
 
+def submit_from_threads(auth: Any, threads: int, per_thread: int, durability: Any) -> None:
+    """``threads`` threads, released together, each submitting ``per_thread`` TaskCreates."""
+    barrier = threading.Barrier(threads)
+
+    def run() -> None:
+        wires = [[task_create(i)] for i in range(per_thread)]
+        barrier.wait()
+        for w in wires:
+            auth.submit_wire(w, durability)
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
 @pytest.mark.parametrize("threads", [8, 32])
 def test_immediate_many_threads(benchmark: Any, tmp_path: Path, threads: int) -> None:
     per_thread, single_n = (40, 30) if threads == 8 else (16, 30)
@@ -137,19 +154,7 @@ def test_immediate_many_threads(benchmark: Any, tmp_path: Path, threads: int) ->
             auth.submit_wire([task_create(i)], IMM)
 
     def many() -> None:
-        barrier = threading.Barrier(threads)
-
-        def run() -> None:
-            wires = [[task_create(i)] for i in range(per_thread)]
-            barrier.wait()
-            for w in wires:
-                auth.submit_wire(w, IMM)
-
-        pool = [threading.Thread(target=run) for _ in range(threads)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
+        submit_from_threads(auth, threads, per_thread, IMM)
 
     try:
         before = auth.stats()
@@ -207,19 +212,7 @@ def test_deferred_many_threads(benchmark: Any, tmp_path: Path) -> None:
     auth, _ = bootstrap(tmp_path / "data", snapshot_every=0, snapshot_on_close=False)
 
     def many() -> None:
-        barrier = threading.Barrier(threads)
-
-        def run() -> None:
-            wires = [[task_create(i)] for i in range(per_thread)]
-            barrier.wait()
-            for w in wires:
-                auth.submit_wire(w, DEF)
-
-        pool = [threading.Thread(target=run) for _ in range(threads)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
+        submit_from_threads(auth, threads, per_thread, DEF)
 
     try:
         STORAGE["auth_deferred_8_threads"] = threads * per_thread / once(benchmark, many)
