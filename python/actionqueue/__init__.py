@@ -21,6 +21,7 @@ from actionqueue.core.task.constraints import Backoff, HoldPolicy, RetryOn, Task
 from actionqueue.core.task.metadata import TaskMetadata
 from actionqueue.core.task.run_policy import MisfirePolicy, RunPolicy
 from actionqueue.core.task.task_spec import TaskPayload, TaskSpec
+from actionqueue.engine.time import ManualClock, SystemClock
 from actionqueue.errors import ActionQueueError
 from actionqueue.runtime.api import Cancelled, Fail, Retry, Suspend, every, exponential, fixed
 from actionqueue.runtime.queue import ActionQueue
@@ -38,6 +39,7 @@ __all__ = [
     "DurabilityPolicy",
     "Fail",
     "HoldPolicy",
+    "ManualClock",
     "MisfirePolicy",
     "Retry",
     "RetryOn",
@@ -45,6 +47,7 @@ __all__ = [
     "RunPolicy",
     "RunState",
     "Suspend",
+    "SystemClock",
     "TaskConstraints",
     "TaskId",
     "TaskMetadata",
