@@ -20,6 +20,8 @@ from actionqueue.bench.durability import Durability
 from actionqueue.bench.harness import run_and_report
 from actionqueue.bench.runner import BenchConfig, make_payload
 from actionqueue.bench.workload import (
+    FULL,
+    QUICK,
     RunContext,
     Sample,
     Scale,
@@ -255,3 +257,13 @@ def test_durability_contradictions_are_reported() -> None:
         "liar: labelled fsync-per-op but made 0.00 syncs/call",
         "leaky: labelled os-buffered but made 1.00 syncs/call",
     ]
+
+
+def test_durable_thread_rows_get_enough_calls_per_thread() -> None:
+    # Group-commit rows measure a steady state only with several commits per producer: the
+    # durable op count grows with the thread count (single-thread rows are unchanged).
+    assert QUICK.ops(SizeClass.DURABLE) == 300
+    assert QUICK.ops(SizeClass.DURABLE, 8) == 400
+    assert QUICK.ops(SizeClass.DURABLE, 32) == 32 * 50
+    assert FULL.ops(SizeClass.DURABLE, 32) == 32 * 200
+    assert QUICK.ops(SizeClass.BUFFERED, 32) == QUICK.buffered_ops

@@ -196,7 +196,7 @@ def run_bench(config: BenchConfig, out_dir: Path, progress: Progress | None = No
             info = systems[o.workload.system.name]
             if not info.available:
                 o.status, o.reason = "skipped", info.reason
-            o.calls_per_repeat = config.scale.ops(o.workload.size)
+            o.calls_per_repeat = config.scale.ops(o.workload.size, o.workload.threads)
         for rep in range(config.scale.repeats):
             for o in outcomes:
                 if o.status != "ok":
