@@ -22,6 +22,8 @@ from actionqueue.errors import (
     InvalidTransitionError,
     LeaseError,
     NotFoundError,
+    ValidationError,
+    WrongTypeError,
 )
 from conftest import T0, Env
 
@@ -635,3 +637,60 @@ def test_selector_violating_the_key_contract_cannot_break_the_gate(env: Env) -> 
     env.engine.submit(spec(key="k"))
     env.engine.submit(spec())
     assert len(env.engine.dispatch_next(limit=10)) == 2
+
+
+# --- uniform batches -----------------------------------------------------------------------
+
+
+def test_submit_uniform_stamps_the_template(env: Env) -> None:
+    e = env.engine
+    before = env.auth.latest_sequence
+    template = spec(RunPolicy.repeat(2, 10), max_attempts=3, priority=7, handler="h")
+    ids = e.submit_uniform(template, [(b"a", None), (b"b", "text/plain"), (bytearray(b"c"), None)])
+    assert len(set(ids)) == len(ids) == 3
+    assert template.task_id not in ids
+    # One record: three TaskCreates and two RunCreates each.
+    assert env.auth.latest_sequence == before + 9
+    specs = [e.get_task(t).spec for t in ids]  # type: ignore[union-attr]
+    assert [(s.payload.data, s.payload.content_type) for s in specs] == [
+        (b"a", None),
+        (b"b", "text/plain"),
+        (b"c", None),
+    ]
+    for s, tid in zip(specs, ids, strict=True):
+        assert s.task_id == tid
+        assert (s.run_policy, s.constraints, s.metadata, s.handler, s.dedupe_key) == (
+            template.run_policy,
+            template.constraints,
+            template.metadata,
+            "h",
+            None,
+        )
+        assert sorted(r.scheduled_at for r in e.runs_for_task(tid)) == [T0, T0 + 10]
+    assert e.submit_uniform(template, []) == []
+
+
+def test_submit_uniform_refusals_write_nothing(env: Env) -> None:
+    e = env.engine
+    before = env.auth.latest_sequence
+    with pytest.raises(ValidationError, match="dedupe key"):
+        e.submit_uniform(spec(dedupe="k"), [(b"a", None)])
+    with pytest.raises(WrongTypeError, match="pairs"):
+        e.submit_uniform(spec(), [b"a"])  # type: ignore[list-item]
+    with pytest.raises(WrongTypeError, match="payload data must be bytes"):
+        e.submit_uniform(spec(), [(b"a", None), ("text", None)])  # type: ignore[list-item]
+    with pytest.raises(ValidationError):
+        e.submit_uniform(spec(), [(b"a", "")])
+    with pytest.raises(WrongTypeError, match="TaskSpec template"):
+        e.submit_uniform("not a spec", [(b"a", None)])  # type: ignore[arg-type]
+    assert env.auth.latest_sequence == before
+
+
+def test_submit_uniform_cron_derives_per_task(env: Env) -> None:
+    e = env.engine
+    ids = e.submit_uniform(spec(RunPolicy.cron("*/5 * * * *")), [(b"a", None), (b"b", None)])
+    for tid in ids:
+        runs = e.runs_for_task(tid)
+        assert runs
+        assert all(r.state is S.SCHEDULED for r in runs)
+    assert [len(e.runs_for_task(t)) for t in ids] == [len(e.runs_for_task(ids[0]))] * 2

@@ -49,8 +49,8 @@ def _refill() -> None:
     _pool.extend([data[i : i + 16] for i in range(0, _POOL_BYTES, 16)])
 
 
-def random_id_bytes(n: int) -> builtins.bytes:
-    """``16 * n`` random bytes (``n`` version-4 ids' worth) from the id pool. Unlike a small
+def random_ids(n: int) -> list[builtins.bytes]:
+    """``n`` fresh version-4 ids (16 bytes each) from the id pool. Unlike a small
     ``os.urandom`` call (a ``getrandom`` syscall that releases the GIL, so a busy thread may
     have to wait its turn to get it back), this costs a syscall only once per pool refill."""
     out = []
@@ -58,11 +58,16 @@ def random_id_bytes(n: int) -> builtins.bytes:
     for _ in range(n):
         while True:
             try:
-                out.append(pop())
+                out.append(pop())  # one atomic pop per id: threads never share one
                 break
             except IndexError:
                 _refill()
-    return b"".join(out)
+    return out
+
+
+def random_id_bytes(n: int) -> builtins.bytes:
+    """``16 * n`` random bytes: ``n`` ids of :func:`random_ids`, joined."""
+    return b"".join(random_ids(n))
 
 
 if hasattr(os, "register_at_fork"):

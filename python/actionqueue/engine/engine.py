@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from actionqueue.core._validate import I64_MAX
-from actionqueue.core.ids import AttemptId, RunId, TaskId, random_id_bytes
+from actionqueue.core.ids import AttemptId, RunId, TaskId, random_id_bytes, random_ids
 from actionqueue.core.mutation import DurabilityPolicy
 from actionqueue.core.run.attempt import AttemptOutcome, decide
 from actionqueue.core.run.run_instance import RunInstance
@@ -191,6 +191,31 @@ _task_id_of = TaskId.from_bytes
 #: dedupe key)``. Only atomic values, so CPython's cyclic GC untracks the tuple and never walks
 #: it again; the objects tasks share (policy, constraints, metadata) live in one shape.
 _TaskRow = tuple[int, bytes, "str | None", "str | None", "str | None"]
+
+
+def _checked_payloads(
+    payloads: Iterable[tuple[bytes, str | None]],
+) -> list[tuple[bytes, str | None]]:
+    """``(data, content_type)`` pairs as :class:`TaskPayload` would store them: validated (and
+    converted) by it, except plain ``bytes`` with no content type or one checked already."""
+    out = []
+    checked: set[str] = set()
+    for item in payloads:
+        if type(item) is not tuple or len(item) != 2:
+            raise WrongTypeError(
+                f"payloads must be (data, content_type) pairs, got {type(item).__name__} "
+                f"{item!r:.80}"
+            )
+        data, ct = item
+        if type(data) is not bytes or (
+            ct is not None and (type(ct) is not str or ct not in checked)
+        ):
+            p = TaskPayload(data, ct)
+            item = (p.data, p.content_type)
+            if p.content_type is not None:
+                checked.add(p.content_type)
+        out.append(item)
+    return out
 
 
 class Dispatch(NamedTuple):
@@ -597,6 +622,87 @@ class Engine:
             return ids
         self._submit(events, dur)  # pragma: no cover - raises the persistent refusal
         return ids  # pragma: no cover
+
+    def submit_uniform(
+        self,
+        template: TaskSpec,
+        payloads: Iterable[tuple[bytes, str | None]],
+        *,
+        origin: TimeLike | None = None,
+        durability: DurabilityPolicy | str | None = None,
+        now: int | None = None,
+    ) -> list[TaskId]:
+        """:meth:`submit_many` for tasks that differ only in their payload — what a bulk
+        enqueue usually is: one record (all or nothing), one task per ``(data, content_type)``
+        of ``payloads``, each with a fresh id; returns the ids in order.
+
+        ``template`` gives everything else (policy, constraints, metadata, handler); its own
+        task id and payload are not used. What the tasks share is converted once and no
+        :class:`TaskSpec` is built per task, so a task costs a few tuples here instead of a
+        spec, its ids and its events' objects. A template with a dedupe key is refused (one
+        key names one live task); a cron template goes through :meth:`submit_many` (each task
+        derives its first window).
+        """
+        if type(template) is not TaskSpec and not isinstance(template, TaskSpec):
+            raise WrongTypeError(
+                f"submit_uniform takes a TaskSpec template, got {type(template).__name__} "
+                f"{template!r:.80}"
+            )
+        if template.dedupe_key is not None:
+            raise ValidationError(
+                f"a dedupe key names one task, so it cannot be shared by a batch (template "
+                f"key {template.dedupe_key!r}); use submit_many with one spec per task"
+            )
+        items = _checked_payloads(payloads)
+        policy, c, m, handler = (
+            template.run_policy,
+            template.constraints,
+            template.metadata,
+            template.handler,
+        )
+        if type(policy) is not OncePolicy and type(policy) is not RepeatPolicy:
+            specs = [
+                TaskSpec._trusted(
+                    TaskId.new(), TaskPayload._trusted(d, ct), policy, c, m, handler, None
+                )
+                for d, ct in items
+            ]
+            return self.submit_many(specs, origin=origin, durability=durability, now=now)
+        t = self._now(now)
+        o = t if origin is None else to_millis(origin, "origin")
+        if o < 0:
+            raise ValidationError(f"origin must be >= 0 ms, got {origin!r}")
+        dur = self._dur(durability)
+        if not items:
+            return []
+        # The runs every task gets, derived once: (index, scheduled_at).
+        if isinstance(policy, RepeatPolicy):
+            n, step = policy.count, policy.interval_ms
+            if o + (n - 1) * step > I64_MAX:
+                raise DerivationError(
+                    f"the last run (repeat {n} every {step} ms from {o}) would be past int64 "
+                    "ms; nothing was submitted"
+                )
+            runs = [(k, o + k * step) for k in range(n)]
+        else:
+            runs = [(0, o)]
+        shared = (policy.to_wire(), c.to_wire(), m.to_wire())
+        pw, cw, mw = shared
+        shape = self._shape(template)
+        tids = random_ids(len(items))
+        rids = iter(random_ids(len(items) * len(runs)))
+        events: list[EventTuple] = []
+        add = events.append
+        tasks = self._tasks
+        for tid, (data, ct) in zip(tids, items, strict=True):
+            add((0, (tid, handler, data, ct, pw, cw, mw, None), o, t))
+            for k, at in runs:
+                add((1, next(rids), tid, k, at, t))
+            # Known before the write (see submit_many).
+            tasks[tid] = (shape, data, ct, handler, None)
+        self._submit(events, dur)
+        from_bytes = TaskId.from_bytes
+        return [from_bytes(b) for b in tids]
 
     # --- scheduler tick ----------------------------------------------------------------------
 

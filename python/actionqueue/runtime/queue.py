@@ -404,6 +404,63 @@ class ActionQueue:
     ) -> Callable[[Any, TaskId | None, str | None], TaskSpec]:
         """What every task of one submit call shares (options, constraints, metadata, policy),
         computed and validated once; returns ``make(payload, task_id, dedupe_key)``."""
+        template, encode_one = self._template(
+            handler,
+            policy=policy,
+            priority=priority,
+            tags=tags,
+            description=description,
+            content_type=content_type,
+            overrides=overrides,
+            allow_unregistered=allow_unregistered,
+        )
+        run_policy, constraints, metadata = (
+            template.run_policy,
+            template.constraints,
+            template.metadata,
+        )
+        new_id = TaskId.new
+        trusted_spec = TaskSpec._trusted
+        trusted_payload = TaskPayload._trusted
+
+        def make(payload: Any, task_id: TaskId | None, dedupe_key: str | None) -> TaskSpec:
+            data, ct = encode_one(payload)
+            if task_id is None and dedupe_key is None:
+                return trusted_spec(
+                    new_id(),
+                    trusted_payload(data, ct),
+                    run_policy,
+                    constraints,
+                    metadata,
+                    template.handler,
+                    None,
+                )
+            return TaskSpec(  # validates the caller's task id and dedupe key
+                new_id() if task_id is None else task_id,
+                trusted_payload(data, ct),
+                run_policy,
+                constraints,
+                metadata,
+                handler=handler,
+                dedupe_key=dedupe_key,
+            )
+
+        return make
+
+    def _template(
+        self,
+        handler: str,
+        *,
+        policy: RunPolicy | None,
+        priority: int | None,
+        tags: Iterable[str],
+        description: str | None,
+        content_type: str | None,
+        overrides: dict[str, Any],
+        allow_unregistered: bool | None,
+    ) -> tuple[TaskSpec, Callable[[Any], tuple[bytes, str | None]]]:
+        """The spec every task of one submit call shares (its id and payload are
+        placeholders), validated once, and ``encode_one(payload) -> (data, content_type)``."""
         if not isinstance(handler, str):
             raise WrongTypeError(
                 f"handler must be a str naming a handler, got {type(handler).__name__} "
@@ -433,44 +490,30 @@ class ActionQueue:
                 f"policy must be a RunPolicy (e.g. aq.RunPolicy.cron('0 9 * * *') or "
                 f"aq.every(60, count=3)), got {policy!r}"
             )
-        constraints = options.constraints()
-        metadata = TaskMetadata(priority, tags, description)
+        template = TaskSpec(
+            TaskId.new(),
+            TaskPayload(b""),
+            policy,
+            options.constraints(),
+            TaskMetadata(priority, tags, description),
+            handler=check_str(handler, "handler"),
+        )
         encode = self.codecs.encode_payload
-        new_id = TaskId.new
-        run_policy = policy
-        # The template: what every task of the call shares is checked here, once, so the
-        # common case (bytes under the default rules) builds each spec without re-checking it.
+        # The common case, bytes under the default rules, is checked here once; a bad codec
+        # or content type is refused per payload below (nothing to refuse if there is none).
         try:
             raw = self.codecs.resolve(codec) is None and _valid_opt_str(content_type)
         except ActionQueueError:
-            raw = False  # refused per payload below, as before (nothing to refuse if none)
-        checked_handler = check_str(handler, "handler")
-        trusted_spec = TaskSpec._trusted
-        trusted_payload = TaskPayload._trusted
+            raw = False
 
-        def make(payload: Any, task_id: TaskId | None, dedupe_key: str | None) -> TaskSpec:
-            if raw and type(payload) is bytes and task_id is None and dedupe_key is None:
-                return trusted_spec(
-                    new_id(),
-                    trusted_payload(payload, content_type),
-                    run_policy,
-                    constraints,
-                    metadata,
-                    checked_handler,
-                    None,
-                )
+        def encode_one(payload: Any) -> tuple[bytes, str | None]:
+            if raw and type(payload) is bytes:
+                return payload, content_type
             data, ct = encode(payload, codec, content_type)
-            return TaskSpec(
-                new_id() if task_id is None else task_id,
-                TaskPayload(data, ct),
-                run_policy,
-                constraints,
-                metadata,
-                handler=handler,
-                dedupe_key=dedupe_key,
-            )
+            p = TaskPayload(data, ct)
+            return p.data, p.content_type
 
-        return make
+        return template, encode_one
 
     def _origin(self, at: datetime | float | None, delay: Seconds | None) -> int | None:
         if at is not None and delay is not None:
@@ -569,7 +612,7 @@ class ActionQueue:
             )
         if isinstance(tags, (str, bytes)):
             raise WrongTypeError(f"tags must be a list or tuple of str, got str {tags!r:.80}")
-        make = self._spec_factory(
+        template, encode_one = self._template(
             handler,
             policy=policy,
             priority=priority,
@@ -579,10 +622,13 @@ class ActionQueue:
             overrides=overrides,
             allow_unregistered=allow_unregistered,
         )
-        specs = [make(p, None, None) for p in payloads]
-        if not specs:
+        items = [encode_one(p) for p in payloads]
+        if not items:
             return []
-        ids = self.engine.submit_many(specs, origin=self._origin(at, delay), durability=durability)
+        # No spec object per task: the engine stamps the template (engine.submit_uniform).
+        ids = self.engine.submit_uniform(
+            template, items, origin=self._origin(at, delay), durability=durability
+        )
         self.metrics.inc("submitted_total", len(ids), handler=handler)
         self._dispatcher.wake()
         return ids
