@@ -195,3 +195,20 @@ def test_worker_threads_drive_while_the_driver_sleeps(make_queue: MakeQueue) -> 
     q.run_until_idle(timeout=20)
     assert q.stats()["runs"]["Completed"] == 7
     assert any(name.startswith("aq-worker") for name in steps)  # workers stood in
+
+
+@pytest.mark.parametrize("durability", ["deferred", "immediate"])
+def test_run_until_idle_counts_every_attempt_started(
+    make_queue: MakeQueue, durability: str
+) -> None:
+    # Executor threads step for the sleeping driver (and lease ahead for quick handlers): the
+    # count covers their dispatches too, retries included.
+    clock = aq.ManualClock(1_700_000_000_000)
+    q = make_queue(durability=durability, clock=clock)
+    q.register("noop", lambda ctx, payload: None)
+    q.register("twice", lambda ctx, payload: None if ctx.attempt == 2 else 1 / 0, max_attempts=2)
+    q.submit_many("noop", [b""] * 100)
+    assert q.run_until_idle() == 100
+    q.submit_many("twice", [b""] * 10)
+    assert q.run_until_idle(advance_clock=True) == 20
+    assert q.run_until_idle() == 0

@@ -68,6 +68,9 @@ MAIN_THREAD_SLICE_S = 0.2
 SPIN_GUARD_S = 0.005
 #: Re-check of results handed over while the executor still had queued jobs (no wake-up).
 RESULT_RECHECK_S = 0.002
+#: Handlers whose attempts take less than this on average (moving average over recorded
+#: results) are "quick": the loop then leases up to ``prefetch`` runs per worker at once.
+QUICK_ATTEMPT_S = 0.001
 
 
 @dataclass(eq=False, slots=True)
@@ -120,6 +123,7 @@ class Dispatcher:
         owner: str,
         max_in_flight: int,
         durability: DurabilityPolicy,
+        prefetch: int = 1,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -129,6 +133,12 @@ class Dispatcher:
         self.metrics = metrics
         self.owner = owner
         self.max_in_flight = max_in_flight
+        #: Runs leased per worker at once while attempts are quick (see ``free``).
+        self.prefetch = prefetch
+        #: moving average of attempt durations (s); None until results are recorded: no
+        #: prefetch until they show the handlers are quick (under ``quick_attempt_s``)
+        self.avg_attempt_s: float | None = None
+        self.quick_attempt_s = QUICK_ATTEMPT_S
         self.durability = durability
         self.manual = isinstance(clock, ManualClock)
         lock = threading.RLock()
@@ -176,6 +186,9 @@ class Dispatcher:
         self._recording = False
         self._executor_started = False
         self.loop_error: BaseException | None = None
+        #: attempts started by every step so far, the driver's and its stand-ins' (steps are
+        #: serialized by ``_step_lock``)
+        self.started_total = 0
 
     # --- events ------------------------------------------------------------------------------
 
@@ -199,7 +212,17 @@ class Dispatcher:
             self.drive_cond.notify_all()
 
     def free(self) -> int:
-        return self.max_in_flight - len(self.executing)
+        """How many more runs to lease now. Up to ``max_in_flight`` (the executor's workers);
+        while attempts are quick, up to ``prefetch`` times that: the extra runs wait in the
+        executor's queue for a worker, and each step (one lease record, one result record and,
+        Immediate, one fsync) covers that many runs instead of one per worker. With slow
+        handlers a prefetched run would wait long in the queue, Running but not running, so
+        there is none."""
+        cap = self.max_in_flight
+        avg = self.avg_attempt_s
+        if self.prefetch > 1 and avg is not None and avg < self.quick_attempt_s:
+            cap *= self.prefetch
+        return cap - len(self.executing)
 
     # --- one step ----------------------------------------------------------------------------
 
@@ -239,6 +262,7 @@ class Dispatcher:
         if batch:
             self._start_batch(batch, now)
         started = len(batch)
+        self.started_total += started
         now = self.clock.now()
         wake = self.engine.next_wakeup(now)
         if next_beat is not None and (wake is None or next_beat < wake):
@@ -562,8 +586,14 @@ class Dispatcher:
                     )
                 )
                 recorded.append((att, verdict))
+            total, count = 0.0, 0
             for (h, label), dl in durations.items():
                 self.metrics.observe_many("attempt_duration_seconds", dl, handler=h, outcome=label)
+                total += sum(dl)
+                count += len(dl)
+            if count:
+                mean, avg = total / count, self.avg_attempt_s
+                self.avg_attempt_s = mean if avg is None else avg + (mean - avg) * 0.2
             if finishes:
                 try:
                     states: list[RunState | BaseException] = list(

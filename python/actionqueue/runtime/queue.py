@@ -199,6 +199,7 @@ class ActionQueue:
                 owner=self.owner,
                 max_in_flight=self.executor.max_workers,
                 durability=self.durability,
+                prefetch=self.executor.prefetch,
             )
             subscribe = getattr(self.clock, "subscribe", None)
             if callable(subscribe):
@@ -652,7 +653,7 @@ class ActionQueue:
         timeout: float | None = None,
     ) -> int:
         """Run handlers in this thread until nothing is runnable **now** and nothing is in
-        flight; returns the number of attempts started.
+        flight; returns the number of attempts started meanwhile.
 
         "Nothing runnable now" is literal: runs scheduled in the future, waiting for a retry
         backoff, blocked by a concurrency key held by a waiting run, Suspended, or Ready while
@@ -674,19 +675,26 @@ class ActionQueue:
         until = None if max_time is None else self.clock.now() + seconds_to_ms(max_time, "max_time")
         deadline = None if timeout is None else time.monotonic() + timeout
         d = self._dispatcher
+        # Counted on the dispatcher, not by this thread's steps: executor threads step for a
+        # sleeping driver too (and the background loop, when it runs).
+        before = d.started_total
         if self._thread is not None:
-            return self._await_background_idle(advance_clock, until, deadline)
-        with self._driving(deadline):
-            return d.drive(
-                on_idle="advance" if advance_clock else "return", until_ms=until, deadline=deadline
-            )
+            self._await_background_idle(advance_clock, until, deadline)
+        else:
+            with self._driving(deadline):
+                d.drive(
+                    on_idle="advance" if advance_clock else "return",
+                    until_ms=until,
+                    deadline=deadline,
+                )
+        return d.started_total - before
 
     def _driving(self, deadline: float | None) -> _DriverLock:
         return _DriverLock(self._dispatcher.driver_lock, deadline)
 
     def _await_background_idle(
         self, advance: bool, until: int | None, deadline: float | None
-    ) -> int:
+    ) -> None:
         d = self._dispatcher
         while True:
             with d.cond:
@@ -700,10 +708,10 @@ class ActionQueue:
                     # bounded so that a loop that stopped meanwhile is noticed.
                     d.idle_cond.wait(0.5 if left is None else min(left, 0.5))
             if not advance or not isinstance(self.clock, ManualClock):
-                return 0
+                return
             wake = self.engine.next_wakeup()
             if wake is None or (until is not None and wake > until):
-                return 0
+                return
             self.clock.set(wake)
 
     def start(self) -> None:

@@ -158,7 +158,11 @@ class ExecutorAdapter(ABC):
 
     Attributes:
         name: ``"threads"``, ``"asyncio"``, ``"processes"``, ``"futures"`` or ``"dask"``.
-        max_workers: how many attempts may run at once (the runtime never submits more).
+        max_workers: how many attempts may run at once.
+        prefetch: how many attempts per worker the runtime may hand over at once while
+            handlers are quick (the rest wait in the executor's queue for a free worker):
+            1 — never more than ``max_workers`` — for executors that start every job they
+            are given, or whose timeouts would count the wait.
         remote: handlers run in another process and get a
             :class:`~actionqueue.runtime.context.RemoteContext` built from the snapshot.
         inline_completion: ``job.on_done`` may do blocking work (record the outcome, fsync)
@@ -170,6 +174,7 @@ class ExecutorAdapter(ABC):
 
     name: str = "executor"
     max_workers: int = 1
+    prefetch: int = 1
     remote: bool = False
     inline_completion: bool = False
     hard_timeout: bool = False

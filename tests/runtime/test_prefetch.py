@@ -1,0 +1,105 @@
+"""Prefetch: while handlers are quick the loop leases up to ``prefetch`` runs per worker (the
+extra ones wait in the thread executor's queue); handler concurrency stays ``max_workers``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from rt_helpers import MakeQueue
+
+from actionqueue.errors import ValidationError
+from actionqueue.runtime.context import ContextSnapshot, HandlerContext
+from actionqueue.runtime.executors.base import Job
+from actionqueue.runtime.executors.threads import ThreadExecutor
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_quick_handlers_lease_ahead_within_the_bound(make_queue: MakeQueue) -> None:
+    q = make_queue(executor=ThreadExecutor(2, prefetch=4), durability="deferred")
+    lock = threading.Lock()
+    running = 0
+    most_running = 0
+    most_in_flight = 0
+    loop = q._dispatcher
+    # "Quick" is measured in real time; a generous bar keeps a loaded machine from failing this.
+    loop.quick_attempt_s = 10.0
+
+    def quick(ctx: Any, payload: Any) -> None:
+        nonlocal running, most_running, most_in_flight
+        with lock:
+            running += 1
+            most_running = max(most_running, running)
+            most_in_flight = max(most_in_flight, len(loop.executing))
+            running -= 1
+
+    q.register("quick", quick)
+    # Before any result, nothing says the handlers are quick: one run per worker.
+    assert loop.free() == 2
+    q.submit_many("quick", [b"x"] * 300)
+    q.run_until_idle()
+    assert q.stats()["runs"]["Completed"] == 300
+    assert loop.avg_attempt_s is not None
+    assert loop.avg_attempt_s < loop.quick_attempt_s
+    assert loop.free() == 8  # 4 per worker, nothing in flight
+    assert most_running <= 2
+    assert 2 < most_in_flight <= 8
+
+
+def test_slow_handlers_get_no_prefetch(make_queue: MakeQueue) -> None:
+    q = make_queue(executor=ThreadExecutor(2, prefetch=4), durability="deferred")
+    loop = q._dispatcher
+    loop.quick_attempt_s = 10.0
+    q.register("noop", lambda ctx, payload: None)
+    q.submit_many("noop", [b"x"] * 50)
+    q.run_until_idle()
+    assert loop.free() == 8
+    # Handlers slower than the bar (recorded durations are handler time, not queue time):
+    # one run per worker again.
+    loop.quick_attempt_s = 0.0
+    assert loop.free() == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "4"])
+def test_prefetch_is_validated(bad: Any) -> None:
+    with pytest.raises(ValidationError, match="prefetch must be an int >= 1"):
+        ThreadExecutor(2, prefetch=bad)
+
+
+def test_prefetch_one_never_queues_ahead(make_queue: MakeQueue) -> None:
+    q = make_queue(executor=ThreadExecutor(2, prefetch=1), durability="deferred")
+    q.register("noop", lambda ctx, payload: None)
+    q.submit_many("noop", [b"x"] * 50)
+    q.run_until_idle()
+    assert q._dispatcher.free() == 2
+
+
+def test_a_queued_jobs_time_starts_when_a_worker_runs_it() -> None:
+    ex = ThreadExecutor(1, prefetch=4)
+    snap = ContextSnapshot("t", "r", "a", 1, 1, 0, None, "h", 30.0)
+    first_end: list[float] = []
+    left: list[float | None] = []
+    done = threading.Event()
+
+    def first(ctx: Any, payload: Any) -> None:
+        first_end.append(time.monotonic())
+
+    def second(ctx: Any, payload: Any) -> None:
+        left.append(ctx.time_left())
+
+    jobs = [
+        Job(first, None, HandlerContext(snap)),
+        Job(second, None, HandlerContext(snap), timeout=30.0, on_done=lambda j, r: done.set()),
+    ]
+    try:
+        ex.submit_many(jobs)  # one worker: the second job waits in the queue for the first
+        assert done.wait(30)
+    finally:
+        ex.shutdown()
+    assert jobs[1].started >= first_end[0]
+    assert jobs[1].context._started >= first_end[0]
+    assert left[0] is not None
+    assert 0 < left[0] <= 30.0
