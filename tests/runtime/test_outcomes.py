@@ -77,6 +77,18 @@ def test_control_signals() -> None:
     assert shut.release
 
 
+def test_returned_control_signals_mean_what_raising_them_means() -> None:
+    v = interpret(AttemptResult.returned(aq.Retry(delay=2), 0.5), DEFAULT, REG)
+    assert (v.outcome, v.retry_delay_ms) == (O.RETRYABLE_FAILURE, 2_000)
+    v = interpret(AttemptResult.returned(aq.Fail("bad input")), DEFAULT, REG)
+    assert (v.outcome, v.error) == (O.TERMINAL_FAILURE, "Fail: bad input")
+    assert interpret(AttemptResult.returned(aq.Suspend()), DEFAULT, REG).outcome is O.SUSPENDED
+    # Any other exception object returned is a value like any other (here: not encodable).
+    v = interpret(AttemptResult.returned(ValueError("x")), DEFAULT, REG)
+    assert v.outcome is O.TERMINAL_FAILURE
+    assert "could not be encoded" in (v.error or "")
+
+
 def test_base_exceptions_are_failures_not_crashes() -> None:
     for exc in (SystemExit(3), KeyboardInterrupt(), GeneratorExit()):
         r = _raise(exc)

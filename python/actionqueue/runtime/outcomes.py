@@ -33,7 +33,7 @@ from typing import Any
 
 from actionqueue.core.run.attempt import AttemptOutcome
 from actionqueue.core.task.constraints import RetryOn
-from actionqueue.runtime.api import Cancelled, Fail, Retry, Suspend
+from actionqueue.runtime.api import Cancelled, Fail, HandlerSignal, Retry, Suspend
 from actionqueue.runtime.codecs import Codec, CodecRegistry
 
 __all__ = ["AttemptResult", "ErrorInfo", "ResultKind", "Verdict", "interpret"]
@@ -187,6 +187,15 @@ def interpret(
     A return value the codec cannot encode is a TerminalFailure (retrying cannot fix it).
     """
     kind = result.kind
+    if kind is ResultKind.RETURNED and isinstance(result.value, HandlerSignal):
+        # `return aq.Retry(delay=5)` means what `raise aq.Retry(delay=5)` means: a handler
+        # signal is never a result to store.
+        result = AttemptResult(
+            ResultKind.RAISED,
+            error=ErrorInfo.from_exception(result.value),
+            duration=result.duration,
+        )
+        kind = result.kind
     if kind is ResultKind.RETURNED:
         try:
             output = codecs.encode_output(result.value, codec)
