@@ -57,7 +57,7 @@ class Scale:
 
 QUICK = Scale(
     durable_ops=300,
-    buffered_ops=2_000,
+    buffered_ops=10_000,
     batches=10,
     repeats=3,
     ceiling_ops=20_000,
