@@ -189,7 +189,7 @@ impl Projection {
 fn check_run_lists(p: &Projection, cold_of_hot: &[(Id, u32, Id)]) -> Result<(), String> {
     let cold: Map<Id, (Id, u32)> = cold_of_hot.iter().map(|&(t, o, r)| (r, (t, o))).collect();
     let mut listed = 0usize;
-    for (tid, task) in &p.tasks {
+    for (tid, task) in p.tasks.iter() {
         let mut prev: Option<u32> = None;
         for rid in &task.runs {
             let (owner, ordinal) = match p.runs.get(rid) {

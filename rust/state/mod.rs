@@ -41,7 +41,7 @@ pub(crate) mod tests;
 mod tiers;
 pub mod types;
 
-use crate::model::{Id, Millis};
+use crate::model::Millis;
 
 /// Hash map used for id- and key-indexed maps (foldhash: fast on 16-byte ids, well mixed,
 /// randomly seeded per process; nothing depends on iteration order).
@@ -64,13 +64,16 @@ pub use queries::{Cursor, ReadyIter};
 pub use types::{fmt_id, Attempt, Lease, Run, StateChange, Task};
 
 use batch::Undo;
+use idmap::IdMap;
 use indexes::Indexes;
 
 /// The projection of the WAL: every task and run, indexed.
 #[derive(Debug, Default)]
 pub struct Projection {
-    pub(crate) tasks: Map<Id, Task>,
-    pub(crate) runs: Map<Id, Run>,
+    /// Live tasks and runs, split in shards that grow independently (no stall of a whole
+    /// million-entry rehash under the authority's lock: see `idmap`).
+    pub(crate) tasks: IdMap<Task>,
+    pub(crate) runs: IdMap<Run>,
     /// Terminal runs and finished tasks as encoded records (see `cold`): every lookup falls
     /// back to it, and events naming a cold record thaw it first.
     pub(crate) cold: cold::Cold,
