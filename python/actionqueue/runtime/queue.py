@@ -74,6 +74,9 @@ __all__ = ["DEFAULT_PATH", "ActionQueue"]
 _LOG = logging.getLogger("actionqueue.runtime")
 
 DEFAULT_PATH = "./actionqueue-data"
+#: Placeholders of a submit call's template spec (the engine gives each task its own).
+_TEMPLATE_ID = TaskId.new()
+_NO_PAYLOAD = TaskPayload(b"")
 
 F = TypeVar("F", bound=HandlerFn)
 IdLike = TaskId | RunId | str
@@ -380,31 +383,6 @@ class ActionQueue:
         overrides: dict[str, Any],
         allow_unregistered: bool | None = None,
     ) -> TaskSpec:
-        return self._spec_factory(
-            handler,
-            policy=policy,
-            priority=priority,
-            tags=tags,
-            description=description,
-            content_type=content_type,
-            overrides=overrides,
-            allow_unregistered=allow_unregistered,
-        )(payload, task_id, dedupe_key)
-
-    def _spec_factory(
-        self,
-        handler: str,
-        *,
-        policy: RunPolicy | None,
-        priority: int | None,
-        tags: Iterable[str],
-        description: str | None,
-        content_type: str | None,
-        overrides: dict[str, Any],
-        allow_unregistered: bool | None = None,
-    ) -> Callable[[Any, TaskId | None, str | None], TaskSpec]:
-        """What every task of one submit call shares (options, constraints, metadata, policy),
-        computed and validated once; returns ``make(payload, task_id, dedupe_key)``."""
         template, encode_one = self._template(
             handler,
             policy=policy,
@@ -415,38 +393,19 @@ class ActionQueue:
             overrides=overrides,
             allow_unregistered=allow_unregistered,
         )
-        run_policy, constraints, metadata = (
-            template.run_policy,
-            template.constraints,
-            template.metadata,
-        )
-        new_id = TaskId.new
-        trusted_spec = TaskSpec._trusted
-        trusted_payload = TaskPayload._trusted
-
-        def make(payload: Any, task_id: TaskId | None, dedupe_key: str | None) -> TaskSpec:
-            data, ct = encode_one(payload)
-            if task_id is None and dedupe_key is None:
-                return trusted_spec(
-                    new_id(),
-                    trusted_payload(data, ct),
-                    run_policy,
-                    constraints,
-                    metadata,
-                    template.handler,
-                    None,
-                )
-            return TaskSpec(  # validates the caller's task id and dedupe key
-                new_id() if task_id is None else task_id,
-                trusted_payload(data, ct),
-                run_policy,
-                constraints,
-                metadata,
-                handler=handler,
-                dedupe_key=dedupe_key,
+        data, ct = encode_one(payload)
+        parts = (template.run_policy, template.constraints, template.metadata)
+        if task_id is None and dedupe_key is None:
+            return TaskSpec._trusted(
+                TaskId.new(), TaskPayload._trusted(data, ct), *parts, template.handler, None
             )
-
-        return make
+        return TaskSpec(  # validates the caller's task id and dedupe key
+            TaskId.new() if task_id is None else task_id,
+            TaskPayload._trusted(data, ct),
+            *parts,
+            handler=template.handler,
+            dedupe_key=dedupe_key,
+        )
 
     def _template(
         self,
@@ -460,8 +419,9 @@ class ActionQueue:
         overrides: dict[str, Any],
         allow_unregistered: bool | None,
     ) -> tuple[TaskSpec, Callable[[Any], tuple[bytes, str | None]]]:
-        """The spec every task of one submit call shares (its id and payload are
-        placeholders), validated once, and ``encode_one(payload) -> (data, content_type)``."""
+        """What every task of one submit call shares (options, constraints, metadata, policy),
+        computed and validated once, as a spec whose id and payload are placeholders; and
+        ``encode_one(payload) -> (data, content_type)``."""
         if not isinstance(handler, str):
             raise WrongTypeError(
                 f"handler must be a str naming a handler, got {type(handler).__name__} "
@@ -491,13 +451,16 @@ class ActionQueue:
                 f"policy must be a RunPolicy (e.g. aq.RunPolicy.cron('0 9 * * *') or "
                 f"aq.every(60, count=3)), got {policy!r}"
             )
-        template = TaskSpec(
-            TaskId.new(),
-            TaskPayload(b""),
+        # Every part is checked here (the policy's type above, the constraints and metadata by
+        # their constructors, the handler name): the template needs no second check.
+        template = TaskSpec._trusted(
+            _TEMPLATE_ID,
+            _NO_PAYLOAD,
             policy,
             options.constraints(),
             TaskMetadata(priority, tags, description),
-            handler=check_str(handler, "handler"),
+            check_str(handler, "handler"),
+            None,
         )
         encode = self.codecs.encode_payload
         # The common case, bytes under the default rules, is checked here once; a bad codec
