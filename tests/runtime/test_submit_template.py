@@ -9,7 +9,7 @@ import pytest
 from rt_helpers import MakeQueue
 
 from actionqueue.engine import ManualClock
-from actionqueue.errors import ValidationError, WrongTypeError
+from actionqueue.errors import UnknownHandlerError, ValidationError, WrongTypeError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,3 +55,47 @@ def test_template_refuses_what_each_task_would(
         q.submit_many("echo", [b"a"], **kwargs)
     assert q.submit_many("echo", [], **kwargs) == []  # nothing to refuse, as before
     assert sum(q.stats()["runs"].values()) == 0
+
+
+def test_plain_submits_reuse_a_template_until_the_handler_is_registered_again(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    q = make_queue(clock=clock)
+    q.register("echo", lambda ctx, payload: payload, max_attempts=2, priority=1)
+    a, b = q.submit("echo", b"a"), q.submit("echo", {"b": 1})
+    (c,) = q.submit_many("echo", [b"c"])
+    specs = [q.engine.get_task(t).spec for t in (a, b, c)]  # type: ignore[union-attr]
+    assert {(s.constraints.max_attempts, s.metadata.priority) for s in specs} == {(2, 1)}
+    assert specs[1].payload.content_type == "application/json"
+    # Options of the call win over the cached template's (which they bypass).
+    d = q.submit("echo", b"d", max_attempts=5, priority=9, tags=["x"])
+    spec_d = q.engine.get_task(d).spec  # type: ignore[union-attr]
+    assert (spec_d.constraints.max_attempts, spec_d.metadata.priority) == (5, 9)
+    assert spec_d.metadata.tags == ("x",)
+    # A new registration under the name: the next plain submit uses its defaults.
+    q.register("echo", lambda ctx, payload: payload, replace=True, max_attempts=7)
+    e = q.submit("echo", b"e")
+    spec_e = q.engine.get_task(e).spec  # type: ignore[union-attr]
+    assert (spec_e.constraints.max_attempts, spec_e.metadata.priority) == (7, 0)
+    # Unregistered: refused, or taken with allow_unregistered (not cached either way).
+    q.handlers.unregister("echo")
+    with pytest.raises(UnknownHandlerError):
+        q.submit("echo", b"f")
+    f = q.submit("echo", b"f", allow_unregistered=True)
+    assert q.engine.get_task(f).spec.constraints.max_attempts == 1  # type: ignore[union-attr]
+    # With a task id or a dedupe key the spec is checked in full.
+    with pytest.raises(ValidationError):
+        q.submit("echo", b"g", dedupe_key="", allow_unregistered=True)
+
+
+def test_engine_template_cache_survives_prune(make_queue: MakeQueue, clock: ManualClock) -> None:
+    q = make_queue(clock=clock)
+    q.register("echo", lambda ctx, payload: payload)
+    first = q.submit_many("echo", [b"a", b"b"])
+    q.run_until_idle()
+    clock.advance(10_000)
+    q.prune(older_than=1)
+    second = q.submit_many("echo", [b"c"])
+    q.run_until_idle()
+    assert q.result(second[0]) == b"c"
+    assert q.engine.get_task(first[0]) is None

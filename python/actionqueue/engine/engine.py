@@ -182,6 +182,8 @@ class _TaskInfo:
 
 
 _new_info = object.__new__
+#: templates remembered by submit_uniform (then forgotten all at once: a bound, not an LRU)
+_MAX_TEMPLATES = 1024
 #: builds a NamedTuple (``Dispatch``) without its Python-level ``__new__`` frame
 _new_tuple = tuple.__new__
 _trusted_spec = TaskSpec._trusted
@@ -394,6 +396,10 @@ class Engine:
         self._shape_of: dict[tuple[Any, Any, Any], int] = {}
         self._shape_no = itertools.count()
         self._shape_lock = threading.Lock()
+        # template object -> (template, shape number, its parts' wire tuples): a template
+        # submitted before (the runtime keeps one per handler) is neither hashed nor converted
+        # again. Keyed by identity; the entry keeps its template alive, so the key stays its.
+        self._templates: dict[int, tuple[TaskSpec, int, tuple[Any, Any, Any]]] = {}
         # run id -> (attempt id bytes, counted attempts incl. the open one, task info, owner,
         # lease expiry) for every run this engine has Running.
         self._inflight: dict[bytes, tuple[bytes, int, _TaskInfo, str, int]] = {}
@@ -686,9 +692,7 @@ class Engine:
             runs = [(k, o + k * step) for k in range(n)]
         else:
             runs = [(0, o)]
-        shared = (policy.to_wire(), c.to_wire(), m.to_wire())
-        pw, cw, mw = shared
-        shape = self._shape(template)
+        shape, (pw, cw, mw) = self._template_parts(template)
         tids = random_ids(len(items))
         rids = iter(random_ids(len(items) * len(runs)))
         events: list[EventTuple] = []
@@ -703,6 +707,25 @@ class Engine:
         self._submit(events, dur)
         from_bytes = TaskId.from_bytes
         return [from_bytes(b) for b in tids]
+
+    def _template_parts(self, template: TaskSpec) -> tuple[int, tuple[Any, Any, Any]]:
+        """The shape number of ``template`` and the wire tuples of its policy, constraints
+        and metadata, cached by identity."""
+        hit = self._templates.get(id(template))
+        if hit is not None and hit[0] is template:
+            return hit[1], hit[2]
+        shape = self._shape(template)
+        parts = (
+            template.run_policy.to_wire(),
+            template.constraints.to_wire(),
+            template.metadata.to_wire(),
+        )
+        with self._shape_lock:
+            if shape in self._shapes:  # not forgotten by a prune meanwhile
+                if len(self._templates) >= _MAX_TEMPLATES:
+                    self._templates.clear()
+                self._templates[id(template)] = (template, shape, parts)
+        return shape, parts
 
     # --- scheduler tick ----------------------------------------------------------------------
 
@@ -1573,6 +1596,7 @@ class Engine:
             with self._shape_lock:
                 self._shapes.clear()
                 self._shape_of.clear()
+                self._templates.clear()
 
     # --- inspection --------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ from actionqueue.runtime.handlers import (
     HandlerFn,
     HandlerOptions,
     HandlerRegistry,
+    RegisteredHandler,
     check_option_names,
 )
 from actionqueue.runtime.metrics import Metrics
@@ -170,6 +171,11 @@ class ActionQueue:
         self._unsubscribe: Callable[[], None] | None = None
         self._loop_exit: threading.Event | None = None
         self._specs: dict[bytes, TaskSpec] = {}
+        #: handler name -> (its registry entry, template, encoder) for submits that use the
+        #: handler's defaults; a re-registration makes a new entry, so a stale one never matches
+        self._plain_templates: dict[
+            str, tuple[RegisteredHandler, TaskSpec, Callable[[Any], tuple[bytes, str | None]]]
+        ] = {}
         lease_ms = positive_seconds_to_ms(lease, "lease")
         self.recovery: Any = None
         # Before the directory is touched: a bad executor or max_workers creates nothing.
@@ -368,45 +374,6 @@ class ActionQueue:
 
     # --- submitting ----------------------------------------------------------------------------
 
-    def _spec(
-        self,
-        handler: str,
-        payload: Any,
-        *,
-        policy: RunPolicy | None,
-        priority: int | None,
-        dedupe_key: str | None,
-        tags: Iterable[str],
-        description: str | None,
-        content_type: str | None,
-        task_id: TaskId | None,
-        overrides: dict[str, Any],
-        allow_unregistered: bool | None = None,
-    ) -> TaskSpec:
-        template, encode_one = self._template(
-            handler,
-            policy=policy,
-            priority=priority,
-            tags=tags,
-            description=description,
-            content_type=content_type,
-            overrides=overrides,
-            allow_unregistered=allow_unregistered,
-        )
-        data, ct = encode_one(payload)
-        parts = (template.run_policy, template.constraints, template.metadata)
-        if task_id is None and dedupe_key is None:
-            return TaskSpec._trusted(
-                TaskId.new(), TaskPayload._trusted(data, ct), *parts, template.handler, None
-            )
-        return TaskSpec(  # validates the caller's task id and dedupe key
-            TaskId.new() if task_id is None else task_id,
-            TaskPayload._trusted(data, ct),
-            *parts,
-            handler=template.handler,
-            dedupe_key=dedupe_key,
-        )
-
     def _template(
         self,
         handler: str,
@@ -421,7 +388,52 @@ class ActionQueue:
     ) -> tuple[TaskSpec, Callable[[Any], tuple[bytes, str | None]]]:
         """What every task of one submit call shares (options, constraints, metadata, policy),
         computed and validated once, as a spec whose id and payload are placeholders; and
-        ``encode_one(payload) -> (data, content_type)``."""
+        ``encode_one(payload) -> (data, content_type)``. A call with the handler's defaults
+        (no policy, priority, tags, description, content type or overrides) reuses the
+        template of the previous such call for the same registration."""
+        plain = (
+            policy is None
+            and priority is None
+            and not tags
+            and description is None
+            and content_type is None
+            and not overrides
+            and allow_unregistered is None
+            and type(handler) is str
+        )
+        reg = self.handlers.find(handler) if type(handler) is str else None
+        if plain and reg is not None:
+            hit = self._plain_templates.get(handler)
+            if hit is not None and hit[0] is reg:
+                return hit[1], hit[2]
+        made = self._make_template(
+            handler,
+            reg,
+            policy=policy,
+            priority=priority,
+            tags=tags,
+            description=description,
+            content_type=content_type,
+            overrides=overrides,
+            allow_unregistered=allow_unregistered,
+        )
+        if plain and reg is not None:
+            self._plain_templates[handler] = (reg, *made)
+        return made
+
+    def _make_template(
+        self,
+        handler: str,
+        reg: RegisteredHandler | None,
+        *,
+        policy: RunPolicy | None,
+        priority: int | None,
+        tags: Iterable[str],
+        description: str | None,
+        content_type: str | None,
+        overrides: dict[str, Any],
+        allow_unregistered: bool | None,
+    ) -> tuple[TaskSpec, Callable[[Any], tuple[bytes, str | None]]]:
         if not isinstance(handler, str):
             raise WrongTypeError(
                 f"handler must be a str naming a handler, got {type(handler).__name__} "
@@ -429,7 +441,6 @@ class ActionQueue:
             )
         if not handler.strip():
             raise ValidationError(f"handler must be a non-empty str, got {handler!r}")
-        reg = self.handlers.find(handler)
         if reg is None:
             allow = self.allow_unregistered if allow_unregistered is None else allow_unregistered
             if allow is not True:
@@ -530,21 +541,34 @@ class ActionQueue:
         ``UnknownHandlerError`` text in its attempt history.
         """
         self._check_open()
-        spec = self._spec(
+        template, encode_one = self._template(
             handler,
-            payload,
             policy=policy,
             priority=priority,
-            dedupe_key=dedupe_key,
             tags=tags,
             description=description,
             content_type=content_type,
-            task_id=task_id,
             overrides=overrides,
             allow_unregistered=allow_unregistered,
         )
+        data, ct = encode_one(payload)
         origin = self._origin(at, delay)
-        tid = self.engine.submit(spec, origin=origin, durability=durability)
+        if task_id is None and dedupe_key is None:
+            # The template's parts are converted once per registration (engine cache).
+            (tid,) = self.engine.submit_uniform(
+                template, [(data, ct)], origin=origin, durability=durability
+            )
+        else:
+            spec = TaskSpec(  # validates the caller's task id and dedupe key
+                TaskId.new() if task_id is None else task_id,
+                TaskPayload._trusted(data, ct),
+                template.run_policy,
+                template.constraints,
+                template.metadata,
+                handler=template.handler,
+                dedupe_key=dedupe_key,
+            )
+            tid = self.engine.submit(spec, origin=origin, durability=durability)
         self.metrics.inc("submitted_total", handler=handler)
         self._dispatcher.wake()
         return tid
