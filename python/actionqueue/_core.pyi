@@ -141,6 +141,16 @@ class Authority(_Queries):
         future: Any,
         resolve: Any,
     ) -> tuple[int, int] | None: ...
+    def submit_uniform(
+        self,
+        template: tuple[Any, ...],
+        payloads: list[tuple[bytes, str | None]],
+        runs: list[tuple[int, int]],
+        origin: int,
+        at: int,
+        ids: bytes,
+        immediate: bool,
+    ) -> tuple[int, int]: ...
     def submit_many(
         self, batches: list[list[tuple[Any, ...]]], immediate: bool
     ) -> tuple[int, int]: ...

@@ -82,6 +82,27 @@ impl PyAuthority {
             completer: Arc::default(),
         }
     }
+
+    /// Submits converted events as one record: Immediate without the GIL (group commit),
+    /// Deferred keeping it when the authority's lock is free.
+    fn submit_events(
+        &self,
+        py: Python<'_>,
+        events: Vec<crate::event::Event>,
+        immediate: bool,
+        expected_first: Option<u64>,
+    ) -> PyResult<(u64, u64)> {
+        let a = if immediate {
+            py.detach(|| {
+                self.inner
+                    .submit_owned(expected_first, events, Durability::Immediate)
+            })
+        } else {
+            super::lifecycle::submit_deferred(py, &self.inner, expected_first, events)
+        }
+        .map_err(to_py)?;
+        Ok((a.first_seq, a.last_seq))
+    }
 }
 
 impl Holder for PyAuthority {
@@ -201,16 +222,30 @@ pyclass_queries!(PyAuthority, {
         expected_first: Option<u64>,
     ) -> PyResult<(u64, u64)> {
         let events = events_from_wire(events)?;
-        let a = if immediate {
-            py.detach(|| {
-                self.inner
-                    .submit_owned(expected_first, events, Durability::Immediate)
-            })
-        } else {
-            super::lifecycle::submit_deferred(py, &self.inner, expected_first, events)
-        }
-        .map_err(to_py)?;
-        Ok((a.first_seq, a.last_seq))
+        self.submit_events(py, events, immediate, expected_first)
+    }
+
+    /// `Engine.submit_uniform`'s record in one call: per `(data, content_type)` of
+    /// `payloads`, a TaskCreate of `template` (a TaskSpec wire tuple; its id and payload are
+    /// replaced) with the next 16 bytes of `ids` as task id, then a RunCreate per
+    /// `(ordinal, scheduled_at)` of `runs` with the next ids; submitted as **one** record like
+    /// `submit`. `ids` holds `16 * len(payloads) * (1 + len(runs))` bytes, task by task.
+    #[pyo3(signature = (template, payloads, runs, origin, at, ids, immediate))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit_uniform(
+        &self,
+        py: Python<'_>,
+        template: &Bound<'_, PyAny>,
+        payloads: &Bound<'_, PyAny>,
+        runs: Vec<(u32, i64)>,
+        origin: i64,
+        at: i64,
+        ids: &[u8],
+        immediate: bool,
+    ) -> PyResult<(u64, u64)> {
+        let events =
+            super::wire::uniform_events_from_wire(template, payloads, &runs, origin, at, ids)?;
+        self.submit_events(py, events, immediate, None)
     }
 
     /// `submit` for an event loop: validates, appends and applies now (raising at once on

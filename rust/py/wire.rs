@@ -415,11 +415,86 @@ pub fn events_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Event>> {
     }
 }
 
+/// The record of `Engine.submit_uniform`: for each `(data, content_type)` of `payloads`, a
+/// TaskCreate of `template` (a TaskSpec wire tuple whose id and payload are placeholders) with
+/// that payload and the next id of `ids` as its task id, followed by a RunCreate per
+/// `(ordinal, scheduled_at)` of `runs` with the next ids as run ids. `template` is converted
+/// once and cloned per task: no Python tuple per event is built or read.
+pub fn uniform_events_from_wire(
+    template: &Bound<'_, PyAny>,
+    payloads: &Bound<'_, PyAny>,
+    runs: &[(u32, i64)],
+    origin: i64,
+    at: i64,
+    ids: &[u8],
+) -> PyResult<Vec<Event>> {
+    let spec = spec_from_wire(template)?;
+    let list = payloads
+        .cast_fast::<PyList>()
+        .map_err(|_| wrong_type("payloads", "a list of (bytes, str | None) pairs", payloads))?;
+    let per_task = 1 + runs.len();
+    let n = list.len();
+    if ids.len() != n.saturating_mul(per_task).saturating_mul(16) {
+        return Err(invalid(format!(
+            "ids: expected 16 bytes per task and per run ({n} tasks x {per_task} ids), got {} \
+             bytes",
+            ids.len()
+        )));
+    }
+    let mut next_id = ids.chunks_exact(16).map(|c| {
+        let id: Id = c.try_into().unwrap_or(NIL_ID);
+        if id == NIL_ID {
+            Err(invalid("ids: the nil UUID is not a valid id".into()))
+        } else {
+            Ok(id)
+        }
+    });
+    let mut take = || {
+        next_id
+            .next()
+            .unwrap_or_else(|| Err(invalid("ids: too few ids".into())))
+    };
+    let mut out = Vec::with_capacity(n * per_task);
+    for (i, item) in list.iter().enumerate() {
+        let f = Fields::open(&item, "payload", &["data", "content_type"])
+            .map_err(|e| prefix_as(item.py(), e, "payloads", i))?;
+        let task_id = take()?;
+        let mut task = spec.clone();
+        task.id = task_id;
+        task.payload = f
+            .bytes(0, "data")
+            .map_err(|e| prefix_as(item.py(), e, "payloads", i))?;
+        task.content_type = f
+            .opt_string(1, "content_type")
+            .map_err(|e| prefix_as(item.py(), e, "payloads", i))?;
+        out.push(Event::TaskCreate {
+            spec: Box::new(task),
+            origin,
+            at,
+        });
+        for &(ordinal, scheduled_at) in runs {
+            out.push(Event::RunCreate {
+                run_id: take()?,
+                task_id,
+                ordinal,
+                scheduled_at,
+                at,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Adds "events[i]: " to an error raised for item `i` of a batch.
 fn prefix(py: Python<'_>, e: PyErr, i: usize) -> PyErr {
+    prefix_as(py, e, "events", i)
+}
+
+/// Adds "`what`[i]: " to an error raised for item `i` of a batch.
+fn prefix_as(py: Python<'_>, e: PyErr, what: &str, i: usize) -> PyErr {
     let v = e.value(py);
     if let Ok(msg) = v.str() {
-        let text = format!("events[{i}]: {msg}");
+        let text = format!("{what}[{i}]: {msg}");
         if let Ok(new) = v.get_type().call1((text,)) {
             return PyErr::from_value(new);
         }

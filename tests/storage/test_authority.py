@@ -486,3 +486,41 @@ def test_due_scheduled_ids_are_due_scheduled_without_the_run_tuples(
     assert [r[0] for r in auth.due_scheduled_ids(T0 + 5000, 2)] == [
         w[0] for w in auth.due_scheduled(T0 + 5000, 2)
     ]
+
+
+def test_submit_uniform_wire_builds_one_record_and_refuses_bad_input_whole(
+    auth: StorageMutationAuthority,
+) -> None:
+    template = spec().to_wire()
+    before = (auth.latest_sequence, auth.state_digest())
+    bad: list[tuple[list[tuple[object, object]], bytes, type[Exception], str]] = [
+        ([(b"a", None), b"b"], bytes(range(1, 65)), WrongTypeError, r"payloads\[1\]"),
+        ([(b"a", None), ("text", None)], bytes(range(1, 65)), WrongTypeError, r"payloads\[1\]"),
+        ([(b"a", None)], bytes(range(1, 17)), ValidationError, "16 bytes per task and per run"),
+        ([(b"a", None)], bytes(32), ValidationError, "nil UUID"),
+    ]
+    for payloads, ids, error, match in bad:
+        with pytest.raises(error, match=match):
+            auth.submit_uniform_wire(
+                template, payloads, [(0, T0)], T0, T0, ids, DurabilityPolicy.DEFERRED
+            )
+        assert (auth.latest_sequence, auth.state_digest()) == before
+    ids = bytes(range(1, 65))  # task, run, task, run
+    first, last = auth.submit_uniform_wire(
+        template, [(b"a", None), (b"b", "text/plain")], [(0, T0)], T0, T0 + 1, ids, "immediate"
+    )
+    assert (first, last) == (before[0] + 1, before[0] + 4)
+    a, b = TaskId.from_bytes(ids[:16]), TaskId.from_bytes(ids[32:48])
+    ra = auth.get_task(a)
+    rb = auth.get_task(b)
+    assert ra is not None
+    assert rb is not None
+    assert (ra.spec.payload.data, rb.spec.payload.content_type) == (b"a", "text/plain")
+    assert ra.spec.run_policy == spec().run_policy
+    assert [r.run_id.bytes for r in auth.runs_for_task(a)] == [ids[16:32]]
+    # A duplicate task id is refused by the reducer like any submit: nothing written.
+    with pytest.raises(CommandRejectedError):
+        auth.submit_uniform_wire(
+            template, [(b"c", None)], [], T0, T0, ids[:16], DurabilityPolicy.DEFERRED
+        )
+    assert auth.latest_sequence == last

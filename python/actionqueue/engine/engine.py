@@ -184,6 +184,8 @@ class _TaskInfo:
 _new_info = object.__new__
 #: templates remembered by submit_uniform (then forgotten all at once: a bound, not an LRU)
 _MAX_TEMPLATES = 1024
+#: the id of the template spec handed to the core's submit_uniform (replaced per task)
+_TEMPLATE_ID = b"\x00" * 15 + b"\x01"
 #: builds a NamedTuple (``Dispatch``) without its Python-level ``__new__`` frame
 _new_tuple = tuple.__new__
 _trusted_spec = TaskSpec._trusted
@@ -415,6 +417,10 @@ class Engine:
         # one call into the core with no Python frame in between (see ``hot_path``).
         self._due_ids: Callable[[int, int], list[Any]] | None = getattr(
             authority, "due_scheduled_ids", None
+        )
+        #: the storage authority's one-call uniform batch (see submit_uniform)
+        self._submit_uniform: Callable[..., object] | None = getattr(
+            authority, "submit_uniform_wire", None
         )
         hot = getattr(authority, "hot_path", None)
         self._dispatch_ready: Callable[..., list[Any] | None] | None = None
@@ -693,18 +699,29 @@ class Engine:
         else:
             runs = [(0, o)]
         shape, (pw, cw, mw) = self._template_parts(template)
-        tids = random_ids(len(items))
-        rids = iter(random_ids(len(items) * len(runs)))
-        events: list[EventTuple] = []
-        add = events.append
         tasks = self._tasks
-        for tid, (data, ct) in zip(tids, items, strict=True):
-            add((0, (tid, handler, data, ct, pw, cw, mw, None), o, t))
-            for k, at in runs:
-                add((1, next(rids), tid, k, at, t))
-            # Known before the write (see submit_many).
-            tasks[tid] = (shape, data, ct, handler, None)
-        self._submit(events, dur)
+        uniform = self._submit_uniform
+        if uniform is not None:
+            # The core builds the events: ids are drawn here, task by task (task, its runs).
+            step = 16 * (1 + len(runs))
+            ids = random_id_bytes(len(items) * (1 + len(runs)))
+            tids = [ids[i : i + 16] for i in range(0, len(ids), step)]
+            for tid, (data, ct) in zip(tids, items, strict=True):
+                # Known before the write (see submit_many).
+                tasks[tid] = (shape, data, ct, handler, None)
+            spec_wire = (_TEMPLATE_ID, handler, b"", None, pw, cw, mw, None)
+            uniform(spec_wire, items, runs, o, t, ids, dur)
+        else:
+            tids = random_ids(len(items))
+            rids = iter(random_ids(len(items) * len(runs)))
+            events: list[EventTuple] = []
+            add = events.append
+            for tid, (data, ct) in zip(tids, items, strict=True):
+                add((0, (tid, handler, data, ct, pw, cw, mw, None), o, t))
+                for k, at in runs:
+                    add((1, next(rids), tid, k, at, t))
+                tasks[tid] = (shape, data, ct, handler, None)
+            self._submit(events, dur)
         from_bytes = TaskId.from_bytes
         return [from_bytes(b) for b in tids]
 

@@ -362,6 +362,33 @@ class StorageMutationAuthority(ProjectionQueries):
         ``dispatch_ready`` is :meth:`dispatch_ready`."""
         return self._core.submit_deferred, self._core.dispatch_ready
 
+    def submit_uniform_wire(
+        self,
+        template: WireTuple,
+        payloads: list[tuple[bytes, str | None]],
+        runs: Sequence[tuple[int, int]],
+        origin: int,
+        timestamp: int,
+        ids: bytes,
+        durability: DurabilityPolicy | str,
+    ) -> tuple[int, int]:
+        """Creates one task per ``(data, content_type)`` of ``payloads`` in **one** record,
+        without a wire tuple per event: each is ``template`` (a TaskSpec wire tuple whose id
+        and payload are replaced) with that payload, followed by a RunCreate per
+        ``(ordinal, scheduled_at)`` of ``runs``, created at ``timestamp`` with schedule origin
+        ``origin``. ``ids`` holds 16 bytes per task and per run, task by task (the task's id,
+        then its runs'). Validated and applied like :meth:`submit_wire`; returns
+        ``(first, last)``."""
+        return self._core.submit_uniform(
+            template,
+            payloads,
+            list(runs),
+            origin,
+            timestamp,
+            ids,
+            _immediate(durability),
+        )
+
     def submit_many_wire(
         self, batches: Sequence[Sequence[WireTuple]], durability: DurabilityPolicy | str
     ) -> tuple[int, int]:
