@@ -694,3 +694,26 @@ def test_submit_uniform_cron_derives_per_task(env: Env) -> None:
         assert runs
         assert all(r.state is S.SCHEDULED for r in runs)
     assert [len(e.runs_for_task(t)) for t in ids] == [len(e.runs_for_task(ids[0]))] * 2
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_late_catch_up_promotions_are_plain_with_their_reason(env: Env, lean: bool) -> None:
+    # A backlog older than the grace under catch-up-all is promoted without planning (the
+    # lean page) with the same history as the planned path; a skip policy in the page, or
+    # no lean query at all, takes the planned path.
+    e = env.engine
+    if not lean:
+        e._due_ids = None
+    on_time = e.submit(spec(RunPolicy.once()), origin=T0 + 5_000 - 500)
+    late = e.submit(spec(RunPolicy.repeat(2, 1_000)))
+    env.clock.advance(5_000)
+    e.tick()
+    assert states(e, on_time) == [S.READY]
+    assert e.runs_for_task(on_time)[0].history[-1].reason is None
+    assert states(e, late) == [S.READY, S.READY]
+    reasons = [r.history[-1].reason for r in sorted(e.runs_for_task(late), key=lambda r: r.ordinal)]
+    assert reasons == ["misfire: caught up 5 s late", "misfire: caught up 4 s late"]
+    skip = e.submit(spec(RunPolicy.repeat(2, 1_000, misfire=MisfirePolicy.skip(grace=0))))
+    env.clock.advance(1_500)
+    e.tick()
+    assert states(e, skip) == [S.CANCELED, S.CANCELED]  # both late, grace 0: skipped

@@ -49,14 +49,20 @@ from actionqueue.core.run.attempt import AttemptOutcome, decide
 from actionqueue.core.run.run_instance import RunInstance
 from actionqueue.core.run.state import TERMINAL_STATES, RunState
 from actionqueue.core.task.constraints import TaskConstraints
-from actionqueue.core.task.run_policy import CronPolicy, OncePolicy, RepeatPolicy, RunPolicy
+from actionqueue.core.task.run_policy import (
+    CronPolicy,
+    MisfireKind,
+    OncePolicy,
+    RepeatPolicy,
+    RunPolicy,
+)
 from actionqueue.core.task.task_spec import TaskPayload, TaskSpec
 from actionqueue.core.time import DurationLike, TimeLike, to_duration_ms, to_millis
 from actionqueue.engine.derive import derive_runs, effective_grace_ms, run_create_commands
 from actionqueue.engine.index import RunIndex
 from actionqueue.engine.lease import DEFAULT_LEASE_MS, lease_duration_ms, plan_expiry
 from actionqueue.engine.ports import AuthorityPort, EventTuple, RunTuple, TaskRecordLike
-from actionqueue.engine.scheduler import plan_misfire, plan_task_promotion
+from actionqueue.engine.scheduler import caught_up_reason, plan_misfire, plan_task_promotion
 from actionqueue.engine.selection import Candidate, DefaultSelector, Selector
 from actionqueue.engine.time.clock import Clock
 from actionqueue.errors import (
@@ -123,6 +129,7 @@ class _TaskInfo:
     """What the hot path needs about a task, computed once per task."""
 
     __slots__ = (
+        "catch_up_all",
         "constraints",
         "grace_ms",
         "is_cron",
@@ -145,6 +152,12 @@ class _TaskInfo:
         #: promotion within this lateness is a plain Scheduled -> Ready (non-cron tasks)
         self.grace_ms: int | None = (
             None if self.is_cron else effective_grace_ms(spec.run_policy.misfire.grace_ms)
+        )
+        #: late runs are promoted all the same (catch-up with no cap, not cron): only their
+        #: history reason differs, so promotion needs no planning
+        misfire = spec.run_policy.misfire
+        self.catch_up_all = (
+            not self.is_cron and misfire.kind is MisfireKind.CATCH_UP and misfire.cap is None
         )
         self.constraints = c
         self.max_attempts = c.max_attempts
@@ -172,6 +185,7 @@ class _TaskInfo:
         info.policy = self.policy
         info.is_cron = self.is_cron
         info.grace_ms = self.grace_ms
+        info.catch_up_all = self.catch_up_all
         info.constraints = self.constraints
         info.max_attempts = self.max_attempts
         info.retry_on = self.retry_on
@@ -775,9 +789,12 @@ class Engine:
                 for w in retries:
                     events.append((2, w[0], _RETRY_WAIT, _READY, None, None, now))
                 retried += len(retries)
-                due, plain = self._due_page(now)
-                if plain:  # all on time: plain promotions, no planning
-                    events.extend((2, w[0], _SCHEDULED, _READY, None, None, now) for w in due)
+                due, reasons = self._due_page(now)
+                if reasons is not None:  # plain promotions, no planning
+                    events.extend(
+                        (2, w[0], _SCHEDULED, _READY, None, r, now)
+                        for w, r in zip(due, reasons, strict=True)
+                    )
                     p, m, c = len(due), 0, 0
                 else:
                     p, m, c = self._plan_promotions(due, now, events)
@@ -792,22 +809,32 @@ class Engine:
                     break
         return TickReport(promoted, misfired, retried, expired, created, batches)
 
-    def _due_page(self, now: int) -> tuple[Sequence[Any], bool]:
-        """A page of due Scheduled runs: ``(rows, True)`` with ``(run_id, task_id,
-        scheduled_at)`` rows when every one is a plain on-time promotion (the common case,
-        read without whole run tuples), else ``(run tuples, False)`` for
+    def _due_page(self, now: int) -> tuple[Sequence[Any], list[str | None] | None]:
+        """A page of due Scheduled runs: ``(rows, reasons)`` with ``(run_id, task_id,
+        scheduled_at)`` rows when every one is a plain promotion — on time, or late under a
+        catch-up-all misfire policy, whose history reason is in ``reasons`` (the common cases,
+        read without whole run tuples) — else ``(run tuples, None)`` for
         :meth:`_plan_promotions` to plan misfires / cron refills."""
         lean = self._due_ids
         if lean is not None:
             rows = lean(now, PAGE)
             shape_of = self._shape_info
+            reasons: list[str | None] = []
             for _rid, tid, sched in rows:
-                grace = shape_of(tid).grace_ms
-                if grace is None or now - sched > grace:
-                    break  # a late or cron run: plan this page the full way
+                info = shape_of(tid)
+                grace = info.grace_ms
+                if grace is None:
+                    break  # cron: plan this page the full way
+                late = now - sched
+                if late <= grace:
+                    reasons.append(None)
+                elif info.catch_up_all:
+                    reasons.append(caught_up_reason(late))
+                else:
+                    break  # skip / coalesce / a cap: plan this page the full way
             else:
-                return rows, True
-        return self._auth.due_scheduled(now, PAGE), False
+                return rows, reasons
+        return self._auth.due_scheduled(now, PAGE), None
 
     def _plan_promotions(
         self, due: Sequence[RunTuple], now: int, events: list[EventTuple]

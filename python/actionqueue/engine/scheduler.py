@@ -127,6 +127,15 @@ class MisfirePlan:
         return [t.command(now) for t in self.transitions]
 
 
+def caught_up_reason(late_ms: int) -> str:
+    """The history reason of a run promoted ``late_ms`` after its time under catch-up.
+
+    >>> caught_up_reason(5_000)
+    'misfire: caught up 5 s late'
+    """
+    return f"misfire: caught up {_human_ms(late_ms)} late"
+
+
 def _human_ms(ms: int) -> str:
     """``"250 ms"``, ``"42 s"``, ``"3h 2m 5s"``, ``"30d 0h 2m"`` — for history reasons."""
     if ms < 1_000:
@@ -225,7 +234,7 @@ def plan_misfire(
                 for r in missed[: len(missed) - len(keep)]:
                     cancel(r, f"misfire: catch-up cap {cap} exceeded")
             for r in keep:
-                ready(r, f"misfire: caught up {_human_ms(now - r.scheduled_at)} late")
+                ready(r, caught_up_reason(now - r.scheduled_at))
         elif kind is MisfireKind.COALESCE:
             # The most recent due run (missed or on time) runs once for the whole window.
             survivor = next(
