@@ -53,7 +53,9 @@ pub const DEFAULT_KEEP_SNAPSHOTS: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct AuthorityOptions {
-    /// Take a snapshot after this many events since the last one (0: never automatically).
+    /// Take a snapshot after this many events since the last one (0: never automatically) —
+    /// or, when more records than that are live, after as many events as there are live
+    /// records (see [`Authority::snapshot_due`]).
     pub snapshot_every: u64,
     /// Snapshots kept after a new one is written (at least 1). WAL segments are deleted only
     /// when wholly before the **oldest** kept snapshot, so every kept snapshot stays usable
@@ -110,6 +112,8 @@ struct Inner {
     /// An automatic snapshot captured by a submit, written once that submit has released
     /// the lock.
     pending: Option<SnapJob>,
+    /// Live records the last capture encoded (its cost): see [`Authority::snapshot_due`].
+    hot_at_capture: u64,
 }
 
 /// A record ready for [`Authority::submit_prepared`]: its events and their encoding (or the
@@ -205,6 +209,7 @@ impl Authority {
                 closed: false,
                 stats: AuthorityStats::default(),
                 pending: None,
+                hot_at_capture: 0,
             }),
             writer: Mutex::new(()),
         })
@@ -284,14 +289,26 @@ impl Authority {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return Err(record),
         };
-        let due = self.opts.snapshot_every > 0
-            && self.snapshot_dir.is_some()
-            && g.stats.events_since_snapshot + record.events.len() as u64
-                >= self.opts.snapshot_every;
-        if due {
+        if self.snapshot_due(&g, record.events.len() as u64) {
             return Err(record);
         }
         Ok(self.submit_locked(&mut g, expected_first, record))
+    }
+
+    /// Whether an automatic snapshot is due once `adding` more events are applied: after
+    /// `snapshot_every` events, or — when the last capture encoded more live records than
+    /// that — after as many events as it encoded. A capture runs under the lock and costs
+    /// O(live records) (finished ones are frozen as they finish, live ones are encoded): with
+    /// 200k live tasks, one every 100k events halved the runtime's throughput. Spacing them by
+    /// the last capture's size keeps that to about one record encoded per event applied (a
+    /// growing queue gets snapshots at doubling intervals), and recovery replays at most as
+    /// many events after the snapshot as the snapshot held records.
+    fn snapshot_due(&self, g: &Inner, adding: u64) -> bool {
+        let every = self.opts.snapshot_every;
+        if every == 0 || self.snapshot_dir.is_none() {
+            return false;
+        }
+        g.stats.events_since_snapshot + adding >= every.max(g.hot_at_capture)
     }
 
     /// Submits a Prune of terminal runs whose last change is before `before` (and of finished
@@ -414,10 +431,7 @@ impl Authority {
         g.stats.submits += 1;
         g.stats.events += events as u64;
         g.stats.events_since_snapshot += events as u64;
-        if self.opts.snapshot_every > 0
-            && g.stats.events_since_snapshot >= self.opts.snapshot_every
-            && self.snapshot_dir.is_some()
-        {
+        if self.snapshot_due(g, 0) {
             // The submit succeeded whatever happens here: a snapshot problem is recorded and
             // retried at the next interval (the log is intact, recovery just replays more).
             // The file is written by the caller once the lock is released (`write_pending`).
@@ -550,6 +564,7 @@ impl Authority {
         let started = Instant::now();
         let cap = snapshot::Capture::take(&mut g.p)?;
         g.stats.events_since_snapshot = 0;
+        g.hot_at_capture = g.p.hot_len() as u64;
         Ok(SnapJob {
             cap,
             started,

@@ -182,6 +182,24 @@ fn failed_fsync_is_sticky_and_refuses_reads() {
 }
 
 #[test]
+fn snapshots_are_spaced_by_the_live_records_they_encode() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, _) = open(t.path(), small_opts(10));
+    // 100 live tasks (200 records): captures at 10, 20, 40, 80, 160 events.
+    for n in 0..100 {
+        create_once(&a, n, n as i64);
+    }
+    let seqs: Vec<u64> = crate::snapshot::list(&t.path().join(SNAPSHOT_DIR))
+        .unwrap()
+        .iter()
+        .map(|s| s.sequence)
+        .collect();
+    assert_eq!(a.stats().snapshots, 5);
+    assert_eq!(seqs, vec![160, 80], "newest first, two kept");
+    a.close().unwrap();
+}
+
+#[test]
 fn seed_style_construction_checks_the_log_matches() {
     let t = tempfile::tempdir().unwrap();
     {
@@ -205,7 +223,10 @@ fn snapshot_checkpoint_and_reopen() {
         create_once(&a, n, n as i64);
     }
     let st = a.stats();
-    assert_eq!(st.snapshots, 10, "{st:?}");
+    // Every 40 events, or after as many events as the last capture encoded live records
+    // (all 400 created records stay live here): at 40, 80, 160 and 320.
+    assert_eq!(st.snapshots, 4, "{st:?}");
+    assert_eq!(st.last_snapshot.as_ref().map(|s| s.sequence), Some(320));
     let snaps = crate::snapshot::list(&t.path().join(SNAPSHOT_DIR)).unwrap();
     assert_eq!(snaps.len(), 2, "keep_snapshots = 2");
     // Segments wholly before the older kept snapshot are gone; the log starts at or before it.
@@ -215,8 +236,8 @@ fn snapshot_checkpoint_and_reopen() {
     let live = digest(&a);
     a.close().unwrap();
     let (b, r) = open(t.path(), small_opts(40));
-    assert_eq!(r.snapshot.as_ref().unwrap().1, 400);
-    assert_eq!(r.events_replayed, 0);
+    assert_eq!(r.snapshot.as_ref().unwrap().1, 320);
+    assert_eq!(r.events_replayed, 80);
     assert_eq!(digest(&b), live);
     drop(b);
 

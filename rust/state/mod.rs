@@ -98,6 +98,11 @@ impl Projection {
         self.latest_sequence
     }
 
+    /// Live (hot) tasks and runs: what a snapshot capture encodes.
+    pub fn hot_len(&self) -> usize {
+        self.tasks.len() + self.runs.len()
+    }
+
     /// The sequence the next record must start with.
     pub fn next_sequence(&self) -> u64 {
         self.latest_sequence.saturating_add(1)

@@ -86,6 +86,8 @@ def test_readers_and_writers_concurrently(data_dir: Path) -> None:
     for t in rs:
         t.join()
     assert a.latest_sequence == 800
-    assert a.stats().snapshots >= 10
+    # Snapshots were captured while readers and writers ran: every 50 events, spaced by the
+    # live records the last capture encoded (here all of them stay live: 50, 100, 200, ...).
+    assert a.stats().snapshots >= 5
     assert len(seen) == 4
     a.close()
