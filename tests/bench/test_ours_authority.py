@@ -28,6 +28,8 @@ def test_authority_and_engine_workloads_run_and_feed_targets(tmp_path: Path) -> 
         "ours-authority-immediate.submit-async.c32",
         "ours-authority-immediate.submit-batch-1000",
         "ours-authority-deferred.submit-batch-1000",
+        "ours-authority-immediate.submit-uniform-1000",
+        "ours-authority-deferred.submit-uniform-1000",
         "ours-engine-immediate.claim-complete",
         "ours-engine-deferred.claim-complete",
     ]
@@ -40,5 +42,7 @@ def test_authority_and_engine_workloads_run_and_feed_targets(tmp_path: Path) -> 
         "Immediate, 32 concurrent async submitters >= 15x Immediate 1 thread (group commit)",
         "Deferred single submits >= 300k/s",
         "Deferred batched submits >= 1M/s",
+        "Deferred batched submits through the task batch API (submit_uniform) >= 1M/s",
+        "Immediate 1000-task batch through the task batch API (submit_uniform) >= 0.5x",
     ):
         assert targets[label]["status"] in ("met", "MISSED"), targets[label]

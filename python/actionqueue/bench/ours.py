@@ -361,6 +361,37 @@ def _authority_batch(durability_name: str, size: int) -> Callable[[RunContext], 
     return run
 
 
+def _authority_uniform(durability_name: str, size: int) -> Callable[[RunContext], Sample]:
+    """The task batch API: ``size`` tasks of one template per record through
+    ``submit_uniform_wire`` (what ``ActionQueue.submit_many`` uses) — the same TaskCreate
+    events as :func:`_authority_batch`, without a wire tuple per event."""
+
+    def run(ctx: RunContext) -> Sample:
+        from actionqueue.core.ids import random_id_bytes
+
+        durability = _durability(durability_name)
+        auth, _ = _open_authority(ctx.workdir)
+        if not callable(getattr(auth, "submit_uniform_wire", None)):
+            auth.close()
+            raise Unavailable("StorageMutationAuthority.submit_uniform_wire is missing")
+        try:
+            now = int(time.time() * 1000)
+            auth.submit_wire([task_create_event(ctx.payload, now)], durability)
+            template = task_create_event(ctx.payload, now)[1]
+            payloads = [(ctx.payload, None)] * size
+            ids = [random_id_bytes(size) for _ in range(ctx.ops)]
+            submit = auth.submit_uniform_wire
+            return time_calls(
+                lambda i: submit(template, payloads, (), now, now, ids[i], durability),
+                ctx.ops,
+                records_per_call=size,
+            )
+        finally:
+            auth.close()
+
+    return run
+
+
 def _authority_async(concurrency: int) -> Callable[[RunContext], Sample]:
     """``concurrency`` asyncio tasks on one event loop, each awaiting its Immediate submits."""
 
@@ -569,6 +600,29 @@ def _authority_workloads() -> list[Workload]:
             batch=1000,
             baseline=NO_SYNC,
             note="one submit_wire of 1000 TaskCreate events",
+        ),
+        Workload(
+            name="ours-authority-immediate.submit-uniform-1000",
+            system=OURS_AUTHORITY,
+            kind="submit-batch",
+            durability=Durability.FSYNC_PER_BATCH,
+            run=_authority_uniform("IMMEDIATE", 1000),
+            size=SizeClass.BATCHES,
+            batch=1000,
+            baseline=BATCH_1000,
+            note="the task batch API: 1000 tasks of one template, one submit_uniform_wire "
+            "(one record, one sync)",
+        ),
+        Workload(
+            name="ours-authority-deferred.submit-uniform-1000",
+            system=OURS_AUTHORITY,
+            kind="submit-batch",
+            durability=Durability.OS_BUFFERED,
+            run=_authority_uniform("DEFERRED", 1000),
+            size=SizeClass.BATCHES,
+            batch=1000,
+            baseline=NO_SYNC,
+            note="the task batch API: 1000 tasks of one template, one submit_uniform_wire",
         ),
         Workload(
             name="ours-engine-immediate.claim-complete",

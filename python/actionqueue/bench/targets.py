@@ -50,10 +50,22 @@ TARGETS: tuple[Target, ...] = (
         "baseline.batch-1000.one-fdatasync",
         0.5,
     ),
+    Target(
+        "Immediate 1000-task batch through the task batch API (submit_uniform) >= 0.5x",
+        "ours-authority-immediate.submit-uniform-1000",
+        "baseline.batch-1000.one-fdatasync",
+        0.5,
+    ),
     Target("Deferred single submits >= 300k/s", "ours-authority-deferred.submit.t1", None, 300_000),
     Target(
         "Deferred batched submits >= 1M/s",
         "ours-authority-deferred.submit-batch-1000",
+        None,
+        1_000_000,
+    ),
+    Target(
+        "Deferred batched submits through the task batch API (submit_uniform) >= 1M/s",
+        "ours-authority-deferred.submit-uniform-1000",
         None,
         1_000_000,
     ),
