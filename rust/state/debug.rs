@@ -145,6 +145,30 @@ impl Projection {
         if self.ix.empty_finished != empty_finished {
             return Err("prune candidates differ from a scan".into());
         }
+        // Dispatch candidates: the Ready set in order, skipping runs of held keys and every
+        // run of a key after its first.
+        let mut want_candidates = BTreeSet::new();
+        let mut heads: Map<&str, ()> = Map::default();
+        for k in self.ix.set(RunState::Ready) {
+            let key = self
+                .runs
+                .get(&k.id)
+                .and_then(|r| tasks.get(&r.task_id))
+                .and_then(|t| t.spec.constraints.concurrency_key.as_deref());
+            match key {
+                None => {
+                    want_candidates.insert(*k);
+                }
+                Some(key) => {
+                    if !holders.contains_key(key) && heads.insert(key, ()).is_none() {
+                        want_candidates.insert(*k);
+                    }
+                }
+            }
+        }
+        if self.ix.candidates != want_candidates {
+            return Err("dispatch candidates differ from a scan".into());
+        }
         Ok(())
     }
 }

@@ -161,6 +161,16 @@ impl Projection {
             keys.sort_unstable();
             *set = keys.into_iter().collect();
         }
+        // Dispatch candidates are derived: rebuilt from the Ready set and the key holders.
+        let ready: Vec<IxKey> = p.ix.set(RunState::Ready).iter().copied().collect();
+        for k in ready {
+            let key = p
+                .runs
+                .get(&k.id)
+                .and_then(|r| p.tasks.get(&r.task_id))
+                .and_then(|t| t.spec.constraints.concurrency_key.clone());
+            p.ix.ready_added(k, key.as_deref());
+        }
         p.ix.empty_finished = loaded.empty.into_iter().collect();
         for task in p.tasks.values_mut() {
             let id = task.id();

@@ -14,6 +14,12 @@
 //! Counts per state are the sets' lengths. Besides the sets: the concurrency-key slots (key →
 //! holder run, plus how many tasks use the key), dedupe keys of live tasks, and finished tasks
 //! with no runs left (pruning candidates). Per-task run lists live on the task itself.
+//!
+//! Dispatch candidates: the Ready runs selection may pick now, in selection order — every Ready
+//! run without a concurrency key, and for each key nobody holds, its first Ready run. Keyed
+//! Ready runs are also filed per key, so a key's next head is found in O(log n) when its
+//! holder lets go. (Scanning the Ready set and skipping runs of held keys cost O(blocked
+//! runs) per dispatch: 8,000 runs waiting behind one key made a drain quadratic.)
 
 use std::collections::BTreeSet;
 
@@ -91,6 +97,12 @@ pub struct Indexes {
     /// Runs that became terminal and tasks that finished since the last freeze (see
     /// `tiers.rs`), collected only while `finished.on`.
     pub(crate) finished: Finished,
+    /// Ready runs of keyed tasks, per key, in selection order.
+    pub(crate) ready_by_key: Map<String, BTreeSet<IxKey>>,
+    /// Dispatch candidates in selection order (see the module doc).
+    pub(crate) candidates: BTreeSet<IxKey>,
+    /// The candidate of each key that has one (its first Ready run, while nobody holds it).
+    pub(crate) key_head: Map<String, IxKey>,
 }
 
 /// Records that became freezable (terminal runs, finished tasks), in the order they did. May
@@ -129,6 +141,11 @@ impl Indexes {
                 slot.holder = Some(p.key.id);
             }
         }
+        if p.state == RunState::Ready {
+            self.ready_added(p.key, key);
+        } else if p.holds_key {
+            self.refresh_key(key);
+        }
     }
 
     pub(crate) fn remove(&mut self, p: &Placement, key: Option<&str>) {
@@ -140,6 +157,11 @@ impl Indexes {
                 }
             }
         }
+        if p.state == RunState::Ready {
+            self.ready_removed(&p.key, key);
+        } else if p.holds_key {
+            self.refresh_key(key);
+        }
     }
 
     /// Moves a run's entries from `before` to `after` (no-op when nothing changed).
@@ -150,6 +172,12 @@ impl Indexes {
         if before.state != after.state || before.key != after.key {
             self.set_mut(before.state).remove(&before.key);
             self.set_mut(after.state).insert(after.key);
+            if before.state == RunState::Ready {
+                self.ready_removed(&before.key, key);
+            }
+            if after.state == RunState::Ready {
+                self.ready_added(after.key, key);
+            }
         }
         if before.holds_key != after.holds_key {
             if let Some(slot) = key.and_then(|k| self.keys.get_mut(k)) {
@@ -159,6 +187,61 @@ impl Indexes {
                     slot.holder = None;
                 }
             }
+            self.refresh_key(key);
+        }
+    }
+
+    /// A run entered Ready: a candidate at once without a key, else filed under its key.
+    pub(crate) fn ready_added(&mut self, k: IxKey, key: Option<&str>) {
+        let Some(key) = key else {
+            self.candidates.insert(k);
+            return;
+        };
+        match self.ready_by_key.get_mut(key) {
+            Some(set) => {
+                set.insert(k);
+            }
+            None => {
+                self.ready_by_key
+                    .insert(key.to_owned(), BTreeSet::from([k]));
+            }
+        }
+        self.refresh_key(Some(key));
+    }
+
+    fn ready_removed(&mut self, k: &IxKey, key: Option<&str>) {
+        let Some(key) = key else {
+            self.candidates.remove(k);
+            return;
+        };
+        if let Some(set) = self.ready_by_key.get_mut(key) {
+            set.remove(k);
+            if set.is_empty() {
+                self.ready_by_key.remove(key);
+            }
+        }
+        self.refresh_key(Some(key));
+    }
+
+    /// Makes `key`'s candidate its first Ready run if nobody holds the key, else none.
+    fn refresh_key(&mut self, key: Option<&str>) {
+        let Some(key) = key else { return };
+        let want = if self.key_holder(key).is_none() {
+            self.ready_by_key.get(key).and_then(|s| s.first().copied())
+        } else {
+            None
+        };
+        let have = self.key_head.get(key).copied();
+        if want == have {
+            return;
+        }
+        if let Some(h) = have {
+            self.candidates.remove(&h);
+            self.key_head.remove(key);
+        }
+        if let Some(w) = want {
+            self.candidates.insert(w);
+            self.key_head.insert(key.to_owned(), w);
         }
     }
 

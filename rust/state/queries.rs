@@ -159,9 +159,7 @@ impl Projection {
     /// batch).
     pub fn ready(&self) -> ReadyIter<'_> {
         ReadyIter {
-            p: self,
-            inner: self.ix.set(RunState::Ready).iter(),
-            claimed: Vec::new(),
+            inner: self.ix.candidates.iter(),
         }
     }
 
@@ -237,31 +235,15 @@ impl Projection {
 
 /// Lazy iterator over Ready runs in selection order; see [`Projection::ready`].
 pub struct ReadyIter<'a> {
-    p: &'a Projection,
     inner: btree_set::Iter<'a, IxKey>,
-    claimed: Vec<&'a str>,
 }
 
 impl Iterator for ReadyIter<'_> {
     type Item = Id;
 
+    /// The dispatch candidates are one run per free key at most, so nothing is skipped here:
+    /// O(1) per run yielded, however many runs wait behind held keys.
     fn next(&mut self) -> Option<Id> {
-        for k in self.inner.by_ref() {
-            let key = self
-                .p
-                .runs
-                .get(&k.id)
-                .and_then(|r| self.p.tasks.get(&r.task_id))
-                .and_then(|t| t.spec.constraints.concurrency_key.as_deref());
-            let Some(key) = key else {
-                return Some(k.id);
-            };
-            if self.p.ix.key_holder(key).is_some() || self.claimed.contains(&key) {
-                continue;
-            }
-            self.claimed.push(key);
-            return Some(k.id);
-        }
-        None
+        self.inner.next().map(|k| k.id)
     }
 }

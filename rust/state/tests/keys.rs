@@ -98,3 +98,26 @@ fn ready_iterator_yields_one_run_per_free_key() {
     assert_eq!(p.0.ready().collect::<Vec<_>>(), [id(10)]);
     assert_eq!(p.0.count(S::Ready), 2);
 }
+
+#[test]
+fn runs_waiting_behind_a_held_key_are_not_dispatch_candidates() {
+    // Selection walks the candidates only: one head per free key, never the runs queued
+    // behind a held one (that walk was O(blocked runs) per dispatch).
+    let mut p = P::new();
+    for n in 0..200 {
+        p.ready_task(keyed(n, HoldPolicy::HoldDuringRetry, 1), id(1000 + n), 0);
+    }
+    p.ready_task(spec(id(5000)), id(6000), 0);
+    assert_eq!(p.0.ix.candidates.len(), 2);
+    p.ok(&dispatch(id(1000), id(9000), "w", 1, 100));
+    assert_eq!(p.0.ix.candidates.len(), 1);
+    assert_eq!(p.0.ready().collect::<Vec<_>>(), [id(6000)]);
+    assert_eq!(p.0.debug_check_indexes(), Ok(()));
+    p.ok(&[
+        finish(id(1000), id(9000), O::Success, 3),
+        tr(id(1000), S::Running, S::Completed, 3),
+    ]);
+    // The key is free again: its next Ready run is the one candidate for it.
+    assert_eq!(p.0.ready().collect::<Vec<_>>(), [id(1001), id(6000)]);
+    assert_eq!(p.0.debug_check_indexes(), Ok(()));
+}
