@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import pickle
+import sys
 
 import pytest
 
@@ -117,3 +119,66 @@ def test_error_info_pickles_and_survives_broken_str() -> None:
     assert "unprintable" in info.message
     info2 = pickle.loads(pickle.dumps(ErrorInfo.from_exception(KeyError("x"))))
     assert "builtins.LookupError" in info2.type_names
+
+
+def _stdlib(exc: BaseException) -> list[str]:
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    # 3.11 adds caret lines under some source lines; everything else must be the same.
+    return [line for line in text.splitlines() if line.strip() and set(line.strip()) - {"^", "~"}]
+
+
+def _inner() -> None:
+    raise KeyError("inner")
+
+
+def _chained(how: str) -> BaseException:
+    try:
+        try:
+            _inner()
+        except KeyError as e:
+            if how == "cause":
+                raise ValueError("outer") from e
+            if how == "suppressed":
+                raise ValueError("outer") from None
+            raise ValueError("outer")  # noqa: B904 - the implicit context is the case tested
+    except ValueError as outer:
+        return outer
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("how", ["cause", "context", "suppressed"])
+def test_traceback_text_matches_the_standard_library(how: str) -> None:
+    from actionqueue.runtime.outcomes import format_exception
+
+    exc = _chained(how)
+    ours = [line for line in format_exception(exc).splitlines() if line.strip()]
+    assert ours == _stdlib(exc)
+    assert ours[-1] == "ValueError: outer"
+    assert any("_inner()" in line for line in ours) is (how != "suppressed")
+    info = ErrorInfo.from_exception(exc)
+    assert info.traceback.endswith("ValueError: outer\n")
+
+
+def test_traceback_of_an_exception_never_raised_and_a_cycle() -> None:
+    from actionqueue.runtime.outcomes import format_exception
+
+    assert format_exception(RuntimeError("never raised")) == "RuntimeError: never raised\n"
+    a, b = KeyError("a"), KeyError("b")
+    a.__context__, b.__context__ = b, a  # a cycle: rendered once each, no recursion error
+    text = format_exception(a)
+    assert text.count("KeyError: 'a'") == 1
+    assert text.count("KeyError: 'b'") == 1
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups are 3.11+")
+def test_exception_groups_use_the_standard_rendering() -> None:
+    from actionqueue.runtime.outcomes import format_exception
+
+    group_type = getattr(builtins, "ExceptionGroup")  # noqa: B009 - 3.11+, and ruff targets 3.10
+    group = group_type("two failures", [ValueError("x"), KeyError("y")])
+    text = format_exception(group)
+    assert "two failures" in text
+    assert "ValueError: x" in text
+    assert "KeyError: 'y'" in text

@@ -26,7 +26,9 @@ machine boundaries without pickling arbitrary exception objects.
 
 from __future__ import annotations
 
+import builtins
 import enum
+import linecache
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +54,51 @@ class ResultKind(enum.Enum):
     LOST = "lost"
     #: stopped because the runtime asked (cancel / shutdown); see ``detail`` for why
     INTERRUPTED = "interrupted"
+
+
+#: Exception groups are rendered by the standard library (nested sub-tracebacks).
+_GROUPS: tuple[type, ...] = tuple(
+    t for t in (getattr(builtins, "BaseExceptionGroup", None),) if isinstance(t, type)
+)
+#: Chained exceptions rendered at most (a cycle or a very long chain stops there).
+_MAX_CHAIN = 16
+
+
+def format_exception(exc: BaseException) -> str:
+    """``traceback.format_exception(exc)``'s text — chained causes and contexts, a frame line
+    and its source line per frame, then ``Type: message`` — without its ``os.stat`` of every
+    frame's source file on every call (``linecache.checkcache``). A failing handler's
+    traceback is formatted on the worker thread; with several workers each stat also handed
+    the GIL over, and formatting took ~70% of a failing attempt (5k attempts/s). Source lines
+    come from ``linecache`` as it holds them (a file edited since is not re-read: only the
+    quoted line could be stale). Exception groups use the standard library."""
+    if _GROUPS and isinstance(exc, _GROUPS):
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    out: list[str] = []
+    _format_chain(exc, out, set())
+    return "".join(out)
+
+
+def _format_chain(exc: BaseException, out: list[str], seen: set[int]) -> None:
+    seen.add(id(exc))
+    if len(seen) < _MAX_CHAIN:
+        cause = exc.__cause__
+        context = None if exc.__suppress_context__ else exc.__context__
+        if cause is not None and id(cause) not in seen:
+            _format_chain(cause, out, seen)
+            out.append("\nThe above exception was the direct cause of the following exception:\n\n")
+        elif context is not None and id(context) not in seen:
+            _format_chain(context, out, seen)
+            out.append("\nDuring handling of the above exception, another exception occurred:\n\n")
+    if exc.__traceback__ is not None:
+        out.append("Traceback (most recent call last):\n")
+        for frame, lineno in traceback.walk_tb(exc.__traceback__):
+            code = frame.f_code
+            out.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n')
+            line = linecache.getline(code.co_filename, lineno, frame.f_globals).strip()
+            if line:
+                out.append(f"    {line}\n")
+    out.extend(traceback.format_exception_only(type(exc), exc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +139,7 @@ class ErrorInfo:
             message = str(exc)
         except Exception:  # a broken __str__ must not break the runtime
             message = f"<unprintable {type(exc).__name__}>"
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = format_exception(exc)
         return cls(
             type_name=type(exc).__qualname__,
             classes=classes,
