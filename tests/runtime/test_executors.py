@@ -284,6 +284,24 @@ def test_unshippable_handlers_and_results_are_clear_failures(procs: ProcessExecu
     assert "cannot be sent back" in r.error.message
 
 
+def test_a_worker_that_cannot_start_is_named_even_without_a_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from actionqueue.runtime.executors import processes
+
+    def no_start(self: Any) -> None:
+        raise EOFError  # what a child that exits while starting gives: no message
+
+    monkeypatch.setattr(processes._Slot, "ensure_process", no_start)
+    ex = ProcessExecutor(1)
+    try:
+        r = h.run(ex, h.echo)
+    finally:
+        ex.shutdown()
+    assert r.kind is ResultKind.CRASHED
+    assert r.detail == "could not start a worker process: EOFError"
+
+
 def test_process_executor_refuses_fork() -> None:
     with pytest.raises(ValidationError, match="fork"):
         ProcessExecutor(1, mp_context="fork")

@@ -139,8 +139,14 @@ class _Slot:
         try:
             self.ensure_process()
         except Exception as e:
+            # Name the type: some start failures (EOFError from a child that exited while
+            # starting, e.g. a main module without an `if __name__ == "__main__":` guard) have
+            # no message at all.
+            reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             job.finish(
-                AttemptResult(ResultKind.CRASHED, detail=f"could not start a worker process: {e}")
+                AttemptResult(
+                    ResultKind.CRASHED, detail=f"could not start a worker process: {reason}"
+                )
             )
             return
         assert self.conn is not None
