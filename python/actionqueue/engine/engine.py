@@ -298,6 +298,35 @@ class TickReport:
         return self.batches > 0
 
 
+def _dispatch_of(
+    rid: bytes,
+    attempt_id: AttemptId,
+    attempt: int,
+    info: _TaskInfo,
+    scheduled_at: int,
+    lease_expires_at: int,
+    now: int,
+    owner: str,
+) -> Dispatch:
+    """The :class:`Dispatch` of run ``rid`` leased and started at ``now`` (its deadline is
+    ``now`` plus the task's timeout, if any)."""
+    tmo = info.timeout_ms
+    return _new_tuple(
+        Dispatch,
+        (
+            _run_id_of(rid),
+            attempt_id,
+            attempt,
+            info.task_id,
+            info.spec,
+            scheduled_at,
+            lease_expires_at,
+            None if tmo is None else now + tmo,
+            owner,
+        ),
+    )
+
+
 class Finish(NamedTuple):
     """One attempt's result for :meth:`Engine.finish_attempts` (the arguments of
     :meth:`Engine.finish_attempt`)."""
@@ -1032,21 +1061,8 @@ class Engine:
                         (3, rid, aid.bytes, t),
                     )
                 )
-                tmo = info.timeout_ms
                 infos.append(info)
-                out.append(
-                    Dispatch(
-                        _run_id_of(rid),
-                        aid,
-                        counted + 1,
-                        info.task_id,
-                        info.spec,
-                        sched,
-                        exp,
-                        None if tmo is None else t + tmo,
-                        who,
-                    )
-                )
+                out.append(_dispatch_of(rid, aid, counted + 1, info, sched, exp, t, who))
             # Apply (Deferred) and update the hints under the lock, so no other writer ever sees
             # the batch applied with the hints not yet updated; wait for durability outside it.
             auth.submit_wire(events, _DEFERRED)
@@ -1079,22 +1095,8 @@ class Engine:
             out: list[Dispatch] = []
             for rid, tid, sched, attempt, aid, exp in got:
                 info = info_of(tid)
-                tmo = info.timeout_ms
                 out.append(
-                    _new_tuple(
-                        Dispatch,
-                        (
-                            _run_id_of(rid),
-                            _attempt_id_of(aid),
-                            attempt,
-                            info.task_id,
-                            info.spec,
-                            sched,
-                            exp,
-                            None if tmo is None else t + tmo,
-                            who,
-                        ),
-                    )
+                    _dispatch_of(rid, _attempt_id_of(aid), attempt, info, sched, exp, t, who)
                 )
                 counts.pop(rid, None)
                 inflight[rid] = (aid, attempt, info, who, exp)
