@@ -341,24 +341,38 @@ def _authority_submit(durability_name: str, threads: int) -> Callable[[RunContex
     return run
 
 
-def _authority_batch(durability_name: str, size: int) -> Callable[[RunContext], Sample]:
+def _authority_batches(
+    durability_name: str, size: int, prepare: Callable[[Any, RunContext, int, object], Op]
+) -> Callable[[RunContext], Sample]:
+    """Times ``ctx.ops`` calls of ``size`` records each on a fresh authority, after one untimed
+    warm-up submit; ``prepare(auth, ctx, now, durability)`` builds everything the calls need
+    before the clock starts and returns the call (``call(i)`` makes the i-th)."""
+
     def run(ctx: RunContext) -> Sample:
         durability = _durability(durability_name)
         auth, _ = _open_authority(ctx.workdir)
         try:
             now = int(time.time() * 1000)
             auth.submit_wire([task_create_event(ctx.payload, now)], durability)
-            batches = [
-                [task_create_event(ctx.payload, now) for _ in range(size)] for _ in range(ctx.ops)
-            ]
-            submit = auth.submit_wire
-            return time_calls(
-                lambda i: submit(batches[i], durability), ctx.ops, records_per_call=size
-            )
+            call = prepare(auth, ctx, now, durability)
+            return time_calls(call, ctx.ops, records_per_call=size)
         finally:
             auth.close()
 
     return run
+
+
+def _authority_batch(durability_name: str, size: int) -> Callable[[RunContext], Sample]:
+    """``size`` TaskCreate wire tuples per record through ``submit_wire``."""
+
+    def prepare(auth: Any, ctx: RunContext, now: int, durability: object) -> Op:
+        batches = [
+            [task_create_event(ctx.payload, now) for _ in range(size)] for _ in range(ctx.ops)
+        ]
+        submit = auth.submit_wire
+        return lambda i: submit(batches[i], durability)
+
+    return _authority_batches(durability_name, size, prepare)
 
 
 def _authority_uniform(durability_name: str, size: int) -> Callable[[RunContext], Sample]:
@@ -366,30 +380,18 @@ def _authority_uniform(durability_name: str, size: int) -> Callable[[RunContext]
     ``submit_uniform_wire`` (what ``ActionQueue.submit_many`` uses) — the same TaskCreate
     events as :func:`_authority_batch`, without a wire tuple per event."""
 
-    def run(ctx: RunContext) -> Sample:
+    def prepare(auth: Any, ctx: RunContext, now: int, durability: object) -> Op:
         from actionqueue.core.ids import random_id_bytes
 
-        durability = _durability(durability_name)
-        auth, _ = _open_authority(ctx.workdir)
         if not callable(getattr(auth, "submit_uniform_wire", None)):
-            auth.close()
             raise Unavailable("StorageMutationAuthority.submit_uniform_wire is missing")
-        try:
-            now = int(time.time() * 1000)
-            auth.submit_wire([task_create_event(ctx.payload, now)], durability)
-            template = task_create_event(ctx.payload, now)[1]
-            payloads = [(ctx.payload, None)] * size
-            ids = [random_id_bytes(size) for _ in range(ctx.ops)]
-            submit = auth.submit_uniform_wire
-            return time_calls(
-                lambda i: submit(template, payloads, (), now, now, ids[i], durability),
-                ctx.ops,
-                records_per_call=size,
-            )
-        finally:
-            auth.close()
+        template = task_create_event(ctx.payload, now)[1]
+        payloads = [(ctx.payload, None)] * size
+        ids = [random_id_bytes(size) for _ in range(ctx.ops)]
+        submit = auth.submit_uniform_wire
+        return lambda i: submit(template, payloads, (), now, now, ids[i], durability)
 
-    return run
+    return _authority_batches(durability_name, size, prepare)
 
 
 def _authority_async(concurrency: int) -> Callable[[RunContext], Sample]:
