@@ -142,6 +142,9 @@ class Dispatcher:
         self.durability = durability
         self.manual = isinstance(clock, ManualClock)
         lock = threading.RLock()
+        #: the lock of every condition below; ``with self.mutex`` where nothing waits or
+        #: notifies (a Condition's ``__enter__``/``__exit__`` are Python calls around it)
+        self.mutex = lock
         self.cond = threading.Condition(lock)
         #: same lock; notified only when the driver finds the queue idle (and by ``wake``), so
         #: a thread waiting for idleness is not woken by every finished attempt
@@ -194,7 +197,7 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Something changed: wake the driver and every waiter."""
-        with self.cond:
+        with self.mutex:
             self.gen += 1
             self.cond.notify_all()
             self.idle_cond.notify_all()
@@ -229,7 +232,7 @@ class Dispatcher:
     def step(self) -> tuple[int, int | None]:
         """Heartbeat, promote, dispatch up to the free capacity. Returns ``(dispatched, wake)``
         where ``wake`` is the clock time (ms) of the next thing to do, or ``None``."""
-        with self.cond:
+        with self.mutex:
             done, self._done = self._done, []
             self._nudged = False
         if done:
@@ -239,7 +242,7 @@ class Dispatcher:
         now = self.clock.now()
         next_beat = self._heartbeats(now)
         started = 0
-        with self.cond:
+        with self.mutex:
             settling, self.settling = self.settling, []
         batch: list[Dispatch] = []
         try:
@@ -284,7 +287,7 @@ class Dispatcher:
         if error is not None:
             for att in settling:
                 self._not_recorded(att, error)
-        with self.cond:
+        with self.mutex:
             pop = self.inflight.pop
             for att in settling:
                 pop(att.run_key, None)
@@ -292,7 +295,7 @@ class Dispatcher:
 
     def _heartbeats(self, now: int) -> int | None:
         """Extend the leases that are a third through; returns the next heartbeat time."""
-        with self.cond:
+        with self.mutex:
             executing = self.executing
             due = [a for a in self.inflight.values() if not a.lease_lost and a.run_key in executing]
         nxt: int | None = None
@@ -377,7 +380,7 @@ class Dispatcher:
                     None if tmo is None else tmo / 1000,
                 )
             )
-        with self.cond:  # one lock round for the batch's bookkeeping
+        with self.mutex:  # one lock round for the batch's bookkeeping
             inflight = self.inflight
             add = self.executing.add
             for att in atts:
@@ -446,7 +449,7 @@ class Dispatcher:
         # per batch). Otherwise the first finisher that finds nobody recording becomes the
         # recorder (inline for the thread executor, on a completer thread for executors whose
         # callbacks run on an event loop) and drains until nothing is pending.
-        with self.cond:
+        with self.mutex:
             done = self._done
             done.append((att, result))
             if self._recording:
@@ -486,7 +489,7 @@ class Dispatcher:
         only when it has something to do: nothing was dispatched (maybe idle now), a wake-up
         earlier than it planned, a failure, or (``wait()`` on a run) any result."""
         if not self._step_lock.acquire(blocking=False):
-            with self.cond:  # the driver (or another stand-in) is stepping: it will see these
+            with self.mutex:  # the driver (or another stand-in) is stepping: it will see these
                 self.gen += 1
                 self.drive_cond.notify_all()
             return
@@ -499,7 +502,7 @@ class Dispatcher:
         finally:
             self._tls.stepping = False
             self._step_lock.release()
-        with self.cond:
+        with self.mutex:
             planned = self._driver_wake
             earlier = wake is not None and (planned is None or wake < planned)
             if failed or not n or earlier or self._eager or self._done:
@@ -508,7 +511,7 @@ class Dispatcher:
 
     def _drain(self) -> None:
         while True:
-            with self.cond:
+            with self.mutex:
                 batch = self._done
                 if not batch:
                     self._recording = False
@@ -520,7 +523,7 @@ class Dispatcher:
             except BaseException:
                 # _record_batch handles every error itself; this is a last resort (e.g. a
                 # KeyboardInterrupt delivered here) so that recording is never wedged.
-                with self.cond:
+                with self.mutex:
                     self._recording = False
                 raise
 
@@ -609,7 +612,7 @@ class Dispatcher:
                 # done only once synced; a running driver syncs them with its next lease batch
                 # (one fdatasync for both), else this thread syncs them now.
                 handed = False
-                with self.cond:
+                with self.mutex:
                     discard = self.executing.discard
                     for att, _ in items:
                         discard(att.run_key)
@@ -644,7 +647,7 @@ class Dispatcher:
             self.metrics.inc("errors_total", kind="record")
             _LOG.exception("recording %d results failed", len(items))
         finally:
-            with self.cond:
+            with self.mutex:
                 pop = self.inflight.pop
                 discard = self.executing.discard
                 for att, _ in items:
@@ -744,7 +747,7 @@ class Dispatcher:
             self._not_recorded(att, e)
         finally:
             if notify:
-                with self.cond:
+                with self.mutex:
                     self.inflight.pop(att.run_key, None)
                     self.executing.discard(att.run_key)
                     self._changed_locked()
@@ -754,7 +757,7 @@ class Dispatcher:
     def signal(self, predicate: Callable[[InFlight], bool], reason: str) -> int:
         """Ask the in-flight attempts matching ``predicate`` to stop (``reason``: canceled,
         shutdown); returns how many were signalled."""
-        with self.cond:
+        with self.mutex:
             targets = [a for a in self.inflight.values() if predicate(a)]
         for a in targets:
             if a.job is not None and not a.job.done:
@@ -764,7 +767,7 @@ class Dispatcher:
     def wait_in_flight(self, timeout: float | None) -> bool:
         """Wait until nothing is in flight; returns whether that happened within ``timeout``."""
         end = None if timeout is None else time.monotonic() + timeout
-        with self.cond:
+        with self.mutex:
             while self.inflight:
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
@@ -774,7 +777,7 @@ class Dispatcher:
 
     def abandon_in_flight(self) -> int:
         """At close: give back (release) every run whose result will not be recorded now."""
-        with self.cond:
+        with self.mutex:
             left = list(self.inflight.values())
         n = 0
         for a in left:
@@ -784,7 +787,7 @@ class Dispatcher:
                 n += 1
             except ActionQueueError as e:
                 _LOG.debug("could not release run %s at close: %s", a.dispatch.run_id, e)
-            with self.cond:
+            with self.mutex:
                 self.inflight.pop(a.run_key, None)
                 self.executing.discard(a.run_key)
         return n
@@ -813,13 +816,13 @@ class Dispatcher:
         :class:`~actionqueue.errors.WaitTimeoutError`. ``eager``: ``done()`` depends on results
         (a wait for a run), so the driver is woken for each one recorded while it sleeps.
         Returns the attempts dispatched."""
-        with self.cond:
+        with self.mutex:
             self.drivers += 1
             self._eager = eager
         try:
             return self._drive(done, on_idle, until_ms, deadline)
         finally:
-            with self.cond:
+            with self.mutex:
                 self.drivers -= 1
                 self._eager = False
                 last = not self.drivers
@@ -829,7 +832,7 @@ class Dispatcher:
             if pending:  # results handed to this driver after its last step: record them now
                 self._record_batch(pending)
             if last:
-                with self.cond:
+                with self.mutex:
                     left, self.settling = self.settling, []
                 if left:
                     self._sync(left)
@@ -845,14 +848,14 @@ class Dispatcher:
         spins = 0
         me = threading.get_ident()
         while True:
-            with self.cond:
+            with self.mutex:
                 gen = self.gen
                 self._stepper, self._own = me, 0
             try:
                 with self._step_lock:
                     n, wake = self.step()
             finally:
-                with self.cond:
+                with self.mutex:
                     self._stepper = None
                     gen += self._own  # what the step itself changed, it has seen
             dispatched += n
@@ -868,7 +871,7 @@ class Dispatcher:
                     self._sleep(gen, SPIN_GUARD_S, deadline)
                 continue
             spins = 0
-            with self.cond:
+            with self.mutex:
                 if self.gen != gen:
                     # Something happened during the step (an attempt finished, a submit): its
                     # effects may not be covered by the step, so step again before judging.
@@ -897,7 +900,7 @@ class Dispatcher:
         slice_s = (
             MAIN_THREAD_SLICE_S if threading.current_thread() is threading.main_thread() else None
         )
-        with self.cond:
+        with self.mutex:
             self._sleeping = True
             self._driver_wake = wake
             try:
@@ -930,7 +933,7 @@ class Dispatcher:
             self.drive_cond.wait(timeout)
 
     def _sleep(self, gen: int, seconds: float, deadline: float | None) -> None:
-        with self.cond:
+        with self.mutex:
             if self.gen == gen:
                 self.drive_cond.wait(seconds)
         if deadline is not None and time.monotonic() >= deadline:

@@ -684,7 +684,7 @@ class ActionQueue:
     ) -> None:
         d = self._dispatcher
         while True:
-            with d.cond:
+            with d.mutex:
                 while not (d.idle_gen == d.gen and not d.inflight):
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
@@ -1040,7 +1040,7 @@ class ActionQueue:
                 finally:
                     d.driver_lock.release()
                 continue
-            with d.cond:
+            with d.mutex:
                 gen = d.gen
                 if self._is_done(target):
                     break

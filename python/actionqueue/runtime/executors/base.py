@@ -120,11 +120,13 @@ async def _await(aw: Any) -> Any:
     return await aw
 
 
-def run_local(job: Job) -> AttemptResult:
-    """Run a job's handler in this thread and describe what happened. Catches
+def run_local(job: Job, t0: float | None = None) -> AttemptResult:
+    """Run a job's handler in this thread and describe what happened (its duration counted
+    from ``t0``, a ``time.monotonic()`` reading the caller just took, else from now). Catches
     ``BaseException`` on purpose: a handler's ``SystemExit`` or ``KeyboardInterrupt`` is its
     failure, not the worker's (see :mod:`actionqueue.runtime.outcomes`)."""
-    t0 = time.monotonic()
+    if t0 is None:
+        t0 = time.monotonic()
     try:
         value = call_handler(job.fn, job.context, job.payload, job.is_async)
     except BaseException as e:

@@ -71,7 +71,8 @@ class ThreadExecutor(ExecutorAdapter):
         self.max_abandoned = 4 * max_workers if max_abandoned is None else max_abandoned
         self._prefix = thread_name_prefix
         self._lock = threading.Lock()
-        #: queued jobs; guarded by ``_cv`` (which shares ``_lock``)
+        #: queued jobs; guarded by ``_lock`` (``_cv``'s lock: ``with self._lock`` costs no
+        #: Python call, ``with self._cv`` two)
         self._jobs: collections.deque[Job] = collections.deque()
         self._cv = threading.Condition(self._lock)
         #: workers waiting in ``_cv`` / woken and not yet running (at most one: see the doc)
@@ -113,7 +114,7 @@ class ThreadExecutor(ExecutorAdapter):
             raise ExecutorError("the thread executor is shut down")
         if not self._workers:
             self.start()
-        with self._cv:
+        with self._lock:
             self._jobs.extend(jobs)
             self._wake_one_locked()
 
@@ -131,7 +132,7 @@ class ThreadExecutor(ExecutorAdapter):
     def _next_job(self, w: _Worker) -> Job | None:
         """The next queued job (``None``: shutting down), waking one more worker if jobs
         are left behind it."""
-        with self._cv:
+        with self._lock:
             while not self._jobs:
                 if self._closed or w.abandoned:
                     return None
@@ -161,11 +162,11 @@ class ThreadExecutor(ExecutorAdapter):
                 job.finish(interrupted(job.context.cancelled.reason or "canceled", 0.0))
                 continue
             # A prefetched job may have waited in the queue: its time starts now.
-            job.started = job.context._started = time.monotonic()
+            job.started = job.context._started = t0 = time.monotonic()
             timer = None
             if job.timeout is not None:
                 timer = self._watcher.schedule(job.timeout, functools.partial(self._expire, job))
-            result = run_local(job)
+            result = run_local(job, t0)
             if timer is not None:
                 self._watcher.cancel(timer)
             w.job = None
