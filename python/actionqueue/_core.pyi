@@ -150,6 +150,7 @@ class Authority(_Queries):
         at: int,
         ids: bytes,
         immediate: bool,
+        ready: int = 0,
     ) -> tuple[int, int]: ...
     def submit_many(
         self, batches: list[list[tuple[Any, ...]]], immediate: bool

@@ -230,7 +230,10 @@ pyclass_queries!(PyAuthority, {
     /// replaced) with the next 16 bytes of `ids` as task id, then a RunCreate per
     /// `(ordinal, scheduled_at)` of `runs` with the next ids; submitted as **one** record like
     /// `submit`. `ids` holds `16 * len(payloads) * (1 + len(runs))` bytes, task by task.
-    #[pyo3(signature = (template, payloads, runs, origin, at, ids, immediate))]
+    /// The first `ready` runs of each task are also promoted (Scheduled → Ready at `at`, no
+    /// reason) in the same record: the caller's statement that they are due and on time,
+    /// which saves the scheduler a promotion record per batch.
+    #[pyo3(signature = (template, payloads, runs, origin, at, ids, immediate, ready = 0))]
     #[allow(clippy::too_many_arguments)]
     fn submit_uniform(
         &self,
@@ -242,9 +245,11 @@ pyclass_queries!(PyAuthority, {
         at: i64,
         ids: &[u8],
         immediate: bool,
+        ready: usize,
     ) -> PyResult<(u64, u64)> {
-        let events =
-            super::wire::uniform_events_from_wire(template, payloads, &runs, origin, at, ids)?;
+        let events = super::wire::uniform_events_from_wire(
+            template, payloads, &runs, ready, origin, at, ids,
+        )?;
         self.submit_events(py, events, immediate, None)
     }
 

@@ -424,11 +424,24 @@ pub fn uniform_events_from_wire(
     template: &Bound<'_, PyAny>,
     payloads: &Bound<'_, PyAny>,
     runs: &[(u32, i64)],
+    ready: usize,
     origin: i64,
     at: i64,
     ids: &[u8],
 ) -> PyResult<Vec<Event>> {
     let spec = spec_from_wire(template)?;
+    if ready > runs.len() {
+        return Err(invalid(format!(
+            "ready: {ready} runs per task cannot be promoted, each task has {} runs",
+            runs.len()
+        )));
+    }
+    if let Some(&(ordinal, scheduled_at)) = runs[..ready].iter().find(|r| r.1 > at) {
+        return Err(invalid(format!(
+            "ready: run {ordinal} is scheduled at {scheduled_at} ms, after the submit time {at} \
+             ms: only due runs can be created Ready"
+        )));
+    }
     let list = payloads
         .cast_fast::<PyList>()
         .map_err(|_| wrong_type("payloads", "a list of (bytes, str | None) pairs", payloads))?;
@@ -454,7 +467,7 @@ pub fn uniform_events_from_wire(
             .next()
             .unwrap_or_else(|| Err(invalid("ids: too few ids".into())))
     };
-    let mut out = Vec::with_capacity(n * per_task);
+    let mut out = Vec::with_capacity(n * (per_task + ready));
     for (i, item) in list.iter().enumerate() {
         let f = Fields::open(&item, "payload", &["data", "content_type"])
             .map_err(|e| prefix_as(item.py(), e, "payloads", i))?;
@@ -472,14 +485,25 @@ pub fn uniform_events_from_wire(
             origin,
             at,
         });
-        for &(ordinal, scheduled_at) in runs {
+        for (k, &(ordinal, scheduled_at)) in runs.iter().enumerate() {
+            let run_id = take()?;
             out.push(Event::RunCreate {
-                run_id: take()?,
+                run_id,
                 task_id,
                 ordinal,
                 scheduled_at,
                 at,
             });
+            if k < ready {
+                out.push(Event::RunTransition {
+                    run_id,
+                    from: RunState::Scheduled,
+                    to: RunState::Ready,
+                    not_before: None,
+                    reason: None,
+                    at,
+                });
+            }
         }
     }
     Ok(out)

@@ -649,8 +649,9 @@ def test_submit_uniform_stamps_the_template(env: Env) -> None:
     ids = e.submit_uniform(template, [(b"a", None), (b"b", "text/plain"), (bytearray(b"c"), None)])
     assert len(set(ids)) == len(ids) == 3
     assert template.task_id not in ids
-    # One record: three TaskCreates and two RunCreates each.
-    assert env.auth.latest_sequence == before + 9
+    # One record: three TaskCreates, two RunCreates each, and the first run of each (due now,
+    # on time) promoted in the same record: 3 x (1 + 2 + 1) events.
+    assert env.auth.latest_sequence == before + 12
     specs = [e.get_task(t).spec for t in ids]  # type: ignore[union-attr]
     assert [(s.payload.data, s.payload.content_type) for s in specs] == [
         (b"a", None),
@@ -668,6 +669,36 @@ def test_submit_uniform_stamps_the_template(env: Env) -> None:
         )
         assert sorted(r.scheduled_at for r in e.runs_for_task(tid)) == [T0, T0 + 10]
     assert e.submit_uniform(template, []) == []
+
+
+def test_submit_uniform_creates_due_runs_ready(env: Env) -> None:
+    """Runs due at the submit (and on time) are promoted in the submit's own record, as the
+    next tick would promote them at that instant: Ready, one plain history step, no tick."""
+    e = env.engine
+    ids = e.submit_uniform(spec(RunPolicy.repeat(3, 10)), [(b"a", None), (b"b", None)])
+    for tid in ids:
+        runs = sorted(e.runs_for_task(tid), key=lambda r: r.scheduled_at)
+        assert [r.state for r in runs] == [S.READY, S.SCHEDULED, S.SCHEDULED]
+        assert [(h.from_state, h.to_state, h.reason) for h in runs[0].history][-1] == (
+            S.SCHEDULED,
+            S.READY,
+            None,
+        )
+    assert not e.tick(T0).changed  # nothing left for the tick at T0
+    assert len(e.dispatch_next("w", T0, 10)) == 2
+
+
+def test_submit_uniform_leaves_future_late_and_paused_runs_to_the_tick(env: Env) -> None:
+    e = env.engine
+    (future,) = e.submit_uniform(spec(), [(b"f", None)], origin=T0 + 5)
+    assert [r.state for r in e.runs_for_task(future)] == [S.SCHEDULED]
+    # Late beyond the misfire grace: the tick's misfire planning decides, not the submit.
+    late_spec = spec(RunPolicy.once(misfire=MisfirePolicy.skip(grace=0.001)))
+    (late,) = e.submit_uniform(late_spec, [(b"l", None)], origin=T0 - 1000)
+    assert [r.state for r in e.runs_for_task(late)] == [S.SCHEDULED]
+    assert e.pause(now=T0)
+    (paused,) = e.submit_uniform(spec(), [(b"p", None)])
+    assert [r.state for r in e.runs_for_task(paused)] == [S.SCHEDULED]
 
 
 def test_submit_uniform_refusals_write_nothing(env: Env) -> None:

@@ -1,6 +1,8 @@
 """``Engine.submit_uniform`` (one template, many payloads, no spec per task) creates what
-``submit_many`` creates from one spec per payload: the same specs but for the ids, the same
-runs, and the same states after the same dispatches — for random templates and payloads."""
+``submit_many`` creates from one spec per payload and the tick at the same instant then
+promotes (``submit_uniform`` creates due, on-time runs Ready in its own record): the same specs
+but for the ids, the same runs, and the same states after the same dispatches — for random
+templates and payloads."""
 
 from __future__ import annotations
 
@@ -104,6 +106,8 @@ def test_uniform_equals_one_spec_per_payload(
                 for d, ct in items
             ]
             want = b.submit_many(specs, origin=origin)
+            a.tick()  # nothing left to promote at T0 but cron windows
+            b.tick()
             assert len(got) == len(want) == len(items)
             assert _picture(a, got) == _picture(b, want)
             # The same dispatches and outcomes leave the same states.

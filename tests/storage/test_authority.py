@@ -524,3 +524,26 @@ def test_submit_uniform_wire_builds_one_record_and_refuses_bad_input_whole(
             template, [(b"c", None)], [], T0, T0, ids[:16], DurabilityPolicy.DEFERRED
         )
     assert auth.latest_sequence == last
+
+
+def test_submit_uniform_wire_creates_the_first_runs_ready_in_the_same_record(
+    auth: StorageMutationAuthority,
+) -> None:
+    template = spec(runs=2).to_wire()
+    runs = [(0, T0), (1, T0 + 1000)]
+    ids = bytes(range(1, 49))  # task, run, run
+    before = (auth.latest_sequence, auth.state_digest())
+    for ready, match in [(3, "each task has 2 runs"), (2, "scheduled at .* after the submit")]:
+        with pytest.raises(ValidationError, match=match):
+            auth.submit_uniform_wire(
+                template, [(b"a", None)], runs, T0, T0, ids, DurabilityPolicy.DEFERRED, ready=ready
+            )
+        assert (auth.latest_sequence, auth.state_digest()) == before
+    first, last = auth.submit_uniform_wire(
+        template, [(b"a", None)], runs, T0, T0, ids, DurabilityPolicy.DEFERRED, ready=1
+    )
+    assert (first, last) == (before[0] + 1, before[0] + 4)  # TaskCreate, 2 RunCreate, 1 promote
+    got = {r.run_id.bytes: r for r in auth.runs_for_task(TaskId.from_bytes(ids[:16]))}
+    assert got[ids[16:32]].state is RunState.READY
+    assert got[ids[16:32]].history[-1].from_state is RunState.SCHEDULED
+    assert got[ids[32:48]].state is RunState.SCHEDULED

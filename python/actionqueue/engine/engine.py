@@ -86,11 +86,15 @@ _RUNNING = int(RunState.RUNNING)
 _RETRY_WAIT = int(RunState.RETRY_WAIT)
 _SUSPENDED = int(RunState.SUSPENDED)
 _CANCELED = int(RunState.CANCELED)
+_COMPLETED_WIRE = int(RunState.COMPLETED)
+_SUCCESS_WIRE = int(AttemptOutcome.SUCCESS)
+_RS_COMPLETED = RunState.COMPLETED
 _RS_RETRY_WAIT = RunState.RETRY_WAIT
 _RS_SUSPENDED = RunState.SUSPENDED
 _RS_FAILED = RunState.FAILED
 _RS_CANCELED = RunState.CANCELED
 _OUT_SUSPENDED = AttemptOutcome.SUSPENDED
+_OUT_SUCCESS = AttemptOutcome.SUCCESS
 _DEFERRED = DurabilityPolicy.DEFERRED
 _IMMEDIATE = DurabilityPolicy.IMMEDIATE
 _OUT_TERMINAL = AttemptOutcome.TERMINAL_FAILURE
@@ -166,11 +170,10 @@ class _TaskInfo:
         self.timeout_ms = c.timeout_ms
         self.lease_ms = lease_duration_ms(c, default_lease_ms)
 
-    def for_row(self, tid: bytes, row: _TaskRow) -> _TaskInfo:
-        """The info of the task ``tid`` whose compact row (see ``Engine._tasks``) names this
-        shape: its spec is rebuilt from the row and this shape's shared parts, and the derived
-        fields are copied, not computed again."""
-        spec = _trusted_spec(
+    def spec_for(self, tid: bytes, row: _TaskRow) -> TaskSpec:
+        """The spec of the task ``tid`` whose compact row (see ``Engine._tasks``) names this
+        shape, rebuilt from the row and this shape's shared parts."""
+        return _trusted_spec(
             _task_id_of(tid),
             _trusted_payload(row[1], row[2]),
             self.policy,
@@ -179,6 +182,11 @@ class _TaskInfo:
             row[3],
             row[4],
         )
+
+    def for_row(self, tid: bytes, row: _TaskRow) -> _TaskInfo:
+        """The info of the task ``tid`` whose compact row names this shape: its spec
+        (:meth:`spec_for`), the derived fields copied, not computed again."""
+        spec = self.spec_for(tid, row)
         info = _new_info(_TaskInfo)
         info.spec = spec
         info.task_id = spec.task_id
@@ -298,27 +306,39 @@ class TickReport:
         return self.batches > 0
 
 
+def _on_time_prefix(runs: list[tuple[int, int]], now: int, grace_ms: int | None) -> int:
+    """How many leading ``(index, scheduled_at)`` of ``runs`` are due at ``now`` and late
+    by no more than the misfire grace: promoted by a tick at ``now`` with no reason."""
+    grace = effective_grace_ms(grace_ms)
+    ready = 0
+    for _k, at in runs:
+        if at > now or now - at > grace:
+            break
+        ready += 1
+    return ready
+
+
 def _dispatch_of(
     rid: bytes,
     attempt_id: AttemptId,
     attempt: int,
-    info: _TaskInfo,
+    spec: TaskSpec,
+    tmo: int | None,
     scheduled_at: int,
     lease_expires_at: int,
     now: int,
     owner: str,
 ) -> Dispatch:
-    """The :class:`Dispatch` of run ``rid`` leased and started at ``now`` (its deadline is
-    ``now`` plus the task's timeout, if any)."""
-    tmo = info.timeout_ms
+    """The :class:`Dispatch` of run ``rid`` of the task ``spec`` leased and started at
+    ``now`` (its deadline is ``now`` plus the task's timeout ``tmo``, if any)."""
     return _new_tuple(
         Dispatch,
         (
             _run_id_of(rid),
             attempt_id,
             attempt,
-            info.task_id,
-            info.spec,
+            spec.task_id,
+            spec,
             scheduled_at,
             lease_expires_at,
             None if tmo is None else now + tmo,
@@ -446,7 +466,8 @@ class Engine:
         # again. Keyed by identity; the entry keeps its template alive, so the key stays its.
         self._templates: dict[int, tuple[TaskSpec, int, tuple[Any, Any, Any]]] = {}
         # run id -> (attempt id bytes, counted attempts incl. the open one, task info, owner,
-        # lease expiry) for every run this engine has Running.
+        # lease expiry) for every run this engine has Running. Only the info's shape fields
+        # (limits, retry, is_cron) are read: it may be the shared info of the task's shape.
         self._inflight: dict[bytes, tuple[bytes, int, _TaskInfo, str, int]] = {}
         # run id -> counted attempts, for non-terminal runs not in flight with a count > 0.
         self._counts: dict[bytes, int] = {}
@@ -496,6 +517,18 @@ class Engine:
             raise NotFoundError(f"task {TaskId.from_bytes(tid)} is not known to the authority")
         self._remember(rec.spec, self._shape(rec.spec))
         return _TaskInfo(rec.spec, self.default_lease_ms)
+
+    def _spec_and_info(self, tid: bytes) -> tuple[TaskSpec, _TaskInfo]:
+        """``tid``'s spec and an info with its shape's fields (policy, constraints, derived
+        limits; its ``spec`` / ``task_id`` may be another task's of the same shape): what a
+        dispatch needs, without an info object per run."""
+        row = self._tasks.get(tid)
+        if row is not None:
+            shape = self._shapes.get(row[0])
+            if shape is not None:
+                return shape.spec_for(tid, row), shape
+        info = self._info(tid)
+        return info.spec, info
 
     def _shape_info(self, tid: bytes) -> _TaskInfo:
         """What ``tid`` shares with its shape (policy, constraints, derived fields; not its
@@ -742,6 +775,7 @@ class Engine:
         else:
             runs = [(0, o)]
         shape, (pw, cw, mw) = self._template_parts(template)
+        ready = self._due_on_time(shape, runs, t)
         tasks = self._tasks
         uniform = self._submit_uniform
         if uniform is not None:
@@ -753,7 +787,7 @@ class Engine:
                 # Known before the write (see submit_many).
                 tasks[tid] = (shape, data, ct, handler, None)
             spec_wire = (_TEMPLATE_ID, handler, b"", None, pw, cw, mw, None)
-            uniform(spec_wire, items, runs, o, t, ids, dur)
+            uniform(spec_wire, items, runs, o, t, ids, dur, ready=ready)
         else:
             tids = random_ids(len(items))
             rids = iter(random_ids(len(items) * len(runs)))
@@ -762,11 +796,27 @@ class Engine:
             for tid, (data, ct) in zip(tids, items, strict=True):
                 add((0, (tid, handler, data, ct, pw, cw, mw, None), o, t))
                 for k, at in runs:
-                    add((1, next(rids), tid, k, at, t))
+                    rid = next(rids)
+                    add((1, rid, tid, k, at, t))
+                    if k < ready:
+                        add((2, rid, _SCHEDULED, _READY, None, None, t))
                 tasks[tid] = (shape, data, ct, handler, None)
             self._submit(events, dur)
         from_bytes = TaskId.from_bytes
         return [from_bytes(b) for b in tids]
+
+    def _due_on_time(self, shape: int, runs: list[tuple[int, int]], now: int) -> int:
+        """How many of ``runs`` (ascending ``(index, scheduled_at)``) the submit's own record
+        may create Ready: those due at ``now`` and on time (within the misfire grace), unless
+        the engine is paused — the promotion the next tick would make at ``now`` with no
+        reason, without a record and a tick of its own. Late runs are left to the tick's
+        misfire planning; cron tasks to its window refills."""
+        if self._auth.is_paused:
+            return 0
+        info = self._shapes[shape]
+        if info.is_cron:
+            return 0
+        return _on_time_prefix(runs, now, info.policy.misfire.grace_ms)
 
     def _template_parts(self, template: TaskSpec) -> tuple[int, tuple[Any, Any, Any]]:
         """The shape number of ``template`` and the wire tuples of its policy, constraints
@@ -1062,7 +1112,11 @@ class Engine:
                     )
                 )
                 infos.append(info)
-                out.append(_dispatch_of(rid, aid, counted + 1, info, sched, exp, t, who))
+                out.append(
+                    _dispatch_of(
+                        rid, aid, counted + 1, info.spec, info.timeout_ms, sched, exp, t, who
+                    )
+                )
             # Apply (Deferred) and update the hints under the lock, so no other writer ever sees
             # the batch applied with the hints not yet updated; wait for durability outside it.
             auth.submit_wire(events, _DEFERRED)
@@ -1089,14 +1143,16 @@ class Engine:
                 got = ready(t, who, limit, self.default_lease_ms, rnd, False)
             if not got:
                 return []
-            info_of = self._info
+            spec_of = self._spec_and_info
             counts = self._counts
             inflight = self._inflight
             out: list[Dispatch] = []
             for rid, tid, sched, attempt, aid, exp in got:
-                info = info_of(tid)
+                spec, info = spec_of(tid)
                 out.append(
-                    _dispatch_of(rid, _attempt_id_of(aid), attempt, info, sched, exp, t, who)
+                    _dispatch_of(
+                        rid, _attempt_id_of(aid), attempt, spec, info.timeout_ms, sched, exp, t, who
+                    )
                 )
                 counts.pop(rid, None)
                 inflight[rid] = (aid, attempt, info, who, exp)
@@ -1254,7 +1310,6 @@ class Engine:
         seen: set[bytes] = set()
         for i, f in enumerate(finishes):
             try:
-                outcome, output = _check_finish(f.outcome, f.error, f.output)
                 rid = f.run_id.bytes
                 aid = f.attempt_id.bytes
                 entry = inflight.get(rid)
@@ -1262,6 +1317,23 @@ class Engine:
                     slow.append(i)
                     continue
                 seen.add(rid)
+                if f.outcome is _OUT_SUCCESS and f.error is None and f.output is None:
+                    # The common case, spelled out: a success always completes the run.
+                    fast.append(
+                        (
+                            i,
+                            rid,
+                            entry[1],
+                            _RS_COMPLETED,
+                            entry,
+                            [
+                                (4, rid, aid, _SUCCESS_WIRE, None, None, t),
+                                (2, rid, _RUNNING, _COMPLETED_WIRE, None, None, t),
+                            ],
+                        )
+                    )
+                    continue
+                outcome, output = _check_finish(f.outcome, f.error, f.output)
                 ev, target = self._finish_events(
                     rid, aid, entry[1], entry[2], outcome, f.error, output, f.retry_delay, t
                 )

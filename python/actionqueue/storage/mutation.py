@@ -371,13 +371,18 @@ class StorageMutationAuthority(ProjectionQueries):
         timestamp: int,
         ids: bytes,
         durability: DurabilityPolicy | str,
+        *,
+        ready: int = 0,
     ) -> tuple[int, int]:
         """Creates one task per ``(data, content_type)`` of ``payloads`` in **one** record,
         without a wire tuple per event: each is ``template`` (a TaskSpec wire tuple whose id
         and payload are replaced) with that payload, followed by a RunCreate per
         ``(ordinal, scheduled_at)`` of ``runs``, created at ``timestamp`` with schedule origin
         ``origin``. ``ids`` holds 16 bytes per task and per run, task by task (the task's id,
-        then its runs'). Validated and applied like :meth:`submit_wire`; returns
+        then its runs'). The first ``ready`` runs of each task are promoted in the same record
+        (a Scheduled → Ready transition at ``timestamp`` right after their RunCreate): for
+        runs due and on time, what the scheduler's next tick would do; a run scheduled after
+        ``timestamp`` is refused. Validated and applied like :meth:`submit_wire`; returns
         ``(first, last)``."""
         return self._core.submit_uniform(
             template,
@@ -387,6 +392,7 @@ class StorageMutationAuthority(ProjectionQueries):
             timestamp,
             ids,
             _immediate(durability),
+            ready,
         )
 
     def submit_many_wire(
