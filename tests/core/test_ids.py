@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actionqueue.core.ids import AttemptId, RunId, TaskId
+from actionqueue.core.ids import AttemptId, RunId, TaskId, random_id_bytes, random_ids
 from actionqueue.errors import ActionQueueError, InvalidIdError, WrongTypeError
 
 ID_CLASSES = [TaskId, RunId, AttemptId]
@@ -175,3 +175,15 @@ def test_order_is_byte_order(a: bytes, b: bytes) -> None:
 @given(st.lists(non_nil_bytes, max_size=30))
 def test_sorting_matches_bytes(items: list[bytes]) -> None:
     assert [i.bytes for i in sorted(TaskId.from_bytes(b) for b in items)] == sorted(items)
+
+
+@pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 1000, 2048])
+def test_random_id_bytes_are_fresh_uuid4s(n: int) -> None:
+    """Whole blocks come straight from the OS, the rest from the pool: every id is a
+    version-4 RFC 4122 UUID, none repeats (within the call or with the pool's)."""
+    data = random_id_bytes(n)
+    assert len(data) == 16 * n
+    ids = [uuid.UUID(bytes=data[i : i + 16]) for i in range(0, len(data), 16)]
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in ids)
+    pooled = [uuid.UUID(bytes=b) for b in random_ids(300)]
+    assert len(set(ids) | set(pooled)) == n + 300
