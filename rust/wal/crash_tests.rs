@@ -593,3 +593,60 @@ fn io_errors_during_recovery_are_reported_and_the_next_open_recovers() {
         }
     }
 }
+
+/// A group sync that fails while dozens of followers wait for it (large groups: followers
+/// spin instead of parking) reaches every one of them: each gets an error, none hangs, and
+/// nothing appended after the failure is acknowledged.
+#[test]
+fn failed_sync_reaches_every_waiter_of_large_groups() {
+    let base = base_dir();
+    let live = fresh(base.path());
+    let fs = FaultFs::new(&live).unwrap();
+    let o = WalOptions {
+        segment_size: 1 << 20,
+        ..opts()
+    };
+    let w = Arc::new(WalWriter::open_with_fs(&live, o, Arc::new(fs.clone())).unwrap());
+    fs.inject(Fault {
+        kind: OpKind::Sync,
+        nth: 40,
+        errno: libc::EIO,
+        partial: 0,
+        sticky: true,
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    for t in 0..32u64 {
+        let (w, tx) = (Arc::clone(&w), tx.clone());
+        std::thread::spawn(move || {
+            let mut acked = 0u64;
+            for i in 0..200 {
+                match w.append(&[ev(t * 1000 + i, 30)], Durability::Immediate, None) {
+                    Ok(a) => acked = a.last_seq,
+                    Err(e) => {
+                        tx.send((acked, Some(e.to_string()))).unwrap();
+                        return;
+                    }
+                }
+            }
+            tx.send((acked, None)).unwrap();
+        });
+    }
+    drop(tx);
+    let mut errors = 0;
+    for _ in 0..32 {
+        let (_, err) = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a waiter of the failed sync hung");
+        if let Some(e) = err {
+            assert!(e.contains(&os_text(libc::EIO)), "{e}");
+            errors += 1;
+        }
+    }
+    assert_eq!(
+        errors, 32,
+        "every appender sees the failure (6,400 appends, sync 40 fails)"
+    );
+    assert!(w
+        .append(&[ev(99_999, 5)], Durability::Deferred, None)
+        .is_err());
+}
