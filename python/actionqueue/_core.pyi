@@ -141,6 +141,7 @@ class Authority(_Queries):
         future: Any,
         resolve: Any,
     ) -> tuple[int, int] | None: ...
+    def wait_async(self, seq: int, event_loop: Any, future: Any, resolve: Any) -> bool: ...
     def submit_uniform(
         self,
         template: tuple[Any, ...],

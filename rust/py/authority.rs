@@ -292,6 +292,39 @@ pyclass_queries!(PyAuthority, {
         Ok(None)
     }
 
+    /// `wait_durable` for an event loop: returns `True` when every event `<= seq` is durable
+    /// already; otherwise queues `future` on the completer (like `submit_async`'s Immediate
+    /// wait, sharing its group syncs), which resolves it with `(seq, seq)` — or the sync's
+    /// error — through `resolve` on `event_loop`, and returns `False`.
+    fn wait_async(
+        &self,
+        seq: u64,
+        event_loop: Py<PyAny>,
+        future: Py<PyAny>,
+        resolve: Py<PyAny>,
+    ) -> PyResult<bool> {
+        let latest = self.inner.read(|p| p.latest_sequence()).map_err(to_py)?;
+        if seq > latest {
+            return Err(to_py(crate::CoreError::InvalidArgument(format!(
+                "cannot wait for sequence {seq}: the last submitted event is {latest}"
+            ))));
+        }
+        if self.inner.wal().synced_sequence() >= seq {
+            return Ok(true);
+        }
+        self.completer.push(
+            &self.inner,
+            Pending {
+                first: seq,
+                last: seq,
+                future,
+                event_loop,
+                resolve,
+            },
+        )?;
+        Ok(false)
+    }
+
     /// Submits each batch as its own atomic record, crossing into Rust once (one durability
     /// wait at the end when `immediate`). Stops at the first refused batch and raises; the
     /// batches before it stay applied. Returns `(first, last)` of everything submitted.

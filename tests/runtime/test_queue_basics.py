@@ -410,6 +410,29 @@ def test_asyncio_submit_and_await(make_queue: MakeQueue) -> None:
     assert asyncio.run(main()) == {"v": 1}
 
 
+def test_asubmit_awaits_durability_without_a_thread_per_fsync(make_queue: MakeQueue) -> None:
+    """Immediate asubmits write Deferred on a worker thread, then await the group sync on the
+    loop: when they return, their records are durable; a Deferred asubmit does not wait."""
+    import asyncio
+
+    q = make_queue(durability="immediate")
+    q.handler("h")(lambda ctx, p: None)
+    synced = getattr(q.authority, "wait_durable_async", None)
+
+    async def main() -> None:
+        ids = await asyncio.gather(*(q.asubmit("h", i) for i in range(16)))
+        ids += await q.asubmit_many("h", [1, 2, 3])
+        assert len(set(ids)) == 19
+        if synced is not None:  # the storage authority: durable through the latest record
+            assert q.authority.stats().synced_sequence >= q.authority.latest_sequence
+        await q.asubmit("h", 99, durability="deferred")
+        if synced is not None:
+            assert q.authority.stats().synced_sequence < q.authority.latest_sequence
+
+    asyncio.run(main())
+    assert q.stats()["total_runs"] == 20
+
+
 def test_closed_queue_refuses_calls(make_queue: MakeQueue) -> None:
     q = make_queue()
     q.close()

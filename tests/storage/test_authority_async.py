@@ -9,7 +9,7 @@ import pytest
 from authority_helpers import T0, spec
 
 from actionqueue.core.mutation import DurabilityPolicy, MutationCommand, TaskCreateCommand
-from actionqueue.errors import CommandRejectedError
+from actionqueue.errors import CommandRejectedError, ValidationError
 from actionqueue.storage.recovery import bootstrap
 
 IMM = DurabilityPolicy.IMMEDIATE
@@ -74,3 +74,27 @@ def test_close_resolves_pending_and_refuses_later_async_submits(tmp_path: Path) 
             await a.submit_command_async(_create(T0), IMM)
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(120)
+def test_wait_durable_async_covers_deferred_submits_made_anywhere(tmp_path: Path) -> None:
+    """Deferred submits (from any thread), then one awaitable wait: everything up to the
+    sequence waited for is durable when it returns; waits for what is durable already return
+    at once; a sequence never submitted is refused."""
+    a, _ = bootstrap(tmp_path / "data", snapshot_every=0, snapshot_on_close=False)
+
+    async def main() -> None:
+        await asyncio.gather(
+            *(asyncio.to_thread(a.submit_command, _create(T0 + i), "deferred") for i in range(8))
+        )
+        assert a.stats().synced_sequence < 8
+        await asyncio.gather(*(a.wait_durable_async() for _ in range(4)))  # share one sync
+        assert a.stats().synced_sequence >= 8
+        syncs = a.stats().wal_syncs
+        await a.wait_durable_async(5)  # durable already: no sync, no completer
+        assert a.stats().wal_syncs == syncs
+        with pytest.raises(ValidationError, match="cannot wait for sequence 99"):
+            await a.wait_durable_async(99)
+
+    asyncio.run(main())
+    a.close()

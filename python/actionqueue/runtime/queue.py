@@ -622,13 +622,47 @@ class ActionQueue:
         return ids
 
     async def asubmit(self, handler: str, payload: Any = None, **kwargs: Any) -> TaskId:
-        """:meth:`submit` without blocking the event loop (the fsync runs in a thread)."""
-        return await asyncio.to_thread(self.submit, handler, payload, **kwargs)
+        """:meth:`submit` for asyncio code, without blocking the event loop. The record is
+        written on a worker thread (``asyncio.to_thread``) with Deferred durability; when the
+        submit's durability is Immediate the coroutine then awaits the group sync that covers
+        it on the loop itself (:meth:`_await_durable`), so concurrent ``asubmit`` calls share
+        fsyncs without holding a thread each through theirs."""
+        immediate = self._immediate(kwargs.pop("durability", None))
+        tid: TaskId = await asyncio.to_thread(
+            self.submit, handler, payload, durability=DurabilityPolicy.DEFERRED, **kwargs
+        )
+        if immediate:
+            await self._await_durable()
+        return tid
 
     async def asubmit_many(
         self, handler: str, payloads: Iterable[Any], **kwargs: Any
     ) -> list[TaskId]:
-        return await asyncio.to_thread(self.submit_many, handler, list(payloads), **kwargs)
+        """:meth:`submit_many` for asyncio code (durability awaited as in :meth:`asubmit`)."""
+        immediate = self._immediate(kwargs.pop("durability", None))
+        ids: list[TaskId] = await asyncio.to_thread(
+            self.submit_many,
+            handler,
+            list(payloads),
+            durability=DurabilityPolicy.DEFERRED,
+            **kwargs,
+        )
+        if immediate:
+            await self._await_durable()
+        return ids
+
+    def _immediate(self, durability: DurabilityPolicy | str | None) -> bool:
+        dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
+        return dur is DurabilityPolicy.IMMEDIATE
+
+    async def _await_durable(self) -> None:
+        """Wait until everything submitted so far is durable: on the loop through the storage
+        authority's awaitable group-commit wait, else (another authority) in a thread."""
+        wait = getattr(self.authority, "wait_durable_async", None)
+        if wait is not None:
+            await wait()
+        else:
+            await asyncio.to_thread(self.engine.flush)
 
     # --- running ------------------------------------------------------------------------------
 

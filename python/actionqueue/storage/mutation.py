@@ -308,6 +308,18 @@ class StorageMutationAuthority(ProjectionQueries):
             return done
         return await fut
 
+    async def wait_durable_async(self, sequence: int | None = None) -> None:
+        """Waits, without blocking the event loop, until every event up to ``sequence``
+        (default: everything submitted so far) is durable — sharing the group syncs of
+        :meth:`submit_wire_async`. What an asyncio caller does after Deferred submits made on
+        other threads (``ActionQueue.asubmit``). A failed sync raises its
+        :class:`~actionqueue.errors.StorageFailedError`."""
+        seq = self.latest_sequence if sequence is None else sequence
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, int]] = loop.create_future()
+        if not self._core.wait_async(seq, loop, fut, _resolve_many):
+            await fut
+
     async def submit_command_async(
         self, command: MutationCommand, durability: DurabilityPolicy | str
     ) -> AppliedOutcome:
