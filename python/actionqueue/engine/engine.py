@@ -775,7 +775,7 @@ class Engine:
         else:
             runs = [(0, o)]
         shape, (pw, cw, mw) = self._template_parts(template)
-        ready = self._due_on_time(shape, runs, t)
+        ready = self._due_on_time(policy, runs, t)
         tasks = self._tasks
         uniform = self._submit_uniform
         if uniform is not None:
@@ -805,18 +805,17 @@ class Engine:
         from_bytes = TaskId.from_bytes
         return [from_bytes(b) for b in tids]
 
-    def _due_on_time(self, shape: int, runs: list[tuple[int, int]], now: int) -> int:
-        """How many of ``runs`` (ascending ``(index, scheduled_at)``) the submit's own record
-        may create Ready: those due at ``now`` and on time (within the misfire grace), unless
-        the engine is paused — the promotion the next tick would make at ``now`` with no
-        reason, without a record and a tick of its own. Late runs are left to the tick's
-        misfire planning; cron tasks to its window refills."""
+    def _due_on_time(
+        self, policy: OncePolicy | RepeatPolicy, runs: list[tuple[int, int]], now: int
+    ) -> int:
+        """How many of ``runs`` (ascending ``(index, scheduled_at)``) of a Once/Repeat task
+        the submit's own record may create Ready: those due at ``now`` and on time (within
+        the misfire grace), unless the engine is paused — the promotion the next tick would
+        make at ``now`` with no reason, without a record and a tick of its own. Late runs are
+        left to the tick's misfire planning."""
         if self._auth.is_paused:
             return 0
-        info = self._shapes[shape]
-        if info.is_cron:
-            return 0
-        return _on_time_prefix(runs, now, info.policy.misfire.grace_ms)
+        return _on_time_prefix(runs, now, policy.misfire.grace_ms)
 
     def _template_parts(self, template: TaskSpec) -> tuple[int, tuple[Any, Any, Any]]:
         """The shape number of ``template`` and the wire tuples of its policy, constraints
