@@ -152,7 +152,8 @@ class Authority(_Queries):
         ids: bytes,
         immediate: bool,
         ready: int = 0,
-    ) -> tuple[int, int]: ...
+        nonblocking: bool = False,
+    ) -> tuple[int, int] | None: ...
     def submit_many(
         self, batches: list[list[tuple[Any, ...]]], immediate: bool
     ) -> tuple[int, int]: ...

@@ -232,8 +232,13 @@ pyclass_queries!(PyAuthority, {
     /// `submit`. `ids` holds `16 * len(payloads) * (1 + len(runs))` bytes, task by task.
     /// The first `ready` runs of each task are also promoted (Scheduled → Ready at `at`, no
     /// reason) in the same record: the caller's statement that they are due and on time,
-    /// which saves the scheduler a promotion record per batch.
-    #[pyo3(signature = (template, payloads, runs, origin, at, ids, immediate, ready = 0))]
+    /// which saves the scheduler a promotion record per batch. With `nonblocking` (Deferred
+    /// only), nothing is done and `None` returned when the submit would wait — the
+    /// authority's lock is held or an automatic snapshot is due — so that an event-loop
+    /// caller can hand it to a thread instead of blocking its loop.
+    #[pyo3(signature = (
+        template, payloads, runs, origin, at, ids, immediate, ready = 0, nonblocking = false
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn submit_uniform(
         &self,
@@ -246,11 +251,26 @@ pyclass_queries!(PyAuthority, {
         ids: &[u8],
         immediate: bool,
         ready: usize,
-    ) -> PyResult<(u64, u64)> {
+        nonblocking: bool,
+    ) -> PyResult<Option<(u64, u64)>> {
         let events = super::wire::uniform_events_from_wire(
             template, payloads, &runs, ready, origin, at, ids,
         )?;
-        self.submit_events(py, events, immediate, None)
+        if !nonblocking {
+            return self.submit_events(py, events, immediate, None).map(Some);
+        }
+        if immediate {
+            return Err(to_py(crate::CoreError::InvalidArgument(
+                "nonblocking submits are Deferred (they must not wait for a sync)".into(),
+            )));
+        }
+        match self
+            .inner
+            .try_submit_deferred(None, self.inner.prepare(events))
+        {
+            Ok(r) => r.map(|a| Some((a.first_seq, a.last_seq))).map_err(to_py),
+            Err(_busy) => Ok(None),
+        }
     }
 
     /// `submit` for an event loop: validates, appends and applies now (raising at once on

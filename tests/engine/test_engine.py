@@ -688,6 +688,30 @@ def test_submit_uniform_creates_due_runs_ready(env: Env) -> None:
     assert len(e.dispatch_next("w", T0, 10)) == 2
 
 
+def test_try_submit_uniform_writes_deferred_or_gives_up(env: Env) -> None:
+    """The nonblocking variant: on the storage authority, the same tasks as submit_uniform
+    (runs left Scheduled for the tick: reading the pause flag could wait); ``None`` and
+    nothing written where it cannot promise not to wait (cron, an authority without the
+    path)."""
+    e = env.engine
+    before = env.auth.latest_sequence
+    got = e.try_submit_uniform(spec(RunPolicy.repeat(2, 10)), [(b"a", None), (b"b", None)])
+    if env.kind == "fake":
+        assert got is None
+        assert env.auth.latest_sequence == before
+        return
+    assert got is not None
+    assert len(got) == 2
+    for tid in got:
+        assert [r.state for r in e.runs_for_task(tid)] == [S.SCHEDULED, S.SCHEDULED]
+    assert e.tick(T0).promoted == 2
+    seq = env.auth.latest_sequence
+    assert e.try_submit_uniform(spec(RunPolicy.cron("*/5 * * * *")), [(b"c", None)]) is None
+    assert env.auth.latest_sequence == seq
+    with pytest.raises(ValidationError, match="dedupe key"):
+        e.try_submit_uniform(spec(dedupe="k"), [(b"d", None)])
+
+
 def test_submit_uniform_leaves_future_late_and_paused_runs_to_the_tick(env: Env) -> None:
     e = env.engine
     (future,) = e.submit_uniform(spec(), [(b"f", None)], origin=T0 + 5)

@@ -433,6 +433,45 @@ def test_asubmit_awaits_durability_without_a_thread_per_fsync(make_queue: MakeQu
     assert q.stats()["total_runs"] == 20
 
 
+def test_asubmit_writes_on_the_loop_or_falls_back_to_a_thread(
+    make_queue: MakeQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain asubmit is written on the loop when that cannot wait; when the engine gives up
+    (lock held, snapshot due) or the submit is not plain (dedupe key), a worker thread
+    writes it. Either way the task is there, once."""
+    import asyncio
+
+    import actionqueue.runtime.queue as queue_module
+
+    q = make_queue(durability="immediate")
+    q.handler("h")(lambda ctx, p: None)
+    hops: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting_to_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(fn, "__name__", "?"))
+        return await real_to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(queue_module.asyncio, "to_thread", counting_to_thread)
+    inline = getattr(q.authority, "try_submit_uniform_wire", None) is not None
+
+    async def main() -> list[Any]:
+        plain = await q.asubmit("h", 1)
+        deduped = await q.asubmit("h", 2, dedupe_key="k")
+        again = await q.asubmit("h", 3, dedupe_key="k")
+        assert again == deduped
+        monkeypatch.setattr(q.engine, "try_submit_uniform", lambda *a, **k: None)
+        busy = await q.asubmit("h", 4)
+        return [plain, deduped, busy]
+
+    ids = asyncio.run(main())
+    assert len(set(ids)) == 3
+    assert all(q.get_task(t) is not None for t in ids)
+    # dedupe (twice) and the "busy" one went to a thread; the plain one too without the path
+    assert hops.count("submit") == (3 if inline else 4)
+    assert q.stats()["total_runs"] == 3
+
+
 def test_closed_queue_refuses_calls(make_queue: MakeQueue) -> None:
     q = make_queue()
     q.close()

@@ -547,3 +547,30 @@ def test_submit_uniform_wire_creates_the_first_runs_ready_in_the_same_record(
     assert got[ids[16:32]].state is RunState.READY
     assert got[ids[16:32]].history[-1].from_state is RunState.SCHEDULED
     assert got[ids[32:48]].state is RunState.SCHEDULED
+
+
+def test_try_submit_uniform_wire_gives_up_instead_of_waiting(tmp_path: Path) -> None:
+    """The nonblocking task batch: written at once when nothing would make it wait; ``None``
+    and nothing written when an automatic snapshot is due (it would run under the lock)."""
+    a, _ = bootstrap(tmp_path / "data", snapshot_every=3, snapshot_on_close=False)
+    template = spec().to_wire()
+    try:
+        assert a.try_submit_uniform_wire(
+            template, [(b"a", None)], [(0, T0)], T0, T0, bytes(range(1, 33))
+        ) == (1, 2)
+        before = (a.latest_sequence, a.state_digest())
+        # Two more events reach snapshot_every: the submit would take the snapshot.
+        got = a.try_submit_uniform_wire(
+            template, [(b"b", None)], [(0, T0)], T0, T0, bytes(range(33, 65))
+        )
+        assert got is None
+        assert (a.latest_sequence, a.state_digest()) == before
+        # The blocking path takes it (and the snapshot).
+        a.submit_uniform_wire(
+            template, [(b"b", None)], [(0, T0)], T0, T0, bytes(range(33, 65)), "deferred"
+        )
+        assert a.stats().snapshots == 1
+        with pytest.raises(ValidationError, match="nonblocking submits are Deferred"):
+            a._core.submit_uniform(template, [], [], T0, T0, b"", True, 0, True)
+    finally:
+        a.close()

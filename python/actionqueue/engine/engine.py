@@ -482,9 +482,13 @@ class Engine:
         self._due_ids: Callable[[int, int], list[Any]] | None = getattr(
             authority, "due_scheduled_ids", None
         )
-        #: the storage authority's one-call uniform batch (see submit_uniform)
+        #: the storage authority's one-call uniform batch (see submit_uniform), and its
+        #: variant that never waits (see try_submit_uniform)
         self._submit_uniform: Callable[..., object] | None = getattr(
             authority, "submit_uniform_wire", None
+        )
+        self._try_uniform: Callable[..., object] | None = getattr(
+            authority, "try_submit_uniform_wire", None
         )
         hot = getattr(authority, "hot_path", None)
         self._dispatch_ready: Callable[..., list[Any] | None] | None = None
@@ -731,6 +735,35 @@ class Engine:
         key names one live task); a cron template goes through :meth:`submit_many` (each task
         derives its first window).
         """
+        ids = self._uniform(template, payloads, origin, durability, now, nonblocking=False)
+        assert ids is not None
+        return ids
+
+    def try_submit_uniform(
+        self,
+        template: TaskSpec,
+        payloads: Iterable[tuple[bytes, str | None]],
+        *,
+        origin: TimeLike | None = None,
+        now: int | None = None,
+    ) -> list[TaskId] | None:
+        """:meth:`submit_uniform` with Deferred durability that never waits: ``None`` (and
+        nothing written) when it would — the authority's lock is held by another writer, an
+        automatic snapshot is due, the template is cron, or the authority has no such path.
+        For an event-loop thread, which then hands the submit to a worker thread (the
+        runtime's ``asubmit``). Refusals (bad payloads, a dedupe key) raise as usual."""
+        return self._uniform(template, payloads, origin, _DEFERRED, now, nonblocking=True)
+
+    def _uniform(
+        self,
+        template: TaskSpec,
+        payloads: Iterable[tuple[bytes, str | None]],
+        origin: TimeLike | None,
+        durability: DurabilityPolicy | str | None,
+        now: int | None,
+        *,
+        nonblocking: bool,
+    ) -> list[TaskId] | None:
         if type(template) is not TaskSpec and not isinstance(template, TaskSpec):
             raise WrongTypeError(
                 f"submit_uniform takes a TaskSpec template, got {type(template).__name__} "
@@ -749,6 +782,8 @@ class Engine:
             template.handler,
         )
         if type(policy) is not OncePolicy and type(policy) is not RepeatPolicy:
+            if nonblocking:
+                return None  # cron derivation reads the task's record: the blocking path
             specs = [
                 TaskSpec._trusted(
                     TaskId.new(), TaskPayload._trusted(d, ct), policy, c, m, handler, None
@@ -775,9 +810,13 @@ class Engine:
         else:
             runs = [(0, o)]
         shape, (pw, cw, mw) = self._template_parts(template)
-        ready = self._due_on_time(policy, runs, t)
+        # (A nonblocking submit leaves promotion to the tick: reading the pause flag may wait.)
+        ready = 0 if nonblocking else self._due_on_time(policy, runs, t)
         tasks = self._tasks
         uniform = self._submit_uniform
+        try_uniform = self._try_uniform
+        if nonblocking and (uniform is None or try_uniform is None):
+            return None
         if uniform is not None:
             # The core builds the events: ids are drawn here, task by task (task, its runs).
             step = 16 * (1 + len(runs))
@@ -787,7 +826,19 @@ class Engine:
                 # Known before the write (see submit_many).
                 tasks[tid] = (shape, data, ct, handler, None)
             spec_wire = (_TEMPLATE_ID, handler, b"", None, pw, cw, mw, None)
-            uniform(spec_wire, items, runs, o, t, ids, dur, ready=ready)
+            if not nonblocking:
+                uniform(spec_wire, items, runs, o, t, ids, dur, ready=ready)
+            else:
+                assert try_uniform is not None
+                done = None
+                try:
+                    done = try_uniform(spec_wire, items, runs, o, t, ids, ready=ready)
+                finally:
+                    if done is None:  # nothing written (would wait, or refused): no rows
+                        for tid in tids:
+                            tasks.pop(tid, None)
+                if done is None:
+                    return None
         else:
             tids = random_ids(len(items))
             rids = iter(random_ids(len(items) * len(runs)))

@@ -540,6 +540,48 @@ class ActionQueue:
         process. A run whose handler is unknown when it is dispatched fails with an
         ``UnknownHandlerError`` text in its attempt history.
         """
+        tid = self._submit(
+            handler,
+            payload,
+            policy=policy,
+            at=at,
+            delay=delay,
+            priority=priority,
+            dedupe_key=dedupe_key,
+            tags=tags,
+            description=description,
+            content_type=content_type,
+            durability=durability,
+            task_id=task_id,
+            allow_unregistered=allow_unregistered,
+            nonblocking=False,
+            **overrides,
+        )
+        assert tid is not None  # only a nonblocking submit gives up
+        return tid
+
+    def _submit(
+        self,
+        handler: str,
+        payload: Any = None,
+        *,
+        policy: RunPolicy | None = None,
+        at: datetime | float | None = None,
+        delay: Seconds | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        tags: Iterable[str] = (),
+        description: str | None = None,
+        content_type: str | None = None,
+        durability: DurabilityPolicy | str | None = None,
+        task_id: TaskId | None = None,
+        allow_unregistered: bool | None = None,
+        nonblocking: bool,
+        **overrides: Any,
+    ) -> TaskId | None:
+        """:meth:`submit`; with ``nonblocking`` (Deferred, for an event-loop thread) ``None``
+        and nothing written when it would wait on the authority (its lock held, a snapshot
+        due) or is not a plain submit (``task_id`` / ``dedupe_key``: the spec path)."""
         self._check_open()
         template, encode_one = self._template(
             handler,
@@ -553,7 +595,14 @@ class ActionQueue:
         )
         data, ct = encode_one(payload)
         origin = self._origin(at, delay)
-        if task_id is None and dedupe_key is None:
+        if nonblocking:
+            if task_id is not None or dedupe_key is not None:
+                return None
+            got = self.engine.try_submit_uniform(template, [(data, ct)], origin=origin)
+            if got is None:
+                return None
+            (tid,) = got
+        elif task_id is None and dedupe_key is None:
             # The template's parts are converted once per registration (engine cache).
             (tid,) = self.engine.submit_uniform(
                 template, [(data, ct)], origin=origin, durability=durability
@@ -623,14 +672,19 @@ class ActionQueue:
 
     async def asubmit(self, handler: str, payload: Any = None, **kwargs: Any) -> TaskId:
         """:meth:`submit` for asyncio code, without blocking the event loop. The record is
-        written on a worker thread (``asyncio.to_thread``) with Deferred durability; when the
-        submit's durability is Immediate the coroutine then awaits the group sync that covers
-        it on the loop itself (:meth:`_await_durable`), so concurrent ``asubmit`` calls share
-        fsyncs without holding a thread each through theirs."""
+        written with Deferred durability — on the loop itself when that cannot wait (a plain
+        submit while the authority's lock is free and no snapshot is due: microseconds),
+        else on a worker thread (``asyncio.to_thread``); when the submit's durability is
+        Immediate the coroutine then awaits the group sync that covers it on the loop
+        (:meth:`_await_durable`), so concurrent ``asubmit`` calls share fsyncs without a
+        thread each."""
         immediate = self._immediate(kwargs.pop("durability", None))
-        tid: TaskId = await asyncio.to_thread(
-            self.submit, handler, payload, durability=DurabilityPolicy.DEFERRED, **kwargs
-        )
+        # On the loop itself when that cannot wait (a few µs); else on a worker thread.
+        tid = self._submit(handler, payload, nonblocking=True, **kwargs)
+        if tid is None:
+            tid = await asyncio.to_thread(
+                self.submit, handler, payload, durability=DurabilityPolicy.DEFERRED, **kwargs
+            )
         if immediate:
             await self._await_durable()
         return tid

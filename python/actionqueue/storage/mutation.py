@@ -396,7 +396,7 @@ class StorageMutationAuthority(ProjectionQueries):
         runs due and on time, what the scheduler's next tick would do; a run scheduled after
         ``timestamp`` is refused. Validated and applied like :meth:`submit_wire`; returns
         ``(first, last)``."""
-        return self._core.submit_uniform(
+        got = self._core.submit_uniform(
             template,
             payloads,
             list(runs),
@@ -405,6 +405,27 @@ class StorageMutationAuthority(ProjectionQueries):
             ids,
             _immediate(durability),
             ready,
+        )
+        assert got is not None  # only a nonblocking submit returns None
+        return got
+
+    def try_submit_uniform_wire(
+        self,
+        template: WireTuple,
+        payloads: list[tuple[bytes, str | None]],
+        runs: Sequence[tuple[int, int]],
+        origin: int,
+        timestamp: int,
+        ids: bytes,
+        *,
+        ready: int = 0,
+    ) -> tuple[int, int] | None:
+        """:meth:`submit_uniform_wire` with Deferred durability that never waits: when the
+        authority's lock is held (another writer) or an automatic snapshot is due, nothing is
+        done and ``None`` is returned — for an event-loop thread, which hands the submit to a
+        worker thread then instead of blocking its loop. Refusals raise as usual."""
+        return self._core.submit_uniform(
+            template, payloads, list(runs), origin, timestamp, ids, False, ready, True
         )
 
     def submit_many_wire(
