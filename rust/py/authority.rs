@@ -312,21 +312,25 @@ pyclass_queries!(PyAuthority, {
         Ok(None)
     }
 
-    /// `wait_durable` for an event loop: returns `True` when every event `<= seq` is durable
-    /// already; otherwise queues `future` on the completer (like `submit_async`'s Immediate
-    /// wait, sharing its group syncs), which resolves it with `(seq, seq)` — or the sync's
-    /// error — through `resolve` on `event_loop`, and returns `False`.
+    /// `wait_durable` for an event loop: returns `True` when every event `<= seq` (default:
+    /// the last one the WAL holds) is durable already; otherwise queues `future` on the
+    /// completer (like `submit_async`'s Immediate wait, sharing its group syncs), which
+    /// resolves it with `(seq, seq)` — or the sync's error — through `resolve` on
+    /// `event_loop`, and returns `False`. Reads only the WAL's counters, never the
+    /// authority's lock: an event-loop caller must not wait behind a snapshot capture.
+    #[pyo3(signature = (seq, event_loop, future, resolve))]
     fn wait_async(
         &self,
-        seq: u64,
+        seq: Option<u64>,
         event_loop: Py<PyAny>,
         future: Py<PyAny>,
         resolve: Py<PyAny>,
     ) -> PyResult<bool> {
-        let latest = self.inner.read(|p| p.latest_sequence()).map_err(to_py)?;
-        if seq > latest {
+        let last = self.inner.wal().next_sequence().saturating_sub(1);
+        let seq = seq.unwrap_or(last);
+        if seq > last {
             return Err(to_py(crate::CoreError::InvalidArgument(format!(
-                "cannot wait for sequence {seq}: the last submitted event is {latest}"
+                "cannot wait for sequence {seq}: the last submitted event is {last}"
             ))));
         }
         if self.inner.wal().synced_sequence() >= seq {

@@ -314,10 +314,9 @@ class StorageMutationAuthority(ProjectionQueries):
         :meth:`submit_wire_async`. What an asyncio caller does after Deferred submits made on
         other threads (``ActionQueue.asubmit``). A failed sync raises its
         :class:`~actionqueue.errors.StorageFailedError`."""
-        seq = self.latest_sequence if sequence is None else sequence
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[int, int]] = loop.create_future()
-        if not self._core.wait_async(seq, loop, fut, _resolve_many):
+        if not self._core.wait_async(sequence, loop, fut, _resolve_many):
             await fut
 
     async def submit_command_async(
