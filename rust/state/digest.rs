@@ -111,10 +111,14 @@ impl Projection {
         sink.encoded(&(self.latest_sequence, self.paused_at), &mut scratch);
         let mut tasks: Vec<(u64, Item<'_, Task>)> =
             Vec::with_capacity(self.tasks.len() + self.cold.task_count());
-        tasks.extend(self.tasks.values().map(|t| (t.created_seq, Item::Hot(t))));
+        tasks.extend(
+            self.tasks
+                .values()
+                .map(|t| (t.created_seq, Item::Hot(&**t))),
+        );
         let mut runs: Vec<(u64, Item<'_, Run>)> =
             Vec::with_capacity(self.runs.len() + self.cold.run_count());
-        runs.extend(self.runs.values().map(|r| (r.created_seq, Item::Hot(r))));
+        runs.extend(self.runs.values().map(|r| (r.created_seq, Item::Hot(&**r))));
         self.cold.walk(
             |t| tasks.push((t.head.created_seq, Item::Cold(t.body))),
             |seq, body| runs.push((seq, Item::Cold(body))),

@@ -40,9 +40,9 @@ pub struct HotImageRef<'a> {
 impl Projection {
     /// The hot image (borrows; sorts by creation sequence).
     pub fn hot_image(&self) -> HotImageRef<'_> {
-        let mut tasks: Vec<&Task> = self.tasks.values().collect();
+        let mut tasks: Vec<&Task> = self.tasks.values().map(|t| &**t).collect();
         tasks.sort_unstable_by_key(|t| t.created_seq);
-        let mut runs: Vec<&Run> = self.runs.values().collect();
+        let mut runs: Vec<&Run> = self.runs.values().map(|r| &**r).collect();
         runs.sort_unstable_by_key(|r| r.created_seq);
         let task_runs = tasks.iter().map(|t| t.runs.as_slice()).collect();
         HotImageRef {
@@ -95,7 +95,7 @@ impl Projection {
             if let Some(k) = t.spec.constraints.concurrency_key.as_deref() {
                 p.ix.key_task_added(k);
             }
-            if p.tasks.insert(id, t).is_some() {
+            if p.tasks.insert(id, Box::new(t)).is_some() {
                 return Err(format!("task {} appears twice", fmt_id(&id)));
             }
         }
@@ -152,7 +152,7 @@ impl Projection {
             if !run.state.is_terminal() {
                 task.nonterminal_runs = task.nonterminal_runs.saturating_add(1);
             }
-            if p.runs.insert(id, run).is_some() {
+            if p.runs.insert(id, Box::new(run)).is_some() {
                 return Err(format!("run {} appears twice", fmt_id(&id)));
             }
         }

@@ -72,8 +72,8 @@ use indexes::Indexes;
 pub struct Projection {
     /// Live tasks and runs, split in shards that grow independently (no stall of a whole
     /// million-entry rehash under the authority's lock: see `idmap`).
-    pub(crate) tasks: IdMap<Task>,
-    pub(crate) runs: IdMap<Run>,
+    pub(crate) tasks: IdMap<Box<Task>>,
+    pub(crate) runs: IdMap<Box<Run>>,
     /// Terminal runs and finished tasks as encoded records (see `cold`): every lookup falls
     /// back to it, and events naming a cold record thaw it first.
     pub(crate) cold: cold::Cold,

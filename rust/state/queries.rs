@@ -46,7 +46,7 @@ impl Projection {
     pub fn tasks(&self) -> impl Iterator<Item = Cow<'_, Task>> + '_ {
         let mut cold = Vec::with_capacity(self.cold.task_count());
         self.cold.walk(|t| cold.push(t.head.id), |_, _| {});
-        self.tasks.values().map(Cow::Borrowed).chain(
+        self.tasks.values().map(|t| Cow::Borrowed(&**t)).chain(
             cold.into_iter()
                 .filter_map(|id| self.cold.task(&id)?.ok().map(Cow::Owned)),
         )
@@ -63,7 +63,7 @@ impl Projection {
                 }
             },
         );
-        self.runs.values().map(Cow::Borrowed).chain(
+        self.runs.values().map(|r| Cow::Borrowed(&**r)).chain(
             cold.into_iter()
                 .filter_map(|id| self.cold.run(&id)?.ok().map(Cow::Owned)),
         )

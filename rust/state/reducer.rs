@@ -283,7 +283,7 @@ impl Projection {
         }
         self.tasks.insert(
             id,
-            Task {
+            Box::new(Task {
                 spec,
                 origin,
                 created_at: at,
@@ -294,7 +294,7 @@ impl Projection {
                 finished_at: None,
                 runs: Vec::new(),
                 nonterminal_runs: 0,
-            },
+            }),
         );
         if record {
             self.undo.push(Undo::TaskCreated(id));
@@ -373,7 +373,7 @@ impl Projection {
         task.runs.push(*run_id);
         task.runs_created = next;
         task.nonterminal_runs = task.nonterminal_runs.saturating_add(1);
-        self.runs.insert(*run_id, run);
+        self.runs.insert(*run_id, Box::new(run));
         if record {
             self.undo.push(Undo::RunCreated(*run_id));
         }

@@ -90,7 +90,7 @@ impl Projection {
             .collect();
         let mut tasks: Vec<(u64, Id)> = queued_tasks
             .iter()
-            .filter_map(|id| self.tasks.get(id))
+            .filter_map(|id| self.tasks.get(id).map(|t| &**t))
             .filter(|t| t.finished_at.is_some())
             .map(|t| (t.created_seq, t.id()))
             .collect();
@@ -122,10 +122,13 @@ impl Projection {
         let run_ids: Vec<Id> = runs.into_iter().map(|x| x.1).collect();
         let task_ids: Vec<Id> = tasks.into_iter().map(|x| x.1).collect();
         let seg = {
-            let runs: Vec<_> = run_ids.iter().filter_map(|id| self.runs.get(id)).collect();
+            let runs: Vec<_> = run_ids
+                .iter()
+                .filter_map(|id| self.runs.get(id).map(|r| &**r))
+                .collect();
             let tasks: Vec<_> = task_ids
                 .iter()
-                .filter_map(|id| self.tasks.get(id))
+                .filter_map(|id| self.tasks.get(id).map(|t| &**t))
                 .collect();
             build_seg(&tasks, &runs).map_err(CoreError::Decode)?
         };
@@ -157,7 +160,7 @@ impl Projection {
                 if let Some(k) = t.spec.constraints.concurrency_key.as_deref() {
                     self.ix.key_task_added(k);
                 }
-                self.tasks.insert(*id, t);
+                self.tasks.insert(*id, Box::new(t));
                 if self.ix.finished.on {
                     // Still finished unless the event reopens it: queued to go back.
                     self.ix.finished.tasks.push(*id);
@@ -177,7 +180,7 @@ impl Projection {
             Some(Err(e)) => Err(CoreError::Rejected(e)),
             Some(Ok(r)) => {
                 let task = r.task_id;
-                self.runs.insert(*id, r);
+                self.runs.insert(*id, Box::new(r));
                 if self.ix.finished.on {
                     self.ix.finished.runs.push(*id);
                 }
