@@ -22,13 +22,15 @@ fn spec(n: u64) -> TaskSpec {
     id[15] = 0x5a;
     TaskSpec {
         id,
-        handler: Some("bench".into()),
         payload: vec![b'p'; 100],
         content_type: None,
-        policy: RunPolicy::default(),
-        constraints: Constraints::default(),
-        metadata: Metadata::default(),
         dedupe_key: None,
+        shape: std::sync::Arc::new(TaskShape {
+            handler: Some("bench".into()),
+            policy: RunPolicy::default(),
+            constraints: Constraints::default(),
+            metadata: Metadata::default(),
+        }),
     }
 }
 

@@ -134,44 +134,46 @@ pub(crate) mod tests {
     pub fn sample_spec() -> TaskSpec {
         TaskSpec {
             id: id(1),
-            handler: Some("send_email".into()),
             payload: b"hello".to_vec(),
             content_type: Some("text/plain".into()),
-            policy: RunPolicy {
-                kind: PolicyKind::Cron {
-                    expression: "*/5 * * * *".into(),
-                    timezone: "Europe/Paris".into(),
-                    max_occurrences: Some(10),
-                    window: 5,
-                },
-                misfire: Misfire {
-                    kind: MisfireKind::CatchUp,
-                    cap: Some(3),
-                    grace_ms: None,
-                },
-            },
-            constraints: Constraints {
-                max_attempts: 3,
-                timeout_ms: Some(30_000),
-                concurrency_key: Some("k".into()),
-                hold: HoldPolicy::ReleaseOnRetry,
-                backoff: Backoff::Exponential {
-                    base_ms: 100,
-                    cap_ms: 10_000,
-                    jitter_ppm: 100_000,
-                },
-                retry_on: RetryOn {
-                    timeout: true,
-                    lost: false,
-                    terminal_errors: vec!["ValueError".into()],
-                },
-            },
-            metadata: Metadata {
-                priority: -5,
-                tags: vec!["a".into(), "b".into()],
-                description: None,
-            },
             dedupe_key: Some("dk".into()),
+            shape: std::sync::Arc::new(TaskShape {
+                handler: Some("send_email".into()),
+                policy: RunPolicy {
+                    kind: PolicyKind::Cron {
+                        expression: "*/5 * * * *".into(),
+                        timezone: "Europe/Paris".into(),
+                        max_occurrences: Some(10),
+                        window: 5,
+                    },
+                    misfire: Misfire {
+                        kind: MisfireKind::CatchUp,
+                        cap: Some(3),
+                        grace_ms: None,
+                    },
+                },
+                constraints: Constraints {
+                    max_attempts: 3,
+                    timeout_ms: Some(30_000),
+                    concurrency_key: Some("k".into()),
+                    hold: HoldPolicy::ReleaseOnRetry,
+                    backoff: Backoff::Exponential {
+                        base_ms: 100,
+                        cap_ms: 10_000,
+                        jitter_ppm: 100_000,
+                    },
+                    retry_on: RetryOn {
+                        timeout: true,
+                        lost: false,
+                        terminal_errors: vec!["ValueError".into()],
+                    },
+                },
+                metadata: Metadata {
+                    priority: -5,
+                    tags: vec!["a".into(), "b".into()],
+                    description: None,
+                },
+            }),
         }
     }
 
@@ -328,19 +330,19 @@ pub(crate) mod tests {
             .prop_map(|(id, handler, payload, n, ms, prio, tags, kind)| {
                 let mut spec = sample_spec();
                 spec.id = id;
-                spec.handler = handler;
+                spec.shape_mut().handler = handler;
                 spec.payload = payload;
-                spec.policy.kind = match kind {
+                spec.shape_mut().policy.kind = match kind {
                     0 => PolicyKind::Once,
                     1 => PolicyKind::Repeat {
                         count: n,
                         interval_ms: ms,
                     },
-                    _ => spec.policy.kind.clone(),
+                    _ => spec.shape.policy.kind.clone(),
                 };
-                spec.constraints.backoff = Backoff::Fixed { delay_ms: ms };
-                spec.metadata.priority = prio;
-                spec.metadata.tags = tags;
+                spec.shape_mut().constraints.backoff = Backoff::Fixed { delay_ms: ms };
+                spec.shape_mut().metadata.priority = prio;
+                spec.shape_mut().metadata.tags = tags;
                 spec
             })
     }

@@ -7,6 +7,8 @@
 //!
 //! Times are `i64` milliseconds since the Unix epoch (UTC). Ids are 16 raw UUID bytes.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// 16 raw bytes of a UUID (task, run or attempt id). Nil (all zero) is never valid.
@@ -261,21 +263,107 @@ pub struct Metadata {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TaskSpec {
-    pub id: Id,
+/// What every task of one template shares: handler, run policy, constraints and metadata.
+///
+/// A [`TaskSpec`] holds it behind an [`Arc`], so the thousand tasks of one `submit_many` (or
+/// of a replayed log, see the reducer's interning) keep one copy: a live task costs its id,
+/// payload and a pointer instead of ~370 bytes of policy and strings. It is immutable once
+/// shared; [`TaskSpec::shape_mut`] copies it on write.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskShape {
     /// Routing name: which handler runs it.
     pub handler: Option<String>,
-    /// Encoded as postcard bytes (varint length, then the bytes): the very layout of a
-    /// sequence of `u8`, written and read in one copy instead of byte by byte.
-    #[serde(with = "byte_vec")]
-    pub payload: Vec<u8>,
-    pub content_type: Option<String>,
     pub policy: RunPolicy,
     pub constraints: Constraints,
     pub metadata: Metadata,
+}
+
+/// A task's definition. On the wire (postcard, snapshots) it is one struct with the fields
+/// in this order — id, handler, payload, content_type, policy, constraints, metadata,
+/// dedupe_key (FORMAT.md) — whatever the in-memory split into own fields and a shared
+/// [`TaskShape`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskSpec {
+    pub id: Id,
+    pub payload: Vec<u8>,
+    pub content_type: Option<String>,
     /// A second live task with the same key is refused (the caller gets the existing one).
     pub dedupe_key: Option<String>,
+    pub shape: Arc<TaskShape>,
+}
+
+impl TaskSpec {
+    /// The shape for changing it: copied first when other specs share it.
+    pub fn shape_mut(&mut self) -> &mut TaskShape {
+        Arc::make_mut(&mut self.shape)
+    }
+}
+
+/// The wire layout of a [`TaskSpec`], borrowed for encoding.
+#[derive(Serialize)]
+#[serde(rename = "TaskSpec")]
+struct TaskSpecRef<'a> {
+    id: &'a Id,
+    handler: &'a Option<String>,
+    /// Encoded as postcard bytes (varint length, then the bytes): the very layout of a
+    /// sequence of `u8`, written and read in one copy instead of byte by byte.
+    #[serde(serialize_with = "byte_vec::serialize")]
+    payload: &'a [u8],
+    content_type: &'a Option<String>,
+    policy: &'a RunPolicy,
+    constraints: &'a Constraints,
+    metadata: &'a Metadata,
+    dedupe_key: &'a Option<String>,
+}
+
+/// The wire layout of a [`TaskSpec`], owned for decoding.
+#[derive(Deserialize)]
+#[serde(rename = "TaskSpec")]
+struct TaskSpecWire {
+    id: Id,
+    handler: Option<String>,
+    #[serde(with = "byte_vec")]
+    payload: Vec<u8>,
+    content_type: Option<String>,
+    policy: RunPolicy,
+    constraints: Constraints,
+    metadata: Metadata,
+    dedupe_key: Option<String>,
+}
+
+impl Serialize for TaskSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let shape = &*self.shape;
+        TaskSpecRef {
+            id: &self.id,
+            handler: &shape.handler,
+            payload: self.payload.as_slice(),
+            content_type: &self.content_type,
+            policy: &shape.policy,
+            constraints: &shape.constraints,
+            metadata: &shape.metadata,
+            dedupe_key: &self.dedupe_key,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = TaskSpecWire::deserialize(d)?;
+        Ok(TaskSpec {
+            id: w.id,
+            payload: w.payload,
+            content_type: w.content_type,
+            dedupe_key: w.dedupe_key,
+            shape: Arc::new(TaskShape {
+                handler: w.handler,
+                policy: w.policy,
+                constraints: w.constraints,
+                metadata: w.metadata,
+            }),
+        })
+    }
 }
 
 /// `Vec<u8>` through serde's bytes methods. In postcard a byte string and a sequence of `u8`

@@ -103,7 +103,7 @@ pub(crate) fn dispatch_ready<'py>(
             .take(limit)
             .filter_map(|id| {
                 let r = p.run(&id)?;
-                let timeout = p.task(&r.task_id)?.spec.constraints.timeout_ms;
+                let timeout = p.task(&r.task_id)?.spec.shape.constraints.timeout_ms;
                 let exp = now.saturating_add(lease_ms(timeout, default_lease_ms));
                 Some((r.id, r.task_id, r.scheduled_at, r.attempt_count, exp))
             })

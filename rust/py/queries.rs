@@ -239,7 +239,7 @@ pub(crate) fn ready_candidates<'py>(
                 let r = p.run(&id)?;
                 let key = p
                     .task(&r.task_id)
-                    .and_then(|t| t.spec.constraints.concurrency_key.clone());
+                    .and_then(|t| t.spec.shape.constraints.concurrency_key.clone());
                 Some((
                     r.id,
                     r.task_id,

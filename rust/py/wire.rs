@@ -19,9 +19,10 @@ use super::errors::to_py;
 use crate::event::Event;
 use crate::model::{
     AttemptOutcome, Backoff, Constraints, HoldPolicy, Id, Metadata, Misfire, MisfireKind,
-    PolicyKind, RetryOn, RunPolicy, RunState, TaskSpec, NIL_ID,
+    PolicyKind, RetryOn, RunPolicy, RunState, TaskShape, TaskSpec, NIL_ID,
 };
 use crate::CoreError;
+use std::sync::Arc;
 
 const EVENT_NAMES: [&str; 13] = [
     "TaskCreate",
@@ -541,15 +542,23 @@ fn spec_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<TaskSpec> {
             "dedupe_key",
         ],
     )?;
-    Ok(TaskSpec {
-        id: f.id(0, "id")?,
-        handler: f.opt_string(1, "handler")?,
-        payload: f.bytes(2, "payload")?,
-        content_type: f.opt_string(3, "content_type")?,
+    // Fields are read in wire order, so the first bad one is the one reported.
+    let id = f.id(0, "id")?;
+    let handler = f.opt_string(1, "handler")?;
+    let payload = f.bytes(2, "payload")?;
+    let content_type = f.opt_string(3, "content_type")?;
+    let shape = TaskShape {
+        handler,
         policy: policy_from_wire(&*f.item(4)?)?,
         constraints: constraints_from_wire(&*f.item(5)?)?,
         metadata: metadata_from_wire(&*f.item(6)?)?,
+    };
+    Ok(TaskSpec {
+        id,
+        payload,
+        content_type,
         dedupe_key: f.opt_string(7, "dedupe_key")?,
+        shape: Arc::new(shape),
     })
 }
 
@@ -784,7 +793,8 @@ pub fn event_to_wire<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyT
     }
 }
 
-pub(crate) fn spec_to_wire<'py>(py: Python<'py>, s: &TaskSpec) -> PyResult<Bound<'py, PyTuple>> {
+pub(crate) fn spec_to_wire<'py>(py: Python<'py>, spec: &TaskSpec) -> PyResult<Bound<'py, PyTuple>> {
+    let s = &*spec.shape;
     let kind = match &s.policy.kind {
         PolicyKind::Once => tuple!(py; 0u8)?,
         PolicyKind::Repeat { count, interval_ms } => tuple!(py; 1u8, *count, *interval_ms)?,
@@ -812,13 +822,13 @@ pub(crate) fn spec_to_wire<'py>(py: Python<'py>, s: &TaskSpec) -> PyResult<Bound
     let md = &s.metadata;
     let metadata = tuple!(py; md.priority, PyList::new(py, &md.tags)?, md.description.as_deref())?;
     tuple!(py;
-        id(py, &s.id),
+        id(py, &spec.id),
         s.handler.as_deref(),
-        PyBytes::new(py, &s.payload),
-        s.content_type.as_deref(),
+        PyBytes::new(py, &spec.payload),
+        spec.content_type.as_deref(),
         policy,
         constraints,
         metadata,
-        s.dedupe_key.as_deref(),
+        spec.dedupe_key.as_deref(),
     )
 }

@@ -240,7 +240,7 @@ impl Projection {
                             self.ix.dedupe.remove(k);
                         }
                     }
-                    if let Some(k) = task.spec.constraints.concurrency_key.as_deref() {
+                    if let Some(k) = task.spec.shape.constraints.concurrency_key.as_deref() {
                         self.ix.key_task_removed(k);
                     }
                 }
@@ -262,7 +262,7 @@ impl Projection {
                 };
                 let p = placement(&run, task);
                 self.ix
-                    .remove(&p, task.spec.constraints.concurrency_key.as_deref());
+                    .remove(&p, task.spec.shape.constraints.concurrency_key.as_deref());
                 if task.runs.last() == Some(&id) {
                     task.runs.pop();
                 }

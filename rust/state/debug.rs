@@ -42,7 +42,7 @@ impl Projection {
                 set.insert(p.key);
             }
             if p.holds_key {
-                if let Some(k) = task.spec.constraints.concurrency_key.as_deref() {
+                if let Some(k) = task.spec.shape.constraints.concurrency_key.as_deref() {
                     if let Some(other) = holders.insert(k, *id) {
                         return Err(format!(
                             "key {k:?} held by two runs: {} and {}",
@@ -71,7 +71,7 @@ impl Projection {
         }
         // Cold tasks never hold a key and are not counted in the slots.
         for task in self.tasks.values() {
-            if let Some(k) = task.spec.constraints.concurrency_key.as_deref() {
+            if let Some(k) = task.spec.shape.constraints.concurrency_key.as_deref() {
                 *key_tasks.entry(k).or_default() += 1;
             }
         }
@@ -154,7 +154,7 @@ impl Projection {
                 .runs
                 .get(&k.id)
                 .and_then(|r| tasks.get(&r.task_id))
-                .and_then(|t| t.spec.constraints.concurrency_key.as_deref());
+                .and_then(|t| t.spec.shape.constraints.concurrency_key.as_deref());
             match key {
                 None => {
                     want_candidates.insert(*k);

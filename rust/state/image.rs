@@ -92,9 +92,10 @@ impl Projection {
                     fmt_id(&id)
                 ));
             }
-            if let Some(k) = t.spec.constraints.concurrency_key.as_deref() {
+            if let Some(k) = t.spec.shape.constraints.concurrency_key.as_deref() {
                 p.ix.key_task_added(k);
             }
+            p.share_shape(&mut t.spec);
             if p.tasks.insert(id, Box::new(t)).is_some() {
                 return Err(format!("task {} appears twice", fmt_id(&id)));
             }
@@ -133,7 +134,7 @@ impl Projection {
                 .ok_or_else(|| format!("run {} names a missing task", fmt_id(&id)))?;
             check_run(&run, task, seq)?;
             let pl = placement(&run, task);
-            let key = task.spec.constraints.concurrency_key.as_deref();
+            let key = task.spec.shape.constraints.concurrency_key.as_deref();
             if pl.holds_key {
                 if let Some(h) = key.and_then(|k| p.ix.key_holder(k)) {
                     return Err(format!(
@@ -168,7 +169,7 @@ impl Projection {
                 .runs
                 .get(&k.id)
                 .and_then(|r| p.tasks.get(&r.task_id))
-                .and_then(|t| t.spec.constraints.concurrency_key.clone());
+                .and_then(|t| t.spec.shape.constraints.concurrency_key.clone());
             p.ix.ready_added(k, key.as_deref());
         }
         p.ix.empty_finished = loaded.empty.into_iter().collect();

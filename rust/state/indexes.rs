@@ -67,7 +67,7 @@ pub(crate) fn placement(run: &Run, task: &Task) -> Placement {
             (run.last_state_change_at, 0)
         }
     };
-    let c = &task.spec.constraints;
+    let c = &task.spec.shape.constraints;
     Placement {
         state: run.state,
         key: IxKey {

@@ -65,7 +65,7 @@ impl Projection {
                         self.ix.dedupe.remove(k);
                     }
                 }
-                if let Some(k) = task.spec.constraints.concurrency_key.as_deref() {
+                if let Some(k) = task.spec.shape.constraints.concurrency_key.as_deref() {
                     self.ix.key_task_removed(k);
                 }
                 stats.tasks += 1;

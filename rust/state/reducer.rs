@@ -55,7 +55,7 @@ pub(crate) fn commit_change(
     ix.update(
         before,
         &after,
-        task.spec.constraints.concurrency_key.as_deref(),
+        task.spec.shape.constraints.concurrency_key.as_deref(),
     );
     let was_terminal = before.state.is_terminal();
     let is_terminal = after.state.is_terminal();
@@ -107,7 +107,7 @@ fn do_transition(
         }
     }
     if to == RunState::Ready {
-        run.effective_priority = task.spec.metadata.priority;
+        run.effective_priority = task.spec.shape.metadata.priority;
     }
     run.not_before = if to == RunState::RetryWait {
         not_before
@@ -269,13 +269,14 @@ impl Projection {
     fn task_create_insert(
         &mut self,
         seq: u64,
-        spec: Box<TaskSpec>,
+        mut spec: Box<TaskSpec>,
         origin: Millis,
         at: Millis,
         record: bool,
     ) {
+        self.share_shape(&mut spec);
         let id = spec.id;
-        if let Some(k) = spec.constraints.concurrency_key.as_deref() {
+        if let Some(k) = spec.shape.constraints.concurrency_key.as_deref() {
             self.ix.key_task_added(k);
         }
         if let Some(k) = spec.dedupe_key.as_deref() {
@@ -336,7 +337,7 @@ impl Projection {
                 task.runs_created
             )));
         }
-        if let Some(total) = task.spec.policy.total_runs() {
+        if let Some(total) = task.spec.shape.policy.total_runs() {
             if u64::from(task.runs_created) >= total {
                 return Err(rejected(format!(
                     "task {} already has all {total} runs its policy implies",
@@ -360,7 +361,7 @@ impl Projection {
             created_seq: seq,
             attempt_count: 0,
             current_attempt: None,
-            effective_priority: task.spec.metadata.priority,
+            effective_priority: task.spec.shape.metadata.priority,
             last_state_change_at: at,
             not_before: None,
             lease: None,
@@ -369,7 +370,7 @@ impl Projection {
         };
         let p = placement(&run, task);
         self.ix
-            .insert(&p, task.spec.constraints.concurrency_key.as_deref());
+            .insert(&p, task.spec.shape.constraints.concurrency_key.as_deref());
         task.runs.push(*run_id);
         task.runs_created = next;
         task.nonterminal_runs = task.nonterminal_runs.saturating_add(1);
@@ -461,7 +462,7 @@ impl Projection {
                     fmt_id(run_id)
                 )));
             }
-            if let Some(k) = task.spec.constraints.concurrency_key.as_deref() {
+            if let Some(k) = task.spec.shape.constraints.concurrency_key.as_deref() {
                 if let Some(holder) = self.ix.key_holder(k) {
                     if holder != *run_id {
                         return Err(rejected(format!(
@@ -474,7 +475,7 @@ impl Projection {
             }
         }
         if from == RunState::Running && to == RunState::RetryWait {
-            let max = task.spec.constraints.max_attempts;
+            let max = task.spec.shape.constraints.max_attempts;
             if run.attempt_count >= max {
                 return Err(rejected(format!(
                     "run {} has used {} of {max} attempts; it cannot retry (move it to Failed)",
@@ -532,7 +533,7 @@ impl Projection {
             )));
         }
         let task = self.tasks.get(&run.task_id).ok_or_else(|| orphan(run_id))?;
-        let max = task.spec.constraints.max_attempts;
+        let max = task.spec.shape.constraints.max_attempts;
         if run.attempt_count >= max {
             return Err(rejected(format!(
                 "run {} has used {} of {max} attempts; no attempt may start",

@@ -15,7 +15,7 @@ pub fn validate(spec: &TaskSpec) -> Result<()> {
     if spec.id == NIL_ID {
         return Err(bad(spec, "the task id is nil".into()));
     }
-    let c = &spec.constraints;
+    let c = &spec.shape.constraints;
     if c.max_attempts < 1 {
         return Err(bad(
             spec,
@@ -56,7 +56,7 @@ pub fn validate(spec: &TaskSpec) -> Result<()> {
             }
         }
     }
-    match &spec.policy.kind {
+    match &spec.shape.policy.kind {
         PolicyKind::Once => {}
         PolicyKind::Repeat { count, interval_ms } => {
             if *count < 1 || *interval_ms <= 0 {
@@ -85,7 +85,7 @@ pub fn validate(spec: &TaskSpec) -> Result<()> {
             }
         }
     }
-    let m = &spec.policy.misfire;
+    let m = &spec.shape.policy.misfire;
     if m.cap == Some(0) {
         return Err(bad(spec, "misfire cap must be >= 1".into()));
     }

@@ -138,7 +138,7 @@ impl Projection {
         }
         for id in &task_ids {
             if let Some(t) = self.tasks.remove(id) {
-                if let Some(k) = t.spec.constraints.concurrency_key.as_deref() {
+                if let Some(k) = t.spec.shape.constraints.concurrency_key.as_deref() {
                     self.ix.key_task_removed(k);
                 }
             }
@@ -156,10 +156,11 @@ impl Projection {
         match self.cold.take_task(id) {
             None => Ok(()),
             Some(Err(e)) => Err(CoreError::Rejected(e)),
-            Some(Ok(t)) => {
-                if let Some(k) = t.spec.constraints.concurrency_key.as_deref() {
+            Some(Ok(mut t)) => {
+                if let Some(k) = t.spec.shape.constraints.concurrency_key.as_deref() {
                     self.ix.key_task_added(k);
                 }
+                self.share_shape(&mut t.spec);
                 self.tasks.insert(*id, Box::new(t));
                 if self.ix.finished.on {
                     // Still finished unless the event reopens it: queued to go back.

@@ -44,7 +44,7 @@ impl Task {
     /// unbounded cron task is finished only when canceled.
     pub fn is_finished(&self) -> bool {
         self.is_canceled()
-            || (self.spec.policy.total_runs() == Some(u64::from(self.runs_created))
+            || (self.spec.shape.policy.total_runs() == Some(u64::from(self.runs_created))
                 && self.nonterminal_runs == 0)
     }
 

@@ -10,7 +10,7 @@ fn batch_failing_at_its_last_event_changes_nothing() {
     let t = id(1);
     let mut s = repeat(spec(t), 2);
     s.dedupe_key = Some("d".into());
-    s.constraints.concurrency_key = Some("k".into());
+    s.shape_mut().constraints.concurrency_key = Some("k".into());
     // TaskCreate + 2 RunCreates + an over-the-total third: nothing at all is created.
     let e = p.err(&[
         tc(s.clone(), 0),
@@ -29,7 +29,7 @@ fn batch_failing_at_its_last_event_changes_nothing() {
 fn dispatch_batch_failing_late_leaves_no_lease_or_key() {
     let mut p = P::new();
     let mut s = spec(id(1));
-    s.constraints.concurrency_key = Some("k".into());
+    s.shape_mut().constraints.concurrency_key = Some("k".into());
     p.ready_task(s, id(10), 0);
     let mut batch = dispatch(id(10), id(11), "w", 1, 100);
     batch.push(start(id(10), id(12), 1)); // a second open attempt: refused
@@ -47,7 +47,7 @@ fn cancel_followed_by_a_failing_event_is_undone() {
     let t = id(1);
     let mut s = repeat(spec(t), 3);
     s.dedupe_key = Some("d".into());
-    s.constraints.concurrency_key = Some("k".into());
+    s.shape_mut().constraints.concurrency_key = Some("k".into());
     p.ok(&[tc(s, 0), rc(id(10), t, 0, 0), rc(id(11), t, 1, 0)]);
     p.ok1(tr(id(10), S::Scheduled, S::Ready, 0));
     p.ok(&dispatch(id(10), id(20), "w", 1, 100));
@@ -66,7 +66,7 @@ fn cancel_followed_by_a_failing_event_is_undone() {
 fn finish_and_lease_changes_are_undone() {
     let mut p = P::new();
     let mut s = spec(id(1));
-    s.constraints.max_attempts = 2;
+    s.shape_mut().constraints.max_attempts = 2;
     p.ready_task(s, id(10), 0);
     p.ok(&dispatch(id(10), id(11), "w", 1, 100));
     p.err(&[

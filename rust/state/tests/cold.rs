@@ -50,7 +50,7 @@ fn same_answers(a: &Projection, b: &Projection) -> Result<(), TestCaseError> {
         for r in a.runs_for_task(&id).unwrap_or_default().iter() {
             prop_assert_eq!(a.run(r), b.run(r));
         }
-        if let Some(k) = t.spec.constraints.concurrency_key.as_deref() {
+        if let Some(k) = t.spec.shape.constraints.concurrency_key.as_deref() {
             prop_assert_eq!(a.key_holder(k), b.key_holder(k));
         }
         if let Some(k) = t.spec.dedupe_key.as_deref() {

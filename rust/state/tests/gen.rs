@@ -108,17 +108,17 @@ impl Driver {
                     2 => cron(s, None),
                     _ => cron(s, Some(2)),
                 };
-                s.constraints.concurrency_key =
+                s.shape_mut().constraints.concurrency_key =
                     [None, Some("k0"), Some("k1")][usize::from(a / 4 % 3)].map(String::from);
-                s.constraints.hold = if b % 2 == 0 {
+                s.shape_mut().constraints.hold = if b % 2 == 0 {
                     HoldPolicy::HoldDuringRetry
                 } else {
                     HoldPolicy::ReleaseOnRetry
                 };
-                s.constraints.max_attempts = 1 + u32::from(a / 12 % 3);
+                s.shape_mut().constraints.max_attempts = 1 + u32::from(a / 12 % 3);
                 s.dedupe_key = (b % 5 == 0).then(|| "d0".to_string());
-                s.metadata.priority = i32::from(b % 3) - 1;
-                let n = match s.policy.total_runs() {
+                s.shape_mut().metadata.priority = i32::from(b % 3) - 1;
+                let n = match s.shape.policy.total_runs() {
                     Some(n) => n.min(3) as u32,
                     None => 1,
                 };
@@ -175,7 +175,7 @@ impl Driver {
                 let max = self
                     .p
                     .task(&run.task_id)
-                    .map_or(1, |t| t.spec.constraints.max_attempts);
+                    .map_or(1, |t| t.spec.shape.constraints.max_attempts);
                 let outcome = [
                     O::Success,
                     O::RetryableFailure,
@@ -222,7 +222,7 @@ impl Driver {
                     let max = self
                         .p
                         .task(&run.task_id)
-                        .map_or(1, |t| t.spec.constraints.max_attempts);
+                        .map_or(1, |t| t.spec.shape.constraints.max_attempts);
                     v.push(if count < max {
                         tr_retry(r, now + 5, now)
                     } else {

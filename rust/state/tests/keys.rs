@@ -6,9 +6,9 @@ use crate::model::RunState as S;
 
 fn keyed(n: u64, hold: HoldPolicy, max_attempts: u32) -> TaskSpec {
     let mut s = spec(id(n));
-    s.constraints.concurrency_key = Some("k".into());
-    s.constraints.hold = hold;
-    s.constraints.max_attempts = max_attempts;
+    s.shape_mut().constraints.concurrency_key = Some("k".into());
+    s.shape_mut().constraints.hold = hold;
+    s.shape_mut().constraints.max_attempts = max_attempts;
     s
 }
 

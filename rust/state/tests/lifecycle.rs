@@ -39,14 +39,14 @@ fn task_create_rules() {
     p.ok1(tc(spec(t), 0));
     rejected(&p.err1(tc(spec(t), 1)), "already exists");
     let mut bad = spec(id(2));
-    bad.constraints.max_attempts = 0;
+    bad.shape_mut().constraints.max_attempts = 0;
     rejected(&p.err1(tc(bad, 1)), "max_attempts");
     let mut bad = spec(id(2));
-    bad.constraints.concurrency_key = Some(String::new());
+    bad.shape_mut().constraints.concurrency_key = Some(String::new());
     rejected(&p.err1(tc(bad, 1)), "concurrency_key");
     rejected(&p.err1(tc(repeat(spec(id(2)), 0), 1)), "repeat");
     let mut bad = cron(spec(id(2)), None);
-    if let PolicyKind::Cron { window, .. } = &mut bad.policy.kind {
+    if let PolicyKind::Cron { window, .. } = &mut bad.shape_mut().policy.kind {
         *window = 0;
     }
     rejected(&p.err1(tc(bad, 1)), "window");
@@ -55,7 +55,7 @@ fn task_create_rules() {
         "max_occurrences",
     );
     let mut bad = spec(id(2));
-    bad.constraints.timeout_ms = Some(0);
+    bad.shape_mut().constraints.timeout_ms = Some(0);
     rejected(&p.err1(tc(bad, 1)), "timeout");
     rejected(&p.err1(tc(spec(NIL_ID), 1)), "nil");
 }
@@ -157,7 +157,7 @@ fn transition_table_and_expected_state() {
 fn entering_ready_takes_the_task_priority() {
     let mut p = P::new();
     let mut s = spec(id(1));
-    s.metadata.priority = 7;
+    s.shape_mut().metadata.priority = 7;
     p.ready_task(s, id(10), 0);
     assert_eq!(p.run(id(10)).effective_priority, 7);
     assert_eq!(p.run(id(10)).last_state_change_at, 0);
@@ -206,7 +206,7 @@ fn full_lifecycle_records_histories() {
 fn attempt_rules() {
     let mut p = P::new();
     let mut s = spec(id(1));
-    s.constraints.max_attempts = 3;
+    s.shape_mut().constraints.max_attempts = 3;
     p.ready_task(s, id(10), 0);
     rejected(&p.err1(start(id(10), id(11), 1)), "only while Running");
     p.ok(&dispatch(id(10), id(11), "w", 1, 100));
@@ -240,7 +240,7 @@ fn attempt_rules() {
 fn retry_cap_is_enforced_in_the_core() {
     let mut p = P::new();
     let mut s = spec(id(1));
-    s.constraints.max_attempts = 2;
+    s.shape_mut().constraints.max_attempts = 2;
     p.ready_task(s, id(10), 0);
     p.ok(&dispatch(id(10), id(11), "w", 1, 100));
     p.ok(&[
@@ -270,7 +270,7 @@ fn retry_cap_is_enforced_in_the_core() {
     // And no third attempt could ever start.
     let mut q = P::new();
     let mut s = spec(id(1));
-    s.constraints.max_attempts = 1;
+    s.shape_mut().constraints.max_attempts = 1;
     q.ready_task(s, id(10), 0);
     q.ok(&dispatch(id(10), id(11), "w", 1, 100));
     q.ok1(finish(id(10), id(11), O::Lost, 2));
@@ -296,7 +296,7 @@ fn cancel_cascades_to_every_non_terminal_run() {
     let mut p = P::new();
     let t = id(1);
     let mut s = repeat(spec(t), 4);
-    s.constraints.concurrency_key = Some("k".into());
+    s.shape_mut().constraints.concurrency_key = Some("k".into());
     p.ok(&[
         tc(s, 0),
         rc(id(10), t, 0, 0),

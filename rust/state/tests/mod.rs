@@ -11,6 +11,7 @@ mod perf;
 mod props;
 mod prune;
 mod queries;
+mod shapes;
 
 use crate::error::CoreError;
 use crate::event::Event;
@@ -27,18 +28,20 @@ pub fn id(n: u64) -> Id {
 pub fn spec(task: Id) -> TaskSpec {
     TaskSpec {
         id: task,
-        handler: Some("h".into()),
         payload: b"payload".to_vec(),
         content_type: None,
-        policy: RunPolicy::default(),
-        constraints: Constraints::default(),
-        metadata: Metadata::default(),
         dedupe_key: None,
+        shape: std::sync::Arc::new(TaskShape {
+            handler: Some("h".into()),
+            policy: RunPolicy::default(),
+            constraints: Constraints::default(),
+            metadata: Metadata::default(),
+        }),
     }
 }
 
 pub fn repeat(mut s: TaskSpec, count: u32) -> TaskSpec {
-    s.policy.kind = PolicyKind::Repeat {
+    s.shape_mut().policy.kind = PolicyKind::Repeat {
         count,
         interval_ms: 1000,
     };
@@ -46,7 +49,7 @@ pub fn repeat(mut s: TaskSpec, count: u32) -> TaskSpec {
 }
 
 pub fn cron(mut s: TaskSpec, max: Option<u32>) -> TaskSpec {
-    s.policy.kind = PolicyKind::Cron {
+    s.shape_mut().policy.kind = PolicyKind::Cron {
         expression: "* * * * *".into(),
         timezone: "UTC".into(),
         max_occurrences: max,

@@ -24,9 +24,9 @@ fn lifecycles(runs: u64) -> Vec<(u64, Vec<Event>)> {
             let t = id(k * 4);
             let mut s = spec(t);
             if k % 3 == 0 {
-                s.constraints.concurrency_key = Some(format!("key{}", k % 64));
+                s.shape_mut().constraints.concurrency_key = Some(format!("key{}", k % 64));
             }
-            s.metadata.priority = (k % 5) as i32;
+            s.shape_mut().metadata.priority = (k % 5) as i32;
             let at = k as i64;
             push(vec![tc(s, at), rc(id(k * 4 + 1), t, 0, at)]);
         }

@@ -27,7 +27,7 @@ fn ready_order_is_priority_then_schedule_then_creation() {
     let mut p = P::new();
     let mk = |n: u64, prio: i32| {
         let mut s = spec(id(n));
-        s.metadata.priority = prio;
+        s.shape_mut().metadata.priority = prio;
         s
     };
     p.ok(&[tc(mk(1, 0), 0), rc(id(10), id(1), 0, 50)]);
