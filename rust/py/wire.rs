@@ -473,14 +473,19 @@ pub fn uniform_events_from_wire(
         let f = Fields::open(&item, "payload", &["data", "content_type"])
             .map_err(|e| prefix_as(item.py(), e, "payloads", i))?;
         let task_id = take()?;
-        let mut task = spec.clone();
-        task.id = task_id;
-        task.payload = f
-            .bytes(0, "data")
-            .map_err(|e| prefix_as(item.py(), e, "payloads", i))?;
-        task.content_type = f
-            .opt_string(1, "content_type")
-            .map_err(|e| prefix_as(item.py(), e, "payloads", i))?;
+        // Built field by field, not cloned from the template: its placeholder payload and
+        // content type would be copied only to be replaced; the shape is shared.
+        let task = TaskSpec {
+            id: task_id,
+            payload: f
+                .bytes(0, "data")
+                .map_err(|e| prefix_as(item.py(), e, "payloads", i))?,
+            content_type: f
+                .opt_string(1, "content_type")
+                .map_err(|e| prefix_as(item.py(), e, "payloads", i))?,
+            dedupe_key: spec.dedupe_key.clone(),
+            shape: Arc::clone(&spec.shape),
+        };
         out.push(Event::TaskCreate {
             spec: Box::new(task),
             origin,
