@@ -29,6 +29,66 @@ pub(crate) enum Undo {
     Pause(Option<Millis>),
 }
 
+/// One entry of an [`UndoLog`] as stored: the small variants inline, a saved run or a cancel
+/// reason in the log's side vectors (so an entry is 24 bytes, not the 128 of [`Undo`]: a
+/// 1000-task record pushes 1000 of them, and writing 128 KB of undo log cost as much as
+/// inserting the tasks).
+#[derive(Debug)]
+enum Slot {
+    TaskCreated(Id),
+    TaskCanceled(Id),
+    RunCreated(Id),
+    Run,
+    Pause(Option<Millis>),
+}
+
+/// The undo log of the batch being applied: [`Undo`] entries, popped newest first.
+#[derive(Debug, Default)]
+pub(crate) struct UndoLog {
+    slots: Vec<Slot>,
+    runs: Vec<RunSaved>,
+    reasons: Vec<Option<String>>,
+}
+
+impl UndoLog {
+    pub fn push(&mut self, u: Undo) {
+        let slot = match u {
+            Undo::TaskCreated(id) => Slot::TaskCreated(id),
+            Undo::TaskCanceled { id, reason } => {
+                self.reasons.push(reason);
+                Slot::TaskCanceled(id)
+            }
+            Undo::RunCreated(id) => Slot::RunCreated(id),
+            Undo::Run(saved) => {
+                self.runs.push(saved);
+                Slot::Run
+            }
+            Undo::Pause(p) => Slot::Pause(p),
+        };
+        self.slots.push(slot);
+    }
+
+    pub fn pop(&mut self) -> Option<Undo> {
+        Some(match self.slots.pop()? {
+            Slot::TaskCreated(id) => Undo::TaskCreated(id),
+            Slot::TaskCanceled(id) => Undo::TaskCanceled {
+                id,
+                reason: self.reasons.pop().flatten(),
+            },
+            Slot::RunCreated(id) => Undo::RunCreated(id),
+            // Pushed together, popped in reverse order together: never missing.
+            Slot::Run => Undo::Run(self.runs.pop()?),
+            Slot::Pause(p) => Undo::Pause(p),
+        })
+    }
+
+    pub fn clear(&mut self) {
+        self.slots.clear();
+        self.runs.clear();
+        self.reasons.clear();
+    }
+}
+
 /// The mutable scalars of a run before an event, plus the lengths of its histories.
 #[derive(Debug)]
 pub(crate) struct RunSaved {

@@ -65,7 +65,7 @@ pub use indexes::{holds_key, IxKey, KeySlot};
 pub use queries::{Cursor, ReadyIter};
 pub use types::{fmt_id, Attempt, Lease, Run, StateChange, Task};
 
-use batch::Undo;
+use batch::UndoLog;
 use idmap::IdMap;
 use indexes::Indexes;
 
@@ -84,7 +84,7 @@ pub struct Projection {
     pub(crate) paused_at: Option<Millis>,
     pub(crate) latest_sequence: u64,
     /// Scratch undo log of the batch being applied (kept to reuse its allocation).
-    undo: Vec<Undo>,
+    undo: UndoLog,
     /// What the most recently applied Prune removed (derived, not persisted).
     pub(crate) last_prune: prune::PruneStats,
     /// The shape of the last task added: the next task with an equal one shares it
@@ -108,10 +108,17 @@ impl Projection {
     /// either), and a decoded or converted spec brings its own copy: keeping one per run of
     /// equal shapes is most of a live task's memory (FORMAT.md is unchanged: the shape is
     /// still written in full in every TaskCreate).
+    ///
+    /// A shape that other specs hold already (a `submit_many` template: the whole batch
+    /// shares it) is adopted as it is, without comparing: the next tasks of its batch then
+    /// find it by pointer. Only a spec's own copy (a plain submit, a decoded record) is
+    /// compared and swapped for the shared one.
     pub(crate) fn share_shape(&mut self, spec: &mut TaskSpec) {
         match &self.last_shape {
             Some(last) if Arc::ptr_eq(last, &spec.shape) => {}
-            Some(last) if **last == *spec.shape => spec.shape = Arc::clone(last),
+            Some(last) if Arc::strong_count(&spec.shape) == 1 && **last == *spec.shape => {
+                spec.shape = Arc::clone(last);
+            }
             _ => self.last_shape = Some(Arc::clone(&spec.shape)),
         }
     }

@@ -6,7 +6,7 @@ use crate::error::{CoreError, Result};
 use crate::event::Event;
 use crate::model::{AttemptOutcome, Id, Millis, RunState, TaskSpec, NIL_ID};
 
-use super::batch::{RunSaved, Undo};
+use super::batch::{RunSaved, Undo, UndoLog};
 use super::indexes::{placement, sync_task, Indexes, Placement};
 use super::spec_check;
 use super::types::{fmt_id, Attempt, Run, StateChange, Task};
@@ -84,7 +84,7 @@ fn do_transition(
     not_before: Option<Millis>,
     reason: Option<String>,
     at: Millis,
-    undo: Option<&mut Vec<Undo>>,
+    undo: Option<&mut UndoLog>,
 ) {
     let mut saved = undo.is_some().then(|| RunSaved::of(run));
     let before = placement(run, task);

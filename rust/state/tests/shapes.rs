@@ -9,17 +9,24 @@ fn shape_of(p: &P, task: Id) -> Arc<TaskShape> {
     Arc::clone(&p.0.tasks.get(&task).expect("live task").spec.shape)
 }
 
+/// Applies a record the way the authority and replay do: events moved in, not cloned.
+fn apply_owned(p: &mut P, events: Vec<Event>) {
+    let seq = p.0.next_sequence();
+    p.0.apply_owned(seq, events).unwrap();
+    p.0.debug_check_indexes().unwrap();
+}
+
 #[test]
 fn equal_shapes_are_kept_once_whatever_their_origin() {
     let mut p = P::new();
-    // Three specs converted separately (three allocations of equal shapes), then another
-    // shape, then the first one again.
-    p.ok(&[tc(spec(id(1)), 0), tc(spec(id(2)), 0)]);
-    p.ok1(tc(spec(id(3)), 0));
+    // Specs converted or decoded one by one (each with its own copy of an equal shape),
+    // then another shape, then the first one again.
+    apply_owned(&mut p, vec![tc(spec(id(1)), 0), tc(spec(id(2)), 0)]);
+    apply_owned(&mut p, vec![tc(spec(id(3)), 0)]);
     let mut other = spec(id(4));
     other.shape_mut().metadata.priority = 9;
-    p.ok1(tc(other, 0));
-    p.ok1(tc(spec(id(5)), 0));
+    apply_owned(&mut p, vec![tc(other, 0)]);
+    apply_owned(&mut p, vec![tc(spec(id(5)), 0)]);
 
     let first = shape_of(&p, id(1));
     assert!(Arc::ptr_eq(&first, &shape_of(&p, id(2))));
@@ -32,6 +39,31 @@ fn equal_shapes_are_kept_once_whatever_their_origin() {
     for n in [1, 2, 3, 5] {
         assert_eq!(*p.0.task(&id(n)).unwrap().spec, spec(id(n)));
     }
+}
+
+#[test]
+fn a_template_shared_by_a_batch_is_adopted_as_it_is() {
+    let mut p = P::new();
+    apply_owned(&mut p, vec![tc(spec(id(1)), 0)]);
+    // What submit_uniform builds: every spec of the record holds the template's shape.
+    let template = spec(id(100));
+    let batch: Vec<Event> = (2..6)
+        .map(|n| {
+            let mut s = template.clone();
+            s.id = id(n);
+            tc(s, 0)
+        })
+        .collect();
+    drop(template);
+    apply_owned(&mut p, batch);
+    let batch_shape = shape_of(&p, id(2));
+    for n in 3..6 {
+        assert!(Arc::ptr_eq(&batch_shape, &shape_of(&p, id(n))));
+    }
+    assert_eq!(*batch_shape, *shape_of(&p, id(1)));
+    // A plain submit after the batch shares the batch's shape.
+    apply_owned(&mut p, vec![tc(spec(id(7)), 0)]);
+    assert!(Arc::ptr_eq(&batch_shape, &shape_of(&p, id(7))));
 }
 
 #[test]
