@@ -256,7 +256,10 @@ fn string(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<String> {
 }
 
 /// Converts one wire tuple into an [`Event`].
-pub fn event_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
+///
+/// `last`: the shape of the record's previous TaskCreate; an equal one is shared (see
+/// [`spec_from_wire_sharing`]).
+fn event_from_wire(obj: &Bound<'_, PyAny>, last: &mut Option<Arc<TaskShape>>) -> PyResult<Event> {
     let t = obj
         .cast_fast::<PyTuple>()
         .map_err(|_| wrong_type("event", "a wire tuple (tag, ...)", obj))?;
@@ -275,7 +278,7 @@ pub fn event_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
         0 => {
             let f = f(&["tag", "spec", "origin", "at"])?;
             Event::TaskCreate {
-                spec: Box::new(spec_from_wire(&*f.item(1)?)?),
+                spec: Box::new(spec_from_wire_sharing(&*f.item(1)?, last)?),
                 origin: f.i64(2, "origin")?,
                 at: f.i64(3, "at")?,
             }
@@ -396,8 +399,9 @@ pub fn event_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
 
 /// Converts a sequence (list or tuple) of wire tuples.
 pub fn events_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Event>> {
-    let convert = |i: usize, item: &Bound<'_, PyAny>| {
-        event_from_wire(item).map_err(|e| prefix(obj.py(), e, i))
+    let mut last = None;
+    let mut convert = |i: usize, item: &Bound<'_, PyAny>| {
+        event_from_wire(item, &mut last).map_err(|e| prefix(obj.py(), e, i))
     };
     if let Ok(l) = obj.cast_fast::<PyList>() {
         let mut out = Vec::with_capacity(l.len());
@@ -533,6 +537,16 @@ fn prefix_as(py: Python<'_>, e: PyErr, what: &str, i: usize) -> PyErr {
 }
 
 fn spec_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<TaskSpec> {
+    spec_from_wire_sharing(obj, &mut None)
+}
+
+/// [`spec_from_wire`] sharing `last` when the converted shape equals it (the tasks of one
+/// template submitted as event tuples): no `Arc` allocated per task, and the projection then
+/// keeps the shared one as it is. Otherwise the new shape becomes `last`.
+fn spec_from_wire_sharing(
+    obj: &Bound<'_, PyAny>,
+    last: &mut Option<Arc<TaskShape>>,
+) -> PyResult<TaskSpec> {
     let f = Fields::open(
         obj,
         "TaskSpec",
@@ -563,7 +577,10 @@ fn spec_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<TaskSpec> {
         payload,
         content_type,
         dedupe_key: f.opt_string(7, "dedupe_key")?,
-        shape: Arc::new(shape),
+        shape: match last {
+            Some(l) if **l == shape => Arc::clone(l),
+            _ => Arc::clone(last.insert(Arc::new(shape))),
+        },
     })
 }
 

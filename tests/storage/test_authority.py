@@ -526,6 +526,47 @@ def test_submit_uniform_wire_builds_one_record_and_refuses_bad_input_whole(
     assert auth.latest_sequence == last
 
 
+@pytest.mark.parametrize("snapshot_on_close", [False, True], ids=["replay", "snapshot"])
+def test_tasks_sharing_or_alternating_shapes_keep_their_own_specs(
+    data_dir: Path, snapshot_on_close: bool
+) -> None:
+    """Equal shapes (policy, constraints, metadata, handler) are kept once in memory, in a
+    record of event tuples, across records and after a restart (replay or snapshot load):
+    every task still reads back exactly the spec it was created with, whatever its
+    neighbours' shapes."""
+    specs = [
+        spec(priority=p, key=k, max_attempts=m)
+        for p, k, m in [(0, None, 1), (0, None, 1), (5, None, 1), (0, None, 1), (0, "k", 3)]
+    ]
+    specs += [spec(priority=5), spec(), spec(priority=5)]
+    a, _ = bootstrap(data_dir, snapshot_every=0, snapshot_on_close=snapshot_on_close)
+    a.submit_batch([TaskCreateCommand(None, s, T0) for s in specs[:5]], DEF)
+    for s in specs[5:]:
+        a.submit_command(TaskCreateCommand(None, s, T0), DEF)
+    uniform = spec(priority=7)
+    ids = bytes(range(1, 49))
+    a.submit_uniform_wire(uniform.to_wire(), [(b"u", None)] * 3, [], T0, T0, ids, DEF)
+
+    def check(auth: StorageMutationAuthority) -> None:
+        for s in specs:
+            got = auth.get_task(s.task_id)
+            assert got is not None
+            assert got.spec == s
+        for k in range(3):
+            got = auth.get_task(TaskId.from_bytes(ids[16 * k : 16 * k + 16]))
+            assert got is not None
+            assert got.spec.metadata == uniform.metadata
+            assert got.spec.payload.data == b"u"
+
+    check(a)
+    a.close()
+    reopened, _ = bootstrap(data_dir, snapshot_every=0)
+    try:
+        check(reopened)
+    finally:
+        reopened.close()
+
+
 def test_submit_uniform_wire_creates_the_first_runs_ready_in_the_same_record(
     auth: StorageMutationAuthority,
 ) -> None:
