@@ -278,6 +278,38 @@ pub struct TaskShape {
     pub metadata: Metadata,
 }
 
+/// The last shape seen, so that equal consecutive shapes are kept once. Tasks come in runs of
+/// one template (a `submit_many`, a handler's plain submits, a record of event tuples, the log
+/// replaying any of them), and a converted or decoded spec brings its own copy.
+#[derive(Debug, Default)]
+pub struct ShapeCache(Option<Arc<TaskShape>>);
+
+impl ShapeCache {
+    /// A freshly converted shape: the cached one when equal (no `Arc` allocated), else this
+    /// one, which becomes the cached one.
+    #[inline]
+    pub fn intern(&mut self, shape: TaskShape) -> Arc<TaskShape> {
+        match &self.0 {
+            Some(last) if **last == shape => Arc::clone(last),
+            _ => Arc::clone(self.0.insert(Arc::new(shape))),
+        }
+    }
+
+    /// Makes `shape` the cached one when it is a spec's own copy of an equal shape. A shape
+    /// other specs hold already (a `submit_many` template: the whole batch shares it) is
+    /// adopted as it is, without comparing: the rest of its batch is then found by pointer.
+    #[inline]
+    pub fn share(&mut self, shape: &mut Arc<TaskShape>) {
+        match &self.0 {
+            Some(last) if Arc::ptr_eq(last, shape) => {}
+            Some(last) if Arc::strong_count(shape) == 1 && **last == **shape => {
+                *shape = Arc::clone(last);
+            }
+            _ => self.0 = Some(Arc::clone(shape)),
+        }
+    }
+}
+
 /// A task's definition. On the wire (postcard, snapshots) it is one struct with the fields
 /// in this order — id, handler, payload, content_type, policy, constraints, metadata,
 /// dedupe_key (FORMAT.md) — whatever the in-memory split into own fields and a shared

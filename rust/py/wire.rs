@@ -19,7 +19,7 @@ use super::errors::to_py;
 use crate::event::Event;
 use crate::model::{
     AttemptOutcome, Backoff, Constraints, HoldPolicy, Id, Metadata, Misfire, MisfireKind,
-    PolicyKind, RetryOn, RunPolicy, RunState, TaskShape, TaskSpec, NIL_ID,
+    PolicyKind, RetryOn, RunPolicy, RunState, ShapeCache, TaskShape, TaskSpec, NIL_ID,
 };
 use crate::CoreError;
 use std::sync::Arc;
@@ -257,9 +257,9 @@ fn string(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<String> {
 
 /// Converts one wire tuple into an [`Event`].
 ///
-/// `last`: the shape of the record's previous TaskCreate; an equal one is shared (see
-/// [`spec_from_wire_sharing`]).
-fn event_from_wire(obj: &Bound<'_, PyAny>, last: &mut Option<Arc<TaskShape>>) -> PyResult<Event> {
+/// `shapes`: the record's TaskCreates share equal consecutive shapes (no `Arc` per task; the
+/// projection then keeps the shared one as it is, and the batch encoder copies its bytes).
+fn event_from_wire(obj: &Bound<'_, PyAny>, shapes: &mut ShapeCache) -> PyResult<Event> {
     let t = obj
         .cast_fast::<PyTuple>()
         .map_err(|_| wrong_type("event", "a wire tuple (tag, ...)", obj))?;
@@ -278,7 +278,7 @@ fn event_from_wire(obj: &Bound<'_, PyAny>, last: &mut Option<Arc<TaskShape>>) ->
         0 => {
             let f = f(&["tag", "spec", "origin", "at"])?;
             Event::TaskCreate {
-                spec: Box::new(spec_from_wire_sharing(&*f.item(1)?, last)?),
+                spec: Box::new(spec_from_wire(&*f.item(1)?, shapes)?),
                 origin: f.i64(2, "origin")?,
                 at: f.i64(3, "at")?,
             }
@@ -399,9 +399,9 @@ fn event_from_wire(obj: &Bound<'_, PyAny>, last: &mut Option<Arc<TaskShape>>) ->
 
 /// Converts a sequence (list or tuple) of wire tuples.
 pub fn events_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Event>> {
-    let mut last = None;
+    let mut shapes = ShapeCache::default();
     let mut convert = |i: usize, item: &Bound<'_, PyAny>| {
-        event_from_wire(item, &mut last).map_err(|e| prefix(obj.py(), e, i))
+        event_from_wire(item, &mut shapes).map_err(|e| prefix(obj.py(), e, i))
     };
     if let Ok(l) = obj.cast_fast::<PyList>() {
         let mut out = Vec::with_capacity(l.len());
@@ -434,7 +434,7 @@ pub fn uniform_events_from_wire(
     at: i64,
     ids: &[u8],
 ) -> PyResult<Vec<Event>> {
-    let spec = spec_from_wire(template)?;
+    let spec = spec_from_wire(template, &mut ShapeCache::default())?;
     if ready > runs.len() {
         return Err(invalid(format!(
             "ready: {ready} runs per task cannot be promoted, each task has {} runs",
@@ -536,17 +536,8 @@ fn prefix_as(py: Python<'_>, e: PyErr, what: &str, i: usize) -> PyErr {
     e
 }
 
-fn spec_from_wire(obj: &Bound<'_, PyAny>) -> PyResult<TaskSpec> {
-    spec_from_wire_sharing(obj, &mut None)
-}
-
-/// [`spec_from_wire`] sharing `last` when the converted shape equals it (the tasks of one
-/// template submitted as event tuples): no `Arc` allocated per task, and the projection then
-/// keeps the shared one as it is. Otherwise the new shape becomes `last`.
-fn spec_from_wire_sharing(
-    obj: &Bound<'_, PyAny>,
-    last: &mut Option<Arc<TaskShape>>,
-) -> PyResult<TaskSpec> {
+/// A TaskSpec wire tuple; its shape through `shapes` (shared when equal to the previous one).
+fn spec_from_wire(obj: &Bound<'_, PyAny>, shapes: &mut ShapeCache) -> PyResult<TaskSpec> {
     let f = Fields::open(
         obj,
         "TaskSpec",
@@ -577,10 +568,7 @@ fn spec_from_wire_sharing(
         payload,
         content_type,
         dedupe_key: f.opt_string(7, "dedupe_key")?,
-        shape: match last {
-            Some(l) if **l == shape => Arc::clone(l),
-            _ => Arc::clone(last.insert(Arc::new(shape))),
-        },
+        shape: shapes.intern(shape),
     })
 }
 

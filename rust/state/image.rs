@@ -95,7 +95,7 @@ impl Projection {
             if let Some(k) = t.spec.shape.constraints.concurrency_key.as_deref() {
                 p.ix.key_task_added(k);
             }
-            p.share_shape(&mut t.spec);
+            p.shapes.share(&mut t.spec.shape);
             if p.tasks.insert(id, Box::new(t)).is_some() {
                 return Err(format!("task {} appears twice", fmt_id(&id)));
             }

@@ -41,9 +41,7 @@ pub(crate) mod tests;
 mod tiers;
 pub mod types;
 
-use std::sync::Arc;
-
-use crate::model::{Millis, TaskShape, TaskSpec};
+use crate::model::{Millis, ShapeCache};
 
 /// Hash map used for id- and key-indexed maps (foldhash: fast on 16-byte ids, well mixed,
 /// randomly seeded per process; nothing depends on iteration order).
@@ -87,9 +85,9 @@ pub struct Projection {
     undo: UndoLog,
     /// What the most recently applied Prune removed (derived, not persisted).
     pub(crate) last_prune: prune::PruneStats,
-    /// The shape of the last task added: the next task with an equal one shares it
-    /// ([`Projection::share_shape`]).
-    last_shape: Option<Arc<TaskShape>>,
+    /// The shape of the last task added: the next task with an equal one shares it (most of
+    /// a live task's memory; FORMAT.md is unchanged: every TaskCreate still holds its shape).
+    pub(crate) shapes: ShapeCache,
 }
 
 impl Projection {
@@ -101,26 +99,6 @@ impl Projection {
     /// Sequence of the last applied event (0 when nothing was applied).
     pub fn latest_sequence(&self) -> u64 {
         self.latest_sequence
-    }
-
-    /// Makes `spec` share the previous task's shape when they are equal. Tasks come in runs
-    /// of one template (a `submit_many`, a handler's plain submits, the log replaying
-    /// either), and a decoded or converted spec brings its own copy: keeping one per run of
-    /// equal shapes is most of a live task's memory (FORMAT.md is unchanged: the shape is
-    /// still written in full in every TaskCreate).
-    ///
-    /// A shape that other specs hold already (a `submit_many` template: the whole batch
-    /// shares it) is adopted as it is, without comparing: the next tasks of its batch then
-    /// find it by pointer. Only a spec's own copy (a plain submit, a decoded record) is
-    /// compared and swapped for the shared one.
-    pub(crate) fn share_shape(&mut self, spec: &mut TaskSpec) {
-        match &self.last_shape {
-            Some(last) if Arc::ptr_eq(last, &spec.shape) => {}
-            Some(last) if Arc::strong_count(&spec.shape) == 1 && **last == *spec.shape => {
-                spec.shape = Arc::clone(last);
-            }
-            _ => self.last_shape = Some(Arc::clone(&spec.shape)),
-        }
     }
 
     /// Live (hot) tasks and runs: what a snapshot capture encodes.

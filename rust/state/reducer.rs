@@ -274,7 +274,7 @@ impl Projection {
         at: Millis,
         record: bool,
     ) {
-        self.share_shape(&mut spec);
+        self.shapes.share(&mut spec.shape);
         let id = spec.id;
         if let Some(k) = spec.shape.constraints.concurrency_key.as_deref() {
             self.ix.key_task_added(k);

@@ -160,7 +160,7 @@ impl Projection {
                 if let Some(k) = t.spec.shape.constraints.concurrency_key.as_deref() {
                     self.ix.key_task_added(k);
                 }
-                self.share_shape(&mut t.spec);
+                self.shapes.share(&mut t.spec.shape);
                 self.tasks.insert(*id, Box::new(t));
                 if self.ix.finished.on {
                     // Still finished unless the event reopens it: queued to go back.
