@@ -142,6 +142,7 @@ class _TaskInfo:
         "policy",
         "retry",
         "retry_on",
+        "single_run",
         "spec",
         "task_id",
         "timeout_ms",
@@ -153,6 +154,8 @@ class _TaskInfo:
         self.task_id = spec.task_id
         self.policy: RunPolicy = spec.run_policy
         self.is_cron = type(spec.run_policy) is CronPolicy
+        #: the policy derives exactly one run: the task is finished when that run is terminal
+        self.single_run = type(spec.run_policy) is OncePolicy
         #: promotion within this lateness is a plain Scheduled -> Ready (non-cron tasks)
         self.grace_ms: int | None = (
             None if self.is_cron else effective_grace_ms(spec.run_policy.misfire.grace_ms)
@@ -192,6 +195,7 @@ class _TaskInfo:
         info.task_id = spec.task_id
         info.policy = self.policy
         info.is_cron = self.is_cron
+        info.single_run = self.single_run
         info.grace_ms = self.grace_ms
         info.catch_up_all = self.catch_up_all
         info.constraints = self.constraints
@@ -466,9 +470,10 @@ class Engine:
         # again. Keyed by identity; the entry keeps its template alive, so the key stays its.
         self._templates: dict[int, tuple[TaskSpec, int, tuple[Any, Any, Any]]] = {}
         # run id -> (attempt id bytes, counted attempts incl. the open one, task info, owner,
-        # lease expiry) for every run this engine has Running. Only the info's shape fields
-        # (limits, retry, is_cron) are read: it may be the shared info of the task's shape.
-        self._inflight: dict[bytes, tuple[bytes, int, _TaskInfo, str, int]] = {}
+        # lease expiry, task id bytes) for every run this engine has Running. Only the info's
+        # shape fields (limits, retry, is_cron, single_run) are read: it may be the shared
+        # info of the task's shape.
+        self._inflight: dict[bytes, tuple[bytes, int, _TaskInfo, str, int, bytes]] = {}
         # run id -> counted attempts, for non-terminal runs not in flight with a count > 0.
         self._counts: dict[bytes, int] = {}
         # Runs created after this sequence were created by this engine: unknown means 0 attempts.
@@ -1174,7 +1179,14 @@ class Engine:
             for d, info in zip(out, infos, strict=True):
                 rid = d.run_id.bytes
                 counts.pop(rid, None)
-                inflight[rid] = (d.attempt_id.bytes, d.attempt, info, who, d.lease_expires_at)
+                inflight[rid] = (
+                    d.attempt_id.bytes,
+                    d.attempt,
+                    info,
+                    who,
+                    d.lease_expires_at,
+                    d.spec.task_id.bytes,
+                )
         if dur is _IMMEDIATE:
             auth.flush()  # group commit: one fdatasync covers every record appended so far
         return out
@@ -1205,7 +1217,7 @@ class Engine:
                     )
                 )
                 counts.pop(rid, None)
-                inflight[rid] = (aid, attempt, info, who, exp)
+                inflight[rid] = (aid, attempt, info, who, exp, tid)
         return out
 
     def _select(self, raw: list[Any], limit: int) -> list[Any]:
@@ -1449,7 +1461,12 @@ class Engine:
         self._note_finished(rid, counted, target)
 
     def _note_finished(self, rid: bytes, counted: int, target: RunState) -> None:
-        self._inflight.pop(rid, None)
+        entry = self._inflight.pop(rid, None)
+        if entry is not None and entry[2].single_run and target in _TERMINAL:
+            # The task's only run is finished: its row (the payload included) would only be
+            # read again by a lookup, which then asks the authority. Without this a long-lived
+            # queue kept every finished task's payload in Python until prune.
+            self._tasks.pop(entry[5], None)
         if target is _RS_RETRY_WAIT:
             self._counts[rid] = counted
         elif target is _RS_SUSPENDED and counted > 1:
@@ -1488,6 +1505,7 @@ class Engine:
             self._info(run.task_id.bytes),
             "" if run.lease is None else run.lease.owner,
             0 if run.lease is None else run.lease.expires_at,
+            run.task_id.bytes,
         )
         return self.finish_attempt(
             run_id,
@@ -1535,7 +1553,7 @@ class Engine:
             now_entry = self._inflight.get(rid)
             # Only the attempt that was beaten (not a retry dispatched meanwhile).
             if now_entry is not None and entry is not None and now_entry[0] == entry[0]:
-                self._inflight[rid] = (entry[0], entry[1], entry[2], entry[3], exp)
+                self._inflight[rid] = (entry[0], entry[1], entry[2], entry[3], exp, entry[5])
         return exp
 
     def release(
