@@ -126,12 +126,17 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
     let wal_report = wal.recovery_report().clone();
     let last = wal.next_sequence().saturating_sub(1);
 
+    // A snapshot newer than the log describes a history the log no longer has: the log was
+    // cut by an explicit `repair`, restored from an older copy, or lost synced records (the
+    // authority flushes before snapshotting, so only a damaged disk gets there). It is set
+    // aside, not just skipped: left in place it would be loaded again once the log grows past
+    // its sequence, on top of records it never saw.
+    let newer = set_aside_newer(&snap_dir, last, &wal_dir)?;
     // Snapshots that cannot be used are skipped with their reason, newest first: torn or
-    // bit-rotted files (a crash during an interrupted copy, bad media), and snapshots newer
-    // than the log (the log was cut by an explicit `repair`, or lost unsynced records — the
-    // authority flushes before snapshotting, so only a damaged disk gets there).
+    // bit-rotted files (a crash during an interrupted copy, bad media).
     let t = Instant::now();
-    let loaded = snapshot::load_newest(&snap_dir, Some(last), opts.max_snapshot_size)?;
+    let mut loaded = snapshot::load_newest(&snap_dir, Some(last), opts.max_snapshot_size)?;
+    loaded.skipped.splice(0..0, newer);
     let snapshot_load_ms = ms(t);
     let (snapshot, mut p) = match loaded.loaded {
         Some((file, p)) => (Some((file.path, file.sequence)), p),
@@ -174,6 +179,43 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
         digest,
     };
     Ok((authority, report))
+}
+
+/// Renames the snapshots newer than the log's `last` sequence out of the way (see
+/// [`snapshot::set_aside`]) and returns them, newest first, with the reason for the report.
+/// An empty log under such snapshots is refused instead: the log is gone (every segment
+/// deleted), and opening would start an empty queue while the snapshots hold the state.
+fn set_aside_newer(snap_dir: &Path, last: u64, wal_dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let newer: Vec<_> = snapshot::list(snap_dir)?
+        .into_iter()
+        .filter(|f| f.sequence > last)
+        .collect();
+    if let (0, Some(newest)) = (last, newer.first()) {
+        return Err(CoreError::UnexpectedFile {
+            path: wal_dir.to_owned(),
+            what: format!(
+                "the WAL holds no records but {} holds snapshots up to sequence {}; restore \
+                 the WAL (the source of truth) or move the snapshots away to start an empty \
+                 queue",
+                snap_dir.display(),
+                newest.sequence
+            ),
+        });
+    }
+    newer
+        .into_iter()
+        .map(|f| {
+            let to = snapshot::set_aside(&f)?;
+            let reason = format!(
+                "snapshot at sequence {} is newer than the log (last sequence {last}): it \
+                 describes a history this log no longer has (cut by repair, or restored from \
+                 an older copy); renamed to {} so that it is never loaded again",
+                f.sequence,
+                to.display()
+            );
+            Ok((f.path, reason))
+        })
+        .collect()
 }
 
 /// Replays every record of the WAL in `wal_dir` after `p`'s latest sequence into `p`, one

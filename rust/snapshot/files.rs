@@ -161,6 +161,27 @@ fn map_file(f: &File) -> std::io::Result<memmap2::Mmap> {
     unsafe { memmap2::MmapOptions::new().populate().map(f) }
 }
 
+/// Renames a snapshot that must never be loaded again to `<name>.stale` (`.stale.1`, ... if
+/// taken) and fsyncs the directory; returns the new path. Kept rather than deleted: it is the
+/// only copy of the history it describes, for whoever investigates. [`list`] ignores it.
+pub fn set_aside(file: &SnapshotFile) -> Result<PathBuf> {
+    let dir = file.path.parent().unwrap_or_else(|| Path::new("."));
+    let name = file
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut to = dir.join(format!("{name}.stale"));
+    let mut n = 0u32;
+    while to.symlink_metadata().is_ok() {
+        n += 1;
+        to = dir.join(format!("{name}.stale.{n}"));
+    }
+    fs::rename(&file.path, &to).map_err(|e| CoreError::io("rename", &file.path, e))?;
+    sync_dir(dir)?;
+    Ok(to)
+}
+
 /// What [`load_newest`] found.
 #[derive(Debug, Default)]
 pub struct LoadReport {

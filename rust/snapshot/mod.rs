@@ -42,7 +42,7 @@ use crate::state::image::HotImage;
 use crate::state::Projection;
 
 pub use files::{
-    list, load_file, load_newest, remove_older, write_atomic, write_capture, LoadReport,
+    list, load_file, load_newest, remove_older, set_aside, write_atomic, write_capture, LoadReport,
     SnapshotFile,
 };
 

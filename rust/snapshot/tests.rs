@@ -231,6 +231,22 @@ mod files_tests {
     }
 
     #[test]
+    fn set_aside_renames_out_of_the_listing_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "snapshot-00000000000000000007.aqs";
+        let put = || {
+            std::fs::write(dir.path().join(&name), b"snapshot").unwrap();
+            list(dir.path()).unwrap().remove(0)
+        };
+        let first = set_aside(&put()).unwrap();
+        let second = set_aside(&put()).unwrap();
+        assert_eq!(first, dir.path().join(format!("{name}.stale")));
+        assert_eq!(second, dir.path().join(format!("{name}.stale.1")));
+        assert!(list(dir.path()).unwrap().is_empty());
+        assert_eq!(std::fs::read(first).unwrap(), b"snapshot");
+    }
+
+    #[test]
     fn empty_or_missing_directory() {
         let dir = tempfile::tempdir().unwrap();
         let r = load_newest(dir.path(), None, u64::MAX).unwrap();

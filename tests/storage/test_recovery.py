@@ -11,7 +11,7 @@ import pytest
 from authority_helpers import T0, create, segments, snapshots, spec
 
 from actionqueue.core.mutation import DurabilityPolicy, TaskCancelCommand
-from actionqueue.errors import DataDirError, RecoveryError
+from actionqueue.errors import DataDirError, RecoveryError, WalCorruptionError
 from actionqueue.storage.mutation import StorageMutationAuthority
 from actionqueue.storage.recovery import bootstrap
 
@@ -141,6 +141,53 @@ def test_snapshot_newer_than_the_log_is_skipped(data_dir: Path) -> None:
         assert b.state_digest() == live
         assert r.snapshot_sequence == info.sequence
         assert "newer than the log" in r.snapshots_skipped[0].reason
+    # Set aside, so that it is never loaded once the log grows past its sequence.
+    assert not ahead.exists()
+    assert ahead.with_name(ahead.name + ".stale").exists()
+    assert "renamed to" in r.snapshots_skipped[0].reason
+
+
+def test_a_snapshot_of_history_cut_by_repair_is_never_loaded_again(data_dir: Path) -> None:
+    """After `repair` cuts the log below a snapshot, the log grows again under new records:
+    the old snapshot (of the cut history) must not be loaded on top of them."""
+    from actionqueue.storage.wal import repair
+
+    opts = {**SMALL, "segment_size": 1 << 20, "snapshot_every": 0}
+    a, _ = bootstrap(data_dir, **opts)  # type: ignore[arg-type]
+    fill(a, 40, cancel_every=1000)
+    assert a.snapshot() is not None
+    a.close()
+    (seg,) = segments(data_dir)
+    raw = bytearray(seg.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # bit rot in the middle: a hard error at open
+    seg.write_bytes(bytes(raw))
+    with pytest.raises(WalCorruptionError):
+        bootstrap(data_dir, **opts)  # type: ignore[arg-type]
+    cut = repair(data_dir / "wal", truncate_at_first_corruption=True)
+    assert cut.truncated
+    b, r = bootstrap(data_dir, **opts)  # type: ignore[arg-type]
+    assert r.snapshot_path is None
+    assert "newer than the log" in r.snapshots_skipped[0].reason
+    fill(b, 40, cancel_every=1000)  # the log now reaches past the old snapshot's sequence
+    live, last = b.state_digest(), b.latest_sequence
+    b.close()
+    c, r = bootstrap(data_dir, **opts)  # type: ignore[arg-type]
+    with c:
+        assert r.snapshot_path is None
+        assert c.latest_sequence == last
+        assert c.state_digest() == live
+
+
+def test_an_empty_log_under_snapshots_is_refused(data_dir: Path) -> None:
+    a, _ = bootstrap(data_dir)
+    fill(a, 3)
+    a.snapshot()
+    a.close()
+    for seg in segments(data_dir):
+        seg.unlink()
+    with pytest.raises(DataDirError, match="WAL holds no records"):
+        bootstrap(data_dir)
+    assert snapshots(data_dir)  # nothing was set aside or deleted
 
 
 def test_every_snapshot_unusable_after_checkpoint_names_the_gap(data_dir: Path) -> None:
