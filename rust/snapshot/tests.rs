@@ -235,7 +235,7 @@ mod files_tests {
         let dir = tempfile::tempdir().unwrap();
         let name = "snapshot-00000000000000000007.aqs";
         let put = || {
-            std::fs::write(dir.path().join(&name), b"snapshot").unwrap();
+            std::fs::write(dir.path().join(name), b"snapshot").unwrap();
             list(dir.path()).unwrap().remove(0)
         };
         let first = set_aside(&put()).unwrap();
