@@ -263,7 +263,13 @@ class Dispatcher:
             elif settling:
                 self._settle(settling, None)
         if batch:
-            self._start_batch(batch, now)
+            first_beat = self._start_batch(batch, now)
+            # The batch's first heartbeats belong to this step's wake-up: `next_beat` was read
+            # before it was dispatched, and a loop whose slots the batch filled sleeps until
+            # the wake-up — else until the new leases' expiry, when the beat is refused and the
+            # sweep records live attempts as Lost.
+            if next_beat is None or first_beat < next_beat:
+                next_beat = first_beat
         started = len(batch)
         self.started_total += started
         now = self.clock.now()
@@ -340,8 +346,9 @@ class Dispatcher:
 
     # --- starting an attempt -----------------------------------------------------------------
 
-    def _start_batch(self, batch: list[Dispatch], now: int) -> None:
-        """Start a dispatched batch; metrics are recorded once per handler, not per run."""
+    def _start_batch(self, batch: list[Dispatch], now: int) -> int:
+        """Start a dispatched batch (not empty); metrics are recorded once per handler, not per
+        run. Returns the time of the batch's first heartbeat."""
         latencies: dict[str | None, list[float]] = {}
         regs: dict[str | None, RegisteredHandler | None] = {}
         find = self.handlers.find
@@ -386,9 +393,10 @@ class Dispatcher:
             for att in atts:
                 inflight[att.run_key] = att
                 add(att.run_key)
+        first_beat = min(att.next_heartbeat_at for att in atts)
         ready = [att for att in atts if self._start(att)]
         if not ready:
-            return
+            return first_beat
         try:
             if not self._executor_started:
                 self.executor.start()
@@ -403,6 +411,7 @@ class Dispatcher:
             for att in ready:
                 if att.job is not None and not att.job.done:
                     self._record(att, Verdict(AttemptOutcome.SUSPENDED, error=str(e), release=True))
+        return first_beat
 
     def _start(self, att: InFlight) -> bool:
         """Prepare an attempt's job (``att`` is in ``inflight`` already); returns whether it is

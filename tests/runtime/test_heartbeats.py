@@ -1,0 +1,50 @@
+"""Lease heartbeats of running attempts: a live owner never loses its lease."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rt_helpers import T0, MakeQueue
+
+from actionqueue import RunState
+from actionqueue.engine import ManualClock
+
+
+def test_a_batch_that_fills_every_slot_wakes_the_loop_for_its_first_heartbeat(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """The step that dispatches a batch must wake up for that batch's first heartbeat. With
+    every slot taken it used to sleep until the next due work — the new leases' expiry — when
+    the heartbeat is refused and the sweep records the live attempts as Lost."""
+    q = make_queue(clock=clock, lease=3, max_workers=2)
+    started = threading.Semaphore(0)
+    release = threading.Event()
+
+    @q.handler("long", max_attempts=1)
+    def long(ctx: Any, payload: Any) -> Any:
+        started.release()
+        release.wait(30)
+        return payload
+
+    tids = q.submit_many("long", [1, 2])
+    try:
+        dispatched, wake = q._dispatcher.step()  # the loop's step, driven by hand
+        assert dispatched == 2
+        assert q._dispatcher.free() == 0
+        assert wake == T0 + 3_000 // 3  # the first heartbeat, not the lease expiry
+        assert started.acquire(timeout=10)
+        assert started.acquire(timeout=10)
+        for _ in range(6):  # two leases' worth of clock time, a heartbeat at each third
+            clock.advance(1_000)
+            dispatched, wake = q._dispatcher.step()
+            assert dispatched == 0
+            assert wake == clock.now() + 1_000
+    finally:
+        release.set()
+    q.run_until_idle(timeout=10)
+    for tid in tids:
+        (run,) = q.runs(tid)
+        assert run.state is RunState.COMPLETED
+        assert [a.outcome.label for a in run.attempts] == ["Success"]
+    assert q.metrics.value("heartbeats_total") == 12
