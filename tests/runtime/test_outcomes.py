@@ -182,3 +182,17 @@ def test_exception_groups_use_the_standard_rendering() -> None:
     assert "two failures" in text
     assert "ValueError: x" in text
     assert "KeyError: 'y'" in text
+
+
+def test_a_raised_cancelled_is_judged_by_the_runtimes_actual_stop_request() -> None:
+    # No request: an ordinary failure (not a shutdown that gives the run back for ever).
+    alone = _raise(aq.Cancelled("shutdown")).as_stopped_by(None)
+    v = interpret(alone, DEFAULT, REG)
+    assert (v.outcome, v.release) == (O.RETRYABLE_FAILURE, False)
+    # A request: its reason decides, whatever reason the handler's exception names.
+    v = interpret(_raise(aq.Cancelled("shutdown")).as_stopped_by("timeout"), DEFAULT, REG)
+    assert v.outcome is O.TIMEOUT
+    v = interpret(_raise(aq.Cancelled()).as_stopped_by("shutdown"), DEFAULT, REG)
+    assert v.release
+    other = _raise(ValueError("x"))
+    assert other.as_stopped_by(None) is other

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from typing import Any
@@ -10,8 +11,10 @@ import pytest
 import rt_helpers as h
 from rt_helpers import MakeQueue
 
+import actionqueue as aq
 from actionqueue import RunState
 from actionqueue.core.run.attempt import AttemptOutcome
+from actionqueue.engine import ManualClock
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -121,3 +124,32 @@ def test_dask_local_cluster_runs_handlers_on_worker_processes(make_queue: MakeQu
         assert "ValueError: boom 1" in (run.attempts[0].error or "")
         assert q.metrics.value("outcomes_total", handler="pid", outcome="Success") == 6
         q.close()
+
+
+@pytest.mark.parametrize("executor", ["threads", "asyncio"])
+def test_a_handler_raising_a_cancellation_nobody_asked_for_fails_like_any_error(
+    make_queue: MakeQueue, clock: ManualClock, executor: str
+) -> None:
+    """``asyncio.CancelledError`` from an inner call, or ``aq.Cancelled`` raised by the handler
+    on its own, is a failure counted against ``max_attempts`` — it used to be taken for a
+    shutdown: the run was given back without using an attempt and dispatched again, for ever."""
+    q = make_queue(executor=executor, clock=clock)
+
+    async def inner_cancelled(ctx: Any, p: Any) -> None:
+        raise asyncio.CancelledError
+
+    def sync_cancelled(ctx: Any, p: Any) -> None:
+        raise asyncio.CancelledError
+
+    def says_shutdown(ctx: Any, p: Any) -> None:
+        raise aq.Cancelled("shutdown")
+
+    handlers = {"a": inner_cancelled, "s": sync_cancelled, "c": says_shutdown}
+    for name, fn in handlers.items():
+        q.register(name, fn, max_attempts=2)
+    tids = [q.submit(name) for name in handlers]
+    q.run_until_idle(timeout=20, advance_clock=True)  # through the retry backoff
+    for tid in tids:
+        (run,) = q.runs(tid)
+        assert run.state is RunState.FAILED
+        assert [a.outcome.label for a in run.attempts] == ["RetryableFailure"] * 2

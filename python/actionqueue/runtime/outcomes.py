@@ -30,7 +30,7 @@ import builtins
 import enum
 import linecache
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from actionqueue.core.run.attempt import AttemptOutcome
@@ -198,6 +198,22 @@ class AttemptResult:
     @classmethod
     def raised(cls, exc: BaseException, duration: float = 0.0) -> AttemptResult:
         return cls(ResultKind.RAISED, error=ErrorInfo.from_exception(exc), duration=duration)
+
+    def as_stopped_by(self, request: str | None) -> AttemptResult:
+        """This result judged against the runtime's stop request for the attempt (``None``: none
+        was made). A raised :class:`~actionqueue.runtime.api.Cancelled` only means "I stopped
+        because you asked" when the runtime did ask, and then for the reason it asked: raised on
+        its own (or with another reason) it is an ordinary failure, else a handler raising
+        ``Cancelled("shutdown")`` would give its run back without using an attempt, be
+        dispatched again at once, and loop for ever."""
+        err = self.error
+        if err is None or err.control != "cancelled" or err.cancel_reason == request:
+            return self
+        if request is None:
+            err = replace(err, control=None, cancel_reason=None)
+        else:
+            err = replace(err, cancel_reason=request)
+        return replace(self, error=err)
 
 
 _new = object.__new__

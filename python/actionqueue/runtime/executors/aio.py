@@ -129,9 +129,17 @@ class AsyncioExecutor(ExecutorAdapter):
                         value = await value
             finally:
                 CURRENT_HANDLER.reset(token)
-        except asyncio.CancelledError:
-            reason = job.context.cancelled.reason or "shutdown"
-            job.finish(interrupted(reason, time.monotonic() - t0))
+        except asyncio.CancelledError as e:
+            reason = job.context.cancelled.reason
+            if reason is None and self._closed:
+                reason = "shutdown"  # the stopped loop cancels the tasks still pending
+            if reason is None:
+                # Not a stop request of ours: the handler (or a call it awaited) raised it
+                # itself. A failure like any other; taken for a shutdown it gave the run back
+                # without using an attempt, to be dispatched again at once, for ever.
+                job.finish(AttemptResult.raised(e, time.monotonic() - t0))
+            else:
+                job.finish(interrupted(reason, time.monotonic() - t0))
         except BaseException as e:
             job.finish(AttemptResult.raised(e, time.monotonic() - t0))
         else:

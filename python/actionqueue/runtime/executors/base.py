@@ -82,7 +82,13 @@ class Job:
         return self._done
 
     def finish(self, result: AttemptResult) -> bool:
-        """Record the result; returns ``False`` (and does nothing) if one was recorded already."""
+        """Record the result; returns ``False`` (and does nothing) if one was recorded already.
+
+        A raised ``Cancelled`` is judged here against this job's actual stop request (every
+        executor's results pass through, remote ones included: the request lives in this
+        process), see :meth:`AttemptResult.as_stopped_by`."""
+        if result.error is not None and result.error.control == "cancelled":
+            result = result.as_stopped_by(self.context.cancelled.reason)
         with _FINISH_LOCK:
             if self._done:
                 return False
