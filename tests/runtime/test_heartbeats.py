@@ -48,3 +48,33 @@ def test_a_batch_that_fills_every_slot_wakes_the_loop_for_its_first_heartbeat(
         assert run.state is RunState.COMPLETED
         assert [a.outcome.label for a in run.attempts] == ["Success"]
     assert q.metrics.value("heartbeats_total") == 12
+
+
+def test_a_lease_expired_under_a_live_handler_stops_it_and_records_it_lost(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """A clock jump past the lease is treated like a crash, but the handler is told: its
+    ``ctx.cancelled`` is set with reason ``"lost"``, and the retry runs after it."""
+    q = make_queue(clock=clock, lease=3, max_workers=1)
+    first = threading.Event()
+    reasons: list[str | None] = []
+
+    @q.handler("long", max_attempts=2, backoff=None)
+    def long(ctx: Any, payload: Any) -> str:
+        if ctx.attempt == 1:
+            first.set()
+            ctx.cancelled.wait(30)
+            reasons.append(ctx.cancelled.reason)
+            return "too late"
+        return "done"
+
+    tid = q.submit("long")
+    q._dispatcher.step()
+    assert first.wait(10)
+    clock.advance(60_000)  # far past the lease, with the handler still running
+    q.run_until_idle(timeout=20)
+    assert reasons == ["lost"]
+    (run,) = q.runs(tid)
+    assert run.state is RunState.COMPLETED
+    assert [a.outcome.label for a in run.attempts] == ["Lost", "Success"]
+    assert q.result(tid) == "done"

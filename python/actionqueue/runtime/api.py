@@ -91,9 +91,10 @@ class Suspend(HandlerSignal):
 class Cancelled(Exception):
     """Raised by ``ctx.raise_if_cancelled()`` once the runtime asked the handler to stop.
 
-    ``reason`` is ``"canceled"`` (the run or task was canceled), ``"timeout"`` or
-    ``"shutdown"``. The runtime records the right outcome itself; a handler just lets it
-    propagate.
+    ``reason`` is ``"canceled"`` (the run or task was canceled), ``"timeout"``,
+    ``"shutdown"`` or ``"lost"`` (the attempt's lease expired under it: the clock jumped or the
+    process stalled for longer than the lease). The runtime records the right outcome itself;
+    a handler just lets it propagate.
     """
 
     def __init__(self, reason: str = "canceled") -> None:

@@ -320,6 +320,13 @@ class Dispatcher:
         except (CommandRejectedError, NotFoundError) as e:
             # Expired (the sweep will record Lost) or already finished: stop beating.
             a.lease_lost = True
+            job = a.job
+            if job is not None and not job.done:
+                # The lease ran out under a live handler: the clock jumped, or this process
+                # stalled for longer than the lease. The attempt is Lost like after a crash
+                # and its run may be dispatched again: ask the handler to stop (enforced by
+                # the process / asyncio executors, `ctx.cancelled` for threads).
+                self.executor.cancel(job, "lost")
             if a.run_key in self.inflight:
                 self.metrics.inc("heartbeat_failures_total")
                 _LOG.debug(

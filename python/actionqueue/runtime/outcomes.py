@@ -309,5 +309,11 @@ def _interrupted(reason: str | None) -> Verdict:
     if reason == "shutdown":
         # Not the handler's fault: give the run back instead of using an attempt.
         return Verdict(AttemptOutcome.SUSPENDED, error="interrupted by shutdown", release=True)
+    if reason == "lost":
+        return Verdict(
+            AttemptOutcome.LOST,
+            error="the lease expired while the handler ran (the clock jumped or the process "
+            "stalled for longer than the lease); the handler was asked to stop",
+        )
     # "canceled": the run is already Canceled in the log; the engine ignores what we send.
     return Verdict(AttemptOutcome.TERMINAL_FAILURE, error="canceled while running")
