@@ -304,6 +304,32 @@ def test_cancel_by_run_id_and_unknown_ids(make_queue: MakeQueue, clock: ManualCl
         q.cancel("00000000-0000-4000-8000-000000000001")
 
 
+def test_wait_and_result_refuse_unknown_ids_in_every_form(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    # An unknown TaskId/RunId object used to make wait() return at once, as if it were done.
+    import asyncio
+
+    q = make_queue(clock=clock)
+    q.register("h", lambda ctx, p: p)
+    done = q.submit("h", 1)
+    assert q.result(done) == 1
+    unknown = [aq.TaskId.new(), str(aq.TaskId.new()), aq.RunId.new()]
+    for ident in unknown:
+        for call in (q.wait, q.result, q.cancel):
+            with pytest.raises(NotFoundError):
+                call(ident)  # type: ignore[operator]
+        with pytest.raises(NotFoundError):
+            asyncio.run(q.await_task(ident))
+        with pytest.raises(NotFoundError):
+            asyncio.run(q.aresult(ident))
+    # known ids, finished, as objects and strings: no error
+    (run,) = q.runs(done)
+    for known in (done, str(done), run.run_id, str(run.run_id)):
+        q.wait(known, timeout=5)
+        assert q.result(known) == 1
+
+
 def test_thread_timeout_is_cooperative(make_queue: MakeQueue) -> None:
     q = make_queue()
     released = threading.Event()

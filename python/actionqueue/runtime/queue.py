@@ -912,7 +912,15 @@ class ActionQueue:
     # --- control -------------------------------------------------------------------------------
 
     def _resolve(self, ident: IdLike) -> TaskId | RunId:
-        if isinstance(ident, (TaskId, RunId)):
+        """The task or run ``ident`` names; an id this queue does not know (object or string
+        alike) is :class:`~actionqueue.errors.NotFoundError`."""
+        if isinstance(ident, TaskId):
+            if self.engine.get_task(ident) is None:
+                raise NotFoundError(f"no task with id {str(ident)!r} (never submitted, or pruned)")
+            return ident
+        if isinstance(ident, RunId):
+            if self.engine.get_run(ident) is None:
+                raise NotFoundError(f"no run with id {str(ident)!r} (never submitted, or pruned)")
             return ident
         if not isinstance(ident, str):
             raise WrongTypeError(f"expected a TaskId, RunId or id string, got {ident!r}")
