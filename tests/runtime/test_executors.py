@@ -87,6 +87,91 @@ def test_a_stuck_thread_is_replaced(threads: ThreadExecutor) -> None:
         assert job.result.kind is ResultKind.TIMED_OUT
 
 
+def _stuck_until(release: threading.Event, ran: list[Any] | None = None) -> Any:
+    def stuck(ctx: Any, payload: Any) -> str:
+        if ran is not None:
+            ran.append(payload)
+        release.wait(20)  # ignores the cancel signal
+        return "late"
+
+    return stuck
+
+
+def _wait_for(cond: Any, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not met in time"
+        time.sleep(0.001)
+
+
+@pytest.mark.timeout(20)
+def test_capacity_comes_back_when_abandoned_threads_return() -> None:
+    # Past max_abandoned no replacement starts; the pool used to stay without a worker for
+    # good (returning abandoned threads just left), so queued jobs never ran.
+    ex = ThreadExecutor(1, max_abandoned=1)
+    release = threading.Event()
+    try:
+        for expected_live in (1, 0):  # the 1st stuck thread is replaced, the 2nd is not
+            _, w = h.submit(ex, _stuck_until(release), timeout=0.02)
+            assert w.wait().kind is ResultKind.TIMED_OUT
+            assert ex.live_workers == expected_live
+        assert ex.abandoned_threads == 2
+        # Queued with no worker left: it waits (its timeout is far off)...
+        job, w = h.submit(ex, h.echo, "queued", timeout=30)
+        assert ex.backlog() == 1
+        assert not job.done
+        # ... until a stuck handler returns: that thread becomes a worker again and runs it.
+        release.set()
+        r = w.wait()
+        assert (r.kind, r.value) == (ResultKind.RETURNED, "queued")
+        _wait_for(lambda: ex.abandoned_threads == 0)
+        assert ex.live_workers == 1
+        assert len(ex._workers) == 1
+        # The thread budget is whole again: a new stuck handler is replaced at once.
+        again = threading.Event()
+        _, w = h.submit(ex, _stuck_until(again), timeout=0.02)
+        assert w.wait().kind is ResultKind.TIMED_OUT
+        assert (ex.live_workers, ex.abandoned_threads) == (1, 1)
+        assert h.run(ex, h.echo, "fresh").value == "fresh"
+        again.set()
+    finally:
+        release.set()
+        ex.shutdown()
+
+
+@pytest.mark.timeout(20)
+def test_with_no_worker_left_a_queued_job_waits_at_most_its_timeout() -> None:
+    ex = ThreadExecutor(1, max_abandoned=0)
+    release = threading.Event()
+    ran: list[Any] = []
+    try:
+        stuck_job, w = h.submit(ex, _stuck_until(release, ran), "stuck", timeout=0.02)
+        assert w.wait().kind is ResultKind.TIMED_OUT
+        assert (ex.live_workers, ex.abandoned_threads) == (0, 1)
+        # A queued job with a timeout times out without running (duration: its wait)...
+        _, w = h.submit(ex, _stuck_until(release, ran), "queued", timeout=0.02)
+        r = w.wait()
+        assert r.kind is ResultKind.TIMED_OUT
+        assert r.duration >= 0.02
+        assert ran == ["stuck"]
+        assert ex.backlog() == 0
+        # ... one without a timeout waits; shutdown does not wait for the stuck thread, and
+        # ends the job nothing can run now.
+        _, w = h.submit(ex, h.echo, "no timeout")
+        assert ex.backlog() == 1
+        ex.shutdown(wait=True, timeout=None)
+        r = w.wait()
+        assert (r.kind, r.detail) == (ResultKind.INTERRUPTED, "shutdown")
+        assert ex.abandoned_threads == 1
+    finally:
+        release.set()
+    # The abandoned thread ends when its handler returns (shut down: it does not rejoin).
+    thread = stuck_job.handle.thread
+    thread.join(10)
+    assert not thread.is_alive()
+    assert ex.abandoned_threads == 0
+
+
 @pytest.mark.timeout(20)
 def test_thread_batches_fan_out_and_report_their_backlog(threads: ThreadExecutor) -> None:
     # Slow handlers of one batch still run side by side (the woken worker wakes the next).
@@ -138,6 +223,8 @@ def test_thread_cancel(threads: ThreadExecutor) -> None:
 def test_thread_executor_validation_and_shutdown() -> None:
     with pytest.raises(ValidationError):
         ThreadExecutor(0)
+    with pytest.raises(ValidationError):
+        ThreadExecutor(1, max_abandoned=-1)
     ex = ThreadExecutor(1)
     ex.shutdown()
     with pytest.raises(ExecutorError):

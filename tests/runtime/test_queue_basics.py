@@ -349,6 +349,71 @@ def test_thread_timeout_is_cooperative(make_queue: MakeQueue) -> None:
     assert "timed out after 0.05 s" in (run.attempts[0].error or "")
 
 
+def test_stuck_handlers_past_max_abandoned_do_not_strand_the_queue(
+    make_queue: MakeQueue,
+) -> None:
+    # More stuck threads than max_abandoned (4 x max_workers) used to leave the pool with no
+    # worker for good: the next run stayed Running and unstarted, close() never returned.
+    q = make_queue(max_workers=1)
+    release = threading.Event()
+
+    @q.handler("stuck", timeout=0.02, max_attempts=1)
+    def stuck(ctx: Any, p: Any) -> str:
+        release.wait(20)  # ignores ctx.cancelled
+        return "late"
+
+    q.register("echo", lambda ctx, p: p, timeout=30)
+    q.start()
+    stuck_ids = [q.submit("stuck", i) for i in range(5)]
+    for tid in stuck_ids:
+        q.wait(tid, timeout=10)
+    ex = q.executor
+    assert (ex.live_workers, ex.abandoned_threads) == (0, 5)  # type: ignore[attr-defined]
+    later = q.submit("echo", "later")
+    with pytest.raises(WaitTimeoutError):
+        q.wait(later, timeout=0.05)  # no thread can run it yet
+    release.set()  # the stuck handlers return: a thread comes back as a worker
+    assert q.result(later, timeout=10) == "later"
+    assert q.result(q.submit("echo", "next"), timeout=10) == "next"
+    for tid in stuck_ids:
+        (run,) = q.runs(tid)
+        assert run.attempts[0].outcome is AttemptOutcome.TIMEOUT
+    q.close()  # drain, no timeout: returns
+
+
+def test_close_does_not_wait_for_abandoned_threads(make_queue: MakeQueue) -> None:
+    from actionqueue.runtime.executors import ThreadExecutor
+
+    q = make_queue(executor=ThreadExecutor(1, max_abandoned=0))
+    release = threading.Event()
+    ran: list[str] = []
+
+    @q.handler("stuck", timeout=0.02, max_attempts=1)
+    def stuck(ctx: Any, p: str) -> str:
+        ran.append(p)
+        release.wait(20)  # ignores ctx.cancelled
+        return "late"
+
+    q.start()
+    first = q.submit("stuck", "first")
+    q.wait(first, timeout=10)
+    # No worker is left: a queued run waits at most its timeout, then times out unrun.
+    queued = q.submit("stuck", "queued")
+    q.wait(queued, timeout=10)
+    (run,) = q.runs(queued)
+    assert run.state is RunState.FAILED
+    assert run.attempts[0].outcome is AttemptOutcome.TIMEOUT
+    assert ran == ["first"]
+    # close() (drain, no timeout) returns while the abandoned thread is still stuck.
+    closer = threading.Thread(target=q.close)
+    closer.start()
+    closer.join(10)
+    alive = closer.is_alive()
+    release.set()
+    closer.join(10)
+    assert not alive
+
+
 def test_context_facts_and_progress(make_queue: MakeQueue) -> None:
     q = make_queue()
     gate = threading.Event()

@@ -3,10 +3,20 @@
 Python cannot stop a thread from outside. At an attempt's deadline the executor sets the
 handler's cancel signal (``ctx.cancelled``, reason ``"timeout"``) and records **Timeout at
 once**; the thread may keep running until the handler returns, and whatever it returns then is
-ignored. So that a stuck handler does not eat the pool, its thread is *abandoned*: it leaves
-the pool when the handler finally returns, and a replacement thread starts now (up to
-``max_abandoned`` stuck threads; past that, capacity shrinks until they return and a warning
-is logged). Cancel works the same way. For a hard stop, use the process executor.
+ignored. Cancel works the same way. For a hard stop, use the process executor.
+
+Capacity: so that a stuck handler does not eat the pool, its thread is *abandoned*: it no
+longer counts as a worker, and a replacement starts now. The pool keeps ``max_workers`` workers
+as long as it has at most ``max_workers + max_abandoned`` threads in all (``max_abandoned``
+defaults to ``4 * max_workers``); past that no replacement starts (a warning is logged) and
+capacity shrinks. It comes back by itself: an abandoned thread whose handler finally returns
+becomes a worker again if the pool is short of workers (else it ends). Queued jobs are never
+left behind while a worker is alive. When *no* worker is left (every thread is stuck in an
+abandoned handler), a queued job that has a timeout waits at most that long for a thread and
+then times out without having run (``Timeout``, duration = the wait; its retry policy
+decides what comes next); one without a timeout waits for a stuck handler to return (or for a
+cancel / ``close(drain=False)``). :meth:`ThreadExecutor.shutdown` waits only for workers, never
+for abandoned threads (daemon threads: the interpreter does not wait for them either).
 
 Hand-off: queued jobs wait in one deque and **at most one idle worker is being woken at a
 time**. A woken worker takes a job and, if more are waiting, wakes the next idle worker before
@@ -49,7 +59,11 @@ class _Worker:
 
 
 class ThreadExecutor(ExecutorAdapter):
-    """Run handlers on ``max_workers`` threads (``async def`` handlers get their own loop)."""
+    """Run handlers on ``max_workers`` threads (``async def`` handlers get their own loop).
+
+    ``max_abandoned``: how many threads stuck in a handler that timed out or was canceled the
+    pool replaces with fresh ones (default ``4 * max_workers``); see the module doc.
+    """
 
     name = "threads"
     inline_completion = True
@@ -66,6 +80,12 @@ class ThreadExecutor(ExecutorAdapter):
             raise ValidationError(f"max_workers must be an int >= 1, got {max_workers!r}")
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
             raise ValidationError(f"prefetch must be an int >= 1 (1: none), got {prefetch!r}")
+        if max_abandoned is not None and (
+            isinstance(max_abandoned, bool)
+            or not isinstance(max_abandoned, int)
+            or max_abandoned < 0
+        ):
+            raise ValidationError(f"max_abandoned must be an int >= 0, got {max_abandoned!r}")
         self.max_workers = max_workers
         self.prefetch = prefetch
         self.max_abandoned = 4 * max_workers if max_abandoned is None else max_abandoned
@@ -79,10 +99,15 @@ class ThreadExecutor(ExecutorAdapter):
         self._idle = 0
         self._waking = 0
         self._tls = threading.local()
+        #: every thread, workers and abandoned ones; ``_live`` + ``_abandoned`` == its size
         self._workers: set[_Worker] = set()
+        self._live = 0
         self._abandoned = 0
+        #: while no worker is left: the deadline of each queued job that has a timeout
+        self._wait_timers: dict[Job, int] = {}
         self._counter = 0
         self._watcher = DeadlineWatcher(f"{thread_name_prefix}-deadlines")
+        self._started = False
         self._closed = False
 
     @property
@@ -90,10 +115,26 @@ class ThreadExecutor(ExecutorAdapter):
         """Threads still running a handler that timed out or was canceled."""
         return self._abandoned
 
+    @property
+    def live_workers(self) -> int:
+        """Threads that take queued jobs (``max_workers`` unless stuck handlers hold more than
+        ``max_abandoned`` threads)."""
+        return self._live
+
     def start(self) -> None:
         with self._lock:
-            while len([w for w in self._workers if not w.abandoned]) < self.max_workers:
-                self._spawn_locked()
+            self._started = True
+            self._refill_locked()
+
+    def _refill_locked(self) -> None:
+        """Start workers up to ``max_workers`` within the thread budget; when none is left,
+        bound the wait of the queued jobs (see the module doc)."""
+        budget = self.max_workers + self.max_abandoned
+        while self._live < self.max_workers and self._live + self._abandoned < budget:
+            self._spawn_locked()
+        if self._live == 0:
+            for job in self._jobs:
+                self._arm_wait_locked(job)
 
     def _spawn_locked(self) -> None:
         w = _Worker()
@@ -103,6 +144,7 @@ class ThreadExecutor(ExecutorAdapter):
         )
         w.thread = t
         self._workers.add(w)
+        self._live += 1
         t.start()
 
     def submit(self, job: Job) -> None:
@@ -112,10 +154,13 @@ class ThreadExecutor(ExecutorAdapter):
         """Queue a batch; wakes one idle worker (which wakes the next if work is left)."""
         if self._closed:
             raise ExecutorError("the thread executor is shut down")
-        if not self._workers:
+        if not self._started:
             self.start()
         with self._lock:
             self._jobs.extend(jobs)
+            if self._live == 0:
+                for job in jobs:
+                    self._arm_wait_locked(job)
             self._wake_one_locked()
 
     def backlog(self) -> int:
@@ -129,12 +174,48 @@ class ThreadExecutor(ExecutorAdapter):
             self._waking += 1
             self._cv.notify()
 
-    def _next_job(self, w: _Worker) -> Job | None:
+    # --- waiting without a worker ------------------------------------------------------------
+
+    def _arm_wait_locked(self, job: Job) -> None:
+        if job.timeout is not None and job not in self._wait_timers and not self._closed:
+            self._wait_timers[job] = self._watcher.schedule(
+                job.timeout, functools.partial(self._expire_queued, job)
+            )
+
+    def _disarm_waits_locked(self) -> None:
+        for timer in self._wait_timers.values():
+            self._watcher.cancel(timer)
+        self._wait_timers.clear()
+
+    def _expire_queued(self, job: Job) -> None:
+        """A queued job waited its whole timeout with no worker left: it times out unrun."""
+        with self._lock:
+            if self._wait_timers.pop(job, None) is None:
+                return  # a worker took it, or one came back in time
+            try:
+                self._jobs.remove(job)
+            except ValueError:
+                return
+        if job.done:  # canceled while it waited
+            return
+        _LOG.warning(
+            "run %s timed out after %.3g s waiting for a thread: every thread is stuck in a "
+            "handler that ignored its cancel signal (max_abandoned=%d)",
+            job.snapshot.run_id,
+            job.timeout,
+            self.max_abandoned,
+        )
+        job.context.cancelled.set("timeout")
+        job.finish(interrupted("timeout", job.elapsed()))
+
+    # --- workers -----------------------------------------------------------------------------
+
+    def _next_job(self) -> Job | None:
         """The next queued job (``None``: shutting down), waking one more worker if jobs
         are left behind it."""
         with self._lock:
             while not self._jobs:
-                if self._closed or w.abandoned:
+                if self._closed:
                     return None
                 self._idle += 1
                 try:
@@ -144,13 +225,17 @@ class ThreadExecutor(ExecutorAdapter):
                     if self._waking:
                         self._waking -= 1
             job = self._jobs.popleft()
+            if self._wait_timers:
+                timer = self._wait_timers.pop(job, None)
+                if timer is not None:
+                    self._watcher.cancel(timer)
             self._wake_one_locked()
             return job
 
     def _loop(self, w: _Worker) -> None:
         self._tls.worker = True
         while True:
-            job = self._next_job(w)
+            job = self._next_job()
             if job is None:
                 break
             if job.done:  # canceled before it started
@@ -171,12 +256,24 @@ class ThreadExecutor(ExecutorAdapter):
                 self._watcher.cancel(timer)
             w.job = None
             job.finish(result)
-            if w.abandoned:
-                break
+            if w.abandoned and not self._rejoin(w):
+                return
         with self._lock:
             self._workers.discard(w)
-            if w.abandoned:
-                self._abandoned -= 1
+            self._live -= 1
+
+    def _rejoin(self, w: _Worker) -> bool:
+        """An abandoned thread's handler returned: it becomes a worker again if the pool is
+        short of workers (its capacity comes back); otherwise it leaves (``False``)."""
+        with self._lock:
+            self._abandoned -= 1
+            w.abandoned = False
+            if self._closed or self._live >= self.max_workers:
+                self._workers.discard(w)
+                return False
+            self._live += 1
+            self._disarm_waits_locked()
+            return True
 
     def _expire(self, job: Job) -> None:
         self._stop_job(job, "timeout")
@@ -193,18 +290,20 @@ class ThreadExecutor(ExecutorAdapter):
             with self._lock:
                 if w.job is job and not w.abandoned and not self._closed and not job.done:
                     # The handler may keep running; its slot goes to a new thread now. (If the
-                    # handler returns first after all, the worker leaves anyway: no harm.)
+                    # handler returns first after all, the thread rejoins or leaves: no harm.)
                     w.abandoned = True
+                    self._live -= 1
                     self._abandoned += 1
-                    if self._abandoned <= self.max_abandoned:
-                        self._spawn_locked()
-                    else:
+                    self._refill_locked()
+                    if self._live < self.max_workers:
                         _LOG.warning(
                             "%d handler threads ignored their cancel signal and are still "
-                            "running; not replacing them (max_abandoned=%d): pool capacity is "
-                            "reduced",
+                            "running; not replacing them past max_abandoned=%d: %d of %d "
+                            "workers left until they return",
                             self._abandoned,
                             self.max_abandoned,
+                            self._live,
+                            self.max_workers,
                         )
         # Signal, then record at once (a handler that stops on the signal comes second).
         # Not started yet: the worker will skip it.
@@ -212,13 +311,24 @@ class ThreadExecutor(ExecutorAdapter):
         job.finish(interrupted(reason, job.elapsed()))
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Stop taking jobs; workers finish what is queued, then leave. ``wait``: join the
+        workers (up to ``timeout`` s each), never the abandoned threads. Jobs queued with no
+        worker left to run them end as interrupted (``"shutdown"``)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            workers = list(self._workers)
+            workers = [w for w in self._workers if not w.abandoned]
+            orphans: list[Job] = []
+            if self._live == 0:
+                orphans = list(self._jobs)
+                self._jobs.clear()
+            self._disarm_waits_locked()
             # Workers finish what is queued, then leave.
             self._cv.notify_all()
+        for job in orphans:
+            job.context.cancelled.set("shutdown")
+            job.finish(interrupted("shutdown", 0.0))
         if wait:
             for w in workers:
                 if w.thread is not None and w.thread is not threading.current_thread():
