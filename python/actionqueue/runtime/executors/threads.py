@@ -3,7 +3,9 @@
 Python cannot stop a thread from outside. At an attempt's deadline the executor sets the
 handler's cancel signal (``ctx.cancelled``, reason ``"timeout"``) and records **Timeout at
 once**; the thread may keep running until the handler returns, and whatever it returns then is
-ignored. Cancel works the same way. For a hard stop, use the process executor.
+ignored. Cancel works the same way. For a hard stop, use the process executor. (The run's
+concurrency key goes with the recorded outcome: the key's next run may start while the
+abandoned handler still runs; see docs/concurrency.md.)
 
 Capacity: so that a stuck handler does not eat the pool, its thread is *abandoned*: it no
 longer counts as a worker, and a replacement starts now. The pool keeps ``max_workers`` workers
