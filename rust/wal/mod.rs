@@ -41,4 +41,6 @@ mod crash_tests;
 #[cfg(test)]
 pub(crate) mod faultfs;
 #[cfg(test)]
+mod limits_tests;
+#[cfg(test)]
 pub(crate) mod tests;

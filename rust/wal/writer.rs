@@ -37,6 +37,12 @@ use crate::{CoreError, Result, DEFAULT_MAX_RECORD_SIZE, FORMAT_VERSION};
 
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_PREALLOCATE: u64 = 4 * 1024 * 1024;
+/// The last sequence an event can get: one below `u64::MAX`, so that the next sequence after
+/// it (a segment's or sync mark's `first_seq`, a record's end) is representable too.
+pub const MAX_SEQUENCE: u64 = u64::MAX - 1;
+/// Largest `preallocate` step accepted: the zeros are written, so an unbounded step would fill
+/// the disk. (A step larger than `segment_size` is used as `segment_size`.)
+pub const MAX_PREALLOCATE: u64 = 1 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -224,6 +230,11 @@ impl WalWriter {
     ) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         validate(&opts)?;
+        // Zeros past the point where the segment rotates would only be trimmed off again.
+        let opts = WalOptions {
+            preallocate: opts.preallocate.min(opts.segment_size),
+            ..opts
+        };
         if !dir.exists() {
             crate::fsguard::create_private_dir(&dir)?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -396,7 +407,15 @@ impl WalWriter {
             }
         }
         let first_seq = st.next_seq;
-        let last_seq = first_seq + u64::from(count) - 1;
+        let last_seq = first_seq
+            .checked_add(u64::from(count.saturating_sub(1)))
+            .filter(|&l| l <= MAX_SEQUENCE)
+            .ok_or_else(|| {
+                CoreError::InvalidArgument(format!(
+                    "a record of {count} events at sequence {first_seq} would go past the last \
+                     sequence a WAL can hold ({MAX_SEQUENCE}); nothing was written"
+                ))
+            })?;
         let record_len = buf.len() as u64;
         if st.pos > SEGMENT_HEADER_LEN as u64 && st.pos + record_len > s.opts.segment_size {
             s.rotate(&mut st).map_err(|e| s.fail(e))?;
@@ -825,10 +844,18 @@ fn validate(opts: &WalOptions) -> Result<()> {
             opts.max_record_size
         )));
     }
-    if opts.start_sequence == 0 {
-        return Err(CoreError::InvalidArgument(
-            "start_sequence must be at least 1".into(),
-        ));
+    if opts.start_sequence == 0 || opts.start_sequence > MAX_SEQUENCE {
+        return Err(CoreError::InvalidArgument(format!(
+            "start_sequence must be between 1 and {MAX_SEQUENCE}, got {}",
+            opts.start_sequence
+        )));
+    }
+    if opts.preallocate > MAX_PREALLOCATE {
+        // Zeros are written, not reserved: an unbounded value fills the disk.
+        return Err(CoreError::InvalidArgument(format!(
+            "preallocate must be between 0 and {MAX_PREALLOCATE} bytes, got {}",
+            opts.preallocate
+        )));
     }
     Ok(())
 }
@@ -856,6 +883,28 @@ fn create_segment(
     let file = fs
         .create_new(&tmp)
         .map_err(|e| CoreError::io("create", &tmp, e))?;
+    if let Err(e) = fill_new_segment(file.as_ref(), &tmp, &path, fs, opts, wal_id, first_seq) {
+        // Do not leave a (possibly huge) half-written file behind until the next open;
+        // best effort: the error that matters is `e`, and recovery removes any leftover.
+        let _ = fs.remove_file(&tmp);
+        return Err(e);
+    }
+    fs.sync_dir(dir)
+        .map_err(|e| CoreError::io("fsync dir", dir, e))?;
+    Ok((file, path))
+}
+
+/// Header and preallocated zeros into the new segment's temporary file `tmp`, synced, then
+/// renamed to `path`.
+fn fill_new_segment(
+    file: &dyn WalFile,
+    tmp: &Path,
+    path: &Path,
+    fs: &dyn WalFs,
+    opts: &WalOptions,
+    wal_id: u64,
+    first_seq: u64,
+) -> Result<()> {
     let header = SegmentHeader {
         version: FORMAT_VERSION,
         wal_id,
@@ -863,22 +912,19 @@ fn create_segment(
     }
     .encode();
     file.write_all_at(&header, 0)
-        .map_err(|e| CoreError::io("write", &tmp, e))?;
+        .map_err(|e| CoreError::io("write", tmp, e))?;
     let mut at = SEGMENT_HEADER_LEN as u64;
     let end = at + opts.preallocate;
     while at < end {
         let n = usize::try_from((end - at).min(ZEROS.len() as u64)).unwrap_or(0);
         file.write_all_at(ZEROS.get(..n).unwrap_or_default(), at)
-            .map_err(|e| CoreError::io("preallocate", &tmp, e))?;
+            .map_err(|e| CoreError::io("preallocate", tmp, e))?;
         at += n as u64;
     }
     file.sync_data()
-        .map_err(|e| CoreError::io("fdatasync", &tmp, e))?;
-    fs.rename(&tmp, &path)
-        .map_err(|e| CoreError::io("rename", &path, e))?;
-    fs.sync_dir(dir)
-        .map_err(|e| CoreError::io("fsync dir", dir, e))?;
-    Ok((file, path))
+        .map_err(|e| CoreError::io("fdatasync", tmp, e))?;
+    fs.rename(tmp, path)
+        .map_err(|e| CoreError::io("rename", path, e))
 }
 
 struct LastSegment {
