@@ -135,7 +135,8 @@ impl PyWalWriter {
     }
 
     /// Appends each batch of `batches` as its own record (one crossing, one wait at the end
-    /// when `immediate`); returns the last sequence written.
+    /// when `immediate`); returns the last sequence written. Every batch is converted,
+    /// validated and encoded before anything is written (see `WalWriter::append_many`).
     fn append_many(
         &self,
         py: Python<'_>,
@@ -147,15 +148,19 @@ impl PyWalWriter {
             .map(|b| events_from_wire(&b))
             .collect::<PyResult<_>>()?;
         let w = self.writable()?;
-        py.detach(|| {
-            let mut last = w.next_sequence().saturating_sub(1);
-            for b in &batches {
-                last = w.append(b, Durability::Deferred, None)?.last_seq;
+        let durability = if immediate {
+            Durability::Immediate
+        } else {
+            Durability::Deferred
+        };
+        py.detach(|| match w.append_many(&batches, durability)? {
+            Some(a) => Ok(a.last_seq),
+            None => {
+                if immediate {
+                    w.flush()?;
+                }
+                Ok(w.next_sequence().saturating_sub(1))
             }
-            if immediate {
-                w.flush()?;
-            }
-            Ok(last)
         })
         .map_err(to_py)
     }

@@ -194,3 +194,63 @@ fn a_segment_creation_that_fails_removes_its_temporary_file() {
         usize::try_from(appended).unwrap()
     );
 }
+
+#[test]
+fn append_many_validates_every_batch_before_writing_any() {
+    let t = tempfile::tempdir().unwrap();
+    let o = WalOptions {
+        max_record_size: 1000,
+        preallocate: 0,
+        ..WalOptions::default()
+    };
+    let w = WalWriter::open(t.path(), o).unwrap();
+    w.append(&[ev(0)], Durability::Immediate, None).unwrap();
+    let big = Event::TaskCancel {
+        task_id: [1; 16],
+        reason: Some("x".repeat(5000)),
+        at: 2,
+    };
+    let oversized = vec![vec![ev(1)], vec![big]];
+    let err = w
+        .append_many(&oversized, Durability::Immediate)
+        .unwrap_err();
+    assert!(matches!(err, CoreError::RecordTooLarge { .. }), "{err}");
+    let empty = vec![vec![ev(1)], vec![], vec![ev(2)]];
+    invalid(
+        w.append_many(&empty, Durability::Immediate),
+        "at least one event",
+    );
+    assert_eq!((w.next_sequence(), w.synced_sequence()), (2, 1));
+    assert_eq!(w.stats().appends, 1);
+    // Still usable; the batches get consecutive sequences, each its own record.
+    let a = w
+        .append_many(&[vec![ev(1), ev(2)], vec![ev(3)]], Durability::Immediate)
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.first_seq, a.last_seq), (2, 4));
+    assert_eq!(w.synced_sequence(), 4);
+    assert_eq!(w.stats().appends, 3);
+    assert!(w.append_many(&[], Durability::Immediate).unwrap().is_none());
+    w.close().unwrap();
+    let seqs: Vec<u64> = read_all(t.path()).unwrap().iter().map(|e| e.0).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn append_many_past_the_last_sequence_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let w = WalWriter::open(t.path(), start_at(MAX_SEQUENCE - 2)).unwrap();
+    // Each batch fits alone; together they do not.
+    let batches = vec![vec![ev(1), ev(2)], vec![ev(3), ev(4)]];
+    invalid(
+        w.append_many(&batches, Durability::Immediate),
+        "last sequence",
+    );
+    assert_eq!(w.next_sequence(), MAX_SEQUENCE - 2);
+    let a = w
+        .append_many(&batches[..1], Durability::Immediate)
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.last_seq, MAX_SEQUENCE - 1);
+    w.close().unwrap();
+}

@@ -394,8 +394,6 @@ impl WalWriter {
         expected_first: Option<u64>,
     ) -> Result<Appended> {
         let s = &self.shared;
-        let (count, payload_len, payload_crc) = (rec.count, rec.payload_len, rec.payload_crc);
-        let buf = &mut rec.buf;
         let mut st = lock(&s.state);
         s.check_usable()?;
         if let Some(got) = expected_first {
@@ -406,53 +404,56 @@ impl WalWriter {
                 });
             }
         }
-        let first_seq = st.next_seq;
-        let last_seq = first_seq
-            .checked_add(u64::from(count.saturating_sub(1)))
-            .filter(|&l| l <= MAX_SEQUENCE)
-            .ok_or_else(|| {
-                CoreError::InvalidArgument(format!(
-                    "a record of {count} events at sequence {first_seq} would go past the last \
-                     sequence a WAL can hold ({MAX_SEQUENCE}); nothing was written"
-                ))
-            })?;
-        let record_len = buf.len() as u64;
-        if st.pos > SEGMENT_HEADER_LEN as u64 && st.pos + record_len > s.opts.segment_size {
-            s.rotate(&mut st).map_err(|e| s.fail(e))?;
-        }
-        RecordHeader {
-            kind: RecordKind::Events,
-            payload_len,
-            event_count: count,
-            first_seq,
-            durable_through: s.synced_seq.load(Ordering::Acquire),
-            payload_crc,
-        }
-        .encode_into(buf);
-        // Preallocation failing (ENOSPC) leaves only zeros behind: report it, stay usable.
-        let need = st.pos + record_len;
-        s.ensure_zeroed(&mut st, need)?;
-        let file = st.file.as_ref().ok_or(CoreError::Closed("WAL writer"))?;
-        if let Err(e) = file.write_all_at(buf, st.pos) {
-            // A partial record may be on disk: never write after it. Reopen recovers.
-            return Err(s.fail(CoreError::io("write", &st.seg_path, e)));
-        }
-        st.pos += record_len;
-        st.zeroed_end = st.zeroed_end.max(st.pos);
-        st.next_seq = last_seq + 1;
-        st.dirty = true;
-        s.appends.fetch_add(1, Ordering::SeqCst);
+        let appended = s.write_record(&mut st, rec)?;
         drop(st);
-        // A notify is a futex syscall: only when a leader is actually waiting for appends.
-        if s.delaying.load(Ordering::SeqCst) {
-            s.append_cv.notify_one();
+        s.appended();
+        Ok(appended)
+    }
+
+    /// Appends each of `batches` as its own atomic record, in order and with consecutive
+    /// sequences (no other append comes between them); returns the first and last sequence
+    /// written (`None` for no batches). Everything is validated first: an empty batch, one
+    /// too large, or a total past the last sequence is refused with nothing written. An I/O
+    /// error part-way may leave the earlier records written (each whole), under the writer's
+    /// usual failure rules; `next_sequence` then says how far it got.
+    pub fn append_many(
+        &self,
+        batches: &[Vec<Event>],
+        durability: Durability,
+    ) -> Result<Option<Appended>> {
+        let mut recs = batches
+            .iter()
+            .map(|b| self.encode(b))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(appended) = self.append_encoded_many(&mut recs)? else {
+            return Ok(None);
+        };
+        if durability == Durability::Immediate {
+            self.shared.wait_durable(appended.last_seq)?;
         }
-        s.events.fetch_add(u64::from(count), Ordering::Relaxed);
-        s.bytes.fetch_add(record_len, Ordering::Relaxed);
-        Ok(Appended {
+        Ok(Some(appended))
+    }
+
+    /// [`append_many`](Self::append_many) for encoded records, Deferred.
+    pub fn append_encoded_many(&self, recs: &mut [EncodedRecord]) -> Result<Option<Appended>> {
+        let s = &self.shared;
+        let total: u64 = recs.iter().map(|r| u64::from(r.count)).sum();
+        let mut st = lock(&s.state);
+        s.check_usable()?;
+        let Some(first_seq) = recs.first().map(|_| st.next_seq) else {
+            return Ok(None);
+        };
+        last_sequence(first_seq, total)?;
+        let mut last_seq = first_seq;
+        for rec in recs.iter_mut() {
+            last_seq = s.write_record(&mut st, rec)?.last_seq;
+        }
+        drop(st);
+        s.appended();
+        Ok(Some(Appended {
             first_seq,
             last_seq,
-        })
+        }))
     }
 
     /// Waits until every event with a sequence `<= seq` is durable. Concurrent waiters share
@@ -590,6 +591,54 @@ impl Drop for WalWriter {
 }
 
 impl Shared {
+    /// Writes one record at the next sequence (rotating first when it would not fit).
+    fn write_record(&self, st: &mut State, rec: &mut EncodedRecord) -> Result<Appended> {
+        let (count, payload_len, payload_crc) = (rec.count, rec.payload_len, rec.payload_crc);
+        let buf = &mut rec.buf;
+        let first_seq = st.next_seq;
+        let last_seq = last_sequence(first_seq, u64::from(count))?;
+        let record_len = buf.len() as u64;
+        if st.pos > SEGMENT_HEADER_LEN as u64 && st.pos + record_len > self.opts.segment_size {
+            self.rotate(st).map_err(|e| self.fail(e))?;
+        }
+        RecordHeader {
+            kind: RecordKind::Events,
+            payload_len,
+            event_count: count,
+            first_seq,
+            durable_through: self.synced_seq.load(Ordering::Acquire),
+            payload_crc,
+        }
+        .encode_into(buf);
+        // Preallocation failing (ENOSPC) leaves only zeros behind: report it, stay usable.
+        let need = st.pos + record_len;
+        self.ensure_zeroed(st, need)?;
+        let file = st.file.as_ref().ok_or(CoreError::Closed("WAL writer"))?;
+        if let Err(e) = file.write_all_at(buf, st.pos) {
+            // A partial record may be on disk: never write after it. Reopen recovers.
+            return Err(self.fail(CoreError::io("write", &st.seg_path, e)));
+        }
+        st.pos += record_len;
+        st.zeroed_end = st.zeroed_end.max(st.pos);
+        st.next_seq = last_seq + 1;
+        st.dirty = true;
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        self.events.fetch_add(u64::from(count), Ordering::Relaxed);
+        self.bytes.fetch_add(record_len, Ordering::Relaxed);
+        Ok(Appended {
+            first_seq,
+            last_seq,
+        })
+    }
+
+    /// After appends, with the state lock released.
+    fn appended(&self) {
+        // A notify is a futex syscall: only when a leader is actually waiting for appends.
+        if self.delaying.load(Ordering::SeqCst) {
+            self.append_cv.notify_one();
+        }
+    }
+
     fn check_usable(&self) -> Result<()> {
         if self.failed.load(Ordering::Acquire) {
             let cause = lock(&self.sync)
@@ -827,6 +876,19 @@ impl Shared {
             }
         }
     }
+}
+
+/// The last sequence of `count >= 1` events from `first_seq`, refused past [`MAX_SEQUENCE`].
+fn last_sequence(first_seq: u64, count: u64) -> Result<u64> {
+    first_seq
+        .checked_add(count.saturating_sub(1))
+        .filter(|&l| l <= MAX_SEQUENCE)
+        .ok_or_else(|| {
+            CoreError::InvalidArgument(format!(
+                "{count} events from sequence {first_seq} would go past the last sequence a \
+                 WAL can hold ({MAX_SEQUENCE}); nothing was written"
+            ))
+        })
 }
 
 fn validate(opts: &WalOptions) -> Result<()> {
