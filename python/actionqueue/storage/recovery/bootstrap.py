@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actionqueue import _core as _rs
+from actionqueue.core._validate import check_int
 from actionqueue.storage.mutation import (
     DEFAULT_KEEP_SNAPSHOTS,
     DEFAULT_SNAPSHOT_EVERY,
@@ -31,6 +32,7 @@ from actionqueue.storage.wal.fs_writer import (
     DEFAULT_MAX_RECORD_SIZE,
     DEFAULT_PREALLOCATE,
     DEFAULT_SEGMENT_SIZE,
+    U64_MAX,
 )
 from actionqueue.storage.wal.fs_writer import RecoveryReport as WalRecoveryReport
 
@@ -130,9 +132,9 @@ def bootstrap(
     """
     core, report = _rs.bootstrap(
         os.fspath(data_dir),
-        segment_size=segment_size,
-        max_record_size=max_record_size,
-        preallocate=preallocate,
+        segment_size=check_int(segment_size, "segment_size", minimum=0, maximum=U64_MAX),
+        max_record_size=check_int(max_record_size, "max_record_size", minimum=0, maximum=U64_MAX),
+        preallocate=check_int(preallocate, "preallocate", minimum=0, maximum=U64_MAX),
         sync_interval=sync_interval,
         snapshot_every=snapshot_every or 0,
         keep_snapshots=keep_snapshots,

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from actionqueue import _core
-from actionqueue.storage.wal.fs_writer import DEFAULT_MAX_RECORD_SIZE
+from actionqueue.core._validate import check_int
+from actionqueue.storage.wal.fs_writer import DEFAULT_MAX_RECORD_SIZE, U64_MAX
 
 __all__ = ["WalEntry", "WalFsReader"]
 
@@ -45,16 +46,20 @@ class WalFsReader:
         batch_size: int = 4096,
     ) -> None:
         self._path = os.fspath(path)
-        self._max_record_size = max_record_size
-        self._batch = batch_size
-        self._start = start
-        self._core = _core.WalReader(self._path, start=start, max_record_size=max_record_size)
+        self._max_record_size = check_int(
+            max_record_size, "max_record_size", minimum=0, maximum=U64_MAX
+        )
+        self._batch = check_int(batch_size, "batch_size", minimum=1, maximum=U64_MAX)
+        self._start = check_int(start, "start", minimum=0, maximum=U64_MAX)
+        self._core = _core.WalReader(
+            self._path, start=self._start, max_record_size=self._max_record_size
+        )
 
     def seek(self, sequence: int) -> None:
         """Positions the reader so the next entry is the first with sequence >= ``sequence``."""
-        self._start = sequence
+        self._start = check_int(sequence, "sequence", minimum=0, maximum=U64_MAX)
         self._core = _core.WalReader(
-            self._path, start=sequence, max_record_size=self._max_record_size
+            self._path, start=self._start, max_record_size=self._max_record_size
         )
 
     def __iter__(self) -> Iterator[WalEntry]:
@@ -68,6 +73,8 @@ class WalFsReader:
 
     def read_batch(self, max_events: int = 4096) -> list[tuple[int, str, int, tuple[Any, ...]]]:
         """The next ``max_events`` entries as plain tuples (fast path); ``[]`` at the end."""
+        if type(max_events) is not int or not 0 < max_events <= U64_MAX:
+            max_events = check_int(max_events, "max_events", minimum=1, maximum=U64_MAX)
         return self._core.read_batch(max_events)
 
     @property

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from actionqueue import _core
+from actionqueue.core._validate import check_int
 from actionqueue.errors import ValidationError, WrongTypeError
 
 __all__ = [
     "DEFAULT_MAX_RECORD_SIZE",
     "DEFAULT_PREALLOCATE",
     "DEFAULT_SEGMENT_SIZE",
+    "MAX_SEQUENCE",
     "RecoveryReport",
     "WalFsWriter",
     "WalStats",
@@ -37,6 +39,9 @@ __all__ = [
 DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
 DEFAULT_PREALLOCATE = 4 * 1024 * 1024
 DEFAULT_MAX_RECORD_SIZE: int = _core.DEFAULT_MAX_RECORD_SIZE
+U64_MAX = 2**64 - 1
+MAX_SEQUENCE = 2**64 - 2
+"""The last sequence an event can get (``docs/FORMAT.md`` §4)."""
 
 WireTuple = tuple[Any, ...]
 
@@ -175,11 +180,15 @@ class WalFsWriter:
         self._path = os.fspath(path)
         self._core = _core.WalWriter(
             self._path,
-            segment_size=segment_size,
-            max_record_size=max_record_size,
-            preallocate=preallocate,
+            segment_size=check_int(segment_size, "segment_size", minimum=0, maximum=U64_MAX),
+            max_record_size=check_int(
+                max_record_size, "max_record_size", minimum=0, maximum=U64_MAX
+            ),
+            preallocate=check_int(preallocate, "preallocate", minimum=0, maximum=U64_MAX),
             sync_interval=sync_interval,
-            start_sequence=start_sequence,
+            start_sequence=check_int(
+                start_sequence, "start_sequence", minimum=1, maximum=MAX_SEQUENCE
+            ),
         )
 
     @property
@@ -196,6 +205,8 @@ class WalFsWriter:
         """Appends one event or an atomic batch as one record; returns ``(first, last)``
         sequences. ``expected_sequence``, when given, must be the next sequence
         (``SequenceError`` otherwise; nothing is written)."""
+        if expected_sequence is not None:
+            check_int(expected_sequence, "expected_sequence", minimum=0, maximum=U64_MAX)
         return self._core.append(_batch(events), _is_immediate(durability), expected_sequence)
 
     def append_many(
@@ -204,7 +215,12 @@ class WalFsWriter:
         durability: Durability = "immediate",
     ) -> int:
         """Appends each batch as its own atomic record, crossing into Rust once; with
-        Immediate durability, one sync covers them all. Returns the last sequence."""
+        Immediate durability, one sync covers them all. Returns the last sequence.
+
+        Every batch is converted, validated and encoded before anything is written: a wrong
+        type, an empty batch, a record too large, or running out of sequences raises with
+        nothing written. An I/O error part-way may leave the earlier batches written (each
+        whole), under the usual failure rules; :attr:`next_sequence` says how far it got."""
         return self._core.append_many(
             [[_wire(e) for e in b] for b in batches], _is_immediate(durability)
         )
