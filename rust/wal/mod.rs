@@ -43,4 +43,6 @@ pub(crate) mod faultfs;
 #[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
+mod sealed_tests;
+#[cfg(test)]
 pub(crate) mod tests;

@@ -104,6 +104,9 @@ pub struct Scanner {
     max_record: u64,
     payload: Vec<u8>,
     finished: bool,
+    /// Segments with an index below this are sealed even when nothing follows them in
+    /// `segs` (a later segment file existed and was removed as torn at open).
+    sealed: usize,
 }
 
 impl Scanner {
@@ -125,7 +128,17 @@ impl Scanner {
             max_record,
             payload: Vec::new(),
             finished: false,
+            sealed: 0,
         }
+    }
+
+    /// Declares `segs[..count]` sealed: damage in them is corruption even in the last one
+    /// scanned. Recovery uses it after removing a torn newest segment: the segment before it
+    /// was synced and trimmed by the rotation that created the torn one, so no crash can have
+    /// torn it (FORMAT §8).
+    pub fn sealed_before(mut self, count: usize) -> Self {
+        self.sealed = count;
+        self
     }
 
     pub fn segments(&self) -> &[SegmentEntry] {
@@ -155,6 +168,13 @@ impl Scanner {
 
     fn is_last(&self, idx: usize) -> bool {
         idx + 1 >= self.segs.len()
+    }
+
+    /// Whether a crash can have left damage in segment `idx`: only in the last segment, and
+    /// only when no later segment file ever followed it (rotation syncs and trims a segment
+    /// before it creates the next one).
+    fn may_be_torn(&self, idx: usize) -> bool {
+        self.is_last(idx) && idx >= self.sealed
     }
 
     pub fn next_item(&mut self) -> Result<Item> {
@@ -223,7 +243,7 @@ impl Scanner {
                     self.cur = None;
                     // Damage in an older segment: those were synced and trimmed before the
                     // next segment was created, so no crash explains it.
-                    if !self.is_last(idx) || !is_damage(&reason) {
+                    if !self.may_be_torn(idx) || !is_damage(&reason) {
                         return Err(self.hard(idx, offset, reason));
                     }
                     let after = self.scan_after(idx, offset.saturating_add(1), len)?;
@@ -277,7 +297,7 @@ impl Scanner {
                 // other bad header — full length, foreign bytes — is corruption, never
                 // guessed away (a user's file must not be deleted as "torn").
                 let head = hdr.get(..n).unwrap_or_default();
-                let torn = self.is_last(idx)
+                let torn = self.may_be_torn(idx)
                     && n < SEGMENT_HEADER_LEN
                     && (head.iter().all(|&b| b == 0)
                         || SEGMENT_MAGIC.starts_with(head.get(..n.min(8)).unwrap_or_default()));

@@ -1007,12 +1007,6 @@ struct Recovered {
 fn recover(dir: &Path, opts: &WalOptions, fs: &dyn WalFs) -> Result<Recovered> {
     let mut report = RecoveryReport::default();
     let listing = dir::list(dir)?;
-    // Crash while creating a segment: the temporary file was never renamed into place.
-    for tmp in &listing.temps {
-        fs.remove_file(tmp)
-            .map_err(|e| CoreError::io("remove", tmp, e))?;
-        report.removed_files.push(tmp.clone());
-    }
     let mut segs = listing.segments;
     // Older segments: headers must be sound and agree on the WAL id. (Their records are
     // verified when read; they were synced before the next segment was created.)
@@ -1033,13 +1027,22 @@ fn recover(dir: &Path, opts: &WalOptions, fs: &dyn WalFs) -> Result<Recovered> {
             _ => wal_id = Some(h.wal_id),
         }
     }
+    // Every segment but the newest file was sealed by a rotation (synced and trimmed before
+    // the next file was created). That stays true when the newest file turns out to be a torn
+    // creation and is removed: the segment before it is then scanned last, but as sealed, so
+    // damage in it is corruption, never a crash tail to cut.
+    let sealed = segs.len().saturating_sub(1);
     let mut next_if_empty = opts.start_sequence;
+    // A torn newest segment is removed only once the rest of the log checked out: a hard error
+    // leaves every file as it was.
+    let mut torn_creation = None;
     let last = loop {
         let Some(last) = segs.last().cloned() else {
             break None;
         };
         let idx = segs.len() - 1;
-        let mut scanner = Scanner::new(segs.clone(), idx, opts.max_record_size, None, wal_id);
+        let mut scanner = Scanner::new(segs.clone(), idx, opts.max_record_size, None, wal_id)
+            .sealed_before(sealed);
         let tail = loop {
             match scanner.next_item()? {
                 Item::Record { header, offset, .. } => {
@@ -1062,17 +1065,14 @@ fn recover(dir: &Path, opts: &WalOptions, fs: &dyn WalFs) -> Result<Recovered> {
         wal_id = wal_id.or(scanner.wal_id());
         match &tail.damage {
             Some(d) if d.whole_segment => {
-                // Crash while creating this segment: nothing in it to keep.
-                fs.remove_file(&last.path)
-                    .map_err(|e| CoreError::io("remove", &last.path, e))?;
-                fs.sync_dir(dir)
-                    .map_err(|e| CoreError::io("fsync dir", dir, e))?;
+                // Crash while creating this segment: nothing in it to keep. (Only the newest
+                // file can be one: the scanner treats every segment before it as sealed.)
                 report.truncated = true;
                 report.segment = Some(last.path.clone());
                 report.offset = 0;
                 report.bytes_dropped += tail.file_len;
                 report.reason = Some(d.reason.to_string());
-                report.removed_files.push(last.path.clone());
+                torn_creation = Some(last.path.clone());
                 next_if_empty = last.first_seq;
                 segs.pop();
                 continue;
@@ -1109,6 +1109,21 @@ fn recover(dir: &Path, opts: &WalOptions, fs: &dyn WalFs) -> Result<Recovered> {
             }
         }
     };
+    // Crash while creating a segment: the temporary file was never renamed into place.
+    for tmp in &listing.temps {
+        fs.remove_file(tmp)
+            .map_err(|e| CoreError::io("remove", tmp, e))?;
+        report.removed_files.push(tmp.clone());
+    }
+    if let Some(path) = torn_creation {
+        fs.remove_file(&path)
+            .map_err(|e| CoreError::io("remove", &path, e))?;
+        report.removed_files.push(path);
+    }
+    if !report.removed_files.is_empty() {
+        fs.sync_dir(dir)
+            .map_err(|e| CoreError::io("fsync dir", dir, e))?;
+    }
     report.last_sequence = match &last {
         Some(l) => l.next_seq.saturating_sub(1),
         None => next_if_empty.saturating_sub(1),

@@ -216,6 +216,36 @@ def test_middle_corruption_is_a_hard_error_and_repair_reports_before_cutting(
         assert w.next_sequence == kept + 1
 
 
+@pytest.mark.parametrize("torn", [b"", b"\0" * 10, b"AQWAL"], ids=["empty", "zeros", "magic"])
+def test_damage_before_a_torn_newest_segment_is_a_hard_error(tmp_path: Path, torn: bytes) -> None:
+    # Deferred appends only: no record certifies another durable, so only the rule "a segment
+    # followed by another file is sealed" tells this damage from a crash tail.
+    with WalFsWriter(tmp_path, segment_size=4096, preallocate=0) as w:
+        for i in range(120):
+            w.append([(12, i, 0)], "deferred")
+    *_, sealed, newest = sorted(tmp_path.glob("*.wal"))
+    newest.write_bytes(torn)  # a crash while creating the newest segment
+    data = bytearray(sealed.read_bytes())
+    data[HEADER + HEADER] ^= 0x01  # the first payload byte of its first record
+    sealed.write_bytes(data)
+    with pytest.raises(errors.WalCorruptionError, match="crc mismatch") as info:
+        WalFsWriter(tmp_path)
+    assert (info.value.segment, info.value.offset) == (str(sealed), HEADER)
+    assert sealed.read_bytes() == bytes(data)
+    assert newest.read_bytes() == torn  # nothing removed either
+    # Undamaged, the torn segment is removed and reported, and every sealed record kept.
+    data[HEADER + HEADER] ^= 0x01
+    sealed.write_bytes(data)
+    kept = int(newest.stem) - 1
+    with WalFsWriter(tmp_path) as w:
+        report = w.recovery_report
+        assert report.truncated
+        assert report.removed_files == (str(newest),)
+        assert report.last_sequence == kept
+    assert not newest.exists()
+    assert [seq for seq, _ in read_all(tmp_path)] == list(range(1, kept + 1))
+
+
 def test_repair_refuses_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
     with WalFsWriter(tmp_path), pytest.raises(errors.DataDirLockedError):
         repair(tmp_path)
