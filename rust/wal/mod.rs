@@ -43,6 +43,8 @@ pub(crate) mod faultfs;
 #[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
+mod live_tests;
+#[cfg(test)]
 mod sealed_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -5,7 +5,9 @@
 //! decoded) records before it inside that one segment. The reader never modifies the log: a
 //! crash tail ends the iteration and is described by [`WalReader::tail`]; corruption is an
 //! error (the rules are in `scan.rs`). It takes no lock, so it can read a log while its writer
-//! appends; it sees the segments and lengths that existed when it reached them.
+//! appends: it reads the segments listed at open and sees a prefix of the log, never an error
+//! caused by the writer (FORMAT §6: the scanner re-reads a spot from the file before it
+//! believes damage or a short read there).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};

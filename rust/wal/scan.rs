@@ -20,10 +20,15 @@
 //!   been synced (bit rot, a bad disk, someone editing the file); and everything that a checksum
 //!   does not excuse — a checksum-valid record that does not decode, a sequence regression or
 //!   gap, an unknown record kind, a segment from another WAL, an unsupported version.
+//! * **A live writer** (the reader takes no lock): before damage or a short read is believed,
+//!   the spot is read again from the file, past the read buffer and with the file's length
+//!   taken again (stale preallocated zeros, a record being written, a file grown, or trimmed
+//!   by rotation); a spot certified durable is read once more before it is called corruption.
+//!   A log nobody writes reads the same bytes again, so no verdict above changes (FORMAT §6).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -201,29 +206,14 @@ impl Scanner {
                     return Ok(Item::End(end));
                 }
             }
-            let Some(cur) = self.cur.as_mut() else {
+            let Some(cur) = self.cur.as_ref() else {
                 continue;
             };
-            let (idx, offset) = (cur.idx, cur.pos);
-            match read_step(cur, &mut self.payload, self.max_record)
-                .map_err(|e| io_err(&self.segs, idx, e))?
-            {
-                Step::Record(h) => {
-                    if let Some(expected) = self.expected {
-                        if h.first_seq != expected {
-                            return Err(self.hard(idx, offset, seq_reason(expected, h.first_seq)));
-                        }
-                    }
-                    self.expected = Some(h.next_seq());
-                    return Ok(Item::Record {
-                        seg: idx,
-                        offset,
-                        header: h,
-                    });
-                }
+            let (idx, offset, header) = (cur.idx, cur.pos, cur.header);
+            match self.step()? {
+                Step::Record(h) => return self.record(idx, offset, h),
                 Step::End => {
-                    let header = cur.header;
-                    let len = cur.len;
+                    let len = self.cur_len();
                     self.cur = None;
                     if self.is_last(idx) {
                         self.finished = true;
@@ -238,21 +228,31 @@ impl Scanner {
                     }
                 }
                 Step::Bad(reason) => {
-                    let header = cur.header;
-                    let len = cur.len;
-                    self.cur = None;
                     // Damage in an older segment: those were synced and trimmed before the
                     // next segment was created, so no crash explains it.
                     if !self.may_be_torn(idx) || !is_damage(&reason) {
+                        self.cur = None;
                         return Err(self.hard(idx, offset, reason));
                     }
-                    let after = self.scan_after(idx, offset.saturating_add(1), len)?;
+                    let len = self.cur_len();
+                    let after = self.scan_after(idx, offset.saturating_add(1))?;
                     let expected = self.expected.unwrap_or(header.first_seq);
                     // A later record certifies the damaged spot was durable: not a crash.
                     if after.records > 0 && after.max_durable_through >= expected {
+                        // Unless a live writer finished the record since we read it. The
+                        // certifying record was written after the damaged one's write had
+                        // returned (appends are serialized, and a sync covered it first), so
+                        // a read of it now is authoritative.
+                        self.refresh()?;
+                        if let Step::Record(h) = self.step()? {
+                            return self.record(idx, offset, h);
+                        }
+                        self.cur = None;
                         return Err(self.hard(idx, offset, reason));
                     }
-                    // Crash tail: a torn write, or unsynced pages lost out of order.
+                    // Crash tail: a torn write, or unsynced pages lost out of order. (Or, in a
+                    // live log, the record being written right now: the reader stops before it.)
+                    self.cur = None;
                     self.finished = true;
                     return Ok(Item::End(Tail {
                         seg: Some(idx),
@@ -269,6 +269,71 @@ impl Scanner {
                 }
             }
         }
+    }
+
+    fn record(&mut self, idx: usize, offset: u64, h: RecordHeader) -> Result<Item> {
+        if let Some(expected) = self.expected {
+            if h.first_seq != expected {
+                return Err(self.hard(idx, offset, seq_reason(expected, h.first_seq)));
+            }
+        }
+        self.expected = Some(h.next_seq());
+        Ok(Item::Record {
+            seg: idx,
+            offset,
+            header: h,
+        })
+    }
+
+    fn cur_len(&self) -> u64 {
+        self.cur.as_ref().map_or(0, |c| c.len)
+    }
+
+    /// One step in the current segment, read again from the file before a short read or
+    /// damage is believed.
+    ///
+    /// A reader of a live log races its writer (FORMAT §6): the read buffer may hold zeros
+    /// that the writer has since overwritten with records (a stale end-of-records marker,
+    /// then records where zeros were expected), a record may be half written, the file may
+    /// have grown past the length taken when the segment was opened, or shrunk below it when
+    /// rotation trimmed its preallocated zeros (a short read). A re-read takes the length
+    /// again and reads past the buffer. On a log nobody writes it reads the same bytes, so
+    /// every verdict is unchanged.
+    fn step(&mut self) -> Result<Step> {
+        let Self {
+            cur,
+            payload,
+            segs,
+            max_record,
+            ..
+        } = self;
+        let Some(cur) = cur.as_mut() else {
+            return Ok(Step::End);
+        };
+        let mut rereads = 0;
+        loop {
+            let r = read_step(cur, payload, *max_record);
+            let again = match &r {
+                Ok(Step::Bad(reason)) => is_damage(reason) && rereads == 0,
+                // The file shrank under the read: at most once per segment (rotation), so a
+                // second short read is an error.
+                Err(e) => e.kind() == io::ErrorKind::UnexpectedEof && rereads < 2,
+                Ok(_) => false,
+            };
+            if !again {
+                return r.map_err(|e| io_err(segs, cur.idx, e));
+            }
+            rereads += 1;
+            refresh(cur).map_err(|e| io_err(segs, cur.idx, e))?;
+        }
+    }
+
+    /// Takes the current segment's length again and drops the read buffer.
+    fn refresh(&mut self) -> Result<()> {
+        let Some(cur) = self.cur.as_mut() else {
+            return Ok(());
+        };
+        refresh(cur).map_err(|e| io_err(&self.segs, cur.idx, e))
     }
 
     /// Opens segment `idx` and checks its header. Returns `Some(tail)` when the log ends here
@@ -362,14 +427,35 @@ impl Scanner {
         Ok(None)
     }
 
-    fn scan_after(&self, idx: usize, from: u64, len: u64) -> Result<TailScan> {
+    /// Valid records of segment `idx` from `from` to its current end. The length is taken
+    /// afresh (a live writer may have appended since; rotation may have trimmed the file, in
+    /// which case the scan starts again).
+    fn scan_after(&self, idx: usize, from: u64) -> Result<TailScan> {
         let Some(entry) = self.segs.get(idx) else {
             return Ok(TailScan::default());
         };
-        let file = File::open(&entry.path).map_err(|e| CoreError::io("open", &entry.path, e))?;
-        scan_valid_records(&file, from, len, self.max_record)
-            .map_err(|e| CoreError::io("read", &entry.path, e))
+        let path = &entry.path;
+        let file = File::open(path).map_err(|e| CoreError::io("open", path, e))?;
+        let mut attempts = 0;
+        loop {
+            let len = file
+                .metadata()
+                .map_err(|e| CoreError::io("stat", path, e))?
+                .len();
+            match scan_valid_records(&file, from, len, self.max_record) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && attempts < 2 => {
+                    attempts += 1;
+                }
+                r => return r.map_err(|e| CoreError::io("read", path, e)),
+            }
+        }
     }
+}
+
+fn refresh(cur: &mut Current) -> io::Result<()> {
+    cur.len = cur.reader.get_ref().metadata()?.len();
+    cur.reader.seek(SeekFrom::Start(cur.pos))?;
+    Ok(())
 }
 
 fn io_err(segs: &[SegmentEntry], idx: usize, e: io::Error) -> CoreError {

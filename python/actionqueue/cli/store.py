@@ -5,7 +5,9 @@
 without taking the directory lock and without writing a byte. It works while a queue has the
 directory open: the reader stops at the end of what was written (a record still being written
 looks like a crash tail and is left out), so the view is the state as of the last complete
-record. If a checkpoint deletes the segments being read meanwhile, the view is built again.
+record, and the writer's appends, preallocation and rotations are never mistaken for corruption
+(``docs/FORMAT.md`` §6). If a checkpoint deletes the segments being read meanwhile, the view is
+built again.
 
 **Writer** (commands that change something): :func:`open_authority` runs the normal recovery
 (``bootstrap``), which takes the lock; a live queue makes it fail with ``DataDirLockedError``.
