@@ -74,7 +74,7 @@ fn records_written_over_buffered_zeros_are_read_not_called_corrupt() {
 #[test]
 fn a_segment_trimmed_by_rotation_under_the_reader_reads_to_its_end() {
     let t = tempfile::tempdir().unwrap();
-    let w = open(t.path(), 128 << 10, 1 << 20);
+    let w = open(t.path(), 1 << 20, 1 << 20);
     append(&w, 0, Durability::Deferred);
     let mut r = WalReader::open(t.path(), crate::DEFAULT_MAX_RECORD_SIZE).unwrap();
     let mut got = vec![r.next_event().unwrap().unwrap().event];
