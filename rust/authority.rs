@@ -182,6 +182,7 @@ impl Authority {
                 "keep_snapshots must be at least 1".into(),
             ));
         }
+        wal.check_process()?;
         if let Some(cause) = wal.failure() {
             return Err(CoreError::Failed { cause });
         }
@@ -264,6 +265,7 @@ impl Authority {
         record: Prepared,
         durability: Durability,
     ) -> Result<Appended> {
+        self.check_process()?;
         let (appended, job) = {
             let mut g = lock(&self.inner);
             let a = self.submit_locked(&mut g, expected_first, record)?;
@@ -284,6 +286,9 @@ impl Authority {
         expected_first: Option<u64>,
         record: Prepared,
     ) -> std::result::Result<Result<Appended>, Prepared> {
+        if let Err(e) = self.check_process() {
+            return Ok(Err(e));
+        }
         let mut g = match self.inner.try_lock() {
             Ok(g) => g,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -319,6 +324,7 @@ impl Authority {
         at: Millis,
         durability: Durability,
     ) -> Result<(Appended, PruneStats)> {
+        self.check_process()?;
         let (appended, stats, job) = {
             let mut g = lock(&self.inner);
             let record = self.prepare(vec![Event::Prune { before, at }]);
@@ -338,6 +344,7 @@ impl Authority {
         at: Millis,
         durability: Durability,
     ) -> Result<Option<(Appended, PruneStats, Millis)>> {
+        self.check_process()?;
         let (appended, stats, before, job) = {
             let mut g = lock(&self.inner);
             self.usable(&mut g)?;
@@ -449,6 +456,7 @@ impl Authority {
     /// Waits until every event `<= seq` (already submitted) is durable, sharing the WAL's
     /// group commit; a sync failure fails the authority, as for an Immediate submit.
     pub fn wait_durable(&self, seq: u64) -> Result<()> {
+        self.check_process()?;
         self.make_durable(
             Appended {
                 first_seq: seq,
@@ -479,6 +487,15 @@ impl Authority {
         e
     }
 
+    /// Refuses every call from a process forked after the WAL was opened
+    /// ([`CoreError::ForkedProcess`]), before any lock is taken (one a parent thread held at
+    /// the fork is never released in the child). Queries are refused too: the child's copy
+    /// of the state stops at the fork while the parent's log goes on.
+    #[inline]
+    fn check_process(&self) -> Result<()> {
+        self.wal.check_process()
+    }
+
     fn usable(&self, g: &mut Inner) -> Result<()> {
         if let Some(cause) = &g.failed {
             return Err(CoreError::Failed {
@@ -499,6 +516,7 @@ impl Authority {
     /// Runs `f` on the projection under the lock (refused when failed or closed). Keep `f`
     /// short and copy out what is needed: submitters wait meanwhile.
     pub fn read<R>(&self, f: impl FnOnce(&Projection) -> R) -> Result<R> {
+        self.check_process()?;
         let mut g = lock(&self.inner);
         self.usable(&mut g)?;
         Ok(f(&g.p))
@@ -507,6 +525,9 @@ impl Authority {
     /// [`read`](Self::read) when the lock is free right now; `None` when it is taken (the
     /// binding then releases the GIL before blocking).
     pub fn try_read<R>(&self, f: impl FnOnce(&Projection) -> R) -> Option<Result<R>> {
+        if let Err(e) = self.check_process() {
+            return Some(Err(e));
+        }
         let mut g = match self.inner.try_lock() {
             Ok(g) => g,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -515,8 +536,12 @@ impl Authority {
         Some(self.usable(&mut g).map(|()| f(&g.p)))
     }
 
-    /// The first failure cause, or `None` while healthy.
+    /// The first failure cause, or `None` while healthy (in a forked child: why it cannot be
+    /// used there).
     pub fn failure(&self) -> Option<String> {
+        if let Err(e) = self.check_process() {
+            return Some(e.to_string());
+        }
         let mut g = lock(&self.inner);
         match self.usable(&mut g) {
             Err(CoreError::Failed { cause }) => Some(cause),
@@ -534,6 +559,7 @@ impl Authority {
 
     /// Makes every submitted record durable.
     pub fn flush(&self) -> Result<()> {
+        self.check_process()?;
         {
             let mut g = lock(&self.inner);
             self.usable(&mut g)?;
@@ -546,6 +572,7 @@ impl Authority {
 
     /// Takes a snapshot now (and checkpoints). `None` without a snapshot directory.
     pub fn snapshot(&self) -> Result<Option<SnapshotInfo>> {
+        self.check_process()?;
         let job = {
             let mut g = lock(&self.inner);
             self.usable(&mut g)?;
@@ -654,8 +681,22 @@ impl Authority {
     }
 
     /// Flushes, optionally snapshots, and closes the WAL (releasing the directory lock).
-    /// Closing a failed authority only releases resources. Idempotent.
+    /// Closing a failed authority only releases resources. Idempotent. In a forked child it
+    /// only forgets the inherited handles: no flush, snapshot or checkpoint (see
+    /// [`crate::fork`]).
     pub fn close(&self) -> Result<()> {
+        if !self.wal.in_owner_process() {
+            // Only tried: a lock a parent thread held at the fork is never released here.
+            let g = match self.inner.try_lock() {
+                Ok(g) => Some(g),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut g) = g {
+                g.closed = true;
+            }
+            return self.wal.close();
+        }
         let mut g = lock(&self.inner);
         if g.closed {
             return Ok(());

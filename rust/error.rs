@@ -155,6 +155,16 @@ pub enum CoreError {
     #[error("{0} is closed")]
     Closed(&'static str),
 
+    /// A handle opened by another process was used from a child forked from it (see
+    /// [`crate::fork`]). Nothing was written.
+    #[error("this {what} of {path} was opened by process {owner_pid}; process {pid} is a child forked from it and cannot use it (refused, nothing written: one process owns a data directory). Open the data directory in the child after the parent has closed it, or fork before opening the queue")]
+    ForkedProcess {
+        what: &'static str,
+        path: PathBuf,
+        owner_pid: u32,
+        pid: u32,
+    },
+
     /// Bad argument values given to the core (not a domain rule violation).
     #[error("{0}")]
     InvalidArgument(String),
@@ -190,6 +200,7 @@ impl CoreError {
             Self::Failed { .. } => "StorageFailedError",
             Self::Recovery(_) => "RecoveryError",
             Self::Closed(_) => "ClosedError",
+            Self::ForkedProcess { .. } => "ForkedProcessError",
             Self::InvalidArgument(_) => "ValidationError",
             Self::WrongType(_) => "WrongTypeError",
             Self::UnexpectedFile { .. } => "DataDirError",

@@ -12,6 +12,7 @@ pub mod authority;
 pub mod codec;
 pub mod error;
 pub mod event;
+pub mod fork;
 pub mod fsguard;
 pub mod model;
 pub mod recovery;

@@ -33,6 +33,7 @@ use super::lock::DirLock;
 use super::scan::{read_segment_header, Item, Scanner};
 use crate::error::CorruptionReason;
 use crate::event::Event;
+use crate::fork::ProcessOwner;
 use crate::{CoreError, Result, DEFAULT_MAX_RECORD_SIZE, FORMAT_VERSION};
 
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
@@ -172,6 +173,9 @@ impl SyncState {
 
 struct Shared {
     dir: PathBuf,
+    /// The process that opened the writer: a forked child's copy refuses every call and only
+    /// forgets its handles at close (see [`crate::fork`]).
+    owner: ProcessOwner,
     fs: Arc<dyn WalFs>,
     opts: WalOptions,
     wal_id: u64,
@@ -217,6 +221,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The lock when it is free now (poisoned or not), else `None`.
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 impl WalWriter {
     pub fn open(dir: impl AsRef<Path>, opts: WalOptions) -> Result<Self> {
         Self::open_with_fs(dir, opts, Arc::new(StdFs))
@@ -235,6 +248,7 @@ impl WalWriter {
             preallocate: opts.preallocate.min(opts.segment_size),
             ..opts
         };
+        let owner = ProcessOwner::current();
         if !dir.exists() {
             crate::fsguard::create_private_dir(&dir)?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -276,6 +290,7 @@ impl WalWriter {
         let synced = next_seq.saturating_sub(1);
         let shared = Arc::new(Shared {
             dir,
+            owner,
             fs,
             wal_id,
             state: Mutex::new(State {
@@ -394,6 +409,7 @@ impl WalWriter {
         expected_first: Option<u64>,
     ) -> Result<Appended> {
         let s = &self.shared;
+        s.check_process()?;
         let mut st = lock(&s.state);
         s.check_usable()?;
         if let Some(got) = expected_first {
@@ -438,6 +454,7 @@ impl WalWriter {
     pub fn append_encoded_many(&self, recs: &mut [EncodedRecord]) -> Result<Option<Appended>> {
         let s = &self.shared;
         let total: u64 = recs.iter().map(|r| u64::from(r.count)).sum();
+        s.check_process()?;
         let mut st = lock(&s.state);
         s.check_usable()?;
         let Some(first_seq) = recs.first().map(|_| st.next_seq) else {
@@ -461,6 +478,7 @@ impl WalWriter {
     /// everything written so far and wakes the others. `seq` must already be appended.
     pub fn wait_durable(&self, seq: u64) -> Result<()> {
         let s = &self.shared;
+        s.check_process()?;
         if s.synced_seq.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
@@ -497,6 +515,7 @@ impl WalWriter {
     /// left, which is harmless) and does not fail the writer.
     pub fn remove_segments_through(&self, through: u64) -> Result<Vec<PathBuf>> {
         let s = &self.shared;
+        s.check_process()?;
         s.check_usable()?;
         let st = lock(&s.state);
         let listing = dir::list(&s.dir)?;
@@ -521,15 +540,21 @@ impl WalWriter {
     /// Makes everything appended so far durable.
     pub fn flush(&self) -> Result<()> {
         let s = &self.shared;
+        s.check_process()?;
         s.check_usable()?;
         let target = lock(&s.state).next_seq.saturating_sub(1);
         s.wait_durable(target)
     }
 
     /// Syncs, writes a sync mark certifying the whole log durable, and releases the lock.
-    /// Closing a failed writer only releases its resources. Idempotent.
+    /// Closing a failed writer only releases its resources. Idempotent. In a forked child it
+    /// only forgets the inherited handles ([`forget_in_child`](Self::forget_in_child)).
     pub fn close(&self) -> Result<()> {
         let s = &self.shared;
+        if !s.owner.is_current_strict() {
+            self.forget_in_child();
+            return Ok(());
+        }
         if s.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -551,6 +576,41 @@ impl WalWriter {
             l.release();
         }
         result
+    }
+
+    /// Refuses use from a process forked after the writer was opened
+    /// ([`CoreError::ForkedProcess`]); one atomic load.
+    pub fn check_process(&self) -> Result<()> {
+        self.shared.check_process()
+    }
+
+    /// Whether this is the process that opened the writer (not a child forked since).
+    pub fn in_owner_process(&self) -> bool {
+        self.shared.owner.is_current_strict()
+    }
+
+    /// Close in a forked child: marks the copy closed and drops this process's descriptors,
+    /// touching nothing on disk. No sync, no sync mark (the parent's next record goes where
+    /// the child would write it), no `LOCK_UN` (the `flock` belongs to the open file
+    /// description shared with the parent: unlocking would release the parent's lock, while
+    /// closing a duplicate descriptor leaves it held). The sync thread exists only in the
+    /// parent, so it is never joined (that would wait forever). Locks are only tried: one
+    /// held by a parent thread at the fork stays held in the child for good, and then the
+    /// descriptors are left open (leaked) rather than waited for.
+    fn forget_in_child(&self) {
+        let s = &self.shared;
+        if s.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(mut bg) = try_lock(&self.background) {
+            // Dropping a JoinHandle detaches the thread: not even that for a thread that is
+            // not there.
+            std::mem::forget(bg.take());
+        }
+        if let Some(mut st) = try_lock(&s.state) {
+            st.file = None;
+            drop(st.lock.take());
+        }
     }
 
     fn finish(&self) -> Result<()> {
@@ -637,6 +697,13 @@ impl Shared {
         if self.delaying.load(Ordering::SeqCst) {
             self.append_cv.notify_one();
         }
+    }
+
+    /// Checked before any lock is taken: in a forked child, a lock that a parent thread held
+    /// at the fork is never released.
+    #[inline]
+    fn check_process(&self) -> Result<()> {
+        self.owner.check("WAL writer", &self.dir)
     }
 
     fn check_usable(&self) -> Result<()> {
