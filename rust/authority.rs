@@ -493,7 +493,20 @@ impl Authority {
     /// of the state stops at the fork while the parent's log goes on.
     #[inline]
     fn check_process(&self) -> Result<()> {
-        self.wal.check_process()
+        self.wal.check_process().map_err(|e| match e {
+            CoreError::ForkedProcess {
+                path,
+                owner_pid,
+                pid,
+                ..
+            } => CoreError::ForkedProcess {
+                what: "queue",
+                path,
+                owner_pid,
+                pid,
+            },
+            e => e,
+        })
     }
 
     fn usable(&self, g: &mut Inner) -> Result<()> {

@@ -157,7 +157,7 @@ pub enum CoreError {
 
     /// A handle opened by another process was used from a child forked from it (see
     /// [`crate::fork`]). Nothing was written.
-    #[error("this {what} of {path} was opened by process {owner_pid}; process {pid} is a child forked from it and cannot use it (refused, nothing written: one process owns a data directory). Open the data directory in the child after the parent has closed it, or fork before opening the queue")]
+    #[error("this {what} (WAL directory {path}) was opened by process {owner_pid}; process {pid} is a child forked from it and cannot use it (refused, nothing written: one process owns a data directory). Open the data directory in the child after the parent has closed it, or fork before opening the queue")]
     ForkedProcess {
         what: &'static str,
         path: PathBuf,
