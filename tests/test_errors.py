@@ -33,3 +33,11 @@ def test_rust_error_is_raised_as_the_mapped_python_class() -> None:
 def test_crc32c_matches_the_standard_check_value() -> None:
     assert _core.crc32c(b"123456789") == 0xE3069283
     assert _core.crc32c(b"56789", _core.crc32c(b"1234")) == 0xE3069283
+
+
+def test_forked_process_error_is_a_storage_error() -> None:
+    # Raised by an inherited queue, writer or authority in a forked child (tests/storage/
+    # test_fork.py forks for real); catchable as a storage error and an OSError.
+    assert issubclass(errors.ForkedProcessError, errors.StorageError)
+    assert issubclass(errors.ForkedProcessError, OSError)
+    assert "ForkedProcessError" in errors.__all__

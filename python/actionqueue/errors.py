@@ -23,6 +23,7 @@ __all__ = [
     "DerivationError",
     "DuplicateHandlerError",
     "ExecutorError",
+    "ForkedProcessError",
     "InvalidIdError",
     "InvalidPolicyError",
     "InvalidTransitionError",
@@ -172,6 +173,21 @@ class StorageFailedError(StorageError):
 
 
 AuthorityFailedError = StorageFailedError
+
+
+class ForkedProcessError(StorageError):
+    """A queue, WAL writer or authority opened by one process was used from a child forked
+    from it (``os.fork()``, ``multiprocessing`` with the fork start method). One process owns
+    a data directory; the child's inherited copy would write at the parent's offset and its
+    acknowledged records be lost. Every call of the copy is refused before anything is written
+    (queries too); ``close()`` in the child only forgets the inherited handles and writes
+    nothing. ``path`` is the data directory, ``owner_pid`` the process that opened it and
+    ``pid`` the child. Open the directory in the child after the parent has closed it, or fork
+    before opening the queue."""
+
+    path: str
+    owner_pid: int
+    pid: int
 
 
 class ClosedError(ActionQueueError):

@@ -326,6 +326,8 @@ pyclass_queries!(PyAuthority, {
         future: Py<PyAny>,
         resolve: Py<PyAny>,
     ) -> PyResult<bool> {
+        // Else a forked child would queue the future for a completer that is not there.
+        self.inner.wal().check_process().map_err(to_py)?;
         let last = self.inner.wal().next_sequence().saturating_sub(1);
         let seq = seq.unwrap_or(last);
         if seq > last {
@@ -424,7 +426,14 @@ pyclass_queries!(PyAuthority, {
     }
 
     /// Flushes, snapshots when configured, closes the WAL and releases the lock. Idempotent.
+    /// In a forked child: only forgets the inherited handles (writes nothing).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if !self.inner.wal().in_owner_process() {
+            // The completer thread lives only in the parent: stopping it would join a thread
+            // that is not there (forever).
+            self.completer.forget();
+            return self.inner.close().map_err(to_py);
+        }
         py.detach(|| {
             self.completer.stop();
             self.inner.close()

@@ -159,6 +159,18 @@ impl Completer {
             let _ = h.join();
         }
     }
+
+    /// In a forked child: refuses later pushes and forgets the thread (it exists only in the
+    /// parent; joining it would wait forever). Locks are only tried: one a parent thread held
+    /// at the fork is never released in the child.
+    pub fn forget(&self) {
+        if let Ok(mut q) = self.q.try_lock() {
+            q.stop = true;
+        }
+        if let Ok(mut t) = self.thread.try_lock() {
+            std::mem::forget(t.take());
+        }
+    }
 }
 
 /// `(event loop, resolve callable, [(future, ok, value)])`.

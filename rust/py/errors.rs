@@ -47,6 +47,16 @@ fn build(py: Python<'_>, err: &CoreError) -> PyResult<PyErr> {
         CoreError::DataDirLocked { path, .. } | CoreError::UnexpectedFile { path, .. } => {
             exc.setattr("path", path.to_string_lossy().into_owned())?;
         }
+        CoreError::ForkedProcess {
+            path,
+            owner_pid,
+            pid,
+            ..
+        } => {
+            exc.setattr("path", path.to_string_lossy().into_owned())?;
+            exc.setattr("owner_pid", *owner_pid)?;
+            exc.setattr("pid", *pid)?;
+        }
         CoreError::Sequence { expected, got } => {
             exc.setattr("expected", *expected)?;
             exc.setattr("got", *got)?;

@@ -1,0 +1,73 @@
+"""A queue used from a forked child (the adversarial report: the child's Immediate submits were
+acknowledged, then overwritten by the parent): refused with ``ForkedProcessError``, nothing
+written, ``close()`` in the child writes nothing, the parent's submits all survive."""
+
+from __future__ import annotations
+
+import os
+import traceback
+import warnings
+from pathlib import Path
+
+import pytest
+from rt_helpers import needs_real_storage
+
+import actionqueue as aq
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+    needs_real_storage,
+    pytest.mark.timeout(60),
+]
+
+
+def tree(d: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(d)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_forked_child_submits_are_refused_and_the_parent_keeps_every_submit(
+    tmp_path: Path,
+) -> None:
+    d = tmp_path / "q"
+    q = aq.ActionQueue.open(d, snapshot_on_close=False)
+    q.register("h", lambda ctx, p: p)
+    parent = [q.submit("h", 1)]
+    before = tree(d)
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.close(r)
+            try:
+                for payload in ("x" * 2000, "y" * 2000):
+                    with pytest.raises(aq.errors.ForkedProcessError) as info:
+                        q.submit("h", payload)
+                    assert info.value.owner_pid == os.getppid()
+                    assert info.value.pid == os.getpid()
+                q.close()  # forgets the inherited handles; writes nothing
+                code = 0
+            except BaseException:
+                os.write(w, traceback.format_exc().encode())
+                code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        report = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), f"child died: status {status}"
+    assert os.WEXITSTATUS(status) == 0, report
+    assert tree(d) == before, "the child changed the data directory"
+
+    parent.append(q.submit("h", 3))
+    q.close()
+    with aq.ActionQueue.open(d) as q2:
+        assert sum(q2.stats()["runs"].values()) == len(parent)
+        assert all(q2.get_task(t) is not None for t in parent)
