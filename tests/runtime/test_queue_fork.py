@@ -71,3 +71,61 @@ def test_forked_child_submits_are_refused_and_the_parent_keeps_every_submit(
     with aq.ActionQueue.open(d) as q2:
         assert sum(q2.stats()["runs"].values()) == len(parent)
         assert all(q2.get_task(t) is not None for t in parent)
+
+
+def test_a_forked_child_of_a_busy_queue_never_waits_for_the_parents_threads(
+    tmp_path: Path,
+) -> None:
+    """The parent's loop and workers do not exist in the child, and locks they held at the
+    fork stay held there: every call of the copy is refused before taking one, and close()
+    forgets it at once (it used to wait for the in-flight attempt for ever)."""
+    import threading
+
+    d = tmp_path / "q"
+    q = aq.ActionQueue.open(d, snapshot_on_close=False)
+    started, release = threading.Event(), threading.Event()
+
+    def busy(ctx: object, p: object) -> int:
+        started.set()
+        release.wait(30)
+        return 1
+
+    q.register("busy", busy)
+    q.start()
+    tid = q.submit("busy")
+    assert started.wait(10)
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.close(r)
+            try:
+                for call in (
+                    lambda: q.submit("busy"),
+                    lambda: q.wait(tid, timeout=1),
+                    lambda: q.runs(tid),
+                    lambda: q.stats(),
+                ):
+                    with pytest.raises(aq.errors.ForkedProcessError):
+                        call()
+                q.close()
+                assert q.closed
+                code = 0
+            except BaseException:
+                os.write(w, traceback.format_exc().encode())
+                code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        report = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), f"child died: status {status}"
+    assert os.WEXITSTATUS(status) == 0, report
+    release.set()
+    q.wait(tid, timeout=10)
+    assert q.result(tid) == 1
+    q.close()

@@ -46,6 +46,7 @@ from actionqueue.engine.time.clock import Clock, ManualClock, SystemClock
 from actionqueue.errors import (
     ActionQueueError,
     ClosedError,
+    ForkedProcessError,
     InvalidIdError,
     NotFoundError,
     ReentrantCallError,
@@ -78,6 +79,18 @@ DEFAULT_PATH = "./actionqueue-data"
 #: Placeholders of a submit call's template spec (the engine gives each task its own).
 _TEMPLATE_ID = TaskId.new()
 _NO_PAYLOAD = TaskPayload(b"")
+
+#: Forks survived by this process: bumped in a child right after ``fork()``. A queue compares
+#: it with its value at open (a list read: no system call on the hot path, unlike getpid).
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
 
 F = TypeVar("F", bound=HandlerFn)
 IdLike = TaskId | RunId | str
@@ -165,6 +178,8 @@ class ActionQueue:
         self.codecs = CodecRegistry() if codecs is None else codecs
         self.metrics = Metrics()
         self._closed = False
+        self._owner_pid = os.getpid()
+        self._forks = _forks[0]
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -263,8 +278,23 @@ class ActionQueue:
         self.close(drain=exc_type is None)
 
     def _check_open(self) -> None:
+        if _forks[0] != self._forks:
+            raise self._forked()
         if self._closed:
             raise ClosedError(f"the queue on {str(self.path)!r} is closed")
+
+    def _forked(self) -> ForkedProcessError:
+        """The refusal of a copy of this queue inherited through ``fork()``. Checked before
+        any lock is taken: a lock another thread of the parent held at the fork stays held in
+        the child for ever (the Rust core refuses the copy's writes as well)."""
+        e = ForkedProcessError(
+            f"this queue (data directory {str(self.path)!r}) was opened by process "
+            f"{self._owner_pid}; process {os.getpid()} is a child forked from it and cannot use "
+            "it: open the data directory in the child after the parent has closed it, or fork "
+            "before opening the queue"
+        )
+        e.path, e.owner_pid, e.pid = str(self.path), self._owner_pid, os.getpid()
+        return e
 
     def _running_handler_run(self) -> RunId | None:
         """The run of this queue's handler that is calling us from its own thread, if any."""
@@ -301,6 +331,12 @@ class ActionQueue:
         release the data directory. Idempotent. Refused (:class:`ReentrantCallError`) from
         inside a handler of this queue, which close would wait for."""
         timeout = _check_timeout(timeout, "timeout")
+        if _forks[0] != self._forks:
+            # An inherited copy in a forked child: forget it. The parent's threads (loop,
+            # workers) do not exist here and the locks they held stay held, so nothing may be
+            # waited for or locked; the core's handles write nothing when they are dropped.
+            self._closed = True
+            return
         self._refuse_in_handler("close()")
         with self._lock:
             if self._closed:
