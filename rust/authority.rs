@@ -63,6 +63,10 @@ pub struct AuthorityOptions {
     pub keep_snapshots: usize,
     /// Take a snapshot at a clean close (when anything happened since the last one).
     pub snapshot_on_close: bool,
+    /// Largest snapshot body the next open will read (`BootstrapOptions::max_snapshot_size`):
+    /// a bigger snapshot is not kept, so no checkpoint deletes the log behind a snapshot that
+    /// opening would skip.
+    pub max_snapshot_size: u64,
 }
 
 impl Default for AuthorityOptions {
@@ -71,6 +75,7 @@ impl Default for AuthorityOptions {
             snapshot_every: DEFAULT_SNAPSHOT_EVENTS,
             keep_snapshots: DEFAULT_KEEP_SNAPSHOTS,
             snapshot_on_close: true,
+            max_snapshot_size: snapshot::DEFAULT_MAX_SNAPSHOT_SIZE,
         }
     }
 }
@@ -635,6 +640,21 @@ impl Authority {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.wal.flush().map_err(SnapError::Fatal)?;
         let (file, bytes) = snapshot::write_capture(dir, &job.cap).map_err(SnapError::Soft)?;
+        let body = bytes.saturating_sub(snapshot::HEADER_LEN as u64);
+        if body > self.opts.max_snapshot_size {
+            // Opening would skip it (too large to read): keeping it, and above all deleting the
+            // log behind it, would leave a directory that only opens with a larger limit.
+            let _ = std::fs::remove_file(&file.path);
+            return Err(SnapError::Soft(CoreError::SnapshotCorrupt {
+                path: file.path,
+                reason: format!(
+                    "its body of {body} bytes exceeds max_snapshot_size ({} bytes), so an open \
+                     would skip it: not kept, and no log segment was deleted (the log is \
+                     complete); raise max_snapshot_size to snapshot a state this large",
+                    self.opts.max_snapshot_size
+                ),
+            }));
+        }
         let millis = u64::try_from(job.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut info = SnapshotInfo {
             path: file.path,

@@ -36,6 +36,7 @@ fn boot_opts() -> BootstrapOptions {
             snapshot_every: 0,
             keep_snapshots: 1,
             snapshot_on_close: false,
+            ..AuthorityOptions::default()
         },
         ..BootstrapOptions::default()
     }

@@ -27,6 +27,7 @@ fn small_opts(snapshot_every: u64) -> BootstrapOptions {
             snapshot_every,
             keep_snapshots: 2,
             snapshot_on_close: false,
+            ..AuthorityOptions::default()
         },
         digest: true,
         ..BootstrapOptions::default()

@@ -92,6 +92,7 @@ fn opts() -> BootstrapOptions {
             snapshot_every: 3,
             keep_snapshots: 1,
             snapshot_on_close: true,
+            ..AuthorityOptions::default()
         },
         ..BootstrapOptions::default()
     }

@@ -148,23 +148,30 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
     // terminal runs for the first snapshot to freeze under the lock).
     p.set_auto_freeze(true)?;
     let t = Instant::now();
-    let (records, events) = replay_into(&mut p, &wal_dir, opts.wal.max_record_size, &snapshot)?;
+    let (records, events) = replay_into(&mut p, &wal_dir, opts.wal.max_record_size, &snapshot)
+        .map_err(|e| naming_skipped(e, &loaded.skipped))?;
     let replay_ms = ms(t);
     if p.latest_sequence() != last {
         // The log holds nothing after the state's end, yet ends later: the events between
         // were only in segments a checkpoint deleted.
         let segment = wal_dir.to_owned();
-        return Err(gap_error(
+        let e = gap_error(
             p.next_sequence(),
             last.saturating_add(1),
             &segment,
             0,
             &snapshot,
-        ));
+        );
+        return Err(naming_skipped(e, &loaded.skipped));
     }
     let digest = opts.digest.then(|| p.state_digest());
     let final_sequence = p.latest_sequence();
-    let authority = Authority::new(wal, p, Some(snap_dir), opts.authority)?;
+    // The authority keeps no snapshot an open with these options could not read back.
+    let aopts = AuthorityOptions {
+        max_snapshot_size: opts.max_snapshot_size,
+        ..opts.authority
+    };
+    let authority = Authority::new(wal, p, Some(snap_dir), aopts)?;
     let report = RecoveryReport {
         data_dir: data_dir.to_owned(),
         snapshot,
@@ -261,6 +268,21 @@ pub fn replay_into(
         events += count;
     }
     Ok((records, events))
+}
+
+/// A recovery error with the snapshots that were passed over and why: the snapshot that
+/// would have bridged a gap may be intact but unreadable with these options (too large).
+fn naming_skipped(e: CoreError, skipped: &[(PathBuf, String)]) -> CoreError {
+    match e {
+        CoreError::Recovery(msg) if !skipped.is_empty() => {
+            let why: Vec<String> = skipped
+                .iter()
+                .map(|(path, reason)| format!("{}: {reason}", path.display()))
+                .collect();
+            CoreError::Recovery(format!("{msg} (snapshots skipped: {})", why.join("; ")))
+        }
+        e => e,
+    }
 }
 
 /// The log does not continue where the state ends: it resumes at `resume` (a record at

@@ -184,6 +184,7 @@ pyclass_queries!(PyAuthority, {
             snapshot_every,
             keep_snapshots,
             snapshot_on_close,
+            ..AuthorityOptions::default()
         };
         if let Some(dir) = &snapshot_dir {
             std::fs::create_dir_all(dir).map_err(|e| to_py(CoreError::io("mkdir", dir, e)))?;
@@ -573,6 +574,7 @@ pub fn bootstrap<'py>(
             snapshot_every,
             keep_snapshots,
             snapshot_on_close,
+            max_snapshot_size,
         },
         max_snapshot_size,
         digest,

@@ -223,3 +223,35 @@ def test_snapshot_on_close(data_dir: Path) -> None:
         assert r.events_replayed == 0
     # Nothing changed since: no new snapshot at the second close.
     assert len(snapshots(data_dir)) == 1
+
+
+def test_a_snapshot_too_large_to_read_back_is_not_kept_and_the_log_stays(data_dir: Path) -> None:
+    """A snapshot above ``max_snapshot_size`` would be skipped by the next open: it is not
+    kept, and no checkpoint deletes the log behind it (the directory used to open only with a
+    larger limit)."""
+    from actionqueue.errors import SnapshotError
+
+    opts = {**SMALL, "snapshot_every": 0, "max_snapshot_size": 2_000}
+    a, _ = bootstrap(data_dir, **opts)  # type: ignore[arg-type]
+    fill(a, 30)
+    live = a.state_digest()
+    with pytest.raises(SnapshotError, match="exceeds max_snapshot_size"):
+        a.snapshot()
+    assert snapshots(data_dir) == []
+    assert "exceeds max_snapshot_size" in (a.stats().last_snapshot_error or "")
+    a.close()
+    b, r = bootstrap(data_dir, **opts)  # type: ignore[arg-type]
+    with b:
+        assert r.snapshot_path is None
+        assert b.state_digest() == live
+
+
+def test_a_gap_names_the_snapshots_that_were_skipped(data_dir: Path) -> None:
+    a, _ = bootstrap(data_dir, snapshot_every=0, keep_snapshots=1, **SMALL)  # type: ignore[arg-type]
+    fill(a, 60)
+    info = a.snapshot()
+    assert info is not None
+    assert info.segments_removed > 0
+    a.close()
+    with pytest.raises(RecoveryError, match=r"snapshots skipped: .*exceeds the snapshot size"):
+        bootstrap(data_dir, max_snapshot_size=100)

@@ -127,7 +127,11 @@ def bootstrap(
         keep_snapshots: snapshots kept; WAL segments are deleted only when wholly before the
             oldest kept one, so each kept snapshot remains a usable fallback.
         snapshot_on_close: snapshot at a clean close when anything changed since the last.
-        max_snapshot_size: largest snapshot body read.
+        max_snapshot_size: largest snapshot body read (a larger one is skipped, with its
+            reason in the report). The authority keeps no snapshot above it: one that comes
+            out larger is deleted again and reported (``SnapshotError``, and
+            ``stats().last_snapshot_error`` for automatic ones), and no log segment is
+            deleted behind it — raise the limit to snapshot a state that large.
         digest: compute the state digest for the report (costs a pass over the state).
     """
     core, report = _rs.bootstrap(
