@@ -6,8 +6,9 @@ without taking the directory lock and without writing a byte. It works while a q
 directory open: the reader stops at the end of what was written (a record still being written
 looks like a crash tail and is left out), so the view is the state as of the last complete
 record, and the writer's appends, preallocation and rotations are never mistaken for corruption
-(``docs/FORMAT.md`` §6). If a checkpoint deletes the segments being read meanwhile, the view is
-built again.
+(``docs/FORMAT.md`` §6). If a checkpoint deletes the segments or snapshots being read meanwhile
+(the reader then finds a file gone: ``ENOENT``), the view is built again, a bounded number of
+times (:func:`vanished`).
 
 **Writer** (commands that change something): :func:`open_authority` runs the normal recovery
 (``bootstrap``), which takes the lock; a live queue makes it fail with ``DataDirLockedError``.
@@ -18,6 +19,7 @@ never writes outside a directory actionqueue created.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,9 +45,25 @@ __all__ = [
     "open_authority",
     "read_view",
     "resolve_id",
+    "vanished",
 ]
 
 _PAGE = 1024
+
+#: How many times a read is started again when a live writer's checkpoint deletes files under it.
+READ_ATTEMPTS = 5
+
+
+def vanished(exc: BaseException) -> bool:
+    """Whether ``exc`` says a file disappeared under a lock-free reader (``ENOENT``).
+
+    The only thing that deletes files in a data directory is a live writer's checkpoint after a
+    snapshot (old WAL segments, snapshots past ``keep_snapshots``). The Rust reader reports it
+    as ``StorageIOError`` with ``errno`` ENOENT, Python's own calls as ``FileNotFoundError``;
+    either way the reader listed files that are gone now, and reading again lists what is
+    there (a newer snapshot and the segments after it).
+    """
+    return isinstance(exc, OSError) and exc.errno == errno.ENOENT
 
 
 def wal_dir(data_dir: str) -> str:
@@ -105,31 +123,49 @@ def _load_base(data_dir: str, skipped: list[tuple[str, str]]) -> tuple[ReplayRed
             try:
                 return snapshots.load(f.path), f.sequence
             except (SnapshotError, OSError) as exc:
+                if vanished(exc):
+                    raise  # deleted by a checkpoint since listed: the view is built again
                 skipped.append((f.path, str(exc)))
     return ReplayReducer(), None
+
+
+def _build_view(data_dir: str) -> ReadView:
+    skipped: list[tuple[str, str]] = []
+    state, seq = _load_base(data_dir, skipped)
+    records, events = state.replay_wal(wal_dir(data_dir))
+    reader = WalFsReader(wal_dir(data_dir), start=state.latest_sequence + 1)
+    for _entry in reader:
+        pass  # normally nothing: replay_wal read it all; this finds the torn tail, if any
+    return ReadView(
+        data_dir, state, seq, records, events, reader.torn_tail, snapshots_skipped=skipped
+    )
 
 
 def read_view(data_dir: str) -> ReadView:
     """Snapshot + WAL tail, replayed in memory without the lock (see the module docs)."""
     check_data_dir(data_dir)
-    last: Exception | None = None
-    for _ in range(3):
-        skipped: list[tuple[str, str]] = []
-        state, seq = _load_base(data_dir, skipped)
+    last: OSError | None = None
+    for _ in range(READ_ATTEMPTS):
         try:
-            records, events = state.replay_wal(wal_dir(data_dir))
-        except (RecoveryError, FileNotFoundError) as exc:
-            # A live writer's checkpoint may have deleted segments under us: read again.
+            return _build_view(data_dir)
+        except RecoveryError as exc:
+            # A checkpoint deleted the segments after the snapshot we loaded (a newer snapshot
+            # replaced it): the log no longer continues our state. Read again.
             last = exc
-            continue
-        reader = WalFsReader(wal_dir(data_dir), start=state.latest_sequence + 1)
-        for _entry in reader:
-            pass  # normally nothing: replay_wal read it all; this finds the torn tail, if any
-        return ReadView(
-            data_dir, state, seq, records, events, reader.torn_tail, snapshots_skipped=skipped
-        )
+        except OSError as exc:
+            if not vanished(exc):
+                raise
+            last = exc  # a segment or snapshot we listed was deleted by a checkpoint
     assert last is not None
-    raise last
+    if isinstance(last, RecoveryError):
+        raise last  # the same gap every time: the data is damaged, not moving
+    raise CliError(
+        f"could not read {data_dir}: a live queue's checkpoints deleted the files being read "
+        f"{READ_ATTEMPTS} times in a row (last: {last})",
+        "run the command again; a queue that snapshots very often "
+        "(snapshot_every) makes this likelier",
+        "error",
+    )
 
 
 @contextmanager
@@ -174,13 +210,21 @@ def list_tasks(view: ReadView) -> list[TaskRecord]:
         key = run.task_id.bytes
         seq = run.created_seq if run.created_seq is not None else 0  # the store always sets it
         order[key] = min(order.get(key, seq), seq)
-    try:
-        for entry in WalFsReader(wal_dir(view.data_dir)):
-            if entry.event[0] == 0:
-                key = entry.event[1][0]
-                order[key] = min(order.get(key, entry.sequence), entry.sequence)
-    except (WalCorruptionError, FileNotFoundError):
-        pass  # the view was built; listing what it knows beats failing here
+    for _ in range(READ_ATTEMPTS):
+        try:
+            for entry in WalFsReader(wal_dir(view.data_dir)):
+                if entry.event[0] == 0:
+                    key = entry.event[1][0]
+                    order[key] = min(order.get(key, entry.sequence), entry.sequence)
+        except WalCorruptionError:
+            break  # the view was built; listing what it knows beats failing here
+        except OSError as exc:
+            if not vanished(exc):
+                raise
+            # A checkpoint deleted the segment being read: scan what is left (the keys found
+            # so far are WAL sequences too, so they still order the tasks).
+            continue
+        break
     out = [t for t in (view.state.get_task(i) for i in order) if t is not None]
     out.sort(key=lambda t: (t.created_at, order[t.task_id.bytes]))
     return out

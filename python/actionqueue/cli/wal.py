@@ -18,9 +18,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from actionqueue.cli.context import CliContext, pass_cli
 from actionqueue.cli.errors import CliError
 from actionqueue.cli.render import event_to_dict
-from actionqueue.cli.store import check_data_dir, wal_dir
+from actionqueue.cli.store import READ_ATTEMPTS, check_data_dir, vanished, wal_dir
 from actionqueue.errors import WalCorruptionError
 from actionqueue.storage.wal.fs_reader import WalFsReader
+from actionqueue.storage.wal.repair import VerifyReport
 from actionqueue.storage.wal.repair import repair as wal_repair
 from actionqueue.storage.wal.repair import verify as wal_verify
 
@@ -38,6 +39,29 @@ def wal() -> None:
 def _segments(path: str) -> list[tuple[str, int]]:
     names = sorted(n for n in os.listdir(path) if n.endswith(".wal"))
     return [(n, os.path.getsize(os.path.join(path, n))) for n in names]
+
+
+def _verify_once(path: str, progress: bool | None) -> VerifyReport:
+    segs = _segments(path)
+    total = sum(s for _, s in segs)
+    show = (
+        progress if progress is not None else (total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
+    )
+    if show and segs:
+        _read_with_progress(path, total, segs)
+    return wal_verify(path)
+
+
+def _verify(path: str, progress: bool | None) -> VerifyReport:
+    """:func:`_verify_once`, again from the start when a live queue's checkpoint deleted a
+    segment being read (the log that is left is what gets verified)."""
+    for _ in range(READ_ATTEMPTS - 1):
+        try:
+            return _verify_once(path, progress)
+        except OSError as exc:
+            if not vanished(exc):
+                raise
+    return _verify_once(path, progress)
 
 
 def _read_with_progress(path: str, total: int, segs: list[tuple[str, int]]) -> None:
@@ -80,15 +104,8 @@ def verify(cli: CliContext, as_json: bool, progress: bool | None) -> None:
     which the next open cuts, is reported but is not an error), 5 corrupt."""
     check_data_dir(cli.data_dir)
     path = wal_dir(cli.data_dir)
-    segs = _segments(path)
-    total = sum(s for _, s in segs)
-    show = (
-        progress if progress is not None else (total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
-    )
     try:
-        if show and segs:
-            _read_with_progress(path, total, segs)
-        report = wal_verify(path)
+        report = _verify(path, progress)
     except WalCorruptionError as exc:
         seg = getattr(exc, "segment", None)
         where = {
@@ -140,19 +157,33 @@ def dump(cli: CliContext, start: int, limit: int | None, encoding: str) -> None:
     """Print every event as one JSON object per line: sequence, segment, offset, kind and the
     event's fields (ids as UUID text, times in ms since the epoch, bytes as base64 or hex)."""
     check_data_dir(cli.data_dir)
-    reader = WalFsReader(wal_dir(cli.data_dir), start=start)
+    path = wal_dir(cli.data_dir)
+    reader: WalFsReader | None = None
     n = 0
     out = sys.stdout
+    moved = 0
     while limit is None or n < limit:
-        batch = reader.read_batch(4096)
+        try:
+            if reader is None:
+                reader = WalFsReader(path, start=start)
+            batch = reader.read_batch(4096)
+        except OSError as exc:
+            # A live queue's checkpoint deleted the segment being read: go on after the last
+            # event printed (from the oldest segment left, if that one was deleted too).
+            moved += 1
+            if not vanished(exc) or moved >= READ_ATTEMPTS:
+                raise
+            reader = None
+            continue
         if not batch:
             break
         for seq, seg, off, event in batch:
+            start = seq + 1
             out.write(json.dumps(event_to_dict(seq, seg, off, event, encoding)) + "\n")
             n += 1
             if limit is not None and n >= limit:
                 break
-    tail = reader.torn_tail
+    tail = None if reader is None else reader.torn_tail
     if tail is not None and (limit is None or n < limit):
         click.echo(
             f"note: the log ends in a crash tail at {tail.get('segment')} offset "
