@@ -87,6 +87,7 @@ def stats(cli: CliContext, as_json: bool) -> None:
         "snapshot_sequence": view.snapshot_sequence,
         "events_replayed": view.events_replayed,
         "torn_tail": view.torn_tail,
+        "snapshots_skipped": [{"path": p, "reason": r} for p, r in view.snapshots_skipped],
     }
     if as_json:
         echo_json(out)
@@ -113,6 +114,8 @@ def stats(cli: CliContext, as_json: bool) -> None:
         f"log: latest sequence {q.latest_sequence}; snapshot {snap}; "
         f"{view.events_replayed} events replayed after it"
     )
+    for path, reason in view.snapshots_skipped:
+        con.print(f"[yellow]note:[/yellow] snapshot {path} not used: {reason}")
     if view.torn_tail:
         con.print(
             f"[yellow]note:[/yellow] the log ends in an incomplete record "

@@ -1,6 +1,7 @@
 """Opening a data directory from the CLI: a lock-free read-only view, or the locked writer.
 
-**Read-only view** (inspection commands): the newest valid snapshot is loaded into a standalone
+**Read-only view** (inspection commands): the newest valid snapshot that is not newer than the
+log (see :func:`_build_view`) is loaded into a standalone
 :class:`~actionqueue.storage.recovery.reducer.ReplayReducer` and the WAL after it is replayed,
 without taking the directory lock and without writing a byte. It works while a queue has the
 directory open: the reader stops at the end of what was written (a record still being written
@@ -36,15 +37,18 @@ from actionqueue.storage.mutation import StorageMutationAuthority
 from actionqueue.storage.recovery.bootstrap import bootstrap
 from actionqueue.storage.recovery.reducer import ReplayReducer
 from actionqueue.storage.wal.fs_reader import WalFsReader
+from actionqueue.storage.wal.fs_writer import WalFsWriter
 
 __all__ = [
     "ReadView",
     "check_data_dir",
     "iter_runs",
     "list_tasks",
+    "log_last_sequence",
     "open_authority",
     "read_view",
     "resolve_id",
+    "set_aside_newer_snapshots",
     "vanished",
 ]
 
@@ -115,30 +119,119 @@ class ReadView:
     snapshots_skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _load_base(data_dir: str, skipped: list[tuple[str, str]]) -> tuple[ReplayReducer, int | None]:
-    """The newest loadable snapshot as a reducer, or an empty reducer (whole-log replay)."""
-    snap_dir = snapshot_dir(data_dir)
-    if os.path.isdir(snap_dir):
-        for f in snapshots.list_snapshots(snap_dir):
-            try:
-                return snapshots.load(f.path), f.sequence
-            except (SnapshotError, OSError) as exc:
-                if vanished(exc):
-                    raise  # deleted by a checkpoint since listed: the view is built again
-                skipped.append((f.path, str(exc)))
-    return ReplayReducer(), None
+def _segment_firsts(wal: str) -> list[int]:
+    """The first sequences the segments' names carry (``docs/FORMAT.md`` §2)."""
+    return [int(n[:-4]) for n in os.listdir(wal) if n.endswith(".wal") and n[:-4].isdigit()]
+
+
+def _log_reaches(wal: str, sequence: int) -> bool:
+    """Whether the log holds ``sequence`` (or went past it: a segment named after it exists,
+    so the writer had written it when creating that segment)."""
+    if any(first > sequence for first in _segment_firsts(wal)):
+        return True
+    return bool(WalFsReader(wal, start=sequence).read_batch(1))
+
+
+def log_last_sequence(wal: str) -> int:
+    """The log's last sequence (0: no records), reading only its last segment."""
+    firsts = _segment_firsts(wal)
+    if not firsts:
+        return 0
+    last = max(firsts) - 1  # a segment's name is the first sequence it holds or would hold
+    reader = WalFsReader(wal, start=max(firsts))
+    while batch := reader.read_batch(65_536):
+        last = batch[-1][0]
+    return last
 
 
 def _build_view(data_dir: str) -> ReadView:
+    """The newest usable snapshot + the WAL after it (or the whole WAL).
+
+    A snapshot newer than the log describes a history the log no longer has (the log was cut
+    by ``wal repair`` or restored from an older copy): it is skipped with that reason, as
+    opening the queue does (``docs/durability.md``, "What happens at restart"), but left in
+    place: the view never writes. The next queue open renames it to ``<name>.stale``.
+    """
+    wal = wal_dir(data_dir)
+    snap_dir = snapshot_dir(data_dir)
     skipped: list[tuple[str, str]] = []
-    state, seq = _load_base(data_dir, skipped)
-    records, events = state.replay_wal(wal_dir(data_dir))
+    for f in snapshots.list_snapshots(snap_dir) if os.path.isdir(snap_dir) else []:
+        try:
+            state = snapshots.load(f.path)
+        except (SnapshotError, OSError) as exc:
+            if vanished(exc):
+                raise  # deleted by a checkpoint since listed: the view is built again
+            skipped.append((f.path, str(exc)))
+            continue
+        records, events = state.replay_wal(wal)
+        # Nothing after the snapshot: normal when it was taken at the end of the log, unless
+        # the log ends before it (checked only then: it costs a read of the last segment).
+        if records == 0 and not _log_reaches(wal, f.sequence):
+            skipped.append(
+                (
+                    f.path,
+                    f"snapshot at sequence {f.sequence} is newer than the log (last sequence "
+                    f"{log_last_sequence(wal)}): it describes a history this log no longer has "
+                    "(cut by repair, or restored from an older copy); not used (the next queue "
+                    "open renames it to .stale)",
+                )
+            )
+            continue
+        return _finish_view(data_dir, state, f.sequence, records, events, skipped)
+    state = ReplayReducer()
+    records, events = state.replay_wal(wal)
+    return _finish_view(data_dir, state, None, records, events, skipped)
+
+
+def _finish_view(
+    data_dir: str,
+    state: ReplayReducer,
+    seq: int | None,
+    records: int,
+    events: int,
+    skipped: list[tuple[str, str]],
+) -> ReadView:
     reader = WalFsReader(wal_dir(data_dir), start=state.latest_sequence + 1)
     for _entry in reader:
         pass  # normally nothing: replay_wal read it all; this finds the torn tail, if any
     return ReadView(
         data_dir, state, seq, records, events, reader.torn_tail, snapshots_skipped=skipped
     )
+
+
+def set_aside_newer_snapshots(data_dir: str) -> tuple[int, list[tuple[str, int, str]]]:
+    """Renames the snapshots newer than the log to ``<name>.stale`` (``.stale.1``, ... if
+    taken), as opening a queue does, holding the directory lock meanwhile; returns the log's
+    last sequence and ``(path, sequence, renamed_to)`` for each. For ``wal repair``, right
+    after it cut the log.
+
+    An empty log is left alone with its snapshots: opening refuses that case (the snapshots
+    hold the state, the log is what is missing) and so does this.
+    """
+    snap_dir = snapshot_dir(data_dir)
+    # Opening the WAL's writer takes the lock and writes nothing to a sound log.
+    with WalFsWriter(wal_dir(data_dir), preallocate=0) as wal:
+        last = wal.next_sequence - 1
+        if last == 0 or not os.path.isdir(snap_dir):
+            return last, []
+        moved: list[tuple[str, int, str]] = []
+        for f in snapshots.list_snapshots(snap_dir):
+            if f.sequence <= last:
+                continue
+            to = f.path + ".stale"
+            n = 0
+            while os.path.lexists(to):
+                n += 1
+                to = f"{f.path}.stale.{n}"
+            os.rename(f.path, to)
+            moved.append((f.path, f.sequence, to))
+        if moved:
+            fd = os.open(snap_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    return last, moved
 
 
 def read_view(data_dir: str) -> ReadView:

@@ -18,8 +18,16 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from actionqueue.cli.context import CliContext, pass_cli
 from actionqueue.cli.errors import CliError
 from actionqueue.cli.render import event_to_dict
-from actionqueue.cli.store import READ_ATTEMPTS, check_data_dir, vanished, wal_dir
-from actionqueue.errors import WalCorruptionError
+from actionqueue.cli.store import (
+    READ_ATTEMPTS,
+    check_data_dir,
+    set_aside_newer_snapshots,
+    snapshot_dir,
+    vanished,
+    wal_dir,
+)
+from actionqueue.errors import DataDirLockedError, WalCorruptionError
+from actionqueue.storage.snapshot import list_snapshots
 from actionqueue.storage.wal.fs_reader import WalFsReader
 from actionqueue.storage.wal.repair import VerifyReport
 from actionqueue.storage.wal.repair import repair as wal_repair
@@ -251,3 +259,33 @@ def repair(cli: CliContext, yes: bool, dry_run: bool) -> None:
         f"[green]repaired[/green]: the log now ends at sequence {done.last_good_sequence}; "
         f"{done.records_after} record(s) dropped"
     )
+    _set_aside_snapshots(cli)
+
+
+def _set_aside_snapshots(cli: CliContext) -> None:
+    """After a cut, the data directory's snapshots newer than the log describe the history
+    just dropped: renamed to ``<name>.stale`` now, as the next open would (loading one would
+    bring that history back)."""
+    con = cli.console
+    try:
+        last, moved = set_aside_newer_snapshots(cli.data_dir)
+    except DataDirLockedError:
+        con.print(
+            "a queue opened the directory meanwhile; opening sets aside the snapshots newer "
+            "than the log itself"
+        )
+        return
+    for path, seq, to in moved:
+        con.print(
+            f"snapshot {os.path.basename(path)} (sequence {seq}) is newer than the log now: "
+            f"renamed to {os.path.basename(to)} so that it is never loaded",
+            markup=False,
+        )
+    if last == 0:
+        snaps = snapshot_dir(cli.data_dir)
+        if os.path.isdir(snaps) and list_snapshots(snaps):
+            con.print(
+                f"the log is now empty but {snaps} holds snapshots: opening refuses until the "
+                "WAL is restored, or the snapshots are moved away to start an empty queue",
+                markup=False,
+            )
