@@ -7,20 +7,11 @@ use std::sync::Arc;
 
 use super::dir::TMP_SUFFIX;
 use super::faultfs::{Fault, FaultFs, OpKind};
+use super::tests::{ev, read_all};
 use super::writer::{MAX_PREALLOCATE, MAX_SEQUENCE};
 use super::*;
 use crate::event::Event;
 use crate::CoreError;
-
-fn ev(i: i64) -> Event {
-    Event::Prune { before: i, at: i }
-}
-
-fn read_all(dir: &Path) -> crate::Result<Vec<(u64, Event)>> {
-    WalReader::open(dir, crate::DEFAULT_MAX_RECORD_SIZE)?
-        .map(|r| r.map(|e| (e.sequence, e.event)))
-        .collect()
-}
 
 fn start_at(start_sequence: u64) -> WalOptions {
     WalOptions {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::format::{RECORD_HEADER_LEN, RECORD_MAGIC, SEGMENT_HEADER_LEN};
+use super::tests::segments;
 use super::*;
 use crate::event::Event;
 use crate::CoreError;
@@ -20,15 +21,6 @@ fn opts() -> WalOptions {
         preallocate: 0,
         ..WalOptions::default()
     }
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    dir::list(dir)
-        .unwrap()
-        .segments
-        .into_iter()
-        .map(|s| s.path)
-        .collect()
 }
 
 /// Every file of the log but `LOCK` (which the writer rewrites with its pid).

@@ -32,11 +32,11 @@ fn fast_tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-fn ev(i: i64) -> Event {
+pub(super) fn ev(i: i64) -> Event {
     Event::Prune { before: i, at: i }
 }
 
-fn read_all(dir: &Path) -> crate::Result<Vec<(u64, Event)>> {
+pub(super) fn read_all(dir: &Path) -> crate::Result<Vec<(u64, Event)>> {
     WalReader::open(dir, crate::DEFAULT_MAX_RECORD_SIZE)?
         .map(|r| r.map(|e| (e.sequence, e.event)))
         .collect()
@@ -61,7 +61,7 @@ fn write_log(dir: &Path, o: WalOptions, n: i64) -> Vec<(u64, Event)> {
     all
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn segments(dir: &Path) -> Vec<PathBuf> {
     dir::list(dir)
         .unwrap()
         .segments

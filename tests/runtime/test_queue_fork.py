@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,32 @@ pytestmark = [
     needs_real_storage,
     pytest.mark.timeout(60),
 ]
+
+
+def in_forked_child(body: Callable[[], None]) -> None:
+    """Runs ``body`` in a forked child and fails with the child's traceback if it raised."""
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.close(r)
+            try:
+                body()
+                code = 0
+            except BaseException:
+                os.write(w, traceback.format_exc().encode())
+                code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        report = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), f"child died: status {status}"
+    assert os.WEXITSTATUS(status) == 0, report
 
 
 def tree(d: Path) -> dict[str, tuple[bytes, int]]:
@@ -37,33 +64,16 @@ def test_forked_child_submits_are_refused_and_the_parent_keeps_every_submit(
     q.register("h", lambda ctx, p: p)
     parent = [q.submit("h", 1)]
     before = tree(d)
-    r, w = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-        pid = os.fork()
-    if pid == 0:
-        code = 3
-        try:
-            os.close(r)
-            try:
-                for payload in ("x" * 2000, "y" * 2000):
-                    with pytest.raises(aq.errors.ForkedProcessError) as info:
-                        q.submit("h", payload)
-                    assert info.value.owner_pid == os.getppid()
-                    assert info.value.pid == os.getpid()
-                q.close()  # forgets the inherited handles; writes nothing
-                code = 0
-            except BaseException:
-                os.write(w, traceback.format_exc().encode())
-                code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        report = f.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status), f"child died: status {status}"
-    assert os.WEXITSTATUS(status) == 0, report
+
+    def child() -> None:
+        for payload in ("x" * 2000, "y" * 2000):
+            with pytest.raises(aq.errors.ForkedProcessError) as info:
+                q.submit("h", payload)
+            assert info.value.owner_pid == os.getppid()
+            assert info.value.pid == os.getpid()
+        q.close()  # forgets the inherited handles; writes nothing
+
+    in_forked_child(child)
     assert tree(d) == before, "the child changed the data directory"
 
     parent.append(q.submit("h", 3))
@@ -94,37 +104,20 @@ def test_a_forked_child_of_a_busy_queue_never_waits_for_the_parents_threads(
     q.start()
     tid = q.submit("busy")
     assert started.wait(10)
-    r, w = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-        pid = os.fork()
-    if pid == 0:
-        code = 3
-        try:
-            os.close(r)
-            try:
-                for call in (
-                    lambda: q.submit("busy"),
-                    lambda: q.wait(tid, timeout=1),
-                    lambda: q.runs(tid),
-                    lambda: q.stats(),
-                ):
-                    with pytest.raises(aq.errors.ForkedProcessError):
-                        call()
-                q.close()
-                assert q.closed
-                code = 0
-            except BaseException:
-                os.write(w, traceback.format_exc().encode())
-                code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        report = f.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status), f"child died: status {status}"
-    assert os.WEXITSTATUS(status) == 0, report
+
+    def child() -> None:
+        for call in (
+            lambda: q.submit("busy"),
+            lambda: q.wait(tid, timeout=1),
+            lambda: q.runs(tid),
+            lambda: q.stats(),
+        ):
+            with pytest.raises(aq.errors.ForkedProcessError):
+                call()
+        q.close()
+        assert q.closed
+
+    in_forked_child(child)
     release.set()
     q.wait(tid, timeout=10)
     assert q.result(tid) == 1
