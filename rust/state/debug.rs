@@ -145,27 +145,32 @@ impl Projection {
         if self.ix.empty_finished != empty_finished {
             return Err("prune candidates differ from a scan".into());
         }
-        // Dispatch candidates: the Ready set in order, skipping runs of held keys and every
-        // run of a key after its first.
+        // Dispatch candidates: the Ready set in order, skipping runs of held keys; of a key,
+        // only its head: its first Ready retry under the hold policy, else its first run.
         let mut want_candidates = BTreeSet::new();
-        let mut heads: Map<&str, ()> = Map::default();
+        let mut heads: Map<&str, (bool, IxKey)> = Map::default();
         for k in self.ix.set(RunState::Ready) {
-            let key = self
-                .runs
-                .get(&k.id)
-                .and_then(|r| tasks.get(&r.task_id))
-                .and_then(|t| t.spec.shape.constraints.concurrency_key.as_deref());
-            match key {
+            let Some(run) = self.runs.get(&k.id) else {
+                continue;
+            };
+            let Some(task) = tasks.get(&run.task_id) else {
+                continue;
+            };
+            let retry = placement(run, task).retry;
+            match task.spec.shape.constraints.concurrency_key.as_deref() {
                 None => {
                     want_candidates.insert(*k);
                 }
-                Some(key) => {
-                    if !holders.contains_key(key) && heads.insert(key, ()).is_none() {
-                        want_candidates.insert(*k);
+                Some(key) if !holders.contains_key(key) => {
+                    let head = heads.entry(key).or_insert((retry, *k));
+                    if retry && !head.0 {
+                        *head = (true, *k);
                     }
                 }
+                Some(_) => {}
             }
         }
+        want_candidates.extend(heads.values().map(|(_, k)| *k));
         if self.ix.candidates != want_candidates {
             return Err("dispatch candidates differ from a scan".into());
         }

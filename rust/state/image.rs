@@ -165,12 +165,18 @@ impl Projection {
         // Dispatch candidates are derived: rebuilt from the Ready set and the key holders.
         let ready: Vec<IxKey> = p.ix.set(RunState::Ready).iter().copied().collect();
         for k in ready {
-            let key = p
+            let (retry, key) = p
                 .runs
                 .get(&k.id)
-                .and_then(|r| p.tasks.get(&r.task_id))
-                .and_then(|t| t.spec.shape.constraints.concurrency_key.clone());
-            p.ix.ready_added(k, key.as_deref());
+                .and_then(|r| {
+                    let t = p.tasks.get(&r.task_id)?;
+                    Some((
+                        placement(r, t).retry,
+                        t.spec.shape.constraints.concurrency_key.clone(),
+                    ))
+                })
+                .unwrap_or((false, None));
+            p.ix.ready_added(k, key.as_deref(), retry);
         }
         p.ix.empty_finished = loaded.empty.into_iter().collect();
         for task in p.tasks.values_mut() {

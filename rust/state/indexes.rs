@@ -44,6 +44,8 @@ pub(crate) struct Placement {
     pub state: RunState,
     pub key: IxKey,
     pub holds_key: bool,
+    /// A Ready retry under `HoldDuringRetry` (see [`retries_first`]).
+    pub retry: bool,
 }
 
 /// Whether a run in `state` holds its task's concurrency key (if the task has one).
@@ -53,6 +55,17 @@ pub fn holds_key(state: RunState, hold: HoldPolicy) -> bool {
         RunState::RetryWait | RunState::Suspended => hold == HoldPolicy::HoldDuringRetry,
         _ => false,
     }
+}
+
+/// Whether a Ready run goes before the other Ready runs of its key: a retry (it has made an
+/// attempt: back from RetryWait or Suspended, or given back at a shutdown) of a task whose
+/// hold policy is `HoldDuringRetry`. The key was held for it while it waited; without this a
+/// run with a higher priority (or an earlier schedule) took the key as soon as the retry was
+/// due, so "a failing migration is retried before the next one starts" did not hold. Only
+/// the dispatch order changes: the lease rule (holders: Leased, Running, and under the hold
+/// policy RetryWait / Suspended) is the same, so logs written before replay unchanged.
+pub fn retries_first(run: &Run, hold: HoldPolicy) -> bool {
+    run.state == RunState::Ready && hold == HoldPolicy::HoldDuringRetry && !run.attempts.is_empty()
 }
 
 pub(crate) fn placement(run: &Run, task: &Task) -> Placement {
@@ -77,6 +90,7 @@ pub(crate) fn placement(run: &Run, task: &Task) -> Placement {
             id: run.id,
         },
         holds_key: c.concurrency_key.is_some() && holds_key(run.state, c.hold),
+        retry: c.concurrency_key.is_some() && retries_first(run, c.hold),
     }
 }
 
@@ -99,6 +113,9 @@ pub struct Indexes {
     pub(crate) finished: Finished,
     /// Ready runs of keyed tasks, per key, in selection order.
     pub(crate) ready_by_key: Map<String, BTreeSet<IxKey>>,
+    /// The Ready retries among them (see [`retries_first`]): a key's head comes from here
+    /// first.
+    pub(crate) retries_by_key: Map<String, BTreeSet<IxKey>>,
     /// Dispatch candidates in selection order (see the module doc).
     pub(crate) candidates: BTreeSet<IxKey>,
     /// The candidate of each key that has one (its first Ready run, while nobody holds it).
@@ -142,7 +159,7 @@ impl Indexes {
             }
         }
         if p.state == RunState::Ready {
-            self.ready_added(p.key, key);
+            self.ready_added(p.key, key, p.retry);
         } else if p.holds_key {
             self.refresh_key(key);
         }
@@ -158,7 +175,7 @@ impl Indexes {
             }
         }
         if p.state == RunState::Ready {
-            self.ready_removed(&p.key, key);
+            self.ready_removed(&p.key, key, p.retry);
         } else if p.holds_key {
             self.refresh_key(key);
         }
@@ -169,14 +186,14 @@ impl Indexes {
         if before == after {
             return;
         }
-        if before.state != after.state || before.key != after.key {
+        if before.state != after.state || before.key != after.key || before.retry != after.retry {
             self.set_mut(before.state).remove(&before.key);
             self.set_mut(after.state).insert(after.key);
             if before.state == RunState::Ready {
-                self.ready_removed(&before.key, key);
+                self.ready_removed(&before.key, key, before.retry);
             }
             if after.state == RunState::Ready {
-                self.ready_added(after.key, key);
+                self.ready_added(after.key, key, after.retry);
             }
         }
         if before.holds_key != after.holds_key {
@@ -191,12 +208,19 @@ impl Indexes {
         }
     }
 
-    /// A run entered Ready: a candidate at once without a key, else filed under its key.
-    pub(crate) fn ready_added(&mut self, k: IxKey, key: Option<&str>) {
+    /// A run entered Ready: a candidate at once without a key, else filed under its key (and
+    /// among its key's retries when `retry`).
+    pub(crate) fn ready_added(&mut self, k: IxKey, key: Option<&str>, retry: bool) {
         let Some(key) = key else {
             self.candidates.insert(k);
             return;
         };
+        if retry {
+            self.retries_by_key
+                .entry(key.to_owned())
+                .or_default()
+                .insert(k);
+        }
         match self.ready_by_key.get_mut(key) {
             Some(set) => {
                 set.insert(k);
@@ -209,11 +233,19 @@ impl Indexes {
         self.refresh_key(Some(key));
     }
 
-    fn ready_removed(&mut self, k: &IxKey, key: Option<&str>) {
+    fn ready_removed(&mut self, k: &IxKey, key: Option<&str>, retry: bool) {
         let Some(key) = key else {
             self.candidates.remove(k);
             return;
         };
+        if retry {
+            if let Some(set) = self.retries_by_key.get_mut(key) {
+                set.remove(k);
+                if set.is_empty() {
+                    self.retries_by_key.remove(key);
+                }
+            }
+        }
         if let Some(set) = self.ready_by_key.get_mut(key) {
             set.remove(k);
             if set.is_empty() {
@@ -223,11 +255,15 @@ impl Indexes {
         self.refresh_key(Some(key));
     }
 
-    /// Makes `key`'s candidate its first Ready run if nobody holds the key, else none.
+    /// Makes `key`'s candidate its first Ready retry, else its first Ready run, if nobody
+    /// holds the key; else none.
     fn refresh_key(&mut self, key: Option<&str>) {
         let Some(key) = key else { return };
         let want = if self.key_holder(key).is_none() {
-            self.ready_by_key.get(key).and_then(|s| s.first().copied())
+            self.retries_by_key
+                .get(key)
+                .and_then(|s| s.first().copied())
+                .or_else(|| self.ready_by_key.get(key).and_then(|s| s.first().copied()))
         } else {
             None
         };

@@ -24,6 +24,7 @@ from actionqueue.core import (
     DurabilityPolicy,
     EnginePauseCommand,
     EngineResumeCommand,
+    HoldPolicy,
     LeaseAcquireCommand,
     LeaseExpireCommand,
     LeaseHeartbeatCommand,
@@ -351,15 +352,24 @@ class FakeAuthority(Model):
             key=lambda r: (-(r.effective_priority or 0), r.scheduled_at, r.created_seq),
         )
         held = set(self._holders())
+        # A key's head: its first Ready retry under hold_during_retry, else its first run.
+        heads: dict[str, tuple[bool, RunInstance]] = {}
+        for r in runs:
+            c = self.constraints[r.task_id]
+            key = c.concurrency_key
+            if key is None or key in held:
+                continue
+            retry = c.hold_policy is HoldPolicy.HOLD_DURING_RETRY and bool(r.attempts)
+            head = heads.get(key)
+            if head is None or (retry and not head[0]):
+                heads[key] = (retry, r)
         out: list[tuple[Any, ...]] = []
         for r in runs:
             if len(out) >= limit:
                 break
             key = self.constraints[r.task_id].concurrency_key
-            if key is not None:
-                if key in held:
-                    continue
-                held.add(key)
+            if key is not None and (key not in heads or heads[key][1] is not r):
+                continue
             out.append(
                 (
                     r.run_id.bytes,

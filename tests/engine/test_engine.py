@@ -398,6 +398,25 @@ def test_key_held_during_retry_and_released_on_failure(env: Env) -> None:
     assert d3.task_id == b
 
 
+def test_a_due_retry_goes_before_a_higher_priority_run_of_its_key(env: Env) -> None:
+    """Under hold_during_retry the retry keeps its place at the key when it is due again: a
+    run of the same key with a higher priority (or an earlier schedule) used to take the key
+    the moment the retry became Ready."""
+    e = env.engine
+    a = e.submit(spec(key="k", max_attempts=2, retry=Backoff.fixed(1_000)))
+    (d,) = e.dispatch_next(limit=5)
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
+    b = e.submit(spec(key="k", priority=9))
+    other = e.submit(spec(key="other", priority=1))
+    env.clock.advance(1_000)
+    got = e.dispatch_next(limit=5)
+    assert [x.task_id for x in got] == [other, a]  # selection order across keys unchanged
+    assert got[1].attempt == 2
+    e.finish_attempt(got[1].run_id, got[1].attempt_id, Out.SUCCESS)
+    (d3,) = e.dispatch_next(limit=5)
+    assert d3.task_id == b
+
+
 def test_release_on_retry_lets_others_run(env: Env) -> None:
     e = env.engine
     e.submit(

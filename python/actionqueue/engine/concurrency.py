@@ -4,7 +4,9 @@ A run *holds* its task's concurrency key while it is Leased or Running, and — 
 ``HoldPolicy.HOLD_DURING_RETRY`` (the default) — while it is in RetryWait or Suspended. It never
 holds it in Scheduled, Ready or a terminal state, so every terminal path (RetryWait → Failed,
 cancellation, completion) releases it. At most one run per key may hold it; a run may enter
-Leased only when its key is free or already held by itself.
+Leased only when its key is free or already held by itself. (Selection, not the gate, puts a
+due retry under ``HOLD_DURING_RETRY`` ahead of the other Ready runs of its key: the core's
+``ready_candidates`` offers it as the key's candidate.)
 
 The Rust reducer enforces the same rules on durable state (so the gate survives restarts); this
 module is the Python model of them, used by selection and by the property tests.
