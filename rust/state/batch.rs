@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::model::{Id, Millis, RunState};
 
 use super::indexes::{placement, sync_task};
+use super::time_check;
 use super::types::{Lease, Run};
 use super::Projection;
 
@@ -143,6 +144,9 @@ impl Projection {
     /// [`apply`](Self::apply) taking the events by value: what the projection keeps (a
     /// TaskCreate's spec) is moved in rather than cloned. Recovery's replay, which owns each
     /// decoded record and drops it right after.
+    ///
+    /// Unlike every other entry point it does not refuse negative times
+    /// ([`time_check`](super::time_check)): a log written before that rule must still replay.
     pub fn apply_owned(&mut self, first_sequence: u64, events: Vec<Event>) -> Result<()> {
         let last_seq = self.batch_prelude(first_sequence, &events)?;
         let n = events.len();
@@ -196,6 +200,7 @@ impl Projection {
             ));
         }
         self.batch_prelude(first_sequence, &events)?;
+        time_check::check_all(&events)?;
         self.undo.clear();
         for (i, ev) in events.into_iter().enumerate() {
             let seq = first_sequence.wrapping_add(i as u64);
@@ -230,6 +235,7 @@ impl Projection {
 
     fn run_batch(&mut self, first: u64, events: &[Event], mode: Mode) -> Result<()> {
         let last_seq = self.batch_prelude(first, events)?;
+        time_check::check_all(events)?;
         let n = events.len();
         self.undo.clear();
         for (i, ev) in events.iter().enumerate() {

@@ -39,6 +39,7 @@ pub mod spec_check;
 #[cfg(test)]
 pub(crate) mod tests;
 mod tiers;
+mod time_check;
 pub mod types;
 
 use crate::model::{Millis, ShapeCache};

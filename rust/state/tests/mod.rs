@@ -12,6 +12,7 @@ mod props;
 mod prune;
 mod queries;
 mod shapes;
+mod times;
 
 use crate::error::CoreError;
 use crate::event::Event;
