@@ -19,7 +19,7 @@ use super::errors::to_py;
 use super::projection::PyProjection;
 use super::queries::{pyclass_queries, Holder};
 use super::wal::PyWalWriter;
-use super::wire::events_from_wire;
+use super::wire::{events_from_wire, sequence_arg};
 use crate::authority::{
     Authority, AuthorityOptions, AuthorityStats, SnapshotInfo, DEFAULT_KEEP_SNAPSHOTS,
     DEFAULT_SNAPSHOT_EVENTS,
@@ -220,8 +220,9 @@ pyclass_queries!(PyAuthority, {
         py: Python<'_>,
         events: &Bound<'_, PyAny>,
         immediate: bool,
-        expected_first: Option<u64>,
+        expected_first: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(u64, u64)> {
+        let expected_first = sequence_arg(expected_first, "expected_first")?;
         let events = events_from_wire(events)?;
         self.submit_events(py, events, immediate, expected_first)
     }
@@ -286,11 +287,12 @@ pyclass_queries!(PyAuthority, {
         py: Python<'_>,
         events: &Bound<'_, PyAny>,
         immediate: bool,
-        expected_first: Option<u64>,
+        expected_first: Option<&Bound<'_, PyAny>>,
         event_loop: Py<PyAny>,
         future: Py<PyAny>,
         resolve: Py<PyAny>,
     ) -> PyResult<Option<(u64, u64)>> {
+        let expected_first = sequence_arg(expected_first, "expected_first")?;
         let events = events_from_wire(events)?;
         // The loop thread keeps the GIL for an uncontended write (one record into the page
         // cache): releasing it would hand it to the completer mid-submit, a GIL round trip per

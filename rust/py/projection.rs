@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use super::errors::to_py;
 use super::queries::{pyclass_queries, Holder};
-use super::wire::events_from_wire;
+use super::wire::{events_from_wire, sequence_arg};
 use crate::state::Projection;
 use crate::{snapshot, CoreError, DEFAULT_MAX_RECORD_SIZE};
 
@@ -80,8 +80,9 @@ pyclass_queries!(PyProjection, {
         &self,
         py: Python<'_>,
         events: &Bound<'_, PyAny>,
-        first_sequence: Option<u64>,
+        first_sequence: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(u64, u64)> {
+        let first_sequence = sequence_arg(first_sequence, "first_sequence")?;
         let events = events_from_wire(events)?;
         self.detached(py, move |p| {
             let first = first_sequence.unwrap_or_else(|| p.next_sequence());
@@ -96,8 +97,9 @@ pyclass_queries!(PyProjection, {
         &self,
         py: Python<'_>,
         events: &Bound<'_, PyAny>,
-        first_sequence: Option<u64>,
+        first_sequence: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let first_sequence = sequence_arg(first_sequence, "first_sequence")?;
         let events = events_from_wire(events)?;
         self.detached(py, move |p| {
             let first = first_sequence.unwrap_or_else(|| p.next_sequence());

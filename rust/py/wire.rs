@@ -252,7 +252,59 @@ fn string(o: &Bound<'_, PyAny>, name: Name<'_>) -> PyResult<String> {
     let s = o
         .cast_fast::<PyString>()
         .map_err(|_| wrong_type(&name(), "str", o))?;
-    Ok(s.to_str()?.to_owned())
+    match s.to_str() {
+        Ok(v) => Ok(v.to_owned()),
+        Err(e) => Err(not_text(o.py(), s, &e, name)),
+    }
+}
+
+/// The `ValidationError` for a `str` that is not valid Unicode text (a lone surrogate, which
+/// UTF-8 cannot encode), naming the field, the code point and where it is; `e` is the
+/// `UnicodeEncodeError` the conversion raised.
+#[cold]
+fn not_text(py: Python<'_>, s: &Bound<'_, PyString>, e: &PyErr, name: Name<'_>) -> PyErr {
+    let where_ = e
+        .value(py)
+        .getattr("start")
+        .and_then(|i| i.extract::<usize>())
+        .ok()
+        .and_then(|i| {
+            let c = s.get_item(i).ok()?;
+            let cp = py
+                .import("builtins")
+                .and_then(|b| b.getattr("ord"))
+                .and_then(|ord| ord.call1((c,)))
+                .and_then(|v| v.extract::<u32>())
+                .ok()?;
+            Some(format!(" (lone surrogate U+{cp:04X} at index {i})"))
+        })
+        .unwrap_or_default();
+    invalid(format!(
+        "{}: not valid Unicode text{where_}; a str must be encodable as UTF-8",
+        name()
+    ))
+}
+
+/// A sequence-number argument (`expected_first`, `first_sequence`): `None` or an `int` in
+/// `1..=u64::MAX`; anything else is a `WrongTypeError` / `ValidationError` naming `name`.
+pub fn sequence_arg(o: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<u64>> {
+    let Some(o) = o.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    if !o.is_instance_of::<PyInt>() || o.is_instance_of::<PyBool>() {
+        return Err(wrong_type(
+            name,
+            "an int (a WAL sequence number) or None",
+            o,
+        ));
+    }
+    match o.extract::<u64>() {
+        Ok(v) if v >= 1 => Ok(Some(v)),
+        _ => Err(invalid(format!(
+            "{name}: must be a WAL sequence number in 1..{} or None, got {o}",
+            u64::MAX
+        ))),
+    }
 }
 
 /// Converts one wire tuple into an [`Event`].
