@@ -20,6 +20,7 @@ __all__ = [
     "check_int",
     "check_opt_str",
     "check_str",
+    "check_text",
     "unpack",
     "wrong_type",
 ]
@@ -63,18 +64,35 @@ def check_bool(value: object, field: str) -> bool:
     return value
 
 
+def check_text(value: str, field: str, *, error: type[ValidationError] = ValidationError) -> str:
+    """Return ``value`` if it can be encoded as UTF-8 (the log's text encoding), else raise
+    ``error`` naming the field and the lone surrogate that cannot be (``"\\ud800"``)."""
+    # Fast path: ASCII text (nearly every name and key) needs no encoding attempt.
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as e:
+            shown = repr(value) if len(value) <= 80 else f"{value[:77]!r}..."
+            raise error(
+                f"{field} must be valid Unicode text (encodable as UTF-8), got {shown}: "
+                f"lone surrogate U+{ord(value[e.start]):04X} at index {e.start}"
+            ) from None
+    return value
+
+
 def check_str(
     value: object,
     field: str,
     *,
     error: type[ValidationError] = ValidationError,
 ) -> str:
-    """Return ``value`` if it is a non-empty ``str`` that is not only whitespace."""
+    """Return ``value`` if it is a non-empty ``str`` that is not only whitespace and can be
+    encoded as UTF-8."""
     if not isinstance(value, str):
         raise wrong_type(field, "a str", value)
     if not value.strip():
         raise error(f"{field} must be a non-empty string, got {value!r}")
-    return str(value)
+    return check_text(str(value), field, error=error)
 
 
 def check_opt_str(

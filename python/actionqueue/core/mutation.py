@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn, TypeVar
 
+from actionqueue.core._validate import check_text
 from actionqueue.core.ids import AttemptId, RunId, TaskId
 from actionqueue.core.run.attempt import AttemptOutcome
 from actionqueue.core.run.state import RunState
@@ -536,6 +537,8 @@ class RunStateTransitionCommand(MutationCommand):
             _bad_time(cmd, "not_before", not_before)
         if reason is not None and not isinstance(reason, str):
             _bad_opt_str(cmd, "reason", reason)
+        elif reason is not None and not reason.isascii():
+            check_text(reason, f"{cmd}.reason")
         s = self._set
         s[0](self, sequence)
         s[1](self, run_id)
@@ -659,6 +662,8 @@ class AttemptFinishCommand(MutationCommand):
             _bad_time(cmd, "timestamp", timestamp)
         if error is not None and not isinstance(error, str):
             _bad_opt_str(cmd, "error", error)
+        elif error is not None and not error.isascii():
+            check_text(error, f"{cmd}.error")
         if output is not None and type(output) is not bytes:
             _type_error(cmd, "output", "bytes or None", output, "; convert with bytes(...)")
         s = self._set
@@ -721,6 +726,8 @@ class _LeaseCommand(MutationCommand):
             _bad_id(cmd, "run_id", run_id, RunId)
         if type(owner) is not str or not owner:
             _bad_owner(cmd, owner)
+        elif not owner.isascii():
+            check_text(owner, f"{cmd}.owner")
         if type(timestamp) is not int or not 0 <= timestamp <= _I64_MAX:
             _bad_time(cmd, "timestamp", timestamp)
         s = self._set
@@ -879,6 +886,8 @@ class TaskCancelCommand(MutationCommand):
             _bad_time(cmd, "timestamp", timestamp)
         if reason is not None and not isinstance(reason, str):
             _bad_opt_str(cmd, "reason", reason)
+        elif reason is not None and not reason.isascii():
+            check_text(reason, f"{cmd}.reason")
         s = self._set
         s[0](self, sequence)
         s[1](self, task_id)

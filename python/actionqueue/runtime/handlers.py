@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from actionqueue.core._validate import I32_MAX, I32_MIN, check_int
+from actionqueue.core._validate import I32_MAX, I32_MIN, check_int, check_text
 from actionqueue.core.task.constraints import Backoff, HoldPolicy, RetryOn, TaskConstraints
 from actionqueue.errors import (
     DuplicateHandlerError,
@@ -226,6 +226,7 @@ class HandlerRegistry:
             )
         if not name.strip():
             raise ValidationError(f"a handler name must be a non-empty str, got {name!r}")
+        check_text(name, "handler name")
         if not callable(fn):
             raise WrongTypeError(f"handler {name!r} must be callable, got {fn!r}")
         options = HandlerOptions(

@@ -13,7 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from actionqueue.core._validate import I32_MAX, I32_MIN, check_int, check_str, unpack, wrong_type
+from actionqueue.core._validate import (
+    I32_MAX,
+    I32_MIN,
+    check_int,
+    check_str,
+    check_text,
+    unpack,
+    wrong_type,
+)
 
 __all__ = ["TaskMetadata"]
 
@@ -52,8 +60,10 @@ class TaskMetadata:
             tags = tuple(dict.fromkeys([check_str(t, "tag") for t in tags]))
         else:
             tags = ()
-        if description is not None and not isinstance(description, str):
-            raise wrong_type("description", "a str or None", description)
+        if description is not None:
+            if not isinstance(description, str):
+                raise wrong_type("description", "a str or None", description)
+            check_text(description, "description")
         object.__setattr__(self, "priority", priority)
         object.__setattr__(self, "tags", tags)
         object.__setattr__(self, "description", description)
