@@ -101,6 +101,15 @@ def _format_chain(exc: BaseException, out: list[str], seen: set[int]) -> None:
     out.extend(traceback.format_exception_only(type(exc), exc))
 
 
+def _loggable(text: str) -> str:
+    """``text`` with lone surrogates (which UTF-8, the log's text encoding, cannot hold) written
+    as ``\\udXXX`` escapes: an exception message is the handler's text, not the caller's
+    argument, so it is kept readable rather than refused."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """A picklable description of an exception.
@@ -136,10 +145,12 @@ class ErrorInfo:
         elif isinstance(exc, Cancelled):
             control, cancel_reason = "cancelled", exc.reason
         try:
-            message = str(exc)
+            message = _loggable(str(exc))
         except Exception:  # a broken __str__ must not break the runtime
             message = f"<unprintable {type(exc).__name__}>"
-        tb = format_exception(exc)
+        tb = _loggable(format_exception(exc))
+        if isinstance(cancel_reason, str):
+            cancel_reason = _loggable(cancel_reason)
         return cls(
             type_name=type(exc).__qualname__,
             classes=classes,
