@@ -169,7 +169,7 @@ fn recovery_opens_a_log_holding_negative_times() {
     let t = tempfile::tempdir().unwrap();
     {
         // Written straight to the log, as an older version's authority would have.
-        let w = WalWriter::open(&t.path().join(WAL_DIR), WalOptions::default()).unwrap();
+        let w = WalWriter::open(t.path().join(WAL_DIR), WalOptions::default()).unwrap();
         w.append(
             &[tc(spec(id(1)), -5), rc(id(10), id(1), 0, -5)],
             Durability::Immediate,
