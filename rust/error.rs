@@ -114,6 +114,19 @@ pub enum CoreError {
     #[error("record of {size} bytes exceeds the maximum record size of {max} bytes")]
     RecordTooLarge { size: u64, max: u64 },
 
+    /// An intact record in the log (both checksums verified) is larger than the reader's
+    /// maximum record size: a writer configured with a larger maximum wrote it. Not
+    /// corruption; nothing may be cut for it. Raised as `RecordTooLargeError` (with
+    /// `segment`, `offset` and `sequence` set).
+    #[error("record at sequence {sequence} in segment {segment} (offset {offset}) is {size} bytes, above max_record_size {max}: the log was written with a larger limit; open it with max_record_size >= {size}")]
+    RecordOverReadLimit {
+        segment: PathBuf,
+        offset: u64,
+        sequence: u64,
+        size: u64,
+        max: u64,
+    },
+
     /// A command named a sequence other than the next one.
     #[error("sequence mismatch: expected {expected}, got {got}")]
     Sequence { expected: u64, got: u64 },
@@ -190,7 +203,9 @@ impl CoreError {
             Self::DataDirLocked { .. } => "DataDirLockedError",
             Self::WalCorruption { .. } => "WalCorruptionError",
             Self::SnapshotCorrupt { .. } => "SnapshotError",
-            Self::RecordTooLarge { .. } => "RecordTooLargeError",
+            Self::RecordTooLarge { .. } | Self::RecordOverReadLimit { .. } => {
+                "RecordTooLargeError"
+            }
             Self::Sequence { .. } => "SequenceError",
             Self::Decode(_) => "CodecError",
             Self::Rejected(_) => "CommandRejectedError",
@@ -231,6 +246,20 @@ mod tests {
             },
         };
         assert!(c.to_string().contains("offset 42"));
+        let r = CoreError::RecordOverReadLimit {
+            segment: "wal/00000000000000000001.wal".into(),
+            offset: 40,
+            sequence: 2,
+            size: 4000,
+            max: 1024,
+        };
+        assert_eq!(
+            r.to_string(),
+            "record at sequence 2 in segment wal/00000000000000000001.wal (offset 40) is 4000 \
+             bytes, above max_record_size 1024: the log was written with a larger limit; open \
+             it with max_record_size >= 4000"
+        );
+        assert_eq!(r.python_class(), "RecordTooLargeError");
         assert!(c.to_string().contains("crc mismatch"));
     }
 }

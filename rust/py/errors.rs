@@ -65,6 +65,19 @@ fn build(py: Python<'_>, err: &CoreError) -> PyResult<PyErr> {
             exc.setattr("size", *size)?;
             exc.setattr("max_size", *max)?;
         }
+        CoreError::RecordOverReadLimit {
+            segment,
+            offset,
+            sequence,
+            size,
+            max,
+        } => {
+            exc.setattr("size", *size)?;
+            exc.setattr("max_size", *max)?;
+            exc.setattr("segment", segment.to_string_lossy().into_owned())?;
+            exc.setattr("offset", *offset)?;
+            exc.setattr("sequence", *sequence)?;
+        }
         CoreError::Io { source, .. } => {
             if let Some(code) = source.raw_os_error() {
                 exc.setattr("errno", code)?;

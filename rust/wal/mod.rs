@@ -45,6 +45,8 @@ mod limits_tests;
 #[cfg(test)]
 mod live_tests;
 #[cfg(test)]
+mod over_limit_tests;
+#[cfg(test)]
 mod sealed_tests;
 #[cfg(test)]
 pub(crate) mod tests;

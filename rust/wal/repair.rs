@@ -56,7 +56,8 @@ pub struct RepairReport {
     pub truncated: bool,
 }
 
-/// Reads and checks every record of the log (checksums, sequences, decoding).
+/// Reads and checks every record of the log (checksums, sequences, decoding). An intact record
+/// larger than `max_record_size` is [`CoreError::RecordOverReadLimit`], not corruption.
 pub fn verify(dir: &Path, max_record_size: u64) -> Result<VerifyReport> {
     let listing = dir::list(dir)?;
     let mut report = VerifyReport {
@@ -115,6 +116,10 @@ fn corruption(scanner: &Scanner, seg: usize, offset: u64, e: CoreError) -> CoreE
 
 /// Finds the first bad spot and reports what lies after it; with `truncate`, cuts the log
 /// there (truncating that segment, deleting later ones, syncing). Takes the directory lock.
+///
+/// An intact record larger than `max_record_size` is not a bad spot: it stops the search with
+/// [`CoreError::RecordOverReadLimit`] (run again with a larger maximum) and nothing is cut.
+/// Records after a bad spot are counted whatever their size.
 pub fn repair(dir: &Path, max_record_size: u64, truncate: bool) -> Result<RepairReport> {
     let lock = DirLock::acquire(dir)?;
     let listing = dir::list(dir)?;
@@ -151,6 +156,8 @@ pub fn repair(dir: &Path, max_record_size: u64, truncate: bool) -> Result<Repair
                 let seg = segs.iter().position(|s| s.path == segment).unwrap_or(0);
                 break (seg, offset, reason, false);
             }
+            // Including an intact record over `max_record_size`: refused, never a place to
+            // cut (it is acknowledged data; a larger maximum reads it).
             Err(e) => return Err(e),
         }
     };
@@ -162,10 +169,10 @@ pub fn repair(dir: &Path, max_record_size: u64, truncate: bool) -> Result<Repair
     report.reason = Some(reason.to_string());
     report.crash_tail = crash_tail;
     // What lies after the bad spot: the rest of its segment, then every later segment.
-    let mut after = count_after(&bad.path, offset.saturating_add(1), max_record_size)?;
+    let mut after = count_after(&bad.path, offset.saturating_add(1))?;
     report.bytes_after = file_len(&bad.path)?.saturating_sub(offset);
     for later in segs.iter().skip(seg + 1) {
-        let more = count_after(&later.path, 0, max_record_size)?;
+        let more = count_after(&later.path, 0)?;
         after.records += more.records;
         after.events += more.events;
         after.bytes += more.bytes;
@@ -205,8 +212,8 @@ fn file_len(path: &Path) -> Result<u64> {
         .map_err(|e| CoreError::io("stat", path, e))
 }
 
-fn count_after(path: &Path, from: u64, max_record_size: u64) -> Result<TailScan> {
+fn count_after(path: &Path, from: u64) -> Result<TailScan> {
     let f = File::open(path).map_err(|e| CoreError::io("open", path, e))?;
     let len = file_len(path)?;
-    scan_valid_records(&f, from, len, max_record_size).map_err(|e| CoreError::io("read", path, e))
+    scan_valid_records(&f, from, len).map_err(|e| CoreError::io("read", path, e))
 }

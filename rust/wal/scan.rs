@@ -20,6 +20,11 @@
 //!   been synced (bit rot, a bad disk, someone editing the file); and everything that a checksum
 //!   does not excuse — a checksum-valid record that does not decode, a sequence regression or
 //!   gap, an unknown record kind, a segment from another WAL, an unsupported version.
+//! * **Too large for this reader** (hard [`CoreError::RecordOverReadLimit`], not corruption):
+//!   a record whose header claims more payload than the reader's maximum is checked without
+//!   allocating for it (payload streamed through the checksum in fixed-size chunks). Intact,
+//!   it was written by a writer configured with a larger maximum; damaged or running past the
+//!   end of the file, it is damage like any other record and the rules above decide.
 //! * **A live writer** (the reader takes no lock): before damage or a short read is believed,
 //!   the spot is read again from the file, past the read buffer and with the file's length
 //!   taken again (stale preallocated zeros, a record being written, a file grown, or trimmed
@@ -87,6 +92,10 @@ pub enum Item {
 
 enum Step {
     Record(RecordHeader),
+    /// An intact record (both checksums verified, its payload streamed through CRC32C in
+    /// fixed-size chunks) whose payload is larger than this reader's maximum: written by a
+    /// writer configured with a larger one. Not damage, and never read into memory.
+    OverLimit(RecordHeader),
     /// Clean end of the segment's records.
     End,
     Bad(CorruptionReason),
@@ -212,6 +221,28 @@ impl Scanner {
             let (idx, offset, header) = (cur.idx, cur.pos, cur.header);
             match self.step()? {
                 Step::Record(h) => return self.record(idx, offset, h),
+                Step::OverLimit(h) => {
+                    // Checksum-valid, so the sequence rules still apply: a record out of
+                    // sequence is corruption whatever its size.
+                    if let Some(expected) = self.expected {
+                        if h.first_seq != expected {
+                            self.cur = None;
+                            return Err(self.hard(idx, offset, seq_reason(expected, h.first_seq)));
+                        }
+                    }
+                    self.cur = None;
+                    return Err(CoreError::RecordOverReadLimit {
+                        segment: self
+                            .segs
+                            .get(idx)
+                            .map(|s| s.path.clone())
+                            .unwrap_or_default(),
+                        offset,
+                        sequence: h.first_seq,
+                        size: u64::from(h.payload_len),
+                        max: self.max_record,
+                    });
+                }
                 Step::End => {
                     let len = self.cur_len();
                     self.cur = None;
@@ -442,7 +473,7 @@ impl Scanner {
                 .metadata()
                 .map_err(|e| CoreError::io("stat", path, e))?
                 .len();
-            match scan_valid_records(&file, from, len, self.max_record) {
+            match scan_valid_records(&file, from, len) {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && attempts < 2 => {
                     attempts += 1;
                 }
@@ -508,12 +539,24 @@ fn read_step(cur: &mut Current, payload: &mut Vec<u8>, max_record: u64) -> io::R
         Ok(h) => h,
         Err(r) => return Ok(Step::Bad(r)),
     };
-    let len = u64::from(h.payload_len);
-    if len > max_record {
-        return Ok(Step::Bad(CorruptionReason::BadLength(len)));
-    }
     if remaining < h.record_len() {
         return Ok(Step::Bad(CorruptionReason::IncompletePayload));
+    }
+    let len = u64::from(h.payload_len);
+    if len > max_record {
+        // A length over the limit is not evidence of damage: the header checksum vouches for
+        // it, and a writer configured with a larger maximum writes such records. Stream the
+        // payload through the checksum (fixed-size chunks, nothing allocated for it): intact,
+        // it is reported as too large for this reader; otherwise it is damage like any
+        // other (a torn write of a large record, bit rot), judged by the rules above.
+        let computed = crc32c_stream(&mut cur.reader, len)?;
+        if computed != h.payload_crc {
+            return Ok(Step::Bad(CorruptionReason::CrcMismatch {
+                stored: h.payload_crc,
+                computed,
+            }));
+        }
+        return Ok(Step::OverLimit(h));
     }
     payload.clear();
     payload.resize(usize::try_from(len).unwrap_or(0), 0);
@@ -527,6 +570,23 @@ fn read_step(cur: &mut Current, payload: &mut Vec<u8>, max_record: u64) -> io::R
     }
     cur.pos += h.record_len();
     Ok(Step::Record(h))
+}
+
+/// Bytes read at a time when a payload is checksummed without being held in memory.
+const CRC_CHUNK: usize = 16 * 1024;
+
+/// CRC32C of the next `n` bytes of `r`, read in [`CRC_CHUNK`]-byte pieces.
+fn crc32c_stream(r: &mut impl Read, mut n: u64) -> io::Result<u32> {
+    let mut buf = [0u8; CRC_CHUNK];
+    let mut crc = 0u32;
+    while n > 0 {
+        let k = usize::try_from(n.min(CRC_CHUNK as u64)).unwrap_or(0);
+        let chunk = buf.get_mut(..k).unwrap_or_default();
+        r.read_exact(chunk)?;
+        crc = crc32c::crc32c_append(crc, chunk);
+        n -= k as u64;
+    }
+    Ok(crc)
 }
 
 fn rest_is_zero(r: &mut impl Read, mut n: u64) -> io::Result<bool> {
@@ -544,18 +604,14 @@ fn rest_is_zero(r: &mut impl Read, mut n: u64) -> io::Result<bool> {
 }
 
 /// Finds every valid record (magic, header checksum, payload checksum, within the file)
-/// starting at or after `from`, by searching for the record magic. Memory: one chunk plus one
-/// record of at most `max_record` bytes.
-pub fn scan_valid_records(
-    file: &File,
-    from: u64,
-    len: u64,
-    max_record: u64,
-) -> io::Result<TailScan> {
+/// starting at or after `from`, by searching for the record magic. A record larger than the
+/// reader's maximum counts too (it is intact: a writer with a larger maximum wrote it), so a
+/// record after a bad spot is never dropped unseen, nor its `durable_through` ignored. Memory:
+/// one chunk; payloads are checksummed in fixed-size pieces, whatever length a header claims.
+pub fn scan_valid_records(file: &File, from: u64, len: u64) -> io::Result<TailScan> {
     const CHUNK: usize = 1 << 20;
     let mut scan = TailScan::default();
     let mut chunk = vec![0u8; CHUNK];
-    let mut payload = Vec::new();
     let mut off = from;
     while off.saturating_add(RECORD_HEADER_LEN as u64) <= len {
         let n = usize::try_from((len - off).min(CHUNK as u64)).unwrap_or(0);
@@ -565,7 +621,7 @@ pub fn scan_valid_records(
         let mut i = 0usize;
         while let Some(rel) = find_magic(buf.get(i..).unwrap_or_default()) {
             let p = off + (i + rel) as u64;
-            if let Some(h) = valid_record_at(file, p, len, max_record, &mut payload)? {
+            if let Some(h) = valid_record_at(file, p, len)? {
                 scan.records += 1;
                 scan.events += u64::from(h.event_count);
                 scan.bytes += h.record_len();
@@ -590,13 +646,7 @@ fn find_magic(hay: &[u8]) -> Option<usize> {
         .position(|w| w == RECORD_MAGIC)
 }
 
-fn valid_record_at(
-    file: &File,
-    p: u64,
-    len: u64,
-    max_record: u64,
-    payload: &mut Vec<u8>,
-) -> io::Result<Option<RecordHeader>> {
+fn valid_record_at(file: &File, p: u64, len: u64) -> io::Result<Option<RecordHeader>> {
     if p.saturating_add(RECORD_HEADER_LEN as u64) > len {
         return Ok(None);
     }
@@ -605,13 +655,21 @@ fn valid_record_at(
     let Ok(h) = RecordHeader::decode(&hdr) else {
         return Ok(None);
     };
-    if u64::from(h.payload_len) > max_record || p.saturating_add(h.record_len()) > len {
+    if p.saturating_add(h.record_len()) > len {
         return Ok(None);
     }
-    payload.clear();
-    payload.resize(h.payload_len as usize, 0);
-    file.read_exact_at(payload, p + RECORD_HEADER_LEN as u64)?;
-    Ok((crc32c::crc32c(payload) == h.payload_crc).then_some(h))
+    let mut buf = [0u8; CRC_CHUNK];
+    let mut crc = 0u32;
+    let mut at = p + RECORD_HEADER_LEN as u64;
+    let end = p + h.record_len();
+    while at < end {
+        let k = usize::try_from((end - at).min(CRC_CHUNK as u64)).unwrap_or(0);
+        let piece = buf.get_mut(..k).unwrap_or_default();
+        file.read_exact_at(piece, at)?;
+        crc = crc32c::crc32c_append(crc, piece);
+        at += k as u64;
+    }
+    Ok((crc == h.payload_crc).then_some(h))
 }
 
 /// Reads and verifies just the header of a segment file.
