@@ -76,10 +76,22 @@ class DerivationError(ValidationError):
 
 
 class RecordTooLargeError(ValidationError):
-    """An encoded record exceeds the configured maximum record size; nothing was written."""
+    """A record exceeds the configured maximum record size (``max_record_size``).
+
+    Writing: the encoded record is too large; nothing was written. Reading (``segment`` is set):
+    an intact record of the log — both checksums verified — is larger than the reader's
+    maximum, because the log was written with a larger one. That is not corruption and nothing
+    is cut for it: open (read, verify, repair) the log with ``max_record_size >= size``.
+    """
 
     size: int
     max_size: int
+    segment: str | None = None
+    """Reading only: the segment file holding the record."""
+    offset: int | None = None
+    """Reading only: the record's byte offset in ``segment``."""
+    sequence: int | None = None
+    """Reading only: the sequence of the record's first event."""
 
 
 class UnknownHandlerError(ValidationError, LookupError):
