@@ -109,7 +109,7 @@ def test_unknown_id(populated: Populated, cmd: str) -> None:
 def test_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from actionqueue.cli import inspect
 
-    def boom(data_dir: str) -> None:
+    def boom(data_dir: str, **options: object) -> None:
         raise StorageError("disk on fire")
 
     monkeypatch.setattr(inspect, "read_view", boom)

@@ -1,7 +1,8 @@
 """Command-line entry point built on click, with rich output.
 
-The group holds the global options (``--data-dir``, ``--debug``) and the one place where
-exceptions become a message, a hint and an exit code (:mod:`actionqueue.cli.errors`).
+The group holds the global options (``--data-dir``, ``--debug``, ``--max-record-size``) and the
+one place where exceptions become a message, a hint and an exit code
+(:mod:`actionqueue.cli.errors`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from actionqueue import __version__
 from actionqueue.cli.bench import bench
 from actionqueue.cli.context import DEFAULT_DATA_DIR, CliContext
 from actionqueue.cli.errors import describe
+from actionqueue.core._validate import U32_MAX
+from actionqueue.storage.wal.fs_writer import DEFAULT_MAX_RECORD_SIZE
 
 __all__ = ["CliContext", "cli", "main"]
 
@@ -55,8 +58,17 @@ class ActionQueueGroup(click.Group):
     help="The queue's data directory (env: ACTIONQUEUE_DATA_DIR).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option(
+    "--max-record-size",
+    type=click.IntRange(min=1, max=U32_MAX),
+    default=DEFAULT_MAX_RECORD_SIZE,
+    show_default=True,
+    metavar="BYTES",
+    help="Largest WAL record read (payload bytes): pass the queue's own max_record_size when "
+    "it was opened with a larger one.",
+)
 @click.pass_context
-def cli(ctx: click.Context, data_dir: str, debug: bool) -> None:
+def cli(ctx: click.Context, data_dir: str, debug: bool, max_record_size: int) -> None:
     """actionqueue: a durable, embedded task queue and scheduler.
 
     Inspection commands (stats, tasks, runs, show, why, wal verify, wal dump) read the data
@@ -64,7 +76,9 @@ def cli(ctx: click.Context, data_dir: str, debug: bool) -> None:
     change something (cancel, pause, resume, retry, snapshot, compact, wal repair) take the
     directory's lock and refuse while another process holds it.
     """
-    ctx.obj = CliContext(data_dir=os.path.normpath(data_dir), debug=debug)
+    ctx.obj = CliContext(
+        data_dir=os.path.normpath(data_dir), debug=debug, max_record_size=max_record_size
+    )
 
 
 def _register() -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import click
 from rich.console import Console
 
+from actionqueue.storage.wal.fs_writer import DEFAULT_MAX_RECORD_SIZE
+
 __all__ = ["DEFAULT_DATA_DIR", "CliContext", "pass_cli"]
 
 DEFAULT_DATA_DIR = "./actionqueue-data"
@@ -15,10 +17,13 @@ DEFAULT_DATA_DIR = "./actionqueue-data"
 
 @dataclass
 class CliContext:
-    """Global options (``--data-dir``, ``--debug``)."""
+    """Global options (``--data-dir``, ``--debug``, ``--max-record-size``)."""
 
     data_dir: str
     debug: bool
+    max_record_size: int = DEFAULT_MAX_RECORD_SIZE
+    """The largest record (payload bytes) the log is read with; a log written with a larger
+    ``max_record_size`` needs at least that."""
 
     @property
     def console(self) -> Console:

@@ -26,7 +26,7 @@ __all__ = ["cancel", "pause", "resume", "retry"]
 
 @contextmanager
 def _engine(cli: CliContext) -> Iterator[tuple[Engine, StorageMutationAuthority]]:
-    with open_authority(cli.data_dir) as auth:
+    with open_authority(cli.data_dir, max_record_size=cli.max_record_size) as auth:
         # cast: the authority's query tuples are narrower than the port's Sequence types.
         yield Engine(cast(Any, auth), SystemClock(), owner="actionqueue-cli"), auth
 

@@ -106,6 +106,13 @@ def describe(exc: BaseException, data_dir: str) -> Described:
         return Described(
             f"refused: {text}", "`actionqueue why RUN_ID` explains a run's state", EXIT["refused"]
         )
+    if isinstance(exc, e.RecordTooLargeError) and exc.segment is not None:
+        return Described(
+            f"{text} (the log is not damaged)",
+            f"pass --max-record-size {exc.size} (or the queue's own max_record_size) before "
+            "the command",
+            EXIT["usage"],
+        )
     if isinstance(exc, e.InvalidIdError):
         return Described(
             text,

@@ -72,7 +72,7 @@ def _parse_states(values: tuple[str, ...]) -> list[RunState] | None:
 @pass_cli
 def stats(cli: CliContext, as_json: bool) -> None:
     """Runs per state, tasks, pause state and the log's position."""
-    view = read_view(cli.data_dir)
+    view = read_view(cli.data_dir, max_record_size=cli.max_record_size)
     q = view.state
     counts = q.counts()
     out: dict[str, Any] = {
@@ -145,7 +145,7 @@ def _task_matches(rec: TaskRecord, handler: str | None, tag: str | None) -> bool
 @pass_cli
 def tasks(cli: CliContext, handler: str | None, tag: str | None, limit: int, as_json: bool) -> None:
     """List tasks (oldest first) with their runs by state."""
-    view = read_view(cli.data_dir)
+    view = read_view(cli.data_dir, max_record_size=cli.max_record_size)
     by_task = _runs_by_task(view)
     chosen = [t for t in list_tasks(view) if _task_matches(t, handler, tag)][:limit]
     if as_json:
@@ -200,7 +200,7 @@ def runs(
     as_json: bool,
 ) -> None:
     """List runs, state by state (each in its queue order: Ready in dispatch order, ...)."""
-    view = read_view(cli.data_dir)
+    view = read_view(cli.data_dir, max_record_size=cli.max_record_size)
     q = view.state
     wanted = _parse_states(states)
     tid = None
@@ -364,7 +364,7 @@ def show(cli: CliContext, ident: str, as_json: bool) -> None:
 
     ID is a task or run id, or a unique prefix of one (4+ hex digits).
     """
-    view = read_view(cli.data_dir)
+    view = read_view(cli.data_dir, max_record_size=cli.max_record_size)
     target = resolve_id(view.state, ident, view)
     if isinstance(target, RunId):
         run = view.state.get_run(target)
@@ -382,7 +382,7 @@ def show(cli: CliContext, ident: str, as_json: bool) -> None:
 @pass_cli
 def why(cli: CliContext, run_id: str, as_json: bool) -> None:
     """Why a run is not running now (scheduled, backoff, key held, paused, leased, done...)."""
-    view = read_view(cli.data_dir)
+    view = read_view(cli.data_dir, max_record_size=cli.max_record_size)
     target = resolve_id(view.state, run_id, view)
     if not isinstance(target, RunId):
         rs = [r for r in view.state.runs_for_task(target) if r.state not in TERMINAL_STATES]

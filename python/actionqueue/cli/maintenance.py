@@ -69,7 +69,7 @@ def _snapshot_dict(info: Any) -> dict[str, Any]:
 @pass_cli
 def snapshot(cli: CliContext, as_json: bool) -> None:
     """Take a snapshot now (faster next open), then checkpoint old WAL segments."""
-    with open_authority(cli.data_dir) as auth:
+    with open_authority(cli.data_dir, max_record_size=cli.max_record_size) as auth:
         info = auth.snapshot()
     if info is None:  # pragma: no cover - bootstrap always configures a snapshot directory
         raise CliError("this data directory has no snapshot directory", None, "error")
@@ -108,7 +108,7 @@ def compact(cli: CliContext, prune_before: str | None, keep: int | None, as_json
     before_bytes = _dir_bytes(cli.data_dir)
     now = time.time_ns() // 1_000_000
     pruned: list[dict[str, Any]] = []
-    with open_authority(cli.data_dir) as auth:
+    with open_authority(cli.data_dir, max_record_size=cli.max_record_size) as auth:
         if prune_before is not None:
             cutoff = parse_before(prune_before, now)
             got = auth.prune(cutoff, "immediate", timestamp=now)

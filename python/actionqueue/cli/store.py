@@ -37,7 +37,7 @@ from actionqueue.storage.mutation import StorageMutationAuthority
 from actionqueue.storage.recovery.bootstrap import bootstrap
 from actionqueue.storage.recovery.reducer import ReplayReducer
 from actionqueue.storage.wal.fs_reader import WalFsReader
-from actionqueue.storage.wal.fs_writer import WalFsWriter
+from actionqueue.storage.wal.fs_writer import DEFAULT_MAX_RECORD_SIZE, WalFsWriter
 
 __all__ = [
     "ReadView",
@@ -117,6 +117,7 @@ class ReadView:
     events_replayed: int
     torn_tail: dict[str, object] | None
     snapshots_skipped: list[tuple[str, str]] = field(default_factory=list)
+    max_record_size: int = DEFAULT_MAX_RECORD_SIZE
 
 
 def _segment_firsts(wal: str) -> list[int]:
@@ -124,28 +125,30 @@ def _segment_firsts(wal: str) -> list[int]:
     return [int(n[:-4]) for n in os.listdir(wal) if n.endswith(".wal") and n[:-4].isdigit()]
 
 
-def _log_reaches(wal: str, sequence: int) -> bool:
+def _log_reaches(wal: str, sequence: int, max_record_size: int) -> bool:
     """Whether the log holds ``sequence`` (or went past it: a segment named after it exists,
     so the writer had written it when creating that segment)."""
     if any(first > sequence for first in _segment_firsts(wal)):
         return True
-    return bool(WalFsReader(wal, start=sequence).read_batch(1))
+    return bool(WalFsReader(wal, start=sequence, max_record_size=max_record_size).read_batch(1))
 
 
-def log_last_sequence(wal: str) -> int:
-    """The log's last sequence (0: no records), reading only its last segment."""
+def log_last_sequence(wal: str, *, max_record_size: int = DEFAULT_MAX_RECORD_SIZE) -> int:
+    """The log's last sequence (0: no records), reading only its last segment (records up to
+    ``max_record_size`` bytes)."""
     firsts = _segment_firsts(wal)
     if not firsts:
         return 0
     last = max(firsts) - 1  # a segment's name is the first sequence it holds or would hold
-    reader = WalFsReader(wal, start=max(firsts))
+    reader = WalFsReader(wal, start=max(firsts), max_record_size=max_record_size)
     while batch := reader.read_batch(65_536):
         last = batch[-1][0]
     return last
 
 
-def _build_view(data_dir: str) -> ReadView:
-    """The newest usable snapshot + the WAL after it (or the whole WAL).
+def _build_view(data_dir: str, max_record_size: int) -> ReadView:
+    """The newest usable snapshot + the WAL after it (or the whole WAL), reading records of up
+    to ``max_record_size`` bytes.
 
     A snapshot newer than the log describes a history the log no longer has (the log was cut
     by ``wal repair`` or restored from an older copy): it is skipped with that reason, as
@@ -163,24 +166,25 @@ def _build_view(data_dir: str) -> ReadView:
                 raise  # deleted by a checkpoint since listed: the view is built again
             skipped.append((f.path, str(exc)))
             continue
-        records, events = state.replay_wal(wal)
+        records, events = state.replay_wal(wal, max_record_size=max_record_size)
         # Nothing after the snapshot: normal when it was taken at the end of the log, unless
         # the log ends before it (checked only then: it costs a read of the last segment).
-        if records == 0 and not _log_reaches(wal, f.sequence):
+        if records == 0 and not _log_reaches(wal, f.sequence, max_record_size):
+            last = log_last_sequence(wal, max_record_size=max_record_size)
             skipped.append(
                 (
                     f.path,
                     f"snapshot at sequence {f.sequence} is newer than the log (last sequence "
-                    f"{log_last_sequence(wal)}): it describes a history this log no longer has "
+                    f"{last}): it describes a history this log no longer has "
                     "(cut by repair, or restored from an older copy); not used (the next queue "
                     "open renames it to .stale)",
                 )
             )
             continue
-        return _finish_view(data_dir, state, f.sequence, records, events, skipped)
+        return _finish_view(data_dir, state, f.sequence, records, events, skipped, max_record_size)
     state = ReplayReducer()
-    records, events = state.replay_wal(wal)
-    return _finish_view(data_dir, state, None, records, events, skipped)
+    records, events = state.replay_wal(wal, max_record_size=max_record_size)
+    return _finish_view(data_dir, state, None, records, events, skipped, max_record_size)
 
 
 def _finish_view(
@@ -190,27 +194,40 @@ def _finish_view(
     records: int,
     events: int,
     skipped: list[tuple[str, str]],
+    max_record_size: int,
 ) -> ReadView:
-    reader = WalFsReader(wal_dir(data_dir), start=state.latest_sequence + 1)
+    reader = WalFsReader(
+        wal_dir(data_dir), start=state.latest_sequence + 1, max_record_size=max_record_size
+    )
     for _entry in reader:
         pass  # normally nothing: replay_wal read it all; this finds the torn tail, if any
     return ReadView(
-        data_dir, state, seq, records, events, reader.torn_tail, snapshots_skipped=skipped
+        data_dir,
+        state,
+        seq,
+        records,
+        events,
+        reader.torn_tail,
+        snapshots_skipped=skipped,
+        max_record_size=max_record_size,
     )
 
 
-def set_aside_newer_snapshots(data_dir: str) -> tuple[int, list[tuple[str, int, str]]]:
+def set_aside_newer_snapshots(
+    data_dir: str, *, max_record_size: int = DEFAULT_MAX_RECORD_SIZE
+) -> tuple[int, list[tuple[str, int, str]]]:
     """Renames the snapshots newer than the log to ``<name>.stale`` (``.stale.1``, ... if
     taken), as opening a queue does, holding the directory lock meanwhile; returns the log's
     last sequence and ``(path, sequence, renamed_to)`` for each. For ``wal repair``, right
-    after it cut the log.
+    after it cut the log (with the ``max_record_size`` it read the log with: the writer's
+    recovery reads the last segment).
 
     An empty log is left alone with its snapshots: opening refuses that case (the snapshots
     hold the state, the log is what is missing) and so does this.
     """
     snap_dir = snapshot_dir(data_dir)
     # Opening the WAL's writer takes the lock and writes nothing to a sound log.
-    with WalFsWriter(wal_dir(data_dir), preallocate=0) as wal:
+    with WalFsWriter(wal_dir(data_dir), preallocate=0, max_record_size=max_record_size) as wal:
         last = wal.next_sequence - 1
         if last == 0 or not os.path.isdir(snap_dir):
             return last, []
@@ -234,13 +251,14 @@ def set_aside_newer_snapshots(data_dir: str) -> tuple[int, list[tuple[str, int, 
     return last, moved
 
 
-def read_view(data_dir: str) -> ReadView:
-    """Snapshot + WAL tail, replayed in memory without the lock (see the module docs)."""
+def read_view(data_dir: str, *, max_record_size: int = DEFAULT_MAX_RECORD_SIZE) -> ReadView:
+    """Snapshot + WAL tail, replayed in memory without the lock (see the module docs).
+    ``max_record_size``: the largest WAL record read (the CLI's ``--max-record-size``)."""
     check_data_dir(data_dir)
     last: OSError | None = None
     for _ in range(READ_ATTEMPTS):
         try:
-            return _build_view(data_dir)
+            return _build_view(data_dir, max_record_size)
         except RecoveryError as exc:
             # A checkpoint deleted the segments after the snapshot we loaded (a newer snapshot
             # replaced it): the log no longer continues our state. Read again.
@@ -305,7 +323,7 @@ def list_tasks(view: ReadView) -> list[TaskRecord]:
         order[key] = min(order.get(key, seq), seq)
     for _ in range(READ_ATTEMPTS):
         try:
-            for entry in WalFsReader(wal_dir(view.data_dir)):
+            for entry in WalFsReader(wal_dir(view.data_dir), max_record_size=view.max_record_size):
                 if entry.event[0] == 0:
                     key = entry.event[1][0]
                     order[key] = min(order.get(key, entry.sequence), entry.sequence)

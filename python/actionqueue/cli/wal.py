@@ -16,7 +16,7 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from actionqueue.cli.context import CliContext, pass_cli
-from actionqueue.cli.errors import CliError
+from actionqueue.cli.errors import EXIT, CliError
 from actionqueue.cli.render import event_to_dict
 from actionqueue.cli.store import (
     READ_ATTEMPTS,
@@ -26,7 +26,7 @@ from actionqueue.cli.store import (
     vanished,
     wal_dir,
 )
-from actionqueue.errors import DataDirLockedError, WalCorruptionError
+from actionqueue.errors import DataDirLockedError, RecordTooLargeError, WalCorruptionError
 from actionqueue.storage.snapshot import list_snapshots
 from actionqueue.storage.wal.fs_reader import WalFsReader
 from actionqueue.storage.wal.repair import VerifyReport
@@ -49,30 +49,32 @@ def _segments(path: str) -> list[tuple[str, int]]:
     return [(n, os.path.getsize(os.path.join(path, n))) for n in names]
 
 
-def _verify_once(path: str, progress: bool | None) -> VerifyReport:
+def _verify_once(path: str, progress: bool | None, max_record_size: int) -> VerifyReport:
     segs = _segments(path)
     total = sum(s for _, s in segs)
     show = (
         progress if progress is not None else (total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
     )
     if show and segs:
-        _read_with_progress(path, total, segs)
-    return wal_verify(path)
+        _read_with_progress(path, total, segs, max_record_size)
+    return wal_verify(path, max_record_size=max_record_size)
 
 
-def _verify(path: str, progress: bool | None) -> VerifyReport:
+def _verify(path: str, progress: bool | None, max_record_size: int) -> VerifyReport:
     """:func:`_verify_once`, again from the start when a live queue's checkpoint deleted a
     segment being read (the log that is left is what gets verified)."""
     for _ in range(READ_ATTEMPTS - 1):
         try:
-            return _verify_once(path, progress)
+            return _verify_once(path, progress, max_record_size)
         except OSError as exc:
             if not vanished(exc):
                 raise
-    return _verify_once(path, progress)
+    return _verify_once(path, progress, max_record_size)
 
 
-def _read_with_progress(path: str, total: int, segs: list[tuple[str, int]]) -> None:
+def _read_with_progress(
+    path: str, total: int, segs: list[tuple[str, int]], max_record_size: int
+) -> None:
     """Reads every record once with a progress bar (checksums are checked while reading);
     ``verify`` below then gives the authoritative report."""
     before = {}
@@ -89,7 +91,7 @@ def _read_with_progress(path: str, total: int, segs: list[tuple[str, int]]) -> N
         transient=True,
     ) as progress:
         bar = progress.add_task("wal", total=total)
-        reader = WalFsReader(path)
+        reader = WalFsReader(path, max_record_size=max_record_size)
         while True:
             batch = reader.read_batch(65_536)
             if not batch:
@@ -113,7 +115,29 @@ def verify(cli: CliContext, as_json: bool, progress: bool | None) -> None:
     check_data_dir(cli.data_dir)
     path = wal_dir(cli.data_dir)
     try:
-        report = _verify(path, progress)
+        report = _verify(path, progress, cli.max_record_size)
+    except RecordTooLargeError as exc:
+        # An intact record over this reader's limit: not corruption (the log was written
+        # with a larger max_record_size). Reported by the group with its hint unless --json.
+        seg = exc.segment
+        if not as_json or seg is None:
+            raise
+        click.echo(
+            json.dumps(
+                {
+                    "ok": False,
+                    "error": str(exc),
+                    "too_large": True,
+                    "segment": os.path.basename(seg),
+                    "offset": exc.offset,
+                    "sequence": exc.sequence,
+                    "size": exc.size,
+                    "max_record_size": exc.max_size,
+                },
+                indent=2,
+            )
+        )
+        sys.exit(EXIT["usage"])
     except WalCorruptionError as exc:
         seg = getattr(exc, "segment", None)
         where = {
@@ -173,7 +197,7 @@ def dump(cli: CliContext, start: int, limit: int | None, encoding: str) -> None:
     while limit is None or n < limit:
         try:
             if reader is None:
-                reader = WalFsReader(path, start=start)
+                reader = WalFsReader(path, start=start, max_record_size=cli.max_record_size)
             batch = reader.read_batch(4096)
         except OSError as exc:
             # A live queue's checkpoint deleted the segment being read: go on after the last
@@ -231,10 +255,14 @@ def repair(cli: CliContext, yes: bool, dry_run: bool) -> None:
     Opening a queue cuts a crash tail by itself; corruption anywhere else stops it with an
     error naming segment and offset. This is the operator's tool for that case. It takes the
     directory lock, asks for confirmation (or needs --yes) and refuses without a terminal.
+    A record larger than --max-record-size is intact data, never a place to cut: repair
+    refuses and names the size to pass.
     """
     check_data_dir(cli.data_dir)
     path = wal_dir(cli.data_dir)
-    found = wal_repair(path, truncate_at_first_corruption=False)
+    found = wal_repair(
+        path, truncate_at_first_corruption=False, max_record_size=cli.max_record_size
+    )
     con = cli.console
     if found.segment is None:
         con.print("[green]the log is sound[/green]: nothing to repair")
@@ -252,7 +280,7 @@ def repair(cli: CliContext, yes: bool, dry_run: bool) -> None:
             )
         if not click.confirm("cut the log here?", default=False):
             raise CliError("nothing changed", None, "aborted")
-    done = wal_repair(path, truncate_at_first_corruption=True)
+    done = wal_repair(path, truncate_at_first_corruption=True, max_record_size=cli.max_record_size)
     if not done.truncated:
         raise CliError("the log was not cut (it changed meanwhile?)", "run it again", "error")
     con.print(
@@ -268,7 +296,7 @@ def _set_aside_snapshots(cli: CliContext) -> None:
     bring that history back)."""
     con = cli.console
     try:
-        last, moved = set_aside_newer_snapshots(cli.data_dir)
+        last, moved = set_aside_newer_snapshots(cli.data_dir, max_record_size=cli.max_record_size)
     except DataDirLockedError:
         con.print(
             "a queue opened the directory meanwhile; opening sets aside the snapshots newer "
