@@ -203,9 +203,7 @@ impl CoreError {
             Self::DataDirLocked { .. } => "DataDirLockedError",
             Self::WalCorruption { .. } => "WalCorruptionError",
             Self::SnapshotCorrupt { .. } => "SnapshotError",
-            Self::RecordTooLarge { .. } | Self::RecordOverReadLimit { .. } => {
-                "RecordTooLargeError"
-            }
+            Self::RecordTooLarge { .. } | Self::RecordOverReadLimit { .. } => "RecordTooLargeError",
             Self::Sequence { .. } => "SequenceError",
             Self::Decode(_) => "CodecError",
             Self::Rejected(_) => "CommandRejectedError",

@@ -102,7 +102,12 @@ fn a_log_written_with_a_larger_limit_is_too_large_for_a_smaller_reader_not_corru
     let mut r = WalReader::open(t.path(), READER_MAX).unwrap();
     assert_eq!(r.next_event().unwrap().unwrap().sequence, 1);
     assert_over_limit(r.next_event().unwrap_err(), &seg, offset, size);
-    assert_over_limit(verify(t.path(), READER_MAX).unwrap_err(), &seg, offset, size);
+    assert_over_limit(
+        verify(t.path(), READER_MAX).unwrap_err(),
+        &seg,
+        offset,
+        size,
+    );
     // Repair never offers to cut it, asked to cut or not.
     assert_over_limit(
         repair(t.path(), READER_MAX, false).unwrap_err(),
