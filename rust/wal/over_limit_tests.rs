@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::dir::segment_name;
 use super::format::{RecordHeader, RecordKind, SegmentHeader, RECORD_HEADER_LEN};
+use super::tests::{ev, segments};
 use super::*;
 use crate::error::CorruptionReason;
 use crate::event::Event;
@@ -16,10 +17,6 @@ use crate::{CoreError, FORMAT_VERSION};
 const WRITER_MAX: u64 = 4096;
 const READER_MAX: u64 = 1024;
 const H: u64 = RECORD_HEADER_LEN as u64;
-
-fn small(i: i64) -> Event {
-    Event::Prune { before: i, at: i }
-}
 
 fn big() -> Event {
     Event::LeaseRelease {
@@ -42,12 +39,12 @@ fn opts(max_record_size: u64) -> WalOptions {
 /// offset and payload length.
 fn write_log(dir: &Path, sync_mark: bool) -> (PathBuf, u64, u64) {
     let w = WalWriter::open(dir, opts(WRITER_MAX)).unwrap();
-    w.append(&[small(1)], Durability::Immediate, None).unwrap();
+    w.append(&[ev(1)], Durability::Immediate, None).unwrap();
     w.append(&[big()], Durability::Immediate, None).unwrap();
-    w.append(&[small(3)], Durability::Immediate, None).unwrap();
+    w.append(&[ev(3)], Durability::Immediate, None).unwrap();
     w.close().unwrap();
     if !sync_mark {
-        let seg = dir::list(dir).unwrap().segments[0].path.clone();
+        let seg = segments(dir)[0].clone();
         let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
         let len = f.metadata().unwrap().len();
         f.set_len(len - H).unwrap();
@@ -63,7 +60,8 @@ fn write_log(dir: &Path, sync_mark: bool) -> (PathBuf, u64, u64) {
     (seg, offsets[1], offsets[2] - offsets[1] - H)
 }
 
-fn read_all(dir: &Path, max: u64) -> crate::Result<Vec<u64>> {
+/// The sequences read with the limit `max` (`tests::read_all` reads with the default one).
+fn sequences(dir: &Path, max: u64) -> crate::Result<Vec<u64>> {
     WalReader::open(dir, max)?
         .map(|r| r.map(|e| e.sequence))
         .collect()
@@ -129,15 +127,15 @@ fn a_log_written_with_a_larger_limit_is_too_large_for_a_smaller_reader_not_corru
     assert_eq!(std::fs::read(&seg).unwrap(), before, "nothing may change");
 
     // With the writer's limit everything reads, verifies and repairs as sound.
-    assert_eq!(read_all(t.path(), WRITER_MAX).unwrap(), vec![1, 2, 3]);
-    assert_eq!(read_all(t.path(), size).unwrap(), vec![1, 2, 3]);
+    assert_eq!(sequences(t.path(), WRITER_MAX).unwrap(), vec![1, 2, 3]);
+    assert_eq!(sequences(t.path(), size).unwrap(), vec![1, 2, 3]);
     let v = verify(t.path(), size).unwrap();
     assert_eq!((v.records, v.events, v.torn_tail), (4, 3, None));
     assert_eq!(repair(t.path(), size, true).unwrap().segment, None);
     let w = WalWriter::open(t.path(), opts(size)).unwrap();
     assert!(!w.recovery_report().truncated);
     w.close().unwrap();
-    assert_eq!(read_all(t.path(), WRITER_MAX).unwrap(), vec![1, 2, 3]);
+    assert_eq!(sequences(t.path(), WRITER_MAX).unwrap(), vec![1, 2, 3]);
 }
 
 #[test]
@@ -147,10 +145,10 @@ fn damage_certified_by_a_later_over_limit_record_is_corruption_not_a_crash_tail(
     // would cut both as a crash tail.
     let t = tempfile::tempdir().unwrap();
     let w = WalWriter::open(t.path(), opts(WRITER_MAX)).unwrap();
-    w.append(&[small(1)], Durability::Immediate, None).unwrap();
+    w.append(&[ev(1)], Durability::Immediate, None).unwrap();
     w.append(&[big()], Durability::Immediate, None).unwrap();
     w.close().unwrap();
-    let seg = dir::list(t.path()).unwrap().segments[0].path.clone();
+    let seg = segments(t.path())[0].clone();
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes.truncate(bytes.len() - RECORD_HEADER_LEN); // the sync mark
     bytes[40 + RECORD_HEADER_LEN] ^= 0x01; // record 1's payload
@@ -180,7 +178,7 @@ fn a_torn_over_limit_record_is_a_crash_tail() {
     let cut = offset + H + size / 2;
     std::fs::write(&seg, &full[..cut as usize]).unwrap();
     for max in [READER_MAX, WRITER_MAX] {
-        assert_eq!(read_all(t.path(), max).unwrap(), vec![1]);
+        assert_eq!(sequences(t.path(), max).unwrap(), vec![1]);
         let v = verify(t.path(), max).unwrap();
         let (_, o, reason) = v.torn_tail.unwrap();
         assert_eq!((o, reason.as_str()), (offset, "incomplete payload"));
@@ -198,7 +196,7 @@ fn a_torn_over_limit_record_is_a_crash_tail() {
     assert!(w.recovery_report().truncated);
     assert_eq!(w.recovery_report().offset, offset);
     w.close().unwrap();
-    assert_eq!(read_all(t.path(), READER_MAX).unwrap(), vec![1]);
+    assert_eq!(sequences(t.path(), READER_MAX).unwrap(), vec![1]);
 }
 
 #[test]
@@ -258,7 +256,7 @@ fn a_hostile_length_past_the_end_of_the_file_is_torn_or_corrupt_never_too_large(
     let v = verify(t.path(), READER_MAX).unwrap();
     let (_, o, reason) = v.torn_tail.unwrap();
     assert_eq!((o, reason.as_str()), (40, "incomplete payload"));
-    assert_eq!(read_all(t.path(), READER_MAX).unwrap(), Vec::<u64>::new());
+    assert_eq!(sequences(t.path(), READER_MAX).unwrap(), Vec::<u64>::new());
 
     // The same claim in a segment that another follows: corruption.
     let t = tempfile::tempdir().unwrap();
@@ -289,7 +287,7 @@ fn a_hostile_length_past_the_end_of_the_file_is_torn_or_corrupt_never_too_large(
 fn an_intact_over_limit_record_out_of_sequence_is_corruption() {
     let t = tempfile::tempdir().unwrap();
     crafted(t.path(), 2000, 5, &[0u8; 2000]);
-    match read_all(t.path(), READER_MAX) {
+    match sequences(t.path(), READER_MAX) {
         Err(CoreError::WalCorruption { reason, .. }) => assert_eq!(
             reason,
             CorruptionReason::SequenceGap {
@@ -303,11 +301,11 @@ fn an_intact_over_limit_record_out_of_sequence_is_corruption() {
     // which then is corruption: a checksum-valid record that does not decode).
     crafted(t.path(), 2000, 1, &[0u8; 2000]);
     assert!(matches!(
-        read_all(t.path(), READER_MAX),
+        sequences(t.path(), READER_MAX),
         Err(CoreError::RecordOverReadLimit { size: 2000, .. })
     ));
     assert!(matches!(
-        read_all(t.path(), 2000),
+        sequences(t.path(), 2000),
         Err(CoreError::WalCorruption {
             reason: CorruptionReason::Decode(_),
             ..

@@ -101,8 +101,8 @@ def test_tasks_scan_again_when_a_checkpoint_deletes_the_segment_being_read(
     class RacingReader(WalFsReader):
         __slots__ = ()
 
-        def __init__(self, path: str, *, start: int = 0) -> None:
-            super().__init__(path, start=start)
+        def __init__(self, path: str, *, start: int = 0, **options: int) -> None:
+            super().__init__(path, start=start, **options)
             if start == 0:  # the task scan (the view is built by then)
                 checkpoint()  # between listing the segments and reading them
 
@@ -141,7 +141,7 @@ def test_read_commands_give_up_with_a_clear_error_when_files_keep_vanishing(
 ) -> None:
     calls: list[int] = []
 
-    def always_moved(data_dir: str) -> store.ReadView:
+    def always_moved(data_dir: str, max_record_size: int) -> store.ReadView:
         calls.append(1)
         raise StorageIOError(errno.ENOENT, "open failed on x.wal: No such file or directory")
 
@@ -187,13 +187,13 @@ def test_wal_verify_checks_again_when_a_checkpoint_deletes_a_segment(
     real_verify = wal_cmd.wal_verify
     calls: list[str] = []
 
-    def racing_verify(path: str) -> object:
+    def racing_verify(path: str, **options: int) -> object:
         calls.append(path)
         if len(calls) == 1:
             checkpoint()
             # What the Rust verifier reports when a segment it listed is gone.
             raise StorageIOError(errno.ENOENT, "open failed on x.wal: No such file or directory")
-        return real_verify(path)
+        return real_verify(path, **options)
 
     monkeypatch.setattr(wal_cmd, "wal_verify", racing_verify)
     report = aq(data, "wal", "verify", "--json")

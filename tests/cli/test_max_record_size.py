@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_helpers import run_cli
 
+from actionqueue.cli import store
+from actionqueue.cli import wal as wal_cmd
 from actionqueue.core import RunPolicy, TaskConstraints, TaskId, TaskSpec
 from actionqueue.core.ids import RunId
 from actionqueue.core.mutation import DurabilityPolicy, RunCreateCommand, TaskCreateCommand
 from actionqueue.core.task.metadata import TaskMetadata
 from actionqueue.storage.recovery import bootstrap
+from actionqueue.storage.recovery.reducer import ReplayReducer
+from actionqueue.storage.wal.fs_reader import WalFsReader
+from actionqueue.storage.wal.fs_writer import DEFAULT_MAX_RECORD_SIZE, WalFsWriter
+from actionqueue.storage.wal.repair import repair
 
 WRITER_MAX = 4096
 READER_MAX = 1024
@@ -93,3 +100,93 @@ def test_the_option_is_validated(big_log: Path) -> None:
         r = run_cli("--data-dir", str(big_log), "--max-record-size", bad, "stats")
         assert r.exit_code == 2
         assert "--max-record-size" in r.output
+
+
+def snapshotted_then_damaged(d: Path) -> None:
+    """Six tasks (the second with a 3000-byte payload) written with a 4096-byte limit, a
+    snapshot at the end of the log, then a flipped byte in the fifth task's record (intact
+    records follow: corruption). A cut there keeps the big record and leaves the snapshot
+    newer than the log."""
+    a, _ = bootstrap(
+        d, max_record_size=WRITER_MAX, preallocate=0, snapshot_every=0, snapshot_on_close=False
+    )
+    for payload in (b"a", b"x" * 3000, b"c", b"d", b"e", b"f"):
+        s = TaskSpec(TaskId.new(), payload, RunPolicy.once(), TaskConstraints(), TaskMetadata())
+        cmds = [
+            TaskCreateCommand(None, s, T0),
+            RunCreateCommand(None, RunId.new(), s.task_id, 0, T0, T0),
+        ]
+        a.submit_batch(cmds, DurabilityPolicy.IMMEDIATE)
+    assert a.snapshot() is not None
+    a.close()
+    offsets = sorted({e.offset for e in WalFsReader(d / "wal", max_record_size=WRITER_MAX)})
+    (seg,) = (d / "wal").glob("*.wal")
+    with open(seg, "r+b") as f:
+        f.seek(offsets[4] + 50)
+        b = f.read(1)
+        f.seek(offsets[4] + 50)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+def test_every_log_access_gets_the_limit_including_stale_snapshot_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The option reaches every reader, verify, repair and writer the CLI creates: the view's
+    stale-snapshot checks (``_log_reaches``, ``log_last_sequence``), the task scan, ``wal
+    verify``'s progress pass and its retries, ``wal dump``, ``wal repair`` and the writer that
+    sets snapshots aside after a cut, and the locked writer's recovery."""
+    seen: list[tuple[str, object]] = []
+
+    class SpyReader(WalFsReader):
+        __slots__ = ()
+
+        def __init__(self, path: str, **options: int) -> None:
+            seen.append(("reader", options.get("max_record_size", DEFAULT_MAX_RECORD_SIZE)))
+            super().__init__(path, **options)
+
+    def spy(name: str, real: Any) -> Any:
+        def call(*args: object, **kwargs: object) -> object:
+            seen.append((name, kwargs.get("max_record_size", DEFAULT_MAX_RECORD_SIZE)))
+            return real(*args, **kwargs)
+
+        return call
+
+    real_replay = ReplayReducer.replay_wal
+
+    def replay(self: ReplayReducer, path: str, **kwargs: int) -> tuple[int, int]:
+        seen.append(("replay_wal", kwargs.get("max_record_size", DEFAULT_MAX_RECORD_SIZE)))
+        return real_replay(self, path, **kwargs)
+
+    monkeypatch.setattr(store, "WalFsReader", SpyReader)
+    monkeypatch.setattr(wal_cmd, "WalFsReader", SpyReader)
+    monkeypatch.setattr(store, "WalFsWriter", spy("writer", WalFsWriter))
+    monkeypatch.setattr(store, "bootstrap", spy("bootstrap", store.bootstrap))
+    monkeypatch.setattr(wal_cmd, "wal_verify", spy("verify", wal_cmd.wal_verify))
+    monkeypatch.setattr(wal_cmd, "wal_repair", spy("repair", wal_cmd.wal_repair))
+    monkeypatch.setattr(ReplayReducer, "replay_wal", replay)
+    limit = 1_000_003  # not the default, above every record here
+
+    # The log cut by the library's repair: the view passes over the snapshot newer than it.
+    cut = tmp_path / "cut"
+    snapshotted_then_damaged(cut)
+    repair(cut / "wal", truncate_at_first_corruption=True, max_record_size=WRITER_MAX)
+    big = ("--data-dir", str(cut), "--max-record-size", str(limit))
+    r = run_cli(*big, "stats", "--json")
+    assert r.exit_code == 0, r.output
+    (skipped,) = json.loads(r.output)["snapshots_skipped"]
+    assert "newer than the log (last sequence 8)" in skipped["reason"]
+    for cmd in (("tasks",), ("wal", "verify", "--progress"), ("wal", "dump"), ("pause",)):
+        r = run_cli(*big, *cmd)
+        assert r.exit_code == 0, r.output
+
+    # wal repair cuts, then the writer it opens sets the snapshot aside.
+    damaged = tmp_path / "damaged"
+    snapshotted_then_damaged(damaged)
+    r = run_cli("--data-dir", str(damaged), "--max-record-size", str(limit), "wal", "repair", "-y")
+    assert r.exit_code == 0, r.output
+    assert "renamed to" in r.output
+    assert [p.suffix for p in (damaged / "snapshots").iterdir()] == [".stale"]
+
+    kinds = {k for k, _ in seen}
+    assert kinds == {"reader", "replay_wal", "verify", "repair", "writer", "bootstrap"}
+    assert [(k, m) for k, m in seen if m != limit] == []
