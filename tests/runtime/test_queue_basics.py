@@ -73,6 +73,41 @@ def test_cron_with_max_time(make_queue: MakeQueue, clock: ManualClock) -> None:
         q.wait(tid, timeout=0.05)  # an endless cron never finishes
 
 
+def test_cron_coalesce_after_a_long_handler_runs_once(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """The first run's handler takes an hour: the hour it missed (00:01 .. 01:00) is one
+    missed window, so coalesce runs once for it, not once per refill."""
+    midnight = 1_704_067_200_000  # 2024-01-01 00:00 UTC
+    clock.set(midnight)
+    q = make_queue(clock=clock)
+    seen: list[int] = []
+
+    def job(ctx: Any, p: Any) -> None:
+        seen.append(ctx.scheduled_at)
+        if len(seen) == 1:
+            clock.advance(60 * 60_000 + 30_000)
+
+    q.register("job", job)
+    policy = aq.RunPolicy.cron("* * * * *", window=3, misfire=aq.MisfirePolicy.coalesce())
+    tid = q.submit("job", None, policy=policy)
+    assert q.run_until_idle() == 2
+    assert [(t - midnight) // 60_000 for t in seen] == [0, 60]
+    runs = q.runs(tid)
+    assert [((r.scheduled_at - midnight) // 60_000, r.state) for r in runs] == [
+        (0, RunState.COMPLETED),
+        (1, RunState.CANCELED),
+        (2, RunState.CANCELED),
+        (3, RunState.CANCELED),
+        (60, RunState.COMPLETED),
+        (61, RunState.SCHEDULED),
+        (62, RunState.SCHEDULED),
+        (63, RunState.SCHEDULED),
+    ]
+    reasons = [h.reason for h in runs[4].history if h.reason]
+    assert reasons == ["misfire: coalesced 60 missed occurrences"]
+
+
 def test_at_takes_an_aware_datetime(make_queue: MakeQueue, clock: ManualClock) -> None:
     from datetime import datetime, timezone
 

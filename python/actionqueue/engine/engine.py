@@ -1058,36 +1058,28 @@ class Engine:
 
         Written in the same batch as the terminal transition, so the window can never be left
         empty by a crash (a cron task with no Scheduled run would never wake up again).
+
+        The refill only derives the next occurrences; it never folds a missed stretch nor
+        promotes. Runs it derives that are already missed fall due at once, and the next tick
+        plans them together with the task's other due Scheduled runs as **one** missed window
+        (a finish, cancel or expiry that folded here would see only the stretch after the last
+        derived run, and the older missed runs would be planned by the tick as a second
+        window: coalesce would run twice, a catch-up cap would be exceeded). While paused,
+        resume applies the misfire policy the same way.
         """
         rec = self._auth.get_task(info.task_id)
         if rec is None or rec.canceled_at is not None:
             return []
-        nt = max(0, rec.non_terminal - leaving)
-        if self._auth.is_paused:
-            # Paused: derive without folding and promote nothing; resume applies the misfire
-            # policy to whatever fell due meanwhile.
-            d = derive_runs(
-                _At(now),
-                info.task_id,
-                info.policy,
-                rec.derived,
-                rec.origin,
-                after=rec.last_scheduled_at,
-                non_terminal=nt,
-            )
-            return [c.to_wire() for c in run_create_commands(d, timestamp=now)]
-        plan = plan_task_promotion(
+        d = derive_runs(
             _At(now),
             info.task_id,
             info.policy,
-            [],
-            now=now,
-            already_derived=rec.derived,
-            schedule_origin=rec.origin,
+            rec.derived,
+            rec.origin,
             after=rec.last_scheduled_at,
-            non_terminal=nt,
+            non_terminal=max(0, rec.non_terminal - leaving),
         )
-        return [c.to_wire() for c in plan.commands(now)]
+        return [c.to_wire() for c in run_create_commands(d, timestamp=now)]
 
     # --- dispatch (hot path) -----------------------------------------------------------------
 
