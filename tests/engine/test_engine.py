@@ -610,6 +610,23 @@ def test_cron_after_downtime_coalesces(env: Env) -> None:
     assert S.SCHEDULED in [r.state for r in runs]  # the window is refilled
 
 
+def test_cron_misfire_survivor_counts_toward_the_window(env: Env) -> None:
+    e = env.engine
+    start = T0 - T0 % MIN
+    env.clock.set(start)
+    tid = e.submit(spec(RunPolicy.cron("* * * * *", window=3, misfire=MisfirePolicy.coalesce())))
+    env.clock.advance(2 * MIN + 30_000)  # 00:00 .. 00:02 missed, nothing after them yet
+    e.tick()
+    runs = e.runs_for_task(tid)
+    assert [(r.scheduled_at - start, r.state) for r in runs] == [
+        (0, S.CANCELED),
+        (MIN, S.CANCELED),
+        (2 * MIN, S.READY),  # the survivor is one of the window's 3 non-terminal runs
+        (3 * MIN, S.SCHEDULED),
+        (4 * MIN, S.SCHEDULED),
+    ]
+
+
 def test_cron_cancel_run_refills_window(env: Env) -> None:
     e = env.engine
     tid = e.submit(spec(RunPolicy.cron("0 * * * *", window=1)))

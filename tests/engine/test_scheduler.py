@@ -17,6 +17,7 @@ from actionqueue.core import (
 )
 from actionqueue.engine import (
     DEFAULT_GRACE_MS,
+    PromotionPlan,
     derive_runs,
     is_misfire,
     next_wakeup,
@@ -192,6 +193,69 @@ def test_tick_capped_catch_up_runs_exactly_cap() -> None:
     plan, _ = _tick_after_downtime(MisfirePolicy.catch_up(cap=2))
     ready = [t for t in plan.transitions if t.to_state is RunState.READY]  # type: ignore[attr-defined]
     assert len(ready) == 2
+
+
+def _tick_three_missed(
+    misfire: MisfirePolicy, now: int, max_occurrences: int | None = None
+) -> tuple[PromotionPlan, list[RunInstance]]:
+    """00:00, 00:01, 00:02 derived for ``* * * * *`` (window 3), all missed at ``now``."""
+    clock = ManualClock(0)
+    policy = RunPolicy.cron("* * * * *", max_occurrences=max_occurrences, window=3, misfire=misfire)
+    first = derive_runs(clock, TID, policy, 0, 0)
+    plan = plan_task_promotion(
+        clock,
+        TID,
+        policy,
+        first.derived,
+        now=now,
+        already_derived=3,
+        schedule_origin=0,
+        after=first.last_scheduled_at,
+        non_terminal=3,
+    )
+    return plan, list(first.derived)
+
+
+def test_tick_coalesce_survivor_counts_toward_the_window() -> None:
+    plan, runs = _tick_three_missed(MisfirePolicy.coalesce(), 2 * MIN + 30_000)
+    survivor = runs[2].run_id
+    assert fates(runs, plan.transitions) == [
+        (0, "Canceled", f"misfire: coalesced into run {survivor}"),
+        (MIN, "Canceled", f"misfire: coalesced into run {survivor}"),
+        (2 * MIN, "Ready", "misfire: coalesced 3 missed occurrences"),
+    ]
+    assert [c.scheduled_at for c in plan.creates] == [3 * MIN, 4 * MIN]
+    assert plan.non_terminal == 3
+    assert (plan.derived_total, plan.last_scheduled_at) == (5, 4 * MIN)
+
+
+def test_tick_capped_catch_up_survivors_count_toward_the_window() -> None:
+    plan, runs = _tick_three_missed(MisfirePolicy.catch_up(cap=2), 2 * MIN + 30_000)
+    assert fates(runs, plan.transitions) == [
+        (0, "Canceled", "misfire: catch-up cap 2 exceeded"),
+        (MIN, "Ready", "misfire: caught up 1m 30s late"),
+        (2 * MIN, "Ready", "misfire: caught up 30 s late"),
+    ]
+    assert [c.scheduled_at for c in plan.creates] == [3 * MIN]
+    assert plan.non_terminal == 3
+
+
+def test_tick_only_what_the_cap_keeps_overfills_the_window() -> None:
+    # 00:00 .. 00:05 missed, cap 5 > window 3: the five most recent run, nothing is derived
+    # ahead of them (the window refills as they finish).
+    plan, _ = _tick_three_missed(MisfirePolicy.catch_up(cap=5), 5 * MIN + 30_000)
+    created = [c.scheduled_at for c in plan.creates]
+    assert created == [3 * MIN, 4 * MIN, 5 * MIN]
+    states = [t.to_state for t in plan.transitions]
+    assert states == [RunState.CANCELED] + [RunState.READY] * 5
+    assert plan.non_terminal == 5
+
+
+def test_tick_runs_dropped_past_the_window_are_not_exhausted() -> None:
+    # max_occurrences=6: 00:03 .. 00:05 would exhaust the policy, but 00:05 is past the window.
+    plan, _ = _tick_three_missed(MisfirePolicy.coalesce(), 2 * MIN + 30_000, max_occurrences=6)
+    assert [c.scheduled_at for c in plan.creates] == [3 * MIN, 4 * MIN]
+    assert (plan.derived_total, plan.exhausted) == (5, False)
 
 
 def test_tick_for_repeat_only_promotes() -> None:

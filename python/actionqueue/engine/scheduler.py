@@ -331,9 +331,11 @@ def plan_task_promotion(
         misfire = run_policy.misfire
         grace = effective_grace_ms(misfire.grace_ms)
         # Under coalesce, skip and capped catch-up the task's missed runs and the stretch
-        # missed after them are one missed window, planned together in the first round. The
+        # missed after them are one missed window, planned together in the first round. Most
         # missed runs are about to be canceled or superseded, so they do not hold window slots
-        # for the refill (at worst the window overfills by what the cap lets survive).
+        # for the refill; the ones that survive (the coalesce survivor, the runs a cap keeps)
+        # do count once planned, and the future runs derived past the window are dropped again
+        # below. Only the missed runs a cap keeps may overfill the window (the cap bounds them).
         folding = misfire.kind is not MisfireKind.CATCH_UP or misfire.cap is not None
         held = nt
         if folding:
@@ -351,19 +353,21 @@ def plan_task_promotion(
                 non_terminal=max(0, held),
                 now=now,
             )
+            batch_due = due + [r for r in d.derived if r.scheduled_at <= now]
+            due = []
+            plan = plan_misfire(batch_due, misfire, now, folded=d.folded)
+            transitions.extend(plan.transitions)
+            nt += len(d.derived) - len(plan.canceled)
+            if nt > run_policy.window:
+                trimmed = _trim_future(d, now, nt - run_policy.window)
+                nt -= len(d.derived) - len(trimmed.derived)
+                d = trimmed
             derivations.append(d)
             creates.extend(run_create_commands(d))
             total = d.derived_total
             exhausted = d.exhausted
             if d.derived:
                 last = d.last_scheduled_at
-            nt += len(d.derived)
-            batch_due = due + [r for r in d.derived if r.scheduled_at <= now]
-            due = []
-            plan = plan_misfire(batch_due, misfire, now, folded=d.folded)
-            transitions.extend(plan.transitions)
-            canceled = len(plan.canceled)
-            nt -= canceled
             if exhausted or nt >= run_policy.window:
                 break
             held = nt
@@ -374,6 +378,21 @@ def plan_task_promotion(
     return PromotionPlan(
         tuple(creates), tuple(transitions), tuple(derivations), total, last, nt, exhausted
     )
+
+
+def _trim_future(d: DerivationResult, now: int, excess: int) -> DerivationResult:
+    """``d`` without up to ``excess`` of its last runs that are not due yet: the future runs
+    derived past the window because missed runs the refill did not count survived their
+    misfire planning. (Runs standing for missed stretches are due, so they always stay.)"""
+    runs = d.derived
+    keep = len(runs)
+    while keep and excess and runs[keep - 1].scheduled_at > now:
+        keep -= 1
+        excess -= 1
+    if keep == len(runs):
+        return d
+    dropped = len(runs) - keep
+    return DerivationResult(runs[:keep], d.derived_total - dropped, False, d.folded)
 
 
 def retry_ready_at(
