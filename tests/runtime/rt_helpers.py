@@ -99,6 +99,13 @@ def hard_exit(ctx: Any, payload: Any) -> None:
     os._exit(7)
 
 
+def ctrl_c_in_worker(ctx: Any, payload: Any) -> str:
+    """What a terminal's Ctrl-C does to a worker process of the owner's process group."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)  # let the signal be delivered (it would interrupt this sleep)
+    return "finished"
+
+
 def wait_cancel(ctx: Any, payload: Any) -> str:
     """Cooperative: waits for the cancel signal (bounded), then raises Cancelled."""
     ctx.cancelled.wait(30)

@@ -81,6 +81,20 @@ def test_processes_timeout_kill_crash_and_keep_going(make_queue: MakeQueue) -> N
     assert q.result(q.submit("pid"), timeout=30) != os.getpid()
 
 
+def test_a_ctrl_c_reaching_a_worker_process_does_not_fail_its_attempt(
+    make_queue: MakeQueue,
+) -> None:
+    """Ctrl-C goes to the whole process group; the owner drains (run_forever), so the worker's
+    attempt must finish instead of failing with KeyboardInterrupt."""
+    q = make_queue(executor="processes", max_workers=1)
+    q.register("h", h.ctrl_c_in_worker, max_attempts=1)
+    tid = q.submit("h")
+    q.run_until_idle(timeout=60)
+    (run,) = q.runs(tid)
+    assert [a.outcome for a in run.attempts] == [AttemptOutcome.SUCCESS]
+    assert q.result(tid) == "finished"
+
+
 def test_processes_cancel_kills_the_worker(make_queue: MakeQueue) -> None:
     q = make_queue(executor="processes", max_workers=1)
     q.register("sleep", h.sleep_long)

@@ -6,6 +6,7 @@ when it dies, so nothing here needs to be interruptible.
 
 from __future__ import annotations
 
+import signal
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -16,7 +17,14 @@ __all__ = ["worker_main"]
 
 
 def worker_main(conn: Connection) -> None:
-    """Serve jobs until the parent closes the pipe."""
+    """Serve jobs until the parent closes the pipe.
+
+    SIGINT is ignored: a Ctrl-C in a terminal goes to the whole process group, workers
+    included, and the owner's ``run_forever`` answers it by draining — the attempt a worker
+    runs must finish, not fail with the ``KeyboardInterrupt`` the signal would raise in the
+    handler. The owner stops a worker that must stop by killing it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             msg: Any = conn.recv()
