@@ -604,3 +604,30 @@ def test_closed_queue_refuses_calls(make_queue: MakeQueue) -> None:
     q.close()  # idempotent
     with pytest.raises(aq.errors.ClosedError):
         q.submit("h")
+
+
+def test_a_run_canceled_while_running_is_counted_canceled_in_the_metrics(
+    make_queue: MakeQueue,
+) -> None:
+    """The log says Canceled (the cancellation records the attempt); the metrics used to count
+    the handler's interrupted end as a TerminalFailure."""
+    q = make_queue()
+    started = threading.Event()
+
+    @q.handler("slow")
+    def slow(ctx: Any, p: Any) -> None:
+        started.set()
+        ctx.cancelled.wait(30)
+        ctx.raise_if_cancelled()
+
+    q.start()
+    tid = q.submit("slow")
+    assert started.wait(10)
+    q.cancel(tid)
+    q.wait(tid, timeout=10)
+    (run,) = q.runs(tid)
+    assert [a.outcome.label for a in run.attempts] == ["Canceled"]
+    q.close()  # drains: the handler's end is recorded
+    m = q.metrics
+    assert m.value("outcomes_total", handler="slow", outcome="Canceled") == 1
+    assert m.value("outcomes_total", handler="slow", outcome="TerminalFailure") == 0

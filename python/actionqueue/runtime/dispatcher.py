@@ -108,6 +108,18 @@ class InFlight:
         self.progress = value
 
 
+def _outcome_label(verdict: Verdict, state: RunState) -> str:
+    """The outcome the log holds for a finished attempt, for the metrics: a run canceled while
+    its handler ran has the attempt recorded Canceled by the cancellation, whatever verdict the
+    handler's end produced (which the engine then ignores)."""
+    if state is RunState.CANCELED:
+        return _CANCELED_LABEL
+    return verdict.outcome.label
+
+
+_CANCELED_LABEL = AttemptOutcome.CANCELED.label
+
+
 class Dispatcher:
     """The loop's state and steps; :class:`~actionqueue.runtime.queue.ActionQueue` owns one."""
 
@@ -653,7 +665,7 @@ class Dispatcher:
                     if isinstance(state, BaseException):
                         self._not_recorded(att, state)
                         continue
-                    k = (att.dispatch.spec.handler, verdict.outcome.label)
+                    k = (att.dispatch.spec.handler, _outcome_label(verdict, state))
                     outcomes[k] = outcomes.get(k, 0) + 1
                     if verdict.outcome is not AttemptOutcome.SUCCESS or state is RunState.FAILED:
                         self._log_outcome(att, verdict, state)
@@ -757,7 +769,9 @@ class Dispatcher:
                     output=verdict.output,
                     retry_delay=verdict.retry_delay_ms,
                 )
-                self.metrics.inc("outcomes_total", handler=d.handler, outcome=verdict.outcome.label)
+                self.metrics.inc(
+                    "outcomes_total", handler=d.handler, outcome=_outcome_label(verdict, state)
+                )
                 self._log_outcome(att, verdict, state)
         except Exception as e:
             self._not_recorded(att, e)
