@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from rt_helpers import MakeQueue
 
 from actionqueue.errors import PayloadError, ValidationError, WrongTypeError
 from actionqueue.runtime.codecs import (
@@ -87,3 +88,81 @@ def test_outputs_are_framed_with_their_content_type() -> None:
     with pytest.raises(PayloadError, match="no codec is registered"):
         reg.decode_output(b"application/x-unknown\n...")
     assert JSON.decode(JSON.encode([1])) == [1]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{1: "a"}, {"1": "b", 1: "a"}, {True: 1}, {None: 0}, {2.5: 1}, [{"ok": {3: "deep"}}]],
+)
+def test_json_refuses_dict_keys_that_are_not_str(value: object) -> None:
+    """json.dumps would turn them into strings: {1: "a"} read back as {"1": "a"}, and colliding
+    keys lost an entry."""
+    with pytest.raises(PayloadError, match="JSON object keys are strings"):
+        CodecRegistry().encode_payload(value)
+
+
+def test_json_with_str_keys_and_nested_containers_round_trips() -> None:
+    reg = CodecRegistry()
+    value = {"a": [1, {"b": (2, 3)}], "c": {"d": None}, "e": [[]]}
+    data, ct = reg.encode_payload(value)
+    assert reg.decode_payload(data, ct) == {"a": [1, {"b": [2, 3]}], "c": {"d": None}, "e": [[]]}
+
+
+def test_a_codecs_own_failure_is_a_payload_error_with_the_cause() -> None:
+    class Broken:
+        content_type = "application/x-broken"
+
+        def encode(self, value: object) -> bytes:
+            raise RuntimeError("boom")
+
+        def decode(self, data: bytes) -> object:
+            return data
+
+    reg = CodecRegistry()
+    reg.register(Broken())
+    with pytest.raises(PayloadError, match=r"failed to encode.*RuntimeError: boom") as info:
+        reg.encode_payload({"x": 1}, "application/x-broken")
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_a_content_type_must_be_one_line_of_printable_ascii() -> None:
+    class Odd:
+        content_type = "x/y\nz"
+
+        def encode(self, value: object) -> bytes:
+            return b""
+
+        def decode(self, data: bytes) -> object:
+            return data
+
+    with pytest.raises(ValidationError, match="printable ASCII"):
+        CodecRegistry().register(Odd())
+
+
+def test_a_handlers_codec_object_is_registered_so_its_tasks_can_run(
+    make_queue: MakeQueue,
+) -> None:
+    """Encoding used the object but decoding at dispatch looks the content type up in
+    ``q.codecs``: an unregistered codec object wrote tasks that could never run."""
+    import json
+
+    class Reversed:
+        content_type = "application/x-reversed-json"
+
+        def encode(self, value: object) -> bytes:
+            return json.dumps(value).encode()[::-1]
+
+        def decode(self, data: bytes) -> object:
+            return json.loads(bytes(data)[::-1])
+
+    q = make_queue()
+    q.register("h", lambda ctx, p: p, codec=Reversed())
+    tid = q.submit("h", {"a": 1})
+    q.run_until_idle(timeout=20)
+    assert q.result(tid) == {"a": 1}
+
+    class Other(Reversed):
+        pass
+
+    with pytest.raises(ValidationError, match="already registered"):
+        q.register("g", lambda ctx, p: p, codec=Other())

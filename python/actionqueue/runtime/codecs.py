@@ -31,7 +31,7 @@ import json
 import threading
 from typing import Any, Protocol, runtime_checkable
 
-from actionqueue.errors import PayloadError, ValidationError, WrongTypeError
+from actionqueue.errors import ActionQueueError, PayloadError, ValidationError, WrongTypeError
 
 __all__ = [
     "BYTES",
@@ -89,6 +89,32 @@ def _short_repr(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
+def _check_keys(value: Any) -> None:
+    """Raises ``TypeError`` at a dict key that is not a str. ``json.dumps`` would turn an
+    int, float, bool or None key into a string: ``{1: "a"}`` reads back as ``{"1": "a"}``, and
+    ``{1: "a", "1": "b"}`` loses an entry. The type checks run in C (``map``/``set``), so a
+    large flat list costs one pass, not a Python loop per element."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            key_types = set(map(type, v))
+            if not all(issubclass(t, str) for t in key_types):
+                bad = next(k for k in v if not isinstance(k, str))
+                raise TypeError(
+                    f"dict key {bad!r} is a {type(bad).__name__}: JSON object keys are "
+                    "strings, and it would read back as another key"
+                )
+            items: Any = v.values()
+        else:
+            items = v
+        if any(issubclass(t, _CONTAINERS) for t in set(map(type, items))):
+            stack.extend(x for x in items if isinstance(x, _CONTAINERS))
+
+
 class JsonCodec:
     """Compact UTF-8 JSON (``application/json``), strict: values JSON cannot represent (sets,
     arbitrary objects, NaN and infinities, lone surrogates, ints too long for ``str``) raise
@@ -99,6 +125,8 @@ class JsonCodec:
 
     def encode(self, value: Any) -> bytes:
         try:
+            if isinstance(value, _CONTAINERS):
+                _check_keys(value)
             return json.dumps(
                 value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
             ).encode()
@@ -163,6 +191,13 @@ class CodecRegistry:
         key = _norm(codec.content_type)
         if not key:
             raise ValidationError("a codec's content_type must not be empty")
+        if not key.isprintable() or not key.isascii():
+            # A result is framed as `content type, newline, body`: the type must be one line
+            # of ASCII to be read back.
+            raise ValidationError(
+                f"a codec's content_type must be printable ASCII on one line, got "
+                f"{codec.content_type!r}"
+            )
         with self._lock:
             if key in self._codecs and not replace and self._codecs[key] is not codec:
                 raise ValidationError(
@@ -211,7 +246,17 @@ class CodecRegistry:
                 c = self.get(content_type)
             else:
                 return JSON.encode(value), JSON_TYPE
-        return c.encode(value), c.content_type
+        try:
+            return c.encode(value), c.content_type
+        except ActionQueueError:
+            raise
+        except Exception as e:
+            # A user codec's own failure, named as the payload error it is (every refusal of
+            # a submit is an ActionQueueError); the original stays the cause.
+            raise PayloadError(
+                f"the codec for {c.content_type!r} failed to encode {type(value).__name__} "
+                f"{_short_repr(value)}: {type(e).__name__}: {e}"
+            ) from e
 
     def decode_payload(self, data: bytes, content_type: str | None) -> Any:
         """The value of a payload: raw bytes when there is no content type, else its codec's

@@ -407,6 +407,12 @@ class ActionQueue:
         codec = options.get("codec")
         if isinstance(codec, str):
             self.codecs.get(codec)  # PayloadError naming an unregistered content type
+        elif isinstance(codec, Codec):
+            # Payloads are decoded at dispatch (and results read back) by content type, from
+            # this queue's registry: a codec object the registry does not know would write
+            # tasks that can never run. Registered here; another codec already holding its
+            # content type is refused (ValidationError), before anything is written.
+            self.codecs.register(codec)
 
     # --- submitting ----------------------------------------------------------------------------
 
