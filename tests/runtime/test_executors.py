@@ -292,6 +292,60 @@ def test_asyncio_cancel(aio: AsyncioExecutor) -> None:
     assert (r.kind, r.detail) == (ResultKind.INTERRUPTED, "canceled")
 
 
+@pytest.mark.timeout(20)
+def test_asyncio_abandons_stuck_sync_threads_within_a_budget() -> None:
+    # Sync handlers used to run in the loop's default pool, where a stuck one kept its thread.
+    with pytest.raises(ValidationError, match="max_abandoned"):
+        AsyncioExecutor(1, max_abandoned=-1)
+    ex = AsyncioExecutor(1, max_abandoned=1)
+    release = threading.Event()
+    try:
+        for _ in range(2):  # the 1st stuck thread is replaced, the 2nd is past the budget
+            _, w = h.submit(ex, _stuck_until(release), timeout=0.02)
+            assert w.wait().kind is ResultKind.TIMED_OUT
+        assert ex.abandoned_threads == 2
+        # No thread left: a queued sync handler waits at most its timeout...
+        r = h.run(ex, h.echo, "late", timeout=0.05)
+        assert r.kind is ResultKind.TIMED_OUT
+        assert ex.abandoned_threads == 2  # (it never ran: no thread was abandoned for it)
+        # ... or until a stuck handler returns: that thread serves again.
+        _, w = h.submit(ex, h.echo, "queued", timeout=30)
+        release.set()
+        r = w.wait()
+        assert (r.kind, r.value) == (ResultKind.RETURNED, "queued")
+        _wait_for(lambda: ex.abandoned_threads == 0)
+        assert h.run(ex, h.echo, "again").value == "again"
+        assert ex._sync.live == 1
+        # async handlers never needed a thread
+        assert h.run(ex, h.async_echo, 1).value == 1
+    finally:
+        release.set()
+        ex.shutdown(wait=False)
+
+
+@pytest.mark.timeout(20)
+def test_asyncio_shutdown_drains_sync_handlers_but_not_abandoned_threads() -> None:
+    ex = AsyncioExecutor(2)
+    stuck, running = threading.Event(), threading.Event()
+    try:
+        _, w = h.submit(ex, _stuck_until(stuck), timeout=0.02)
+        assert w.wait().kind is ResultKind.TIMED_OUT
+
+        def slow(ctx: Any, payload: Any) -> str:
+            running.set()
+            time.sleep(0.05)
+            return "drained"
+
+        _, w = h.submit(ex, slow)
+        assert running.wait(10)
+        ex.shutdown(wait=True)  # waits for the running handler, not the abandoned one
+        assert (w.results[0].kind, w.results[0].value) == (ResultKind.RETURNED, "drained")
+        assert not stuck.is_set()
+        assert ex.abandoned_threads == 1
+    finally:
+        stuck.set()
+
+
 # --- processes -------------------------------------------------------------------------------
 
 

@@ -61,6 +61,36 @@ def test_asyncio_cancel_of_a_running_task(make_queue: MakeQueue) -> None:
     assert q.stop(timeout=10)
 
 
+@pytest.mark.timeout(20)
+def test_asyncio_stuck_sync_handlers_neither_use_up_the_threads_nor_hold_close(
+    make_queue: MakeQueue,
+) -> None:
+    """Timed-out sync handlers used to keep the loop's default pool (``asyncio.to_thread``)
+    for good — the next sync handler then timed out without having run — and ``close()``
+    waited for them in ``loop.shutdown_default_executor()``."""
+    q = make_queue(executor="asyncio", max_workers=8)
+    gate = threading.Event()
+    q.register("stuck", lambda ctx, p: gate.wait(20), timeout=0.05, max_attempts=1)
+    q.register("quick", lambda ctx, p: "ok", timeout=5, max_attempts=1)
+    try:
+        # 32: as many as the largest default pool (min(32, cpus + 4)), all stuck for good
+        stuck = q.submit_many("stuck", [None] * 32)
+        q.run_until_idle(timeout=10)
+        for tid in stuck:
+            assert q.runs(tid)[0].attempts[0].outcome is AttemptOutcome.TIMEOUT
+        tid = q.submit("quick")
+        q.run_until_idle(timeout=10)
+        assert q.result(tid) == "ok"
+        assert q.executor.abandoned_threads == 32  # type: ignore[attr-defined]
+        closer = threading.Thread(target=q.close)
+        closer.start()
+        closer.join(5)
+        assert not closer.is_alive(), "close() waited for the abandoned threads"
+        assert not gate.is_set()  # the stuck handlers were still blocked
+    finally:
+        gate.set()
+
+
 def test_processes_timeout_kill_crash_and_keep_going(make_queue: MakeQueue) -> None:
     q = make_queue(executor="processes", max_workers=2)
     q.register("pid", h.getpid)

@@ -2,17 +2,29 @@
 
 Timeouts and cancellation are real: the handler's task gets ``task.cancel()`` (so
 ``CancelledError`` is raised at its current ``await``) and the outcome is recorded at once.
-Plain (sync) handlers also work here; they run in the loop's default thread pool through
-``asyncio.to_thread``, where — as with the thread executor — cancel is only a signal.
+
+Plain (sync) handlers also work here. They run on the executor's own threads (not the loop's
+default pool), started as needed up to ``max_workers``; there — as with the thread executor —
+cancel is only a signal. A thread stuck in a handler that timed out or was canceled is
+*abandoned*: it no longer counts, and the next sync handler gets a fresh thread, as long as
+at most ``max_abandoned`` threads (default ``4 * max_workers``) are abandoned; past that no new
+thread starts (a warning is logged) and fewer sync handlers run at once until stuck ones
+return (a returning abandoned thread serves again if the executor is short of threads, else
+it ends). A sync handler waiting for a thread counts its timeout from the wait's start.
+:meth:`AsyncioExecutor.shutdown` never waits for abandoned threads (daemon threads).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import contextvars
+import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from actionqueue.errors import ExecutorError, ValidationError
@@ -22,17 +34,199 @@ from actionqueue.runtime.outcomes import AttemptResult
 
 __all__ = ["AsyncioExecutor"]
 
+_LOG = logging.getLogger("actionqueue.runtime")
+
+
+class _Call:
+    """One sync handler call: its outcome goes to ``future`` (on the loop) as ``(ok, value)``."""
+
+    __slots__ = ("args", "context", "fn", "future", "worker")
+
+    def __init__(
+        self,
+        future: asyncio.Future[tuple[bool, Any]],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+    ) -> None:
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.context = contextvars.copy_context()  # as asyncio.to_thread does
+        self.worker: _SyncWorker | None = None
+
+
+class _SyncWorker:
+    __slots__ = ("abandoned", "thread")
+
+    def __init__(self) -> None:
+        self.abandoned = False
+        self.thread: threading.Thread | None = None
+
+
+class _SyncThreads:
+    """The threads of an asyncio executor's sync handlers (see the module doc): started on
+    demand up to ``max_workers``; a thread stuck in a stopped handler is abandoned, within a
+    budget of ``max_workers + max_abandoned`` threads in all."""
+
+    def __init__(self, max_workers: int, max_abandoned: int, prefix: str) -> None:
+        self.max_workers = max_workers
+        self.max_abandoned = max_abandoned
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._calls: collections.deque[_Call] = collections.deque()
+        #: every thread, workers and abandoned ones; ``_live`` + ``_abandoned`` == its size
+        self._workers: set[_SyncWorker] = set()
+        self._live = 0
+        self._abandoned = 0
+        #: workers waiting in ``_cv`` / notified and not yet awake
+        self._idle = 0
+        self._waking = 0
+        self._counter = 0
+        self._closed = False
+
+    @property
+    def abandoned(self) -> int:
+        return self._abandoned
+
+    @property
+    def live(self) -> int:
+        return self._live
+
+    def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> _Call:
+        """Queue ``fn(*args)`` (from the loop thread); its outcome arrives in ``.future``."""
+        call = _Call(loop.create_future(), fn, args)
+        with self._lock:
+            if self._closed:
+                raise ExecutorError("the asyncio executor is shut down")
+            self._calls.append(call)
+            self._hand_out_locked()
+        return call
+
+    def _hand_out_locked(self) -> None:
+        """A call is queued: wake an idle worker, else start one if capacity allows."""
+        if self._idle > self._waking:
+            self._waking += 1
+            self._cv.notify()
+        elif (
+            self._live < self.max_workers
+            and self._live + self._abandoned < self.max_workers + self.max_abandoned
+        ):
+            w = _SyncWorker()
+            self._counter += 1
+            t = threading.Thread(
+                target=self._work, args=(w,), name=f"{self._prefix}-{self._counter}", daemon=True
+            )
+            w.thread = t
+            self._workers.add(w)
+            self._live += 1
+            t.start()
+        # else: the next worker to finish takes it (or a returning abandoned thread, or the
+        # call's task is stopped: timeout, cancel, shutdown)
+
+    def abandon(self, call: _Call) -> None:
+        """``call``'s task was stopped: a queued call never runs; a running one's thread no
+        longer counts (its late outcome is dropped)."""
+        with self._lock:
+            w = call.worker
+            if w is None:  # queued (or already finished)
+                with contextlib.suppress(ValueError):
+                    self._calls.remove(call)
+                return
+            if w.abandoned:
+                return
+            w.abandoned = True
+            self._live -= 1
+            self._abandoned += 1
+            if self._calls:
+                self._hand_out_locked()
+            if self._abandoned > self.max_abandoned:
+                _LOG.warning(
+                    "%d sync handler threads of the asyncio executor ignored their cancel "
+                    "signal and are still running; not replacing them past max_abandoned=%d: "
+                    "fewer than %d sync handlers run at once until they return",
+                    self._abandoned,
+                    self.max_abandoned,
+                    self.max_workers,
+                )
+
+    def _work(self, w: _SyncWorker) -> None:
+        while True:
+            with self._lock:
+                while not self._calls:
+                    if self._closed:
+                        self._workers.discard(w)
+                        self._live -= 1
+                        return
+                    self._idle += 1
+                    try:
+                        self._cv.wait()
+                    finally:
+                        self._idle -= 1
+                        if self._waking:
+                            self._waking -= 1
+                call = self._calls.popleft()
+                call.worker = w
+            outcome: tuple[bool, Any]
+            try:
+                outcome = (True, call.context.run(call.fn, *call.args))
+            except BaseException as e:  # the handler's failure, not the thread's
+                outcome = (False, e)
+            with self._lock:
+                call.worker = None
+                abandoned = w.abandoned
+                if abandoned:
+                    # Back from a stuck handler: serve again if short of workers, else leave.
+                    self._abandoned -= 1
+                    w.abandoned = False
+                    if self._closed or self._live >= self.max_workers:
+                        self._workers.discard(w)
+                        return
+                    self._live += 1
+            if not abandoned:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    call.future.get_loop().call_soon_threadsafe(_settle, call.future, outcome)
+
+    def shutdown(self, wait: bool, timeout: float | None) -> None:
+        """Idle workers leave; ``wait``: join the workers (up to ``timeout`` s each), never
+        the abandoned threads."""
+        with self._lock:
+            self._closed = True
+            workers = [w for w in self._workers if not w.abandoned]
+            self._cv.notify_all()
+        if wait:
+            for w in workers:
+                if w.thread is not None and w.thread is not threading.current_thread():
+                    w.thread.join(timeout)
+
+
+def _settle(future: asyncio.Future[tuple[bool, Any]], outcome: tuple[bool, Any]) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(outcome)
+
 
 class AsyncioExecutor(ExecutorAdapter):
-    """Run handlers as tasks on a private event loop (``max_workers`` at once)."""
+    """Run handlers as tasks on a private event loop (``max_workers`` at once).
+
+    ``max_abandoned``: how many threads stuck in a sync handler that timed out or was canceled
+    are replaced with fresh ones (default ``4 * max_workers``); see the module doc.
+    """
 
     name = "asyncio"
     hard_timeout = True
 
-    def __init__(self, max_workers: int = 100) -> None:
+    def __init__(self, max_workers: int = 100, *, max_abandoned: int | None = None) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValidationError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        if max_abandoned is not None and (
+            isinstance(max_abandoned, bool)
+            or not isinstance(max_abandoned, int)
+            or max_abandoned < 0
+        ):
+            raise ValidationError(f"max_abandoned must be an int >= 0, got {max_abandoned!r}")
         self.max_workers = max_workers
+        self.max_abandoned = 4 * max_workers if max_abandoned is None else max_abandoned
+        self._sync = _SyncThreads(max_workers, self.max_abandoned, "aq-asyncio-sync")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -41,6 +235,11 @@ class AsyncioExecutor(ExecutorAdapter):
         # backlog = submitted - started; each counter has one writer (submitting thread / loop)
         self._submitted = 0
         self._started = 0
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Threads still running a sync handler that timed out or was canceled."""
+        return self._sync.abandoned
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -116,7 +315,7 @@ class AsyncioExecutor(ExecutorAdapter):
         if job.timeout is not None:
             timer = loop.call_later(job.timeout, self._expire, job)
         t0 = time.monotonic()
-        # This task runs in its own context copy (and to_thread copies it on); a ContextVar
+        # This task runs in its own context copy (and a sync call copies it on); a ContextVar
         # token instead of a context manager keeps the hot path free of generator objects.
         try:
             token = CURRENT_HANDLER.set(job.context)
@@ -124,9 +323,7 @@ class AsyncioExecutor(ExecutorAdapter):
                 if job.is_async:
                     value: Any = await job.fn(job.context, job.payload)
                 else:
-                    value = await asyncio.to_thread(job.fn, job.context, job.payload)
-                    if asyncio.iscoroutine(value):
-                        value = await value
+                    value = await self._call_sync(loop, job)
             finally:
                 CURRENT_HANDLER.reset(token)
         except asyncio.CancelledError as e:
@@ -147,6 +344,20 @@ class AsyncioExecutor(ExecutorAdapter):
         finally:
             if timer is not None:
                 timer.cancel()
+
+    async def _call_sync(self, loop: asyncio.AbstractEventLoop, job: Job) -> Any:
+        """A sync handler, on the executor's threads; stopping the task abandons its thread."""
+        call = self._sync.call(loop, job.fn, job.context, job.payload)
+        try:
+            ok, value = await call.future
+        except asyncio.CancelledError:
+            self._sync.abandon(call)
+            raise
+        if not ok:
+            raise value
+        if asyncio.iscoroutine(value):
+            value = await value
+        return value
 
     def _expire(self, job: Job) -> None:
         self.cancel(job, "timeout")
@@ -177,3 +388,5 @@ class AsyncioExecutor(ExecutorAdapter):
                 fut.result(None if timeout is None else timeout + 1)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout if wait else 0.1)
+        # The loop has stopped the tasks still running: their threads are abandoned.
+        self._sync.shutdown(wait, timeout)
