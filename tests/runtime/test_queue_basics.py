@@ -536,6 +536,41 @@ def test_asyncio_submit_and_await(make_queue: MakeQueue) -> None:
     assert asyncio.run(main()) == {"v": 1}
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("looping", [False, True], ids=["no-loop", "loop"])
+def test_a_cancelled_aresult_or_await_task_ends_its_thread(
+    make_queue: MakeQueue, looping: bool
+) -> None:
+    """Cancelling ``aresult`` / ``await_task`` used to leave its ``to_thread`` worker waiting
+    with no timeout (driving the queue when no loop ran), so ``asyncio.run`` never returned."""
+    import asyncio
+
+    q = make_queue()
+    q.register("echo", lambda ctx, p: p)
+    assert q.result(q.submit("echo", 0)) == 0  # the executor's threads are up
+    if looping:
+        q.start()
+    baseline = {t.ident for t in threading.enumerate()}
+    timeouts = []
+
+    async def main() -> None:
+        tid = await q.asubmit("echo", 1, delay=3600)
+        for wait in (q.aresult(tid), q.await_task(tid)):
+            try:
+                await asyncio.wait_for(wait, 0.05)
+            except TimeoutError:
+                timeouts.append(True)
+
+    runner = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    runner.start()
+    runner.join(5)
+    assert not runner.is_alive(), "asyncio.run() waited for a cancelled wait's thread"
+    assert timeouts == [True, True]
+    left = [t for t in threading.enumerate() if t.ident not in baseline]
+    assert left == []
+    q.close()
+
+
 def test_asubmit_awaits_durability_without_a_thread_per_fsync(make_queue: MakeQueue) -> None:
     """Immediate asubmits write Deferred on a worker thread, then await the group sync on the
     loop: when they return, their records are durable; a Deferred asubmit does not wait."""

@@ -93,6 +93,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_count_fork)
 
 F = TypeVar("F", bound=HandlerFn)
+_T = TypeVar("_T")
 IdLike = TaskId | RunId | str
 
 
@@ -1160,27 +1161,33 @@ class ActionQueue:
         (:class:`~actionqueue.errors.ReentrantCallError`); waiting for others works (give a
         ``timeout``: every worker slot blocked in a wait is a deadlock).
         """
+        self._wait(ident, timeout)
+
+    def _wait(
+        self, ident: IdLike, timeout: float | None, stop: threading.Event | None = None
+    ) -> None:
+        """:meth:`wait`; ``stop`` (set, then :meth:`Dispatcher.wake`) ends it early with
+        ``asyncio.CancelledError``, driving included: the awaiting coroutine was cancelled."""
         self._check_open()
         timeout = _check_timeout(timeout, "timeout")
         target = self._resolve(ident)
         self._refuse_in_handler(f"wait({str(target)!r})", target)
         deadline = None if timeout is None else time.monotonic() + timeout
         d = self._dispatcher
-        while not self._is_done(target):
+
+        def done() -> bool:
+            return (stop is not None and stop.is_set()) or self._is_done(target)
+
+        while not done():
             if self._thread is None and d.driver_lock.acquire(blocking=False):
                 try:
-                    d.drive(
-                        done=lambda: self._is_done(target),
-                        on_idle="wait",
-                        deadline=deadline,
-                        eager=True,
-                    )
+                    d.drive(done=done, on_idle="wait", deadline=deadline, eager=True)
                 finally:
                     d.driver_lock.release()
                 continue
             with d.mutex:
                 gen = d.gen
-                if self._is_done(target):
+                if done():
                     break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -1188,16 +1195,23 @@ class ActionQueue:
                 # Bounded so that a driver finishing elsewhere is noticed and taken over.
                 d.cond.wait(0.5 if left is None else min(left, 0.5))
                 _ = gen
+        if stop is not None and stop.is_set():
+            raise asyncio.CancelledError
 
     def result(self, ident: IdLike, timeout: float | None = None) -> Any:
         """Wait (see :meth:`wait`), then return the decoded output of the run's successful
         attempt — for a task, of its last run. A Failed run raises
         :class:`~actionqueue.errors.RunFailedError` (with the last error), a Canceled one
         :class:`~actionqueue.errors.RunCanceledError`."""
+        return self._result(ident, timeout)
+
+    def _result(
+        self, ident: IdLike, timeout: float | None, stop: threading.Event | None = None
+    ) -> Any:
         self._check_open()
         target = self._resolve(ident)
         self._refuse_in_handler(f"result({str(target)!r})", target)
-        self.wait(target, timeout)
+        self._wait(target, timeout, stop)
         if isinstance(target, TaskId):
             runs = self.runs(target)
             if not runs:
@@ -1230,12 +1244,28 @@ class ActionQueue:
         raise ferr
 
     async def await_task(self, ident: IdLike, timeout: float | None = None) -> None:
-        """:meth:`wait` for asyncio code (runs in a thread)."""
-        await asyncio.to_thread(self.wait, ident, timeout)
+        """:meth:`wait` for asyncio code (in a worker thread; cancelling the coroutine ends
+        that thread's wait at once)."""
+        await self._await_in_thread(self._wait, ident, timeout)
 
     async def aresult(self, ident: IdLike, timeout: float | None = None) -> Any:
-        """:meth:`result` for asyncio code."""
-        return await asyncio.to_thread(self.result, ident, timeout)
+        """:meth:`result` for asyncio code (cancellable, as :meth:`await_task`)."""
+        return await self._await_in_thread(self._result, ident, timeout)
+
+    async def _await_in_thread(
+        self, fn: Callable[..., _T], ident: IdLike, timeout: float | None
+    ) -> _T:
+        """``fn(ident, timeout, stop)`` on a worker thread of ``asyncio.to_thread``. Cancelling
+        the awaiting coroutine cannot stop that thread, so it sets ``stop`` and wakes the
+        queue's waiters: the thread's wait (or the driving it does while no loop runs) ends
+        promptly instead of blocking ``asyncio.run``'s executor shutdown for ever."""
+        stop = threading.Event()
+        try:
+            return await asyncio.to_thread(fn, ident, timeout, stop)
+        except asyncio.CancelledError:
+            stop.set()
+            self._dispatcher.wake()
+            raise
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._thread else "open")
