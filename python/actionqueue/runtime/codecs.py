@@ -98,8 +98,12 @@ def _check_keys(value: Any) -> None:
     ``{1: "a", "1": "b"}`` loses an entry. The type checks run in C (``map``/``set``), so a
     large flat list costs one pass, not a Python loop per element."""
     stack = [value]
+    seen: set[int] = set()  # a circular value is json.dumps's to report, not a loop here
     while stack:
         v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
         if isinstance(v, dict):
             key_types = set(map(type, v))
             if not all(issubclass(t, str) for t in key_types):
