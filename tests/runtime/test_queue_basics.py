@@ -666,3 +666,16 @@ def test_a_run_canceled_while_running_is_counted_canceled_in_the_metrics(
     m = q.metrics
     assert m.value("outcomes_total", handler="slow", outcome="Canceled") == 1
     assert m.value("outcomes_total", handler="slow", outcome="TerminalFailure") == 0
+
+
+def test_list_runs_by_handler_keeps_no_spec_after_the_call(make_queue: MakeQueue) -> None:
+    """A queue-wide spec cache kept every scanned task's spec (payload included) for ever,
+    pruned tasks too: memory grew with every monitoring poll."""
+    q = make_queue()
+    q.register("h", lambda ctx, p: None)
+    q.submit_many("h", [b"x" * 1000] * 50)
+    q.run_until_idle(timeout=20)
+    assert len(q.list_runs(handler="h", state="Completed", limit=None)) == 50
+    assert not any(isinstance(v, dict) and len(v) >= 50 for v in vars(q).values())
+    q.prune(older_than=0)
+    assert q.list_runs(handler="h", limit=None) == []

@@ -186,7 +186,6 @@ class ActionQueue:
         self._stopping = False
         self._unsubscribe: Callable[[], None] | None = None
         self._loop_exit: threading.Event | None = None
-        self._specs: dict[bytes, TaskSpec] = {}
         #: handler name -> (its registry entry, template, encoder) for submits that use the
         #: handler's defaults; a re-registration makes a new entry, so a stale one never matches
         self._plain_templates: dict[
@@ -1042,13 +1041,15 @@ class ActionQueue:
         tid = task_id if isinstance(task_id, TaskId) else TaskId(task_id)
         return sorted(self.engine.runs_for_task(tid), key=lambda r: r.ordinal)
 
-    def _spec_of(self, tid: TaskId) -> TaskSpec | None:
-        spec = self._specs.get(tid.bytes)
-        if spec is None:
-            rec = self.engine.get_task(tid)
-            if rec is None:
-                return None
-            spec = self._specs[tid.bytes] = rec.spec
+    def _spec_of(self, tid: TaskId, seen: dict[bytes, TaskSpec | None]) -> TaskSpec | None:
+        """``tid``'s spec, looked up once per :meth:`list_runs` call (``seen``). Not kept
+        across calls: a queue-wide cache kept every scanned task's spec, payload included,
+        for ever — pruned tasks too."""
+        key = tid.bytes
+        if key in seen:
+            return seen[key]
+        rec = self.engine.get_task(tid)
+        spec = seen[key] = None if rec is None else rec.spec
         return spec
 
     def list_runs(
@@ -1073,6 +1074,7 @@ class ActionQueue:
         if limit == 0:
             return []
         out: list[RunInstance] = []
+        seen: dict[bytes, TaskSpec | None] = {}
         page = 512
         for st in states:
             after: bytes | None = None
@@ -1081,7 +1083,7 @@ class ActionQueue:
                 for row in rows:
                     run = RunInstance.from_wire(row)
                     if tag is not None or handler is not None:
-                        spec = self._spec_of(run.task_id)
+                        spec = self._spec_of(run.task_id, seen)
                         if spec is None:
                             continue
                         if tag is not None and tag not in spec.metadata.tags:

@@ -45,6 +45,16 @@ class DeadlineWatcher:
     def cancel(self, handle: int) -> None:
         with self._cond:
             self._cancelled.add(handle)
+            # Cancelled entries leave the heap lazily, when they reach its top; behind one
+            # long deadline (an hour's timeout) the short ones of every finished attempt would
+            # pile up, each holding its callback (and so its job, payload included). Rebuilt
+            # once they are half of it: amortized O(log n) per cancel, memory bounded by the
+            # deadlines still live.
+            if len(self._cancelled) > 64 and 2 * len(self._cancelled) > len(self._heap):
+                gone = self._cancelled
+                self._heap = [e for e in self._heap if e[1] not in gone]
+                heapq.heapify(self._heap)
+                gone.clear()
 
     def stop(self) -> None:
         with self._cond:
