@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from actionqueue.core import (
     AttemptId,
     AttemptOutcome,
@@ -14,7 +16,7 @@ from actionqueue.core import (
     TaskSpec,
 )
 from actionqueue.engine import Finish
-from actionqueue.errors import ActionQueueError
+from actionqueue.errors import ActionQueueError, ValidationError, WrongTypeError
 
 
 def _spec(max_attempts: int = 1) -> TaskSpec:
@@ -59,3 +61,26 @@ def test_a_stale_item_does_not_block_the_others(env: Any) -> None:
     assert isinstance(out[3], ActionQueueError)  # no such attempt: reported, not raised
     states = [e.runs_for_task(t)[0].state for t in ids]
     assert states == [RunState.COMPLETED, RunState.CANCELED, RunState.COMPLETED]
+
+
+def test_a_bad_item_is_its_own_error_and_the_valid_finishes_are_recorded(env: Any) -> None:
+    """One item with an error text UTF-8 cannot encode, or one that is not a Finish at all,
+    used to make the whole call raise, and the valid finishes beside it were lost."""
+    e = env.engine
+    e.submit_many([_spec(max_attempts=2), _spec(max_attempts=2)])
+    d1, d2 = e.dispatch_next(limit=2)
+    ok = Finish(d1.run_id, d1.attempt_id, AttemptOutcome.SUCCESS)
+    bad = Finish(d2.run_id, d2.attempt_id, AttemptOutcome.RETRYABLE_FAILURE, "bad \ud800")
+    states = e.finish_attempts([None, ok, bad])  # type: ignore[list-item]
+    assert isinstance(states[0], WrongTypeError)
+    assert states[1] is RunState.COMPLETED
+    assert isinstance(states[2], ValidationError)
+    assert "lone surrogate" in str(states[2])
+    assert e.finish_attempt(d2.run_id, d2.attempt_id, AttemptOutcome.SUCCESS) is RunState.COMPLETED
+
+
+def test_now_beyond_int64_is_a_validation_error(env: Any) -> None:
+    with pytest.raises(ValidationError, match="now must be int milliseconds"):
+        env.engine.dispatch_next(now=2**63)
+    with pytest.raises(ValidationError, match="owner"):
+        env.engine.dispatch_next(owner="\ud800")

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from actionqueue.core._validate import I64_MAX
+from actionqueue.core._validate import I64_MAX, check_text
 from actionqueue.core.ids import AttemptId, RunId, TaskId, random_id_bytes, random_ids
 from actionqueue.core.mutation import DurabilityPolicy
 from actionqueue.core.run.attempt import AttemptOutcome, decide
@@ -369,8 +369,10 @@ def _check_finish(
     out = (
         outcome if type(outcome) is AttemptOutcome else AttemptOutcome.from_wire(outcome, "outcome")
     )
-    if error is not None and not isinstance(error, str):
-        raise WrongTypeError(f"error must be a str or None, got {type(error).__name__}")
+    if error is not None:
+        if not isinstance(error, str):
+            raise WrongTypeError(f"error must be a str or None, got {type(error).__name__}")
+        check_text(error, "error")  # the log stores UTF-8: refused before any record is built
     if output is None or type(output) is bytes:
         return out, output
     if not isinstance(output, (bytearray, memoryview)):
@@ -387,7 +389,7 @@ def _default_owner() -> str:
 def _check_owner(owner: object) -> str:
     if type(owner) is not str or not owner:
         raise ValidationError(f"owner must be a non-empty str, got {owner!r}")
-    return owner
+    return check_text(owner, "owner")
 
 
 def _check_limit(limit: object) -> int:
@@ -508,8 +510,8 @@ class Engine:
     def _now(self, now: int | None) -> int:
         if now is None:
             return self._clock.now()
-        if type(now) is not int or now < 0:
-            raise ValidationError(f"now must be int milliseconds >= 0, got {now!r}")
+        if type(now) is not int or not 0 <= now <= I64_MAX:
+            raise ValidationError(f"now must be int milliseconds in 0..{I64_MAX}, got {now!r}")
         return now
 
     def _dur(self, durability: DurabilityPolicy | str | None) -> DurabilityPolicy:
@@ -1393,6 +1395,12 @@ class Engine:
                 )
             except ActionQueueError as e:
                 results[i] = e
+                continue
+            except AttributeError:  # not a Finish of ids: this item's error, not the call's
+                results[i] = WrongTypeError(
+                    f"finishes[{i}]: expected a Finish(run_id: RunId, attempt_id: AttemptId, "
+                    f"...), got {f!r:.80}"
+                )
                 continue
             fast.append((i, rid, entry[1], target, entry, ev))
         wrote = False
