@@ -13,6 +13,7 @@ from authority_helpers import T0, S, create, dispatch, spec, tr, wal_files
 
 from actionqueue.core.ids import TaskId
 from actionqueue.core.mutation import DurabilityPolicy, MutationCommand
+from actionqueue.core.run.state import RunState
 from actionqueue.errors import SequenceError, ValidationError, WrongTypeError
 from actionqueue.storage.mutation import StorageMutationAuthority
 from actionqueue.storage.recovery import bootstrap
@@ -143,3 +144,34 @@ def test_expected_first_is_checked_naming_the_argument(auth: StorageMutationAuth
         auth.submit_wire(ev, IMM, expected_first=5)
     assert auth.latest_sequence == 0
     assert auth.submit_wire(ev, IMM, expected_first=1) == (1, 1)
+
+
+def test_query_and_prune_arguments_get_typed_errors(tmp_path: Path) -> None:
+    """They went straight to the core: a raw OverflowError / TypeError / ValueError."""
+    a = StorageMutationAuthority.open(tmp_path / "q")
+    try:
+        digest = a.state_digest()
+        calls = {
+            WrongTypeError: [
+                lambda: a.prune("x"),  # type: ignore[arg-type]
+                lambda: a.prune(0, timestamp="x"),  # type: ignore[arg-type]
+                lambda: a.due_scheduled("x", 5),  # type: ignore[arg-type]
+                lambda: a.runs_in_state("Ready", 5),  # type: ignore[arg-type]
+                lambda: a.key_holder(5),  # type: ignore[arg-type]
+                lambda: a.task_by_dedupe_key(5),  # type: ignore[arg-type]
+            ],
+            ValidationError: [
+                lambda: a.due_scheduled(0, -1),
+                lambda: a.ready_candidates(-1),
+                lambda: a.expired_leases(0, 2**64),
+                lambda: a.due_retries(2**63, 1),
+            ],
+        }
+        for error, fns in calls.items():
+            for fn in fns:
+                with pytest.raises(error):
+                    fn()
+        assert a.state_digest() == digest
+        assert a.runs_in_state(RunState.READY, 5) == []
+    finally:
+        a.close()

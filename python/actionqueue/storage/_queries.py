@@ -17,7 +17,7 @@ from actionqueue.core.ids import RunId, TaskId
 from actionqueue.core.run.run_instance import RunInstance
 from actionqueue.core.run.state import RunState
 from actionqueue.core.task.task_spec import TaskSpec
-from actionqueue.errors import WrongTypeError
+from actionqueue.errors import ValidationError, WrongTypeError
 
 __all__ = ["CandidateTuple", "ProjectionQueries", "RunTuple", "TaskRecord"]
 
@@ -27,6 +27,7 @@ RunTuple = tuple[Any, ...]
 CandidateTuple = tuple[bytes, bytes, int, int, int, "str | None"]
 
 _STATES = tuple(RunState)
+_STATE_VALUES = frozenset(int(x) for x in RunState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,33 @@ def _id_bytes(value: object, name: str) -> bytes:
     raise WrongTypeError(f"{name}: expected an id or 16 bytes, got {type(value).__name__}")
 
 
+_I64_MAX = (1 << 63) - 1
+
+
+def _ms(value: object, name: str) -> int:
+    """A time argument: int milliseconds in the log's range (a typed error, not the core's
+    ``OverflowError`` / ``TypeError``, for anything else)."""
+    if type(value) is not int:
+        raise WrongTypeError(f"{name} must be int milliseconds, got {type(value).__name__}")
+    if not 0 <= value <= _I64_MAX:
+        raise ValidationError(f"{name} must be in 0..{_I64_MAX} ms, got {value}")
+    return value
+
+
+def _count(value: object, name: str) -> int:
+    if type(value) is not int:
+        raise WrongTypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not 0 <= value <= _I64_MAX:
+        raise ValidationError(f"{name} must be in 0..{_I64_MAX}, got {value}")
+    return value
+
+
+def _key(value: object, name: str) -> str:
+    if type(value) is not str:
+        raise WrongTypeError(f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
 class ProjectionQueries:
     """Query methods over ``self._core`` (see the module docs for the shapes)."""
 
@@ -190,20 +218,20 @@ class ProjectionQueries:
         """``(work_due, paused)`` at ``now`` in one call: whether a Scheduled run or a retry
         is due or a lease has expired (what :meth:`next_due` / :meth:`next_lease_expiry`
         would say), and :attr:`is_paused`."""
-        return self._q.dispatch_state(now)
+        return self._q.dispatch_state(_ms(now, "now"))
 
     def due_scheduled(self, now: int, limit: int) -> list[RunTuple]:
         """Run tuples of Scheduled runs with ``scheduled_at <= now``, earliest first."""
-        return self._q.due_scheduled(now, limit)
+        return self._q.due_scheduled(_ms(now, "now"), _count(limit, "limit"))
 
     def due_retries(self, now: int, limit: int) -> list[RunTuple]:
         """Run tuples of RetryWait runs with ``not_before <= now``, earliest first."""
-        return self._q.due_retries(now, limit)
+        return self._q.due_retries(_ms(now, "now"), _count(limit, "limit"))
 
     def expired_leases(self, now: int, limit: int) -> list[RunTuple]:
         """Run tuples of Leased, then Running, runs whose lease is expired at ``now`` (or
         missing)."""
-        return self._q.expired_leases(now, limit)
+        return self._q.expired_leases(_ms(now, "now"), _count(limit, "limit"))
 
     def runs_in_state(
         self, state: RunState | int, limit: int, after: RunId | bytes | None = None
@@ -211,26 +239,28 @@ class ProjectionQueries:
         """Run tuples of one state in its index order; ``after`` (the id of the last run of a
         previous page) continues a listing."""
         a = None if after is None else _id_bytes(after, "after")
-        return self._q.runs_in_state(int(state), limit, a)
+        if not isinstance(state, int) or isinstance(state, bool) or state not in _STATE_VALUES:
+            raise WrongTypeError(f"state must be a RunState, got {state!r:.80}")
+        return self._q.runs_in_state(int(state), _count(limit, "limit"), a)
 
     def ready_candidates(self, limit: int) -> list[CandidateTuple]:
         """Ready runs in selection order as ``(run_id, task_id, priority, scheduled_at,
         created_seq, concurrency_key)``; runs whose key is held, or taken by an earlier
         candidate of the same answer, are skipped (so all of them can be leased at once)."""
-        return self._q.ready_candidates(limit)
+        return self._q.ready_candidates(_count(limit, "limit"))
 
     def key_holder(self, key: str) -> bytes | None:
         """Id bytes of the run holding concurrency key ``key``, or ``None``."""
-        return self._q.key_holder(key)
+        return self._q.key_holder(_key(key, "key"))
 
     def task_by_dedupe_key(self, key: str) -> bytes | None:
         """Id bytes of the live task holding dedupe key ``key``, or ``None``."""
-        return self._q.task_by_dedupe_key(key)
+        return self._q.task_by_dedupe_key(_key(key, "key"))
 
     def prune_cutoff(self, keep: int) -> int | None:
         """The ``before`` that keeps the ``keep`` most recently finished terminal runs, or
         ``None`` when there are no more than ``keep``."""
-        return self._q.prune_cutoff(keep)
+        return self._q.prune_cutoff(_count(keep, "keep"))
 
     def state_digest(self) -> str:
         """Deterministic digest (BLAKE3, hex) of the durable state: same events, same digest."""
