@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from actionqueue.core._validate import I64_MAX, check_int, wrong_type
 from actionqueue.core.ids import RunId, TaskId
 from actionqueue.core.run.run_instance import RunInstance
 from actionqueue.core.run.state import RunState
 from actionqueue.core.task.task_spec import TaskSpec
-from actionqueue.errors import ValidationError, WrongTypeError
+from actionqueue.errors import WrongTypeError
 
 __all__ = ["CandidateTuple", "ProjectionQueries", "RunTuple", "TaskRecord"]
 
@@ -118,30 +119,15 @@ def _id_bytes(value: object, name: str) -> bytes:
     raise WrongTypeError(f"{name}: expected an id or 16 bytes, got {type(value).__name__}")
 
 
-_I64_MAX = (1 << 63) - 1
-
-
-def _ms(value: object, name: str) -> int:
-    """A time argument: int milliseconds in the log's range (a typed error, not the core's
-    ``OverflowError`` / ``TypeError``, for anything else)."""
-    if type(value) is not int:
-        raise WrongTypeError(f"{name} must be int milliseconds, got {type(value).__name__}")
-    if not 0 <= value <= _I64_MAX:
-        raise ValidationError(f"{name} must be in 0..{_I64_MAX} ms, got {value}")
-    return value
-
-
-def _count(value: object, name: str) -> int:
-    if type(value) is not int:
-        raise WrongTypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not 0 <= value <= _I64_MAX:
-        raise ValidationError(f"{name} must be in 0..{_I64_MAX}, got {value}")
-    return value
+def _nonneg(value: object, name: str) -> int:
+    """A time (ms) or count argument: an int in the log's range, checked here so that anything
+    else is a typed error naming it, not the core's ``OverflowError`` / ``TypeError``."""
+    return check_int(value, name, minimum=0, maximum=I64_MAX)
 
 
 def _key(value: object, name: str) -> str:
-    if type(value) is not str:
-        raise WrongTypeError(f"{name} must be a str, got {type(value).__name__}")
+    if not isinstance(value, str):
+        raise wrong_type(name, "a str", value)
     return value
 
 
@@ -218,20 +204,20 @@ class ProjectionQueries:
         """``(work_due, paused)`` at ``now`` in one call: whether a Scheduled run or a retry
         is due or a lease has expired (what :meth:`next_due` / :meth:`next_lease_expiry`
         would say), and :attr:`is_paused`."""
-        return self._q.dispatch_state(_ms(now, "now"))
+        return self._q.dispatch_state(_nonneg(now, "now"))
 
     def due_scheduled(self, now: int, limit: int) -> list[RunTuple]:
         """Run tuples of Scheduled runs with ``scheduled_at <= now``, earliest first."""
-        return self._q.due_scheduled(_ms(now, "now"), _count(limit, "limit"))
+        return self._q.due_scheduled(_nonneg(now, "now"), _nonneg(limit, "limit"))
 
     def due_retries(self, now: int, limit: int) -> list[RunTuple]:
         """Run tuples of RetryWait runs with ``not_before <= now``, earliest first."""
-        return self._q.due_retries(_ms(now, "now"), _count(limit, "limit"))
+        return self._q.due_retries(_nonneg(now, "now"), _nonneg(limit, "limit"))
 
     def expired_leases(self, now: int, limit: int) -> list[RunTuple]:
         """Run tuples of Leased, then Running, runs whose lease is expired at ``now`` (or
         missing)."""
-        return self._q.expired_leases(_ms(now, "now"), _count(limit, "limit"))
+        return self._q.expired_leases(_nonneg(now, "now"), _nonneg(limit, "limit"))
 
     def runs_in_state(
         self, state: RunState | int, limit: int, after: RunId | bytes | None = None
@@ -241,13 +227,13 @@ class ProjectionQueries:
         a = None if after is None else _id_bytes(after, "after")
         if not isinstance(state, int) or isinstance(state, bool) or state not in _STATE_VALUES:
             raise WrongTypeError(f"state must be a RunState, got {state!r:.80}")
-        return self._q.runs_in_state(int(state), _count(limit, "limit"), a)
+        return self._q.runs_in_state(int(state), _nonneg(limit, "limit"), a)
 
     def ready_candidates(self, limit: int) -> list[CandidateTuple]:
         """Ready runs in selection order as ``(run_id, task_id, priority, scheduled_at,
         created_seq, concurrency_key)``; runs whose key is held, or taken by an earlier
         candidate of the same answer, are skipped (so all of them can be leased at once)."""
-        return self._q.ready_candidates(_count(limit, "limit"))
+        return self._q.ready_candidates(_nonneg(limit, "limit"))
 
     def key_holder(self, key: str) -> bytes | None:
         """Id bytes of the run holding concurrency key ``key``, or ``None``."""
@@ -260,7 +246,7 @@ class ProjectionQueries:
     def prune_cutoff(self, keep: int) -> int | None:
         """The ``before`` that keeps the ``keep`` most recently finished terminal runs, or
         ``None`` when there are no more than ``keep``."""
-        return self._q.prune_cutoff(_count(keep, "keep"))
+        return self._q.prune_cutoff(_nonneg(keep, "keep"))
 
     def state_digest(self) -> str:
         """Deterministic digest (BLAKE3, hex) of the durable state: same events, same digest."""

@@ -48,7 +48,7 @@ from actionqueue import _core as _rs
 from actionqueue.core.mutation import DurabilityPolicy, MutationCommand
 from actionqueue.core.time import now_ms
 from actionqueue.errors import ValidationError, WrongTypeError
-from actionqueue.storage._queries import ProjectionQueries, TaskRecord, _CoreQueries, _ms
+from actionqueue.storage._queries import ProjectionQueries, TaskRecord, _CoreQueries, _nonneg
 from actionqueue.storage.snapshot import SnapshotInfo
 from actionqueue.storage.wal.fs_writer import WalFsWriter
 
@@ -444,8 +444,8 @@ class StorageMutationAuthority(ProjectionQueries):
     ) -> PruneOutcome:
         """Retention: durably forgets terminal runs whose last change is before ``before``
         (ms) and finished tasks left with no runs; returns what was removed."""
-        before = _ms(before, "before")
-        at = now_ms() if timestamp is None else _ms(timestamp, "timestamp")
+        before = _nonneg(before, "before")
+        at = now_ms() if timestamp is None else _nonneg(timestamp, "timestamp")
         first, _, runs, tasks = self._core.prune(before, at, _immediate(durability))
         return PruneOutcome(first, before, runs, tasks)
 
@@ -461,7 +461,7 @@ class StorageMutationAuthority(ProjectionQueries):
         prune. The cutoff is computed and submitted atomically."""
         if type(keep) is not int or keep < 0:
             raise ValidationError(f"keep must be an int >= 0, got {keep!r}")
-        at = now_ms() if timestamp is None else _ms(timestamp, "timestamp")
+        at = now_ms() if timestamp is None else _nonneg(timestamp, "timestamp")
         r = self._core.prune_keeping(keep, at, _immediate(durability))
         if r is None:
             return None
