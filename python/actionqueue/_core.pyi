@@ -16,6 +16,7 @@ __all__ = [
     "encode_events",
     "snapshot_inspect",
     "snapshot_list",
+    "snapshot_set_aside",
     "wal_repair",
     "wal_verify",
 ]
@@ -199,4 +200,5 @@ def bootstrap(
     digest: bool = False,
 ) -> tuple[Authority, dict[str, Any]]: ...
 def snapshot_list(dir: str) -> list[tuple[str, int]]: ...
+def snapshot_set_aside(path: str, sequence: int) -> str: ...
 def snapshot_inspect(path: str, max_size: int = ...) -> dict[str, Any]: ...

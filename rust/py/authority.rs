@@ -597,6 +597,15 @@ pub fn snapshot_list(py: Python<'_>, dir: PathBuf) -> PyResult<Vec<(String, u64)
         .collect())
 }
 
+/// Renames a snapshot that must never be loaded again to `<name>.stale` (`.stale.1`, ... if
+/// taken), fsyncing the directory; returns the new path (see `snapshot::set_aside`).
+#[pyfunction]
+pub fn snapshot_set_aside(py: Python<'_>, path: PathBuf, sequence: u64) -> PyResult<String> {
+    let file = snapshot::SnapshotFile { path, sequence };
+    let to = py.detach(|| snapshot::set_aside(&file)).map_err(to_py)?;
+    Ok(path_str(&to))
+}
+
 /// Checks one snapshot file without keeping its state: a dict with `path`, `file_size`,
 /// `sequence` (from the header, None if unreadable), `body_len`, `version`, `valid`, `error`,
 /// `tasks`, `runs`.

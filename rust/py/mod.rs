@@ -42,6 +42,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<projection::PyProjection>()?;
     m.add_function(wrap_pyfunction!(authority::bootstrap, m)?)?;
     m.add_function(wrap_pyfunction!(authority::snapshot_list, m)?)?;
+    m.add_function(wrap_pyfunction!(authority::snapshot_set_aside, m)?)?;
     m.add_function(wrap_pyfunction!(authority::snapshot_inspect, m)?)?;
     m.add_function(wrap_pyfunction!(wal::wal_verify, m)?)?;
     m.add_function(wrap_pyfunction!(wal::wal_repair, m)?)?;

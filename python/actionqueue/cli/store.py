@@ -231,23 +231,11 @@ def set_aside_newer_snapshots(
         last = wal.next_sequence - 1
         if last == 0 or not os.path.isdir(snap_dir):
             return last, []
-        moved: list[tuple[str, int, str]] = []
-        for f in snapshots.list_snapshots(snap_dir):
-            if f.sequence <= last:
-                continue
-            to = f.path + ".stale"
-            n = 0
-            while os.path.lexists(to):
-                n += 1
-                to = f"{f.path}.stale.{n}"
-            os.rename(f.path, to)
-            moved.append((f.path, f.sequence, to))
-        if moved:
-            fd = os.open(snap_dir, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        moved = [
+            (f.path, f.sequence, snapshots.set_aside(f))
+            for f in snapshots.list_snapshots(snap_dir)
+            if f.sequence > last
+        ]
     return last, moved
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "inspect",
     "list_snapshots",
     "load",
+    "set_aside",
     "take",
 ]
 
@@ -85,6 +86,13 @@ def take(authority: StorageMutationAuthority) -> SnapshotInfo | None:
 def list_snapshots(directory: str | os.PathLike[str]) -> list[SnapshotFile]:
     """Snapshot files in ``directory``, newest first (other files are ignored)."""
     return [SnapshotFile(p, s) for p, s in _rs.snapshot_list(os.fspath(directory))]
+
+
+def set_aside(snapshot: SnapshotFile) -> str:
+    """Renames a snapshot that must never be loaded again (it describes a history the log no
+    longer has) to ``<name>.stale`` (``.stale.1``, ... if taken), as opening a queue does;
+    returns the new path. Kept, not deleted: :func:`list_snapshots` ignores it."""
+    return _rs.snapshot_set_aside(os.fspath(snapshot.path), snapshot.sequence)
 
 
 def inspect(
