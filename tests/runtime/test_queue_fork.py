@@ -5,55 +5,19 @@ written, ``close()`` in the child writes nothing, the parent's submits all survi
 from __future__ import annotations
 
 import os
-import traceback
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from rt_helpers import needs_real_storage
 
 import actionqueue as aq
+from forking import in_forked_child, tree
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
     needs_real_storage,
     pytest.mark.timeout(60),
 ]
-
-
-def in_forked_child(body: Callable[[], None]) -> None:
-    """Runs ``body`` in a forked child and fails with the child's traceback if it raised."""
-    r, w = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-        pid = os.fork()
-    if pid == 0:
-        code = 3
-        try:
-            os.close(r)
-            try:
-                body()
-                code = 0
-            except BaseException:
-                os.write(w, traceback.format_exc().encode())
-                code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        report = f.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status), f"child died: status {status}"
-    assert os.WEXITSTATUS(status) == 0, report
-
-
-def tree(d: Path) -> dict[str, tuple[bytes, int]]:
-    return {
-        str(p.relative_to(d)): (p.read_bytes(), p.stat().st_mtime_ns)
-        for p in sorted(d.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_forked_child_submits_are_refused_and_the_parent_keeps_every_submit(

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import traceback
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,49 +16,12 @@ from actionqueue.core.mutation import DurabilityPolicy, TaskCreateCommand
 from actionqueue.errors import DataDirLockedError, ForkedProcessError, StorageError
 from actionqueue.storage.mutation import StorageMutationAuthority
 from actionqueue.storage.wal import WalFsReader, WalFsWriter
+from forking import in_forked_child, tree
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
     pytest.mark.timeout(60),
 ]
-
-
-def in_child(body: Callable[[], None]) -> None:
-    """Runs ``body`` in a forked child; fails with the child's traceback unless it returned.
-    The child leaves with ``os._exit`` (no atexit, no pytest teardown)."""
-    r, w = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns about forking a multi-threaded process (the WAL's sync thread):
-        # exactly the misuse under test.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
-        code = 3
-        try:
-            os.close(r)
-            try:
-                body()
-                code = 0
-            except BaseException:
-                os.write(w, traceback.format_exc().encode())
-                code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        report = f.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status), f"child died: status {status}"
-    assert os.WEXITSTATUS(status) == 0, report
-
-
-def tree(d: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under ``d``: bytes and mtime (ns)."""
-    return {
-        str(p.relative_to(d)): (p.read_bytes(), p.stat().st_mtime_ns)
-        for p in sorted(d.rglob("*"))
-        if p.is_file()
-    }
 
 
 def submit_task(a: StorageMutationAuthority, tid: TaskId) -> None:
@@ -99,7 +59,7 @@ def test_child_is_refused_its_close_writes_nothing_and_the_parent_goes_on(
         with pytest.raises(ForkedProcessError):
             submit_task(a, child_task)
 
-    in_child(child)
+    in_forked_child(child)
     assert tree(data_dir) == before, "the child changed the data directory"
 
     for t in parent[3:]:
@@ -130,7 +90,7 @@ def test_child_close_does_not_wait_for_the_parents_completer_thread(data_dir: Pa
             asyncio.run(a.wait_durable_async())
         a.close()  # must not join the completer: the test's timeout would fire
 
-    in_child(child)
+    in_forked_child(child)
     assert tree(data_dir) == before
     asyncio.run(submit_async())
     a.close()
@@ -152,7 +112,7 @@ def test_child_cannot_append_through_an_inherited_wal_writer(tmp_path: Path) -> 
                 call()
         w.close()  # no sync mark, no unlock, the sync thread (parent only) not joined
 
-    in_child(child)
+    in_forked_child(child)
     assert tree(path) == before, "the child changed the WAL directory"
     w.append((12, 3, 3), "immediate")
     with pytest.raises(DataDirLockedError):
