@@ -29,6 +29,7 @@ from typing import Any
 
 from actionqueue.errors import ExecutorError, ValidationError
 from actionqueue.runtime.context import CURRENT_HANDLER
+from actionqueue.runtime.executors._budget import PoolThread, ThreadBudget
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job, interrupted
 from actionqueue.runtime.outcomes import AttemptResult
 
@@ -52,38 +53,17 @@ class _Call:
         self.fn = fn
         self.args = args
         self.context = contextvars.copy_context()  # as asyncio.to_thread does
-        self.worker: _SyncWorker | None = None
+        self.worker: PoolThread | None = None
 
 
-class _SyncWorker:
-    __slots__ = ("abandoned", "thread")
-
-    def __init__(self) -> None:
-        self.abandoned = False
-        self.thread: threading.Thread | None = None
-
-
-class _SyncThreads:
+class _SyncThreads(ThreadBudget):
     """The threads of an asyncio executor's sync handlers (see the module doc): started on
     demand up to ``max_workers``; a thread stuck in a stopped handler is abandoned, within a
     budget of ``max_workers + max_abandoned`` threads in all."""
 
     def __init__(self, max_workers: int, max_abandoned: int, prefix: str) -> None:
-        self.max_workers = max_workers
-        self.max_abandoned = max_abandoned
-        self._prefix = prefix
-        self._lock = threading.Lock()
-        self._cv = threading.Condition(self._lock)
+        super().__init__(max_workers, max_abandoned, prefix)
         self._calls: collections.deque[_Call] = collections.deque()
-        #: every thread, workers and abandoned ones; ``_live`` + ``_abandoned`` == its size
-        self._workers: set[_SyncWorker] = set()
-        self._live = 0
-        self._abandoned = 0
-        #: workers waiting in ``_cv`` / notified and not yet awake
-        self._idle = 0
-        self._waking = 0
-        self._counter = 0
-        self._closed = False
 
     @property
     def abandoned(self) -> int:
@@ -108,19 +88,8 @@ class _SyncThreads:
         if self._idle > self._waking:
             self._waking += 1
             self._cv.notify()
-        elif (
-            self._live < self.max_workers
-            and self._live + self._abandoned < self.max_workers + self.max_abandoned
-        ):
-            w = _SyncWorker()
-            self._counter += 1
-            t = threading.Thread(
-                target=self._work, args=(w,), name=f"{self._prefix}-{self._counter}", daemon=True
-            )
-            w.thread = t
-            self._workers.add(w)
-            self._live += 1
-            t.start()
+        elif self._may_spawn_locked():
+            self._spawn_locked(self._work)
         # else: the next worker to finish takes it (or a returning abandoned thread, or the
         # call's task is stopped: timeout, cancel, shutdown)
 
@@ -135,9 +104,7 @@ class _SyncThreads:
                 return
             if w.abandoned:
                 return
-            w.abandoned = True
-            self._live -= 1
-            self._abandoned += 1
+            self._abandon_locked(w)
             if self._calls:
                 self._hand_out_locked()
             if self._abandoned > self.max_abandoned:
@@ -150,21 +117,12 @@ class _SyncThreads:
                     self.max_workers,
                 )
 
-    def _work(self, w: _SyncWorker) -> None:
+    def _work(self, w: PoolThread) -> None:
         while True:
             with self._lock:
-                while not self._calls:
-                    if self._closed:
-                        self._workers.discard(w)
-                        self._live -= 1
-                        return
-                    self._idle += 1
-                    try:
-                        self._cv.wait()
-                    finally:
-                        self._idle -= 1
-                        if self._waking:
-                            self._waking -= 1
+                if not self._wait_for_work_locked(self._calls):
+                    self._leave_locked(w)
+                    return
                 call = self._calls.popleft()
                 call.worker = w
             outcome: tuple[bool, Any]
@@ -175,14 +133,9 @@ class _SyncThreads:
             with self._lock:
                 call.worker = None
                 abandoned = w.abandoned
-                if abandoned:
-                    # Back from a stuck handler: serve again if short of workers, else leave.
-                    self._abandoned -= 1
-                    w.abandoned = False
-                    if self._closed or self._live >= self.max_workers:
-                        self._workers.discard(w)
-                        return
-                    self._live += 1
+                # Back from a stuck handler: serve again if short of workers, else leave.
+                if abandoned and not self._rejoin_locked(w):
+                    return
             if not abandoned:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                     call.future.get_loop().call_soon_threadsafe(_settle, call.future, outcome)
@@ -191,13 +144,9 @@ class _SyncThreads:
         """Idle workers leave; ``wait``: join the workers (up to ``timeout`` s each), never
         the abandoned threads."""
         with self._lock:
-            self._closed = True
-            workers = [w for w in self._workers if not w.abandoned]
-            self._cv.notify_all()
+            workers = self._close_locked()
         if wait:
-            for w in workers:
-                if w.thread is not None and w.thread is not threading.current_thread():
-                    w.thread.join(timeout)
+            self._join(workers, timeout)
 
 
 def _settle(future: asyncio.Future[tuple[bool, Any]], outcome: tuple[bool, Any]) -> None:

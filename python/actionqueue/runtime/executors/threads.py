@@ -43,6 +43,7 @@ import threading
 import time
 
 from actionqueue.errors import ExecutorError, ValidationError
+from actionqueue.runtime.executors._budget import PoolThread, ThreadBudget
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job, interrupted, run_local
 from actionqueue.runtime.executors.watcher import DeadlineWatcher
 
@@ -51,16 +52,7 @@ __all__ = ["ThreadExecutor"]
 _LOG = logging.getLogger("actionqueue.runtime")
 
 
-class _Worker:
-    __slots__ = ("abandoned", "job", "thread")
-
-    def __init__(self) -> None:
-        self.job: Job | None = None
-        self.abandoned = False
-        self.thread: threading.Thread | None = None
-
-
-class ThreadExecutor(ExecutorAdapter):
+class ThreadExecutor(ThreadBudget, ExecutorAdapter):
     """Run handlers on ``max_workers`` threads (``async def`` handlers get their own loop).
 
     ``max_abandoned``: how many threads stuck in a handler that timed out or was canceled the
@@ -88,29 +80,21 @@ class ThreadExecutor(ExecutorAdapter):
             or max_abandoned < 0
         ):
             raise ValidationError(f"max_abandoned must be an int >= 0, got {max_abandoned!r}")
-        self.max_workers = max_workers
+        super().__init__(
+            max_workers,
+            4 * max_workers if max_abandoned is None else max_abandoned,
+            thread_name_prefix,
+        )
         self.prefetch = prefetch
-        self.max_abandoned = 4 * max_workers if max_abandoned is None else max_abandoned
-        self._prefix = thread_name_prefix
-        self._lock = threading.Lock()
         #: queued jobs; guarded by ``_lock`` (``_cv``'s lock: ``with self._lock`` costs no
-        #: Python call, ``with self._cv`` two)
+        #: Python call, ``with self._cv`` two). At most one idle worker is being woken
+        #: (``_waking``): see the module doc.
         self._jobs: collections.deque[Job] = collections.deque()
-        self._cv = threading.Condition(self._lock)
-        #: workers waiting in ``_cv`` / woken and not yet running (at most one: see the doc)
-        self._idle = 0
-        self._waking = 0
         self._tls = threading.local()
-        #: every thread, workers and abandoned ones; ``_live`` + ``_abandoned`` == its size
-        self._workers: set[_Worker] = set()
-        self._live = 0
-        self._abandoned = 0
         #: while no worker is left: the deadline of each queued job that has a timeout
         self._wait_timers: dict[Job, int] = {}
-        self._counter = 0
         self._watcher = DeadlineWatcher(f"{thread_name_prefix}-deadlines")
         self._started = False
-        self._closed = False
 
     @property
     def abandoned_threads(self) -> int:
@@ -131,23 +115,11 @@ class ThreadExecutor(ExecutorAdapter):
     def _refill_locked(self) -> None:
         """Start workers up to ``max_workers`` within the thread budget; when none is left,
         bound the wait of the queued jobs (see the module doc)."""
-        budget = self.max_workers + self.max_abandoned
-        while self._live < self.max_workers and self._live + self._abandoned < budget:
-            self._spawn_locked()
+        while self._may_spawn_locked():
+            self._spawn_locked(self._loop)
         if self._live == 0:
             for job in self._jobs:
                 self._arm_wait_locked(job)
-
-    def _spawn_locked(self) -> None:
-        w = _Worker()
-        self._counter += 1
-        t = threading.Thread(
-            target=self._loop, args=(w,), name=f"{self._prefix}-{self._counter}", daemon=True
-        )
-        w.thread = t
-        self._workers.add(w)
-        self._live += 1
-        t.start()
 
     def submit(self, job: Job) -> None:
         self.submit_many([job])
@@ -216,16 +188,8 @@ class ThreadExecutor(ExecutorAdapter):
         """The next queued job (``None``: shutting down), waking one more worker if jobs
         are left behind it."""
         with self._lock:
-            while not self._jobs:
-                if self._closed:
-                    return None
-                self._idle += 1
-                try:
-                    self._cv.wait()
-                finally:
-                    self._idle -= 1
-                    if self._waking:
-                        self._waking -= 1
+            if not self._jobs and not self._wait_for_work_locked(self._jobs):
+                return None
             job = self._jobs.popleft()
             if self._wait_timers:
                 timer = self._wait_timers.pop(job, None)
@@ -234,7 +198,7 @@ class ThreadExecutor(ExecutorAdapter):
             self._wake_one_locked()
             return job
 
-    def _loop(self, w: _Worker) -> None:
+    def _loop(self, w: PoolThread) -> None:
         self._tls.worker = True
         while True:
             job = self._next_job()
@@ -261,19 +225,14 @@ class ThreadExecutor(ExecutorAdapter):
             if w.abandoned and not self._rejoin(w):
                 return
         with self._lock:
-            self._workers.discard(w)
-            self._live -= 1
+            self._leave_locked(w)
 
-    def _rejoin(self, w: _Worker) -> bool:
+    def _rejoin(self, w: PoolThread) -> bool:
         """An abandoned thread's handler returned: it becomes a worker again if the pool is
         short of workers (its capacity comes back); otherwise it leaves (``False``)."""
         with self._lock:
-            self._abandoned -= 1
-            w.abandoned = False
-            if self._closed or self._live >= self.max_workers:
-                self._workers.discard(w)
+            if not self._rejoin_locked(w):
                 return False
-            self._live += 1
             self._disarm_waits_locked()
             return True
 
@@ -288,14 +247,12 @@ class ThreadExecutor(ExecutorAdapter):
             job.context.cancelled.set(reason)
             return
         w = job.handle
-        if isinstance(w, _Worker):  # started: free its slot before the outcome is published
+        if isinstance(w, PoolThread):  # started: free its slot before the outcome is published
             with self._lock:
                 if w.job is job and not w.abandoned and not self._closed and not job.done:
                     # The handler may keep running; its slot goes to a new thread now. (If the
                     # handler returns first after all, the thread rejoins or leaves: no harm.)
-                    w.abandoned = True
-                    self._live -= 1
-                    self._abandoned += 1
+                    self._abandon_locked(w)
                     self._refill_locked()
                     if self._live < self.max_workers:
                         _LOG.warning(
@@ -319,20 +276,15 @@ class ThreadExecutor(ExecutorAdapter):
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
-            workers = [w for w in self._workers if not w.abandoned]
             orphans: list[Job] = []
             if self._live == 0:
                 orphans = list(self._jobs)
                 self._jobs.clear()
             self._disarm_waits_locked()
-            # Workers finish what is queued, then leave.
-            self._cv.notify_all()
+            workers = self._close_locked()
         for job in orphans:
             job.context.cancelled.set("shutdown")
             job.finish(interrupted("shutdown", 0.0))
         if wait:
-            for w in workers:
-                if w.thread is not None and w.thread is not threading.current_thread():
-                    w.thread.join(timeout)
+            self._join(workers, timeout)
         self._watcher.stop()
