@@ -106,7 +106,9 @@ def test_unknown_id(populated: Populated, cmd: str) -> None:
     assert "is not an id" in bad.output
 
 
-def test_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from actionqueue.cli import inspect
 
     def boom(data_dir: str, **options: object) -> None:
@@ -117,7 +119,18 @@ def test_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert quiet.exit_code == 1
     assert quiet.output == "error: storage error: disk on fire\n"
     loud = CliRunner().invoke(cli, ["--debug", "--data-dir", str(tmp_path), "stats"])
-    assert isinstance(loud.exception, StorageError)
+    assert loud.exit_code == 1
+    assert "Traceback (most recent call last)" in loud.output
+    assert "StorageError: disk on fire" in loud.output
+    assert loud.output.endswith("error: storage error: disk on fire\n")
+
+
+def test_debug_keeps_documented_exit_codes(tmp_path: Path) -> None:
+    """BUG: with --debug every error exited 1 (the traceback escaped click)."""
+    missing = str(tmp_path / "missing")
+    plain = run_cli("--data-dir", missing, "stats")
+    debug = CliRunner().invoke(cli, ["--debug", "--data-dir", missing, "stats"])
+    assert (plain.exit_code, debug.exit_code) == (3, 3)
 
 
 def test_python_dash_m_entry_point(populated: Populated) -> None:

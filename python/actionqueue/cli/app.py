@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -24,7 +25,8 @@ __all__ = ["CliContext", "cli", "main"]
 
 
 class ActionQueueGroup(click.Group):
-    """A click group that reports library errors as one line + hint (traceback: ``--debug``)."""
+    """A click group that reports library errors as one line + hint and their documented exit
+    code (``--debug`` prints the traceback first; the exit code stays the same)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -35,7 +37,7 @@ class ActionQueueGroup(click.Group):
             obj = ctx.obj if isinstance(ctx.obj, CliContext) else None
             debug = obj.debug if obj is not None else "--debug" in sys.argv
             if debug:
-                raise
+                traceback.print_exception(exc, file=sys.stderr)
             data_dir = obj.data_dir if obj is not None else DEFAULT_DATA_DIR
             d = describe(exc, data_dir)
             click.echo(f"error: {d.message}", err=True)
