@@ -38,6 +38,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(crc32c_py, m)?)?;
     m.add_class::<wal::PyWalWriter>()?;
     m.add_class::<wal::PyWalReader>()?;
+    m.add_class::<wal::PyWalLock>()?;
     m.add_class::<authority::PyAuthority>()?;
     m.add_class::<projection::PyProjection>()?;
     m.add_function(wrap_pyfunction!(authority::bootstrap, m)?)?;

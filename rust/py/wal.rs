@@ -389,3 +389,33 @@ pub fn decode_events<'py>(
     }
     Ok(list)
 }
+
+/// The WAL directory's writer lock (FORMAT §7), held without opening a writer: for tools that
+/// change a data directory wholesale (`actionqueue demo` wiping its previous queue) and must
+/// keep every queue out meanwhile. Taken at construction (`DataDirLockedError` at once if a
+/// queue holds it); released by `release()` or when the object is dropped.
+#[pyclass(name = "WalLock", module = "actionqueue._core")]
+pub struct PyWalLock(Option<crate::wal::lock::DirLock>);
+
+#[pymethods]
+impl PyWalLock {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.detach(|| crate::wal::lock::DirLock::acquire(&path))
+            .map(|l| Self(Some(l)))
+            .map_err(to_py)
+    }
+
+    /// Releases the lock (idempotent).
+    fn release(&mut self) {
+        if let Some(l) = self.0.take() {
+            l.release();
+        }
+    }
+
+    /// Whether the lock is still held by this object.
+    #[getter]
+    fn held(&self) -> bool {
+        self.0.is_some()
+    }
+}

@@ -54,7 +54,7 @@ def test_demo_runs_and_recovers(tmp_path: Path) -> None:
 def test_demo_refuses_a_foreign_directory(tmp_path: Path) -> None:
     (tmp_path / "important.txt").write_text("keep me")
     r = run_cli("demo", "--data-dir", str(tmp_path))
-    assert r.exit_code == 2
+    assert r.exit_code == 3  # the documented code for "not an actionqueue data directory"
     assert "not an actionqueue data directory" in r.output
     assert (tmp_path / "important.txt").exists()
 
@@ -65,3 +65,42 @@ def test_demo_refuses_a_real_queue_without_fresh(populated: Populated) -> None:
     assert "did not create" in r.output
     assert "--fresh" in r.output
     assert (populated.path / "wal").is_dir()
+
+
+def test_demo_never_wipes_a_directory_a_queue_has_open(tmp_path: Path) -> None:
+    """BUG: the demo wiped a previous demo's directory (and, with --fresh, any queue's) while
+    another process had it open: that process's acknowledged submits were lost. Now the check
+    and the wipe hold the directory's lock: refused as locked (exit 4), nothing touched."""
+    import actionqueue as aq
+
+    data = tmp_path / "q"
+    with aq.ActionQueue.open(data) as q:  # a previous demo's queue, still open
+        q.register("h", lambda ctx, p: p)
+        acked = q.submit("h", 1, tags=("actionqueue-demo",))
+        before = sorted(p.relative_to(data) for p in data.rglob("*"))
+        for args in ((), ("--fresh",)):
+            r = run_cli("demo", "--data-dir", str(data), "--no-crash", *args)
+            assert r.exit_code == 4, r.output
+            assert "in use by another process" in r.output
+            assert "wiping" not in r.output
+            assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+        assert q.get_task(acked) is not None
+    # Closed: now it is the demo's to wipe.
+    r = run_cli("demo", "--data-dir", str(data), "--no-crash")
+    assert r.exit_code == 0, r.output
+    assert "wiping the previous demo queue" in r.output
+
+
+def test_demo_does_not_take_a_queue_without_tasks_for_its_own(tmp_path: Path) -> None:
+    """BUG: a queue with no tasks passed the "every task carries the demo tag" check (vacuously)
+    and was wiped without --fresh."""
+    import actionqueue as aq
+
+    data = tmp_path / "q"
+    with aq.ActionQueue.open(data) as q:
+        q.pause()  # the user's state: durable, and no task
+    r = run_cli("demo", "--data-dir", str(data), "--no-crash")
+    assert r.exit_code == 2
+    assert "did not create" in r.output
+    with aq.ActionQueue.open(data) as q:
+        assert q.paused

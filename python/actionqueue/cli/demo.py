@@ -39,6 +39,7 @@ from actionqueue.cli.context import CliContext, pass_cli
 from actionqueue.cli.errors import CliError
 from actionqueue.cli.render import policy_text, short
 from actionqueue.cli.store import looks_like_data_dir, read_view
+from actionqueue.storage.wal.lock import hold_lock
 
 __all__ = ["demo", "demo_worker"]
 
@@ -349,7 +350,9 @@ def _recovery(data_dir: str, console: Console) -> list[str]:
 
 def _prepare(data_dir: str, fresh: bool, console: Console) -> None:
     """Starts from an empty directory: wipes a previous demo's queue (recognised by its tag),
-    or with ``--fresh`` any actionqueue data directory; refuses anything else."""
+    or with ``--fresh`` any actionqueue data directory; refuses anything else. The check and
+    the wipe hold the directory's lock: a queue that has it open is never wiped (its
+    acknowledged tasks would be lost), it is reported as locked."""
     path = Path(data_dir)
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return
@@ -357,20 +360,23 @@ def _prepare(data_dir: str, fresh: bool, console: Console) -> None:
         raise CliError(
             f"{data_dir} exists and is not an actionqueue data directory; not touching it",
             "pass --data-dir with a new or empty directory",
-            "usage",
+            "no_data_dir",
         )
-    if not fresh:
-        view = read_view(data_dir)
-        tasks = {r.task_id.bytes for r in _all_runs(view)}
-        specs = [view.state.get_task(t) for t in tasks]
-        if any(s is None or DEMO_TAG not in s.spec.metadata.tags for s in specs):
-            raise CliError(
-                f"{data_dir} holds a queue that the demo did not create",
-                "use another --data-dir, or --fresh to wipe it (its tasks are lost)",
-                "usage",
-            )
-    console.print(f"wiping the previous demo queue in {data_dir}")
-    shutil.rmtree(path)
+    with hold_lock(path / "wal"):
+        if not fresh:
+            view = read_view(data_dir)
+            tasks = {r.task_id.bytes for r in _all_runs(view)}
+            specs = [view.state.get_task(t) for t in tasks]
+            # Only positive evidence: a queue with no tasks (a user's fresh or paused queue)
+            # is not the demo's.
+            if not specs or any(s is None or DEMO_TAG not in s.spec.metadata.tags for s in specs):
+                raise CliError(
+                    f"{data_dir} holds a queue that the demo did not create",
+                    "use another --data-dir, or --fresh to wipe it (its tasks are lost)",
+                    "usage",
+                )
+        console.print(f"wiping the previous demo queue in {data_dir}")
+        shutil.rmtree(path)
 
 
 def _all_runs(view: Any) -> list[Any]:

@@ -21,6 +21,7 @@ from actionqueue.storage.wal.fs_writer import (
     WalFsWriter,
     WalStats,
 )
+from actionqueue.storage.wal.lock import hold_lock
 from actionqueue.storage.wal.repair import RepairReport, VerifyReport, repair, verify
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "WalFsReader",
     "WalFsWriter",
     "WalStats",
+    "hold_lock",
     "repair",
     "verify",
 ]
