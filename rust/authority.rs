@@ -69,6 +69,18 @@ pub struct AuthorityOptions {
     pub max_snapshot_size: u64,
 }
 
+impl AuthorityOptions {
+    /// Refuses settings the authority cannot work with (what [`Authority::new`] checks first).
+    pub fn validate(&self) -> Result<()> {
+        if self.keep_snapshots == 0 {
+            return Err(CoreError::InvalidArgument(
+                "keep_snapshots must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for AuthorityOptions {
     fn default() -> Self {
         Self {
@@ -182,11 +194,7 @@ impl Authority {
         snapshot_dir: Option<PathBuf>,
         opts: AuthorityOptions,
     ) -> Result<Self> {
-        if opts.keep_snapshots == 0 {
-            return Err(CoreError::InvalidArgument(
-                "keep_snapshots must be at least 1".into(),
-            ));
-        }
+        opts.validate()?;
         wal.check_process()?;
         if let Some(cause) = wal.failure() {
             return Err(CoreError::Failed { cause });

@@ -104,6 +104,9 @@ fn ms(since: Instant) -> u64 {
 /// report of what recovery did.
 pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, RecoveryReport)> {
     let started = Instant::now();
+    // Bad settings are refused before anything is created.
+    opts.wal.validate()?;
+    opts.authority.validate()?;
     let wal_dir = data_dir.join(WAL_DIR);
     let snap_dir = data_dir.join(SNAPSHOT_DIR);
     // Snapshots but no log at all: the log was deleted or the directory half-copied. Opening

@@ -68,6 +68,14 @@ pub struct WalOptions {
     pub start_sequence: u64,
 }
 
+impl WalOptions {
+    /// Refuses settings the writer cannot work with (what `open` checks first), so a caller
+    /// can check them before it creates anything.
+    pub fn validate(&self) -> Result<()> {
+        validate(self)
+    }
+}
+
 impl Default for WalOptions {
     fn default() -> Self {
         Self {

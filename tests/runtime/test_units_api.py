@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,13 @@ def test_control_exceptions_pickle() -> None:
 def test_retry_rejects_negative_delay() -> None:
     with pytest.raises(ValidationError, match="Retry delay"):
         aq.Retry(delay=-1)
+
+
+def test_durations_beyond_64_bit_milliseconds_are_refused_up_front(tmp_path: Path) -> None:
+    """BUG: ``open(lease=1e300)`` was accepted and the first dispatch failed with a raw
+    OverflowError (surfacing from ``q.result()``)."""
+    for bad in (1e300, 2**70, -1e300):
+        with pytest.raises(aq.errors.ValidationError, match="lease is out of range"):
+            aq.ActionQueue.open(tmp_path / "q", lease=bad)
+    assert not (tmp_path / "q").exists()
+    assert seconds_to_ms(2**53, "x") == 2**53 * 1000  # large but in range: kept exact

@@ -138,6 +138,16 @@ def test_reader_arguments_are_checked(tmp_path: Path) -> None:
         ({"preallocate": 2**62}, errors.ValidationError),
         ({"segment_size": 2**64}, errors.ValidationError),
         ({"max_record_size": "big"}, errors.WrongTypeError),
+        # BUG: these reached the core as they were and came back as a raw OverflowError /
+        # TypeError instead of a typed error naming the argument.
+        ({"snapshot_every": -1}, errors.ValidationError),
+        ({"snapshot_every": 2**64}, errors.ValidationError),
+        ({"snapshot_every": 1.5}, errors.WrongTypeError),
+        ({"keep_snapshots": -1}, errors.ValidationError),
+        ({"max_snapshot_size": -1}, errors.ValidationError),
+        ({"sync_interval": "1"}, errors.WrongTypeError),
+        ({"snapshot_on_close": "yes"}, errors.WrongTypeError),
+        ({"digest": 1}, errors.WrongTypeError),
     ],
 )
 def test_bootstrap_wal_arguments_are_checked(
@@ -145,3 +155,18 @@ def test_bootstrap_wal_arguments_are_checked(
 ) -> None:
     with pytest.raises(error, match=next(iter(kwargs))):
         bootstrap(tmp_path / "data", **kwargs)
+    assert not (tmp_path / "data").exists()
+
+
+def test_authority_snapshot_arguments_are_checked(tmp_path: Path) -> None:
+    from actionqueue.storage.mutation import StorageMutationAuthority
+    from actionqueue.storage.recovery.reducer import ReplayReducer
+
+    with WalFsWriter(tmp_path / "wal") as w:
+        for kwargs, error in (
+            ({"snapshot_every": -1}, errors.ValidationError),
+            ({"keep_snapshots": 2**64}, errors.ValidationError),
+            ({"snapshot_on_close": None}, errors.WrongTypeError),
+        ):
+            with pytest.raises(error, match=next(iter(kwargs))):
+                StorageMutationAuthority(w, ReplayReducer(), **kwargs)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from actionqueue.core._validate import I64_MAX
 from actionqueue.core.time import to_millis
 from actionqueue.errors import ValidationError, WrongTypeError
 
@@ -42,7 +43,18 @@ Seconds = int | float | timedelta
 
 def seconds_to_ms(value: Seconds, field: str = "duration") -> int:
     """A facade duration in integer milliseconds (numbers are seconds, rounded to the nearest
-    millisecond). The sign is kept; callers check their own bounds."""
+    millisecond). The sign is kept; callers check their own bounds. Beyond what a 64-bit
+    millisecond count holds (about 292 million years) it is refused here, with ``field``'s
+    name, instead of overflowing later where it is used."""
+    ms = _to_ms(value, field)
+    if not -I64_MAX <= ms <= I64_MAX:
+        raise ValidationError(
+            f"{field} is out of range: {value!r:.80} is beyond +-(2**63 - 1) milliseconds"
+        )
+    return ms
+
+
+def _to_ms(value: Seconds, field: str) -> int:
     if isinstance(value, bool):
         raise WrongTypeError(f"{field} must be seconds (int or float) or a timedelta, got bool")
     if isinstance(value, timedelta):

@@ -22,7 +22,7 @@ The seed's construction (a WAL writer plus a replay reducer of exactly that log)
     >>> from actionqueue.core.task.run_policy import RunPolicy
     >>> from actionqueue.core.task.task_spec import TaskPayload, TaskSpec
     >>> from actionqueue.storage.recovery.reducer import ReplayReducer
-    >>> from actionqueue.storage.wal.fs_writer import WalFsWriter
+    >>> from actionqueue.storage.wal.fs_writer import U64_MAX, WalFsWriter
     >>> wal_writer = WalFsWriter(tempfile.mkdtemp())
     >>> authority = StorageMutationAuthority(wal_writer, ReplayReducer())
     >>> spec = TaskSpec(TaskId.new(), TaskPayload(b"x"), RunPolicy.once())
@@ -45,12 +45,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actionqueue import _core as _rs
+from actionqueue.core._validate import U32_MAX, check_bool, check_int
 from actionqueue.core.mutation import DurabilityPolicy, MutationCommand
 from actionqueue.core.time import now_ms
 from actionqueue.errors import ValidationError, WrongTypeError
 from actionqueue.storage._queries import ProjectionQueries, TaskRecord, _CoreQueries, _nonneg
 from actionqueue.storage.snapshot import SnapshotInfo
-from actionqueue.storage.wal.fs_writer import WalFsWriter
+from actionqueue.storage.wal.fs_writer import U64_MAX, WalFsWriter
 
 if TYPE_CHECKING:
     from actionqueue.storage.recovery.bootstrap import RecoveryReport
@@ -211,9 +212,9 @@ class StorageMutationAuthority(ProjectionQueries):
             wal_writer._core,
             projection._core,
             snapshot_dir=None if snapshot_dir is None else os.fspath(snapshot_dir),
-            snapshot_every=snapshot_every,
-            keep_snapshots=keep_snapshots,
-            snapshot_on_close=snapshot_on_close,
+            snapshot_every=check_int(snapshot_every, "snapshot_every", minimum=0, maximum=U64_MAX),
+            keep_snapshots=check_int(keep_snapshots, "keep_snapshots", minimum=1, maximum=U32_MAX),
+            snapshot_on_close=check_bool(snapshot_on_close, "snapshot_on_close"),
         )
         self._report = None
 

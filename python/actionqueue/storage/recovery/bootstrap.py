@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actionqueue import _core as _rs
-from actionqueue.core._validate import check_int
+from actionqueue.core._validate import U32_MAX, check_bool, check_int
 from actionqueue.storage.mutation import (
     DEFAULT_KEEP_SNAPSHOTS,
     DEFAULT_SNAPSHOT_EVERY,
@@ -33,6 +33,7 @@ from actionqueue.storage.wal.fs_writer import (
     DEFAULT_PREALLOCATE,
     DEFAULT_SEGMENT_SIZE,
     U64_MAX,
+    check_sync_interval,
 )
 from actionqueue.storage.wal.fs_writer import RecoveryReport as WalRecoveryReport
 
@@ -139,12 +140,14 @@ def bootstrap(
         segment_size=check_int(segment_size, "segment_size", minimum=0, maximum=U64_MAX),
         max_record_size=check_int(max_record_size, "max_record_size", minimum=0, maximum=U64_MAX),
         preallocate=check_int(preallocate, "preallocate", minimum=0, maximum=U64_MAX),
-        sync_interval=sync_interval,
-        snapshot_every=snapshot_every or 0,
-        keep_snapshots=keep_snapshots,
-        snapshot_on_close=snapshot_on_close,
-        max_snapshot_size=max_snapshot_size,
-        digest=digest,
+        sync_interval=check_sync_interval(sync_interval),
+        snapshot_every=check_int(snapshot_every or 0, "snapshot_every", minimum=0, maximum=U64_MAX),
+        keep_snapshots=check_int(keep_snapshots, "keep_snapshots", minimum=1, maximum=U32_MAX),
+        snapshot_on_close=check_bool(snapshot_on_close, "snapshot_on_close"),
+        max_snapshot_size=check_int(
+            max_snapshot_size, "max_snapshot_size", minimum=0, maximum=U64_MAX
+        ),
+        digest=check_bool(digest, "digest"),
     )
     r = RecoveryReport._from_core(report)
     return StorageMutationAuthority._wrap(core, r), r

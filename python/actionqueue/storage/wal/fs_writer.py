@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from actionqueue import _core
-from actionqueue.core._validate import check_int
+from actionqueue.core._validate import check_int, wrong_type
 from actionqueue.errors import ValidationError, WrongTypeError
 
 __all__ = [
@@ -151,6 +151,16 @@ class WalStats:
     syncs: int
 
 
+def check_sync_interval(value: object) -> float | None:
+    """``sync_interval`` as the core takes it: ``None`` or a number of seconds (the core
+    refuses one that is not positive and finite, naming it)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise wrong_type("sync_interval", "a number of seconds or None", value)
+    return float(value)
+
+
 class WalFsWriter:
     """The single writer of the WAL directory ``path`` (created if missing, locked while open).
 
@@ -185,7 +195,7 @@ class WalFsWriter:
                 max_record_size, "max_record_size", minimum=0, maximum=U64_MAX
             ),
             preallocate=check_int(preallocate, "preallocate", minimum=0, maximum=U64_MAX),
-            sync_interval=sync_interval,
+            sync_interval=check_sync_interval(sync_interval),
             start_sequence=check_int(
                 start_sequence, "start_sequence", minimum=1, maximum=MAX_SEQUENCE
             ),
