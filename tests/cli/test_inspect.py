@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from cli_helpers import Populated, run_cli
 
@@ -152,3 +153,19 @@ def test_tasks_created_in_the_same_millisecond_list_in_creation_order(tmp_path) 
     rows = json.loads(run_cli("--data-dir", str(path), "tasks", "--json").output)
     assert [r["task_id"] for r in rows] == [str(t) for t in created]
     assert {r["created_at"] for r in rows} == {1_000_000}
+
+
+def test_show_gives_the_tasks_priority_for_a_run_that_was_never_ready(tmp_path: Path) -> None:
+    """BUG: a run canceled while Scheduled showed ``priority None``."""
+    import actionqueue
+
+    d = tmp_path / "q"
+    with actionqueue.ActionQueue.open(d) as q:
+        q.register("h", lambda ctx, p: p)
+        task = q.submit("h", 1, delay=3600, priority=5)
+        q.cancel(task)
+        (run,) = q.runs(task)
+    r = run_cli("--data-dir", str(d), "show", str(run.run_id))
+    assert r.exit_code == 0, r.output
+    assert "priority         5 (the task's; never Ready yet)" in r.output
+    assert "None" not in r.output

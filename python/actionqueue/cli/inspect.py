@@ -316,7 +316,15 @@ def _show_run(cli: CliContext, view: ReadView, run: RunInstance, as_json: bool) 
     con.print(f"  task             {run.task_id} (handler {handler or '-'})", markup=False)
     con.print(f"  ordinal          {run.ordinal}", markup=False)
     con.print(f"  scheduled        {ago(run.scheduled_at, now)}", markup=False)
-    con.print(f"  priority         {run.effective_priority}", markup=False)
+    # A run records its priority when it becomes Ready; before that (or if it never did, e.g.
+    # canceled while Scheduled) the task's is what selection would use.
+    if run.effective_priority is not None:
+        priority = str(run.effective_priority)
+    elif rec is not None:
+        priority = f"{rec.spec.metadata.priority} (the task's; never Ready yet)"
+    else:
+        priority = "-"
+    con.print(f"  priority         {priority}", markup=False)
     max_att = rec.spec.constraints.max_attempts if rec else "?"
     con.print(f"  attempts         {run.attempt_count} of {max_att}", markup=False)
     if run.not_before is not None and run.state is RunState.RETRY_WAIT:
