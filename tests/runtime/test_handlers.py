@@ -61,6 +61,18 @@ def test_terminal_merges_with_retry_on() -> None:
     assert ro.terminal_errors == ("mypkg.Fatal", "builtins.ValueError")
 
 
+@pytest.mark.parametrize("bad", ["", "not an error!", "mod..Name", "Name.", "1Bad"])
+def test_terminal_names_must_look_like_class_names(bad: str) -> None:
+    """A terminal name is not imported (it may exist only where handlers run), but garbage
+    is refused when the handler is registered instead of silently matching nothing."""
+    with pytest.raises(ValidationError, match="not an exception class name"):
+        HandlerOptions(terminal=(bad,))
+    assert HandlerOptions(terminal=("mypkg.errors.Fatal", "Fatal")).terminal == (
+        "mypkg.errors.Fatal",
+        "Fatal",
+    )
+
+
 def test_async_handlers_are_detected() -> None:
     reg = HandlerRegistry()
 

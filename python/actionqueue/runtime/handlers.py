@@ -93,6 +93,12 @@ def _exc_names(
             raise WrongTypeError(
                 f"terminal must list exception classes or 'module.Name' strings, got {t!r}"
             )
+        # A name is not imported (the class may exist only where the handler runs: a worker
+        # process, a Dask worker), so only its shape can be checked here.
+        if isinstance(t, str) and not all(part.isidentifier() for part in t.split(".")):
+            raise ValidationError(
+                f"terminal: {t!r} is not an exception class name ('Name' or 'module.Name')"
+            )
     return items
 
 
