@@ -73,6 +73,41 @@ def test_cron_with_max_time(make_queue: MakeQueue, clock: ManualClock) -> None:
         q.wait(tid, timeout=0.05)  # an endless cron never finishes
 
 
+def test_cron_tasks_of_one_shape_each_refill_their_own_window(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """BUG: tasks with the same policy, constraints and metadata share one info record in the
+    engine, and a finished run refilled the window of the task that record was made for: the
+    other task stalled short of max_occurrences with nothing left to run (for ever, once all
+    its window was due at once: after downtime, a restart, a misfire catch-up)."""
+    q = make_queue(clock=clock)
+    q.register("tick", lambda ctx, p: p)
+    policy = aq.RunPolicy.cron("* * * * * *", max_occurrences=3, window=2)
+    tasks = [q.submit("tick", name, policy=policy) for name in "ABC"]
+    clock.advance(5_000)  # every task's whole window is due at once
+    q.run_until_idle(advance_clock=True, max_time=60)
+    for t in tasks:
+        assert [r.state for r in q.runs(t)] == [RunState.COMPLETED] * 3
+        rec = q.get_task(t)
+        assert rec is not None
+        assert (rec.derived, rec.non_terminal) == (3, 0)
+
+
+def test_unbounded_cron_tasks_of_one_shape_keep_running_after_downtime(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    q = make_queue(clock=clock)
+    q.register("tick", lambda ctx, p: p)
+    policy = aq.RunPolicy.cron("* * * * *")  # every minute, window 5
+    a, b = (q.submit("tick", name, policy=policy) for name in "AB")
+    clock.advance(timedelta(minutes=10))  # down for 10 minutes: the whole window is due
+    q.run_until_idle(advance_clock=True, max_time=timedelta(minutes=30))
+    runs_a, runs_b = q.runs(a), q.runs(b)
+    assert len(runs_a) == len(runs_b) > 10
+    for runs in (runs_a, runs_b):
+        assert sum(r.state is RunState.SCHEDULED for r in runs) == 5  # the window, refilled
+
+
 def test_cron_coalesce_after_a_long_handler_runs_once(
     make_queue: MakeQueue, clock: ManualClock
 ) -> None:

@@ -1043,7 +1043,7 @@ class Engine:
                 leaving[w[1]] = leaving.get(w[1], 0) + 1
         created = 0
         for tid, n in leaving.items():
-            refill = self._refill_events(self._info(tid), now, n)
+            refill = self._refill_events(_task_id_of(tid), self._shape_info(tid).policy, now, n)
             created += sum(1 for e in refill if e[0] == 1)
             events.extend(refill)
         self._submit(events, self.durability)
@@ -1055,8 +1055,13 @@ class Engine:
                 self._counts[rid] = counted
         return swept, created, 1 if events else 0
 
-    def _refill_events(self, info: _TaskInfo, now: int, leaving: int) -> list[EventTuple]:
-        """Cron window refill for ``leaving`` runs of a task turning terminal in this batch.
+    def _refill_events(
+        self, task_id: TaskId, policy: RunPolicy, now: int, leaving: int
+    ) -> list[EventTuple]:
+        """Cron window refill for ``leaving`` runs of task ``task_id`` (its ``policy``) turning
+        terminal in this batch. The id is passed on its own: the info a dispatch keeps may be
+        the one its shape shares with other tasks, and its ``task_id`` another task's (whose
+        window the refill would then fill instead).
 
         Written in the same batch as the terminal transition, so the window can never be left
         empty by a crash (a cron task with no Scheduled run would never wake up again).
@@ -1069,13 +1074,13 @@ class Engine:
         window: coalesce would run twice, a catch-up cap would be exceeded). While paused,
         resume applies the misfire policy the same way.
         """
-        rec = self._auth.get_task(info.task_id)
+        rec = self._auth.get_task(task_id)
         if rec is None or rec.canceled_at is not None:
             return []
         d = derive_runs(
             _At(now),
-            info.task_id,
-            info.policy,
+            task_id,
+            policy,
             rec.derived,
             rec.origin,
             after=rec.last_scheduled_at,
@@ -1295,7 +1300,7 @@ class Engine:
             else:
                 stale = False
                 if info.is_cron and target in _TERMINAL:
-                    events.extend(self._refill_events(info, t, 1))
+                    events.extend(self._refill_events(_task_id_of(entry[5]), info.policy, t, 1))
                 self._apply_finish(rid, events, counted, target)
         if stale:
             return self._finish_slow(
@@ -1697,9 +1702,9 @@ class Engine:
             events: list[EventTuple] = [
                 (2, rid, int(run.state), _CANCELED, None, reason or "run canceled", t)
             ]
-            info = self._info(run.task_id.bytes)
+            info = self._shape_info(run.task_id.bytes)
             if info.is_cron:
-                events.extend(self._refill_events(info, t, 1))
+                events.extend(self._refill_events(run.task_id, info.policy, t, 1))
             self._submit(events, self._dur(durability))
             self._inflight.pop(rid, None)
             self._counts.pop(rid, None)
