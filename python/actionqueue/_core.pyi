@@ -7,6 +7,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Authority",
     "Projection",
+    "WalLock",
     "WalReader",
     "WalWriter",
     "bootstrap",
@@ -120,11 +121,12 @@ class Projection(_Queries):
 
 @final
 class WalLock:
-    def __init__(self, path: str) -> None: ...
+    def __new__(cls, path: str) -> WalLock: ...
     def release(self) -> None: ...
     @property
     def held(self) -> bool: ...
 
+@final
 class Authority(_Queries):
     @staticmethod
     def from_parts(
