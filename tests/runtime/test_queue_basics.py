@@ -714,3 +714,32 @@ def test_list_runs_by_handler_keeps_no_spec_after_the_call(make_queue: MakeQueue
     assert not any(isinstance(v, dict) and len(v) >= 50 for v in vars(q).values())
     q.prune(older_than=0)
     assert q.list_runs(handler="h", limit=None) == []
+
+
+def test_a_refused_submit_reusing_a_task_id_changes_nothing(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """BUG: a submit refused because its task id exists replaced the existing task's row in
+    the engine: the task then ran with the refused submit's handler, payload and options (and a
+    cron task given a refused Once spec stopped deriving for good)."""
+    q = make_queue(clock=clock)
+    seen: list[tuple[str, Any, int]] = []
+
+    def h(ctx: Any, payload: Any) -> Any:
+        seen.append((ctx.handler, payload, ctx.max_attempts))
+        return payload
+
+    q.register("a", h)
+    q.register("b", h, max_attempts=4)
+    x = aq.TaskId.new()
+    q.submit("a", {"who": "original"}, task_id=x, delay=10)
+    cron = aq.TaskId.new()
+    q.submit("a", "tick", task_id=cron, policy=aq.RunPolicy.cron("* * * * *", window=1))
+    for tid in (x, cron):
+        with pytest.raises(aq.errors.CommandRejectedError, match="already exists"):
+            q.submit("b", {"who": "impostor"}, task_id=tid, tags=["evil"])
+    q.run_until_idle(advance_clock=True, max_time=timedelta(minutes=5))
+    assert ("a", {"who": "original"}, 1) in seen
+    assert all(name == "a" for name, _, _ in seen), seen
+    assert q.result(x) == {"who": "original"}
+    assert sum(p == "tick" for _, p, _ in seen) >= 4  # the cron task kept deriving

@@ -699,23 +699,34 @@ class Engine:
                 new_specs.append(s)
                 events.extend(self._create_events(s, o, t, wires))
             # Known before the write: a dispatch on another thread may lease these runs as soon
-            # as the record is applied (an entry for a refused task is never looked up).
+            # as the record is applied. Only ids without a row get one: a row that exists is a
+            # known task's, and a spec reusing its id is refused by the write below — which
+            # must leave that task's row as it was (dispatch builds the task's spec from it).
             tasks = self._tasks
             shapes: dict[tuple[int, int, int], int] = {}
+            added: list[bytes] = []
             for s in new_specs:
+                b = s.task_id.bytes
+                if b in tasks:
+                    continue
                 # `specs` keeps these objects alive for the call: their ids are stable keys.
                 k = (id(s.run_policy), id(s.constraints), id(s.metadata))
                 no = shapes.get(k)
                 if no is None:
                     no = shapes[k] = self._shape(s)
                 p = s.payload
-                tasks[s.task_id.bytes] = (no, p.data, p.content_type, s.handler, s.dedupe_key)
+                tasks[b] = (no, p.data, p.content_type, s.handler, s.dedupe_key)
+                added.append(b)
             try:
                 self._submit(events, dur)
-            except CommandRejectedError:
+            except BaseException as e:
+                for b in added:  # nothing was written: these tasks do not exist
+                    tasks.pop(b, None)
                 # A dedupe key may have been taken by another thread between the lookup and the
                 # write: look again. Any other refusal repeats and is raised below.
-                if not any(s.dedupe_key for s in new_specs):
+                if not isinstance(e, CommandRejectedError) or not any(
+                    s.dedupe_key for s in new_specs
+                ):
                     raise
                 continue
             return ids
