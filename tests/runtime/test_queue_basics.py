@@ -743,3 +743,56 @@ def test_a_refused_submit_reusing_a_task_id_changes_nothing(
     assert all(name == "a" for name, _, _ in seen), seen
     assert q.result(x) == {"who": "original"}
     assert sum(p == "tick" for _, p, _ in seen) >= 4  # the cron task kept deriving
+
+
+@pytest.mark.parametrize(
+    "misfire",
+    [aq.MisfirePolicy.coalesce(), aq.MisfirePolicy.catch_up(cap=2)],
+    ids=["coalesce", "cap2"],
+)
+def test_misfire_plans_cover_a_tasks_runs_across_tick_pages(
+    make_queue: MakeQueue,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    misfire: aq.MisfirePolicy,
+) -> None:
+    """BUG: the tick reads due runs in pages (4096) and planned each page on its own, so a
+    task whose missed runs spanned pages ran coalesce once per page (a cap per page). A small
+    page makes that happen with a few runs."""
+    from actionqueue.engine import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PAGE", 8)
+    q = make_queue(clock=clock)
+    calls: list[Any] = []
+    q.register("j", lambda ctx, p: calls.append(p))
+    q.pause()  # the whole schedule is missed meanwhile
+    tasks = [q.submit("j", i, policy=aq.every(1, count=10, misfire=misfire)) for i in range(3)]
+    clock.advance(timedelta(hours=1))
+    q.resume()
+    q.run_until_idle()
+    from actionqueue.core.task.run_policy import MisfireKind
+
+    per_task = 1 if misfire.kind is MisfireKind.COALESCE else 2
+    assert sorted(calls) == sorted(list(range(3)) * per_task)
+    for t in tasks:
+        states = [r.state for r in q.runs(t)]
+        assert states.count(RunState.COMPLETED) == per_task
+        assert states.count(RunState.CANCELED) == 10 - per_task
+
+
+def test_cron_coalesce_across_tick_pages_runs_once_per_task(
+    make_queue: MakeQueue, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actionqueue.engine import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PAGE", 4)
+    q = make_queue(clock=clock)
+    calls: list[Any] = []
+    q.register("j", lambda ctx, p: calls.append(p))
+    q.pause()
+    for i in range(3):
+        q.submit("j", i, policy=aq.RunPolicy.cron("* * * * *", misfire=aq.MisfirePolicy.coalesce()))
+    clock.advance(timedelta(hours=1, seconds=30))
+    q.resume()
+    q.run_until_idle()
+    assert sorted(calls) == [0, 1, 2]

@@ -944,7 +944,7 @@ class Engine:
                     )
                     p, m, c = len(due), 0, 0
                 else:
-                    p, m, c = self._plan_promotions(due, now, events)
+                    p, m, c = self._plan_promotions(due, now, events, len(due) >= PAGE)
                 promoted += p
                 misfired += m
                 created += c
@@ -984,9 +984,16 @@ class Engine:
         return self._auth.due_scheduled(now, PAGE), None
 
     def _plan_promotions(
-        self, due: Sequence[RunTuple], now: int, events: list[EventTuple]
+        self, due: Sequence[RunTuple], now: int, events: list[EventTuple], full_page: bool
     ) -> tuple[int, int, int]:
-        """Append the promotion events of ``due`` Scheduled runs; returns the counts."""
+        """Append the promotion events of ``due`` Scheduled runs; returns the counts.
+
+        A misfire plan (coalesce, a catch-up cap, a cron window) is about **all** of a task's
+        missed runs at once. ``due`` is one page of the due runs of every task, in time order,
+        so with a ``full_page`` a task's missed runs may go on in the next page: each task
+        that needs a plan is then planned over all of its due Scheduled runs (planned once:
+        the next page no longer holds them). Planning page by page ran coalesce once per page.
+        """
         by_task: dict[bytes, list[RunTuple]] = {}
         for w in due:
             by_task.setdefault(w[1], []).append(w)
@@ -996,12 +1003,13 @@ class Engine:
             if not info.is_cron:
                 grace = effective_grace_ms(info.policy.misfire.grace_ms)
                 if all(now - w[4] <= grace for w in runs):
-                    # All on time (the common case): plain promotions, no planning.
+                    # All on time (the common case): plain promotions, no planning. (The runs
+                    # a later page holds are later still: on time too.)
                     events.extend((2, w[0], _SCHEDULED, _READY, None, None, now) for w in runs)
                     promoted += len(runs)
                     continue
                 plan = plan_misfire(
-                    [RunInstance.from_wire(w) for w in runs], info.policy.misfire, now
+                    self._due_runs(info, runs, now, full_page), info.policy.misfire, now
                 )
                 transitions = plan.transitions
             else:
@@ -1010,7 +1018,7 @@ class Engine:
                     _At(now),
                     info.task_id,
                     info.policy,
-                    [RunInstance.from_wire(w) for w in runs],
+                    self._due_runs(info, runs, now, full_page),
                     now=now,
                     already_derived=rec.derived,
                     schedule_origin=rec.origin,
@@ -1029,6 +1037,21 @@ class Engine:
                 else:
                     promoted += 1
         return promoted, misfired, created
+
+    def _due_runs(
+        self, info: _TaskInfo, page: list[RunTuple], now: int, full_page: bool
+    ) -> list[RunInstance]:
+        """The task's due Scheduled runs: those of ``page``, or with a ``full_page`` all of
+        them (some may be in the pages after it), in schedule order."""
+        if not full_page:
+            return [RunInstance.from_wire(w) for w in page]
+        runs = [
+            r
+            for r in self._auth.runs_for_task(info.task_id)
+            if r.state is RunState.SCHEDULED and r.scheduled_at <= now
+        ]
+        runs.sort(key=lambda r: (r.scheduled_at, r.ordinal))
+        return runs
 
     def _sweep(self, now: int) -> tuple[int, int, int]:
         """One page of the expiry sweep as one batch; returns (runs, runs created, batches)."""
