@@ -796,3 +796,62 @@ def test_cron_coalesce_across_tick_pages_runs_once_per_task(
     q.resume()
     q.run_until_idle()
     assert sorted(calls) == [0, 1, 2]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("background", [False, True], ids=["driving-waiter", "background-loop"])
+def test_close_ends_waits_and_no_waiter_drives_the_closing_queue(
+    tmp_path: Any, background: bool
+) -> None:
+    """BUG: a thread blocked in wait() took over driving once close() stopped the loop: a wait
+    without a timeout hung for ever after close, and the waiters kept leasing runs that the
+    shut-down executor refused, leaving them Running in the log (Lost, an attempt used, on
+    the next open). Now close() makes every driver return; a wait whose target did not finish
+    raises ClosedError, and close() dispatches nothing new."""
+    import logging
+
+    d = tmp_path / "q"
+    q = aq.ActionQueue.open(d, max_workers=2)
+    started = threading.Event()
+    ran: list[int] = []
+
+    def slow(ctx: Any, p: int) -> int:
+        started.set()
+        threading.Event().wait(0.2)
+        ran.append(p)
+        return p
+
+    q.register("slow", slow)
+    q.register("later", lambda ctx, p: p)
+    if background:
+        q.start()
+    backlog = q.submit_many("slow", list(range(200)))
+    later = q.submit("later", 1, delay=3600)
+    outcomes: list[BaseException | None] = []
+
+    def waiter(target: Any) -> None:
+        try:
+            q.wait(target)  # no timeout
+            outcomes.append(None)
+        except BaseException as e:
+            outcomes.append(e)
+
+    waiters = [threading.Thread(target=waiter, args=(t,)) for t in (later, backlog[-1], later)]
+    for w in waiters:
+        w.start()
+    assert started.wait(10)
+    logging.disable(logging.WARNING)
+    try:
+        q.close()
+    finally:
+        logging.disable(logging.NOTSET)
+    for w in waiters:
+        w.join(15)
+        assert not w.is_alive(), "a wait() hung after close()"
+    assert len(outcomes) == 3
+    assert all(isinstance(e, aq.errors.ClosedError) for e in outcomes), outcomes
+    assert len(ran) < 50  # close() did not run the backlog
+    with aq.ActionQueue.open(d) as again:
+        stats = again.stats()["runs"]
+        assert stats.get("Running", 0) == stats.get("Leased", 0) == 0, stats
+        assert all(len(r.attempts) <= 1 for t in backlog for r in again.runs(t))

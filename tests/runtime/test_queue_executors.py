@@ -62,6 +62,43 @@ def test_asyncio_cancel_of_a_running_task(make_queue: MakeQueue) -> None:
     assert q.stop(timeout=10)
 
 
+@pytest.mark.timeout(30)
+def test_asyncio_never_calls_the_handler_of_a_run_canceled_before_it_started(
+    make_queue: MakeQueue,
+) -> None:
+    """BUG: a run canceled after its dispatch, while its task waited for the executor's loop,
+    still had its handler called — after Canceled was recorded and its concurrency key handed
+    to the next run, so two handlers of one key ran at once."""
+    q = make_queue(executor="asyncio")
+    release = threading.Event()
+    entered: list[Any] = []
+
+    @q.handler("blocker")
+    async def blocker(ctx: Any, p: Any) -> None:
+        release.wait(10)  # holds the executor's loop (legal, if unkind)
+
+    @q.handler("keyed", concurrency_key="db")
+    async def keyed(ctx: Any, p: Any) -> Any:
+        entered.append(p)
+        return p
+
+    q.start()
+    q.submit("blocker")
+    a = q.submit("keyed", "A")
+    executor = q._dispatcher.executor
+    deadline = time.monotonic() + 10
+    while executor.backlog() < 1:  # A handed to the executor, its task not started (blocked)
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    q.cancel(a)
+    b = q.submit("keyed", "B")
+    release.set()
+    assert q.result(b, timeout=10) == "B"
+    assert q.runs(a)[0].state is RunState.CANCELED
+    assert entered == ["B"]
+    assert q.stop(timeout=10)
+
+
 @pytest.mark.timeout(20)
 def test_asyncio_stuck_sync_handlers_neither_use_up_the_threads_nor_hold_close(
     make_queue: MakeQueue,

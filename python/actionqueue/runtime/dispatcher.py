@@ -178,6 +178,12 @@ class Dispatcher:
         #: the generation at which the driver last found nothing to do (run_until_idle)
         self.idle_gen = -1
         self.draining = False
+        #: the queue is closing: nothing new is dispatched any more (``draining`` stays set)
+        #: and every driver returns — a thread blocked in ``wait()`` must not go on driving a
+        #: queue that is being closed (it would lease runs the shut-down executor refuses)
+        self.closing = False
+        #: close() is over
+        self.closed = False
         self.driver_lock = threading.Lock()
         self._completer: concurrent.futures.ThreadPoolExecutor | None = None
         self._completer_lock = threading.Lock()
@@ -878,6 +884,8 @@ class Dispatcher:
         spins = 0
         me = threading.get_ident()
         while True:
+            if self.closing:
+                return dispatched
             with self.mutex:
                 gen = self.gen
                 self._stepper, self._own = me, 0
@@ -942,7 +950,7 @@ class Dispatcher:
     def _wait_locked(
         self, gen: int, wake: int | None, deadline: float | None, slice_s: float | None
     ) -> None:
-        while self.gen == gen:
+        while self.gen == gen and not self.closing:
             if self._done:
                 # Results waiting with no wake-up on the way (the executor still had a
                 # backlog when they came): look again shortly instead of sleeping on.
@@ -968,6 +976,18 @@ class Dispatcher:
                 self.drive_cond.wait(seconds)
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeoutError("gave up waiting: the timeout passed")
+
+    def begin_close(self) -> None:
+        """The queue is closing: stop dispatching for good and make every driver return."""
+        with self.mutex:
+            self.closing = True
+            self.draining = True
+        self.wake()
+
+    def finish_close(self) -> None:
+        with self.mutex:
+            self.closed = True
+        self.wake()
 
     def close_executor(self, wait: bool, timeout: float | None) -> None:
         with contextlib.suppress(Exception):

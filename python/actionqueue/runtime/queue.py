@@ -343,6 +343,7 @@ class ActionQueue:
                 return
             self._closed = True
         d = self._dispatcher
+        d.begin_close()  # threads driving from wait() / run_until_idle() return now
         try:
             self.stop(drain=drain, timeout=timeout, _closing=True)
             if d.inflight:
@@ -362,13 +363,16 @@ class ActionQueue:
         finally:
             if self._unsubscribe is not None:
                 self._unsubscribe()
-            closer = getattr(self.authority, "close", None)
-            if callable(closer):
-                closer()
-            else:
-                flush = getattr(self.authority, "flush", None)
-                if callable(flush):
-                    flush()
+            try:
+                closer = getattr(self.authority, "close", None)
+                if callable(closer):
+                    closer()
+                else:
+                    flush = getattr(self.authority, "flush", None)
+                    if callable(flush):
+                        flush()
+            finally:
+                d.finish_close()  # threads still in wait() raise ClosedError now
 
     def flush(self) -> None:
         """Make every Deferred record durable now."""
@@ -804,6 +808,8 @@ class ActionQueue:
                     until_ms=until,
                     deadline=deadline,
                 )
+            if d.closing:
+                raise ClosedError(f"the queue on {str(self.path)!r} was closed meanwhile")
         return d.started_total - before
 
     def _driving(self, deadline: float | None) -> _DriverLock:
@@ -913,7 +919,7 @@ class ActionQueue:
         with self._lock:
             self._thread = None
             self._stopping = False
-            d.draining = False
+            d.draining = d.closing  # closing: nothing is dispatched again
         d.wake()  # a run_until_idle() waiting for the loop sees that it stopped
         return ok and not d.inflight
 
@@ -1180,8 +1186,16 @@ class ActionQueue:
         def done() -> bool:
             return (stop is not None and stop.is_set()) or self._is_done(target)
 
-        while not done():
-            if self._thread is None and d.driver_lock.acquire(blocking=False):
+        while True:
+            if d.closed:  # close() is over: the target cannot finish any more
+                raise ClosedError(
+                    f"the queue on {str(self.path)!r} was closed while waiting for {target}"
+                )
+            if done():
+                break
+            # While close() drains, in-flight attempts may still finish the target: wait for
+            # them, but never drive a queue being closed.
+            if self._thread is None and not d.closing and d.driver_lock.acquire(blocking=False):
                 try:
                     d.drive(done=done, on_idle="wait", deadline=deadline, eager=True)
                 finally:

@@ -252,6 +252,11 @@ class AsyncioExecutor(ExecutorAdapter):
         task = asyncio.current_task()
         assert task is not None
         self._started += 1
+        if job.done:  # canceled (and recorded) before it started: never call the handler
+            return
+        if job.context.cancelled.is_set():  # stopped between the dispatch and here
+            job.finish(interrupted(job.context.cancelled.reason or "canceled", 0.0))
+            return
         job.handle = task
         job.started = time.monotonic()
 
