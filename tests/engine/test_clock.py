@@ -61,3 +61,17 @@ def test_listeners_hear_every_change_until_unsubscribed() -> None:
     unsubscribe()
     clock.advance(1)
     assert seen == [5, 100]
+
+
+def test_manual_clock_positions_are_times_a_record_can_hold() -> None:
+    """Out-of-range positions were accepted and failed later, where the queue used them."""
+    for bad in (-1, 2**63, -(2**70)):
+        with pytest.raises(ValidationError, match="2\\*\\*63 - 1"):
+            ManualClock(bad)
+        with pytest.raises(ValidationError, match="2\\*\\*63 - 1"):
+            ManualClock(0).set(bad)
+    c = ManualClock(2**63 - 10)
+    with pytest.raises(ValidationError, match="advanced clock"):
+        c.advance(11)
+    assert c.now() == 2**63 - 10  # unchanged
+    assert c.advance(9) == 2**63 - 1

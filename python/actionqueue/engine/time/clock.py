@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from actionqueue.core._validate import I64_MAX
 from actionqueue.errors import ValidationError, WrongTypeError
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
@@ -60,6 +61,15 @@ def _as_millis(value: int | float | timedelta, what: str) -> int:
     )
 
 
+def _position(value: int, what: str) -> int:
+    """A clock position: milliseconds since the epoch that a record can hold."""
+    if not 0 <= value <= I64_MAX:
+        raise ValidationError(
+            f"{what} must be a time in [0, 2**63 - 1] ms since the epoch, got {value}"
+        )
+    return value
+
+
 class ManualClock:
     """A clock that moves only when told to; share one instance between a test and an engine.
 
@@ -76,7 +86,7 @@ class ManualClock:
                     f"ManualClock start must be timezone-aware, got naive datetime {start!r}"
                 )
             start = int(start.timestamp() * 1000)
-        self._now = _as_millis(start, "start")
+        self._now = _position(_as_millis(start, "start"), "start")
         self._lock = threading.Lock()
         self._listeners: list[Callable[[int], None]] = []
 
@@ -89,7 +99,7 @@ class ManualClock:
             if millis.tzinfo is None:
                 raise ValidationError(f"set() needs a timezone-aware datetime, got {millis!r}")
             millis = int(millis.timestamp() * 1000)
-        value = _as_millis(millis, "millis")
+        value = _position(_as_millis(millis, "millis"), "millis")
         with self._lock:
             self._now = value
         self._notify(value)
@@ -101,8 +111,8 @@ class ManualClock:
         if step < 0:
             raise ValidationError(f"advance() needs a non-negative delta, got {step}; use set()")
         with self._lock:
-            self._now += step
-            value = self._now
+            value = _position(self._now + step, "the advanced clock")
+            self._now = value
         self._notify(value)
         return value
 
