@@ -844,6 +844,7 @@ class Dispatcher:
         until_ms: int | None = None,
         deadline: float | None = None,
         eager: bool = False,
+        through_close: bool = False,
     ) -> int:
         """Run steps until ``done()`` is true, or — by ``on_idle`` — until nothing is runnable
         now and nothing is in flight (``"return"``), through future work by moving a
@@ -851,12 +852,14 @@ class Dispatcher:
         forever (``"wait"``). ``deadline`` (``time.monotonic()``) raises
         :class:`~actionqueue.errors.WaitTimeoutError`. ``eager``: ``done()`` depends on results
         (a wait for a run), so the driver is woken for each one recorded while it sleeps.
+        When the queue starts closing, a driver returns at once unless ``through_close`` (the
+        queue's own loop: it heartbeats the attempts close() drains until ``done()``).
         Returns the attempts dispatched."""
         with self.mutex:
             self.drivers += 1
             self._eager = eager
         try:
-            return self._drive(done, on_idle, until_ms, deadline)
+            return self._drive(done, on_idle, until_ms, deadline, through_close)
         finally:
             with self.mutex:
                 self.drivers -= 1
@@ -879,12 +882,13 @@ class Dispatcher:
         on_idle: str,
         until_ms: int | None,
         deadline: float | None,
+        through_close: bool,
     ) -> int:
         dispatched = 0
         spins = 0
         me = threading.get_ident()
         while True:
-            if self.closing:
+            if self.closing and not through_close:
                 return dispatched
             with self.mutex:
                 gen = self.gen
@@ -928,9 +932,11 @@ class Dispatcher:
                     assert isinstance(self.clock, ManualClock)
                     self.clock.set(wake)
                     continue
-            self._wait(gen, wake, deadline)
+            self._wait(gen, wake, deadline, through_close)
 
-    def _wait(self, gen: int, wake: int | None, deadline: float | None) -> None:
+    def _wait(
+        self, gen: int, wake: int | None, deadline: float | None, through_close: bool = False
+    ) -> None:
         """Sleep until the generation moves, the clock reaches ``wake``, or the deadline."""
         # In the main thread, sleep in slices: a Ctrl-C is delivered to whichever thread the OS
         # picks, and the main thread only runs the Python handler once it wakes up. A slice
@@ -942,15 +948,20 @@ class Dispatcher:
             self._sleeping = True
             self._driver_wake = wake
             try:
-                self._wait_locked(gen, wake, deadline, slice_s)
+                self._wait_locked(gen, wake, deadline, slice_s, through_close)
             finally:
                 self._sleeping = False
                 self._driver_wake = None
 
     def _wait_locked(
-        self, gen: int, wake: int | None, deadline: float | None, slice_s: float | None
+        self,
+        gen: int,
+        wake: int | None,
+        deadline: float | None,
+        slice_s: float | None,
+        through_close: bool,
     ) -> None:
-        while self.gen == gen and not self.closing:
+        while self.gen == gen and (through_close or not self.closing):
             if self._done:
                 # Results waiting with no wake-up on the way (the executor still had a
                 # backlog when they came): look again shortly instead of sleeping on.

@@ -864,7 +864,7 @@ class ActionQueue:
             backoff = 0.05
             while True:
                 try:
-                    d.drive(done=self._should_stop, on_idle="wait")
+                    d.drive(done=self._should_stop, on_idle="wait", through_close=True)
                     return
                 except Exception as e:
                     d.loop_error = e
