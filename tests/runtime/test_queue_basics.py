@@ -855,3 +855,32 @@ def test_close_ends_waits_and_no_waiter_drives_the_closing_queue(
         stats = again.stats()["runs"]
         assert stats.get("Running", 0) == stats.get("Leased", 0) == 0, stats
         assert all(len(r.attempts) <= 1 for t in backlog for r in again.runs(t))
+
+
+def test_a_finished_task_cannot_be_canceled_and_a_deduplicated_submit_is_not_counted(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """BUGs: canceling a completed task was accepted and relabelled it canceled (the CLI said
+    it canceled its unfinished runs: there were none); a submit answered by the live task
+    holding its dedupe key counted in submitted_total although nothing was written."""
+    q = make_queue(clock=clock)
+    q.register("h", lambda ctx, p: p)
+    done = q.submit("h", 1)
+    q.run_until_idle()
+    with pytest.raises(aq.errors.InvalidTransitionError, match="nothing left to cancel"):
+        q.cancel(done)
+    rec = q.get_task(done)
+    assert rec is not None
+    assert rec.canceled_at is None
+    assert q.result(done) == 1
+    once = q.submit("h", 2, delay=60)
+    (run,) = q.runs(once)
+    q.cancel(run.run_id)  # its only run: the task is finished too
+    with pytest.raises(aq.errors.InvalidTransitionError):
+        q.cancel(once)
+    live = q.submit("h", 3, delay=60, dedupe_key="k")
+    assert q.submit("h", 4, dedupe_key="k") == live
+    assert q.metrics.total("submitted_total") == 3
+    q.cancel(live)  # a task with unfinished runs is canceled as before
+    with pytest.raises(aq.errors.CommandRejectedError, match="already canceled"):
+        q.cancel(live)

@@ -1689,8 +1689,11 @@ class Engine:
         """Cancel a task and every non-terminal run of it (one ``TaskCancel``; each run gets a
         history entry, open attempts are closed as Canceled). Its dedupe key is freed.
 
-        Raises :class:`~actionqueue.errors.NotFoundError` for an unknown task and
-        :class:`~actionqueue.errors.CommandRejectedError` if it is already canceled.
+        Raises :class:`~actionqueue.errors.NotFoundError` for an unknown task,
+        :class:`~actionqueue.errors.CommandRejectedError` if it is already canceled and
+        :class:`~actionqueue.errors.InvalidTransitionError` if it is finished (every run its
+        policy implies exists and is terminal: nothing is left to cancel, and a finished task
+        is not turned into a canceled one).
         """
         t = self._now(now)
         tid = _check_task_id(task_id)
@@ -1702,6 +1705,12 @@ class Engine:
                 raise NotFoundError(f"task {tid} is not known to the authority")
             if rec.canceled_at is not None:
                 raise CommandRejectedError(f"task {tid} was already canceled at {rec.canceled_at}")
+            total = rec.spec.run_policy.total_runs()
+            if rec.non_terminal == 0 and total is not None and rec.derived >= total:
+                raise InvalidTransitionError(
+                    f"task {tid} is finished (all {rec.derived} of its runs are terminal): "
+                    "there is nothing left to cancel"
+                )
             self._submit([(9, tid.bytes, reason, t)], self._dur(durability))
             for run in self._auth.runs_for_task(tid):
                 self._inflight.pop(run.run_id.bytes, None)

@@ -664,6 +664,8 @@ class ActionQueue:
                 dedupe_key=dedupe_key,
             )
             tid = self.engine.submit(spec, origin=origin, durability=durability)
+            if tid != spec.task_id:  # a live task holds the dedupe key: nothing was written
+                return tid
         self.metrics.inc("submitted_total", handler=handler)
         self._dispatcher.wake()
         return tid
