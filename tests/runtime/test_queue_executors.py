@@ -239,3 +239,91 @@ def test_a_handler_raising_a_cancellation_nobody_asked_for_fails_like_any_error(
         (run,) = q.runs(tid)
         assert run.state is RunState.FAILED
         assert [a.outcome.label for a in run.attempts] == ["RetryableFailure"] * 2
+
+
+@pytest.mark.timeout(30)
+def test_a_refusing_executor_stops_the_driver_instead_of_releasing_runs_for_ever(
+    make_queue: MakeQueue,
+) -> None:
+    """BUG: a shut-down (or broken) executor refused every batch, the runs were given back and
+    leased again at once — a record each time, ~100 attempts a second — and
+    run_until_idle(timeout=...) never returned. Now the driver gives the runs back once and
+    raises ExecutorError."""
+    import concurrent.futures
+    import logging
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pool.shutdown()
+    q = make_queue(executor=pool)
+    q.register("h", lambda ctx, p: p)
+    tid = q.submit("h", 1, max_attempts=3)
+    logging.disable(logging.ERROR)
+    try:
+        with pytest.raises(aq.errors.ExecutorError, match="refused work"):
+            q.run_until_idle(timeout=10)
+    finally:
+        logging.disable(logging.NOTSET)
+    (run,) = q.runs(tid)
+    assert run.state is RunState.READY
+    assert len(run.attempts) == 1  # given back once, no attempt used up
+    assert run.attempt_count == 0
+
+
+@pytest.mark.timeout(30)
+def test_futures_attempts_never_wait_behind_a_timed_out_task_still_running(
+    make_queue: MakeQueue,
+) -> None:
+    """BUG: after a timeout the adapter counted the worker free while the task still ran on
+    it; the next attempts waited in the pool's queue with their timeout running and timed out
+    without ever being called. Now they stay Ready until the worker is free."""
+    import concurrent.futures
+
+    release = threading.Event()
+    called: list[int] = []
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        q = make_queue(executor=pool)
+        q.register("stuck", lambda ctx, p: release.wait(20), timeout=0.2)
+        q.register("quick", lambda ctx, p: called.append(p), timeout=0.2, max_attempts=2)
+        q.start()
+        stuck = q.submit("stuck")
+        q.wait(stuck, timeout=10)  # Timeout recorded; the task still runs on the only worker
+        quick = [q.submit("quick", i) for i in range(2)]
+        time.sleep(0.5)  # longer than the quick runs' timeout: none of them started meanwhile
+        assert [q.runs(t)[0].state for t in quick] == [RunState.READY] * 2
+        release.set()
+        for t in quick:
+            q.wait(t, timeout=10)
+        assert sorted(called) == [0, 1]
+        assert all(len(q.runs(t)[0].attempts) == 1 for t in quick)
+        assert q.stop(timeout=10)
+
+
+def test_a_future_the_executor_cancels_by_itself_is_lost_and_retried(
+    make_queue: MakeQueue,
+) -> None:
+    """BUG: a future cancelled by the executor (a Dask client closed with tasks in flight) was
+    recorded as the runtime's own cancel: TerminalFailure, no retry."""
+    import concurrent.futures
+
+    class Dropping:  # a futures executor whose first task is dropped, the others run
+        def __init__(self) -> None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(1)
+            self.dropped = False
+
+        def submit(self, fn: Any, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+            if not self.dropped:
+                self.dropped = True
+                f: concurrent.futures.Future[Any] = concurrent.futures.Future()
+                f.cancel()
+                return f
+            return self.pool.submit(fn, *args, **kwargs)
+
+    ex = Dropping()
+    q = make_queue(executor=ex, clock=ManualClock(h.T0))
+    q.register("h", lambda ctx, p: p, max_attempts=2, backoff=aq.fixed(0))
+    tid = q.submit("h", 7)
+    q.run_until_idle(advance_clock=True, timeout=20)
+    (run,) = q.runs(tid)
+    assert run.state is RunState.COMPLETED
+    assert [a.outcome for a in run.attempts] == [AttemptOutcome.LOST, AttemptOutcome.SUCCESS]
+    ex.pool.shutdown()

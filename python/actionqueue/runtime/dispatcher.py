@@ -37,6 +37,7 @@ from actionqueue.errors import (
     ActionQueueError,
     ClosedError,
     CommandRejectedError,
+    ExecutorError,
     NotFoundError,
     RecordTooLargeError,
     StorageError,
@@ -142,6 +143,8 @@ class Dispatcher:
         self.handlers = handlers
         self.codecs = codecs
         self.executor = executor
+        # A worker held past its attempt's recorded outcome coming back is capacity again.
+        executor.on_capacity = self.wake
         self.metrics = metrics
         self.owner = owner
         self.max_in_flight = max_in_flight
@@ -243,7 +246,8 @@ class Dispatcher:
         avg = self.avg_attempt_s
         if self.prefetch > 1 and avg is not None and avg < self.quick_attempt_s:
             cap *= self.prefetch
-        return cap - len(self.executing)
+        # Workers still running attempts recorded already (timed out, canceled) count too.
+        return cap - max(len(self.executing), self.executor.occupied())
 
     # --- one step ----------------------------------------------------------------------------
 
@@ -430,12 +434,19 @@ class Dispatcher:
             self.executor.submit_many([att.job for att in ready if att.job is not None])
         except Exception as e:
             # The executor refused (shut down, broken): give the runs back unchanged (an
-            # attempt it did take is finished already or will be; releasing it is refused).
+            # attempt it did take is finished already or will be; releasing it is refused),
+            # then stop driving. A refusal is not transient: stepping on would lease the same
+            # runs again at once, a record each time, for ever.
             _LOG.error("executor refused %d runs: %s", len(ready), e)
             self.metrics.inc("errors_total", len(ready), kind="executor")
             for att in ready:
                 if att.job is not None and not att.job.done:
                     self._record(att, Verdict(AttemptOutcome.SUSPENDED, error=str(e), release=True))
+            raise ExecutorError(
+                f"the executor refused work ({type(e).__name__}: {e}); its {len(ready)} runs "
+                "were given back. A shut-down or broken executor cannot run handlers: close "
+                "the queue and open it with a working one"
+            ) from e
         return first_beat
 
     def _start(self, att: InFlight) -> bool:

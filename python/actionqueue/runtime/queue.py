@@ -46,6 +46,7 @@ from actionqueue.engine.time.clock import Clock, ManualClock, SystemClock
 from actionqueue.errors import (
     ActionQueueError,
     ClosedError,
+    ExecutorError,
     ForkedProcessError,
     InvalidIdError,
     NotFoundError,
@@ -872,7 +873,7 @@ class ActionQueue:
                     d.loop_error = e
                     self.metrics.inc("errors_total", kind="loop")
                     failed = getattr(self.authority, "failed", None)
-                    if failed or isinstance(e, ClosedError):
+                    if failed or isinstance(e, (ClosedError, ExecutorError)):
                         _LOG.error("dispatch loop stopped: %s", e)
                         d.wake()
                         return
@@ -956,8 +957,11 @@ class ActionQueue:
             self.stop(drain=True, timeout=drain_timeout)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        if self._dispatcher.loop_error is not None and getattr(self.authority, "failed", None):
-            raise self._dispatcher.loop_error
+        error = self._dispatcher.loop_error
+        if error is not None and (
+            getattr(self.authority, "failed", None) or isinstance(error, ExecutorError)
+        ):
+            raise error
 
     # --- control -------------------------------------------------------------------------------
 

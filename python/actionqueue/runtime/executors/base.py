@@ -205,6 +205,18 @@ class ExecutorAdapter(ABC):
         executor that does not say otherwise)."""
         return 0
 
+    def occupied(self) -> int:
+        """Workers busy, counting those still running an attempt whose outcome is recorded
+        already (a timed-out or canceled handler the executor cannot stop): the runtime hands
+        out no more than ``max_workers`` minus this, so a new attempt never waits behind such
+        a handler with its timeout running. 0 (the default): the executor replaces or stops
+        those workers itself. When one comes back it calls :attr:`on_capacity`."""
+        return 0
+
+    #: Set by the runtime: called (from any thread) when a worker an earlier attempt kept
+    #: busy after its outcome was recorded is free again.
+    on_capacity: Callable[[], None] | None = None
+
     def on_worker_thread(self) -> bool:
         """Whether the calling thread is one of this executor's own workers, free to do a
         short piece of the runtime's work (record results, hand out the next batch) right

@@ -13,8 +13,15 @@ the handler importable (Dask pickles lambdas and closures too, through cloudpick
 * Heartbeats cannot come from a remote worker; the owning runtime heartbeats the lease of every
   pending attempt itself, so a long remote task keeps its lease while the owner is alive.
 * **Timeouts are cooperative here**: at the deadline the attempt is recorded as Timeout and
-  ``future.cancel()`` is called, which stops a task that has not started; Dask cannot interrupt
-  one that is running, so it may finish on the worker and its result is ignored.
+  ``future.cancel()`` is called, which stops a task that has not started; a running one cannot
+  be interrupted, so it may finish on the worker and its result is ignored. Until its future
+  completes it still holds its worker (:meth:`FuturesExecutor.occupied`): the runtime does not
+  hand out another attempt in its place, which would wait in the executor's queue behind it
+  with its own timeout running. (A Dask future is done once cancelled on the client, whatever
+  the worker still does.)
+* A future that the executor cancels by itself (a Dask client closed with tasks in flight) is
+  recorded as **Lost**, like a lost worker: only the runtime's own stop requests count as
+  canceled.
 * A future that fails *outside* the handler (worker lost, ``KilledWorker``, a result that
   cannot be deserialized) is recorded as **Lost**: nobody knows whether the handler ran.
 * A :class:`concurrent.futures.ThreadPoolExecutor` runs in this process, so its handlers get the
@@ -26,6 +33,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
+import threading
 from typing import Any
 
 from actionqueue.errors import ExecutorError, ValidationError, WrongTypeError
@@ -89,6 +97,9 @@ class FuturesExecutor(ExecutorAdapter):
         self.max_workers = max_workers
         self._watcher = DeadlineWatcher("aq-futures-deadlines")
         self._closed = False
+        #: futures submitted and not done (see :meth:`occupied`); guarded by ``_lock``
+        self._pending = 0
+        self._lock = threading.Lock()
 
     @property
     def executor(self) -> Any:
@@ -107,6 +118,8 @@ class FuturesExecutor(ExecutorAdapter):
         else:
             fut = self._ex.submit(run_remote, job.fn, job.payload, job.snapshot, job.is_async)
         job.handle = fut
+        with self._lock:
+            self._pending += 1
         timer = None
         if job.timeout is not None:
             timer = self._watcher.schedule(
@@ -114,15 +127,33 @@ class FuturesExecutor(ExecutorAdapter):
             )
         fut.add_done_callback(functools.partial(self._done, job, timer))
 
+    def occupied(self) -> int:
+        return self._pending
+
     def _done(self, job: Job, timer: int | None, fut: Any) -> None:
+        with self._lock:
+            self._pending -= 1
         if timer is not None:
             self._watcher.cancel(timer)
         if job.done:
+            # A late end of an attempt recorded already (timeout, cancel): its worker is free.
+            notify = self.on_capacity
+            if notify is not None:
+                notify()
             return
         try:
             if fut.cancelled():
-                reason = job.context.cancelled.reason or "canceled"
-                job.finish(interrupted(reason, job.elapsed()))
+                reason = job.context.cancelled.reason
+                if reason is None:  # not our stop request: the executor dropped the task
+                    job.finish(
+                        AttemptResult(
+                            ResultKind.LOST,
+                            detail="the executor cancelled the task (shut down or closed?)",
+                            duration=job.elapsed(),
+                        )
+                    )
+                else:
+                    job.finish(interrupted(reason, job.elapsed()))
                 return
             exc = fut.exception()
             if exc is not None:
