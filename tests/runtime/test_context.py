@@ -79,3 +79,14 @@ def test_remote_context_is_built_from_a_picklable_snapshot() -> None:
     ctx.report_progress(0.1)
     assert ctx.attempt == 2
     assert ctx.payload == b"p"
+
+
+def test_remote_progress_is_checked_like_local_progress() -> None:
+    """BUG: a remote context accepted any object as progress (a local one raises TypeError)."""
+    ctx = RemoteContext(snapshot())
+    for bad in (object(), True, None, [0.5]):
+        with pytest.raises(TypeError, match="progress must be"):
+            ctx.report_progress(bad)  # type: ignore[arg-type]
+    ctx.report_progress(0.5)
+    ctx.report_progress("half way")
+    assert ctx.progress == "half way"

@@ -337,8 +337,7 @@ class HandlerContext(_ContextBase):
     def report_progress(self, progress: float | str) -> None:
         """Record progress: a fraction in [0, 1] or a short message. Kept in memory (see
         ``ActionQueue.progress``) and logged at DEBUG; never written to the log."""
-        if isinstance(progress, bool) or not isinstance(progress, (int, float, str)):
-            raise TypeError(f"progress must be a float fraction or a str, got {progress!r}")
+        _check_progress(progress)
         self.progress = progress
         self.log.debug("progress: %s", progress)
         if self._on_progress is not None:
@@ -354,6 +353,11 @@ class HandlerContext(_ContextBase):
         )
 
 
+def _check_progress(progress: object) -> None:
+    if isinstance(progress, bool) or not isinstance(progress, (int, float, str)):
+        raise TypeError(f"progress must be a float fraction or a str, got {progress!r}")
+
+
 class RemoteContext(_ContextBase):
     """The context of an attempt running in another process (process pool, Dask worker)."""
 
@@ -367,7 +371,9 @@ class RemoteContext(_ContextBase):
         """No-op: the owning process heartbeats the lease while the attempt is pending."""
 
     def report_progress(self, progress: float | str) -> None:
-        """Logged on the worker (progress does not travel back from another process)."""
+        """Checked like :meth:`HandlerContext.report_progress` and logged on the worker
+        (progress does not travel back from another process)."""
+        _check_progress(progress)
         self.progress = progress
         self.log.debug("progress: %s", progress)
 
