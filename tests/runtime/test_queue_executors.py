@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -327,3 +328,46 @@ def test_a_future_the_executor_cancels_by_itself_is_lost_and_retried(
     assert run.state is RunState.COMPLETED
     assert [a.outcome for a in run.attempts] == [AttemptOutcome.LOST, AttemptOutcome.SUCCESS]
     ex.pool.shutdown()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_process_does_not_outlive_its_killed_owner(tmp_path: Any) -> None:
+    """BUG: after a kill -9 of the queue's process, a worker process went on running its
+    handler (for as long as the handler took), beside the retry that the next owner of the
+    queue started once the lease expired. Workers now end when their owner dies."""
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    child = Path(__file__).with_name("orphan_child.py")
+    pid_file = tmp_path / "worker.pid"
+    owner = subprocess.Popen(
+        [sys.executable, str(child), str(tmp_path / "q"), str(pid_file)],
+        cwd=child.parent,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(child.parent), *sys.path])),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists():  # the handler is running in a worker process
+            assert owner.poll() is None, "the owner exited early"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        worker = int(pid_file.read_text())
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait(10)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break  # gone
+            with open(f"/proc/{worker}/stat") as f:  # a zombie nobody reaps is gone too
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    break
+            assert time.monotonic() < deadline, "the worker outlived its killed owner"
+            time.sleep(0.05)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(10)

@@ -1,12 +1,18 @@
 """The loop a worker process runs: receive a job, run it, send back a plain result.
 
 Kept small: the parent kills this process to enforce a timeout or a cancel, and replaces it
-when it dies, so nothing here needs to be interruptible.
+when it dies, so nothing here needs to be interruptible. The one thing the parent cannot do is
+stop it after the parent itself died (``kill -9``): a watcher thread ends the worker then, so
+a handler never goes on running beside the retry that the next owner of the queue starts.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
+import os
 import signal
+import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -25,6 +31,7 @@ def worker_main(conn: Connection) -> None:
     handler. The owner stops a worker that must stop by killing it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     while True:
         try:
             msg: Any = conn.recv()
@@ -47,3 +54,20 @@ def worker_main(conn: Connection) -> None:
                     result.duration,
                 )
             )
+
+
+def _exit_with_parent() -> None:
+    """Ends this process as soon as the process that started it (the queue's owner) is gone.
+    ``multiprocessing`` gives a worker a sentinel of its parent that becomes readable when the
+    parent dies — the owner, also under the forkserver start method (whose fork server can
+    outlive the owner). The pipe only tells the worker between jobs; the watcher also cuts a
+    handler short."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:  # pragma: no cover - not a mp child
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="aq-parent-watch", daemon=True).start()
