@@ -152,7 +152,7 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
     p.set_auto_freeze(true)?;
     let t = Instant::now();
     let (records, events) = replay_into(&mut p, &wal_dir, opts.wal.max_record_size, &snapshot)
-        .map_err(|e| naming_skipped(e, &loaded.skipped))?;
+        .map_err(|e| naming_skipped(e, &loaded.skipped, opts.max_snapshot_size))?;
     let replay_ms = ms(t);
     if p.latest_sequence() != last {
         // The log holds nothing after the state's end, yet ends later: the events between
@@ -165,7 +165,7 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
             0,
             &snapshot,
         );
-        return Err(naming_skipped(e, &loaded.skipped));
+        return Err(naming_skipped(e, &loaded.skipped, opts.max_snapshot_size));
     }
     let digest = opts.digest.then(|| p.state_digest());
     let final_sequence = p.latest_sequence();
@@ -274,15 +274,34 @@ pub fn replay_into(
 }
 
 /// A recovery error with the snapshots that were passed over and why: the snapshot that
-/// would have bridged a gap may be intact but unreadable with these options (too large).
-fn naming_skipped(e: CoreError, skipped: &[(PathBuf, String)]) -> CoreError {
+/// would have bridged a gap may be intact but unreadable with these options (too large) —
+/// then the fix is a larger `max_snapshot_size`, not a restore, and the message says so.
+fn naming_skipped(
+    e: CoreError,
+    skipped: &[(PathBuf, String)],
+    max_snapshot_size: u64,
+) -> CoreError {
     match e {
         CoreError::Recovery(msg) if !skipped.is_empty() => {
             let why: Vec<String> = skipped
                 .iter()
                 .map(|(path, reason)| format!("{}: {reason}", path.display()))
                 .collect();
-            CoreError::Recovery(format!("{msg} (snapshots skipped: {})", why.join("; ")))
+            let largest = skipped
+                .iter()
+                .filter_map(|(path, _)| std::fs::metadata(path).ok().map(|m| m.len()))
+                .filter(|&len| len > max_snapshot_size)
+                .max();
+            let hint = largest.map_or_else(String::new, |len| {
+                format!(
+                    "; a snapshot skipped for its size may be intact: open with \
+                     max_snapshot_size >= {len} before restoring anything"
+                )
+            });
+            CoreError::Recovery(format!(
+                "{msg} (snapshots skipped: {}){hint}",
+                why.join("; ")
+            ))
         }
         e => e,
     }

@@ -253,5 +253,11 @@ def test_a_gap_names_the_snapshots_that_were_skipped(data_dir: Path) -> None:
     assert info is not None
     assert info.segments_removed > 0
     a.close()
-    with pytest.raises(RecoveryError, match=r"snapshots skipped: .*exceeds the snapshot size"):
+    with pytest.raises(RecoveryError, match=r"snapshots skipped: .*exceeds the snapshot size") as e:
         bootstrap(data_dir, max_snapshot_size=100)
+    # The snapshot is intact: the message says how to read it before it talks of restoring.
+    size = Path(info.path).stat().st_size
+    assert f"open with max_snapshot_size >= {size} before restoring anything" in str(e.value)
+    b, r = bootstrap(data_dir, max_snapshot_size=size)
+    with b:
+        assert r.snapshot_path == info.path
