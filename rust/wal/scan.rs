@@ -35,7 +35,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::dir::SegmentEntry;
 use super::format::{
@@ -170,11 +170,7 @@ impl Scanner {
 
     fn hard(&self, idx: usize, offset: u64, reason: CorruptionReason) -> CoreError {
         CoreError::WalCorruption {
-            segment: self
-                .segs
-                .get(idx)
-                .map(|s| s.path.clone())
-                .unwrap_or_default(),
+            segment: seg_path(&self.segs, idx),
             offset,
             reason,
         }
@@ -232,11 +228,7 @@ impl Scanner {
                     }
                     self.cur = None;
                     return Err(CoreError::RecordOverReadLimit {
-                        segment: self
-                            .segs
-                            .get(idx)
-                            .map(|s| s.path.clone())
-                            .unwrap_or_default(),
+                        segment: seg_path(&self.segs, idx),
                         offset,
                         sequence: h.first_seq,
                         size: u64::from(h.payload_len),
@@ -490,8 +482,12 @@ fn refresh(cur: &mut Current) -> io::Result<()> {
 }
 
 fn io_err(segs: &[SegmentEntry], idx: usize, e: io::Error) -> CoreError {
-    let path = segs.get(idx).map(|s| s.path.clone()).unwrap_or_default();
-    CoreError::io("read", path, e)
+    CoreError::io("read", seg_path(segs, idx), e)
+}
+
+/// Segment `idx`'s path, for an error (empty if there is no such segment).
+fn seg_path(segs: &[SegmentEntry], idx: usize) -> PathBuf {
+    segs.get(idx).map(|s| s.path.clone()).unwrap_or_default()
 }
 
 fn seq_reason(expected: u64, found: u64) -> CorruptionReason {
