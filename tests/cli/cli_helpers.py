@@ -40,6 +40,15 @@ def run_cli(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
+def flip_byte(path: Path, offset: int) -> None:
+    """Inverts the byte at ``offset`` of the file ``path`` (damage a checksum will catch)."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
 @pytest.fixture
 def populated(tmp_path: Path) -> Populated:
     """A closed data directory holding:

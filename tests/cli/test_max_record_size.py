@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import flip_byte, run_cli
 
 from actionqueue.cli import store
 from actionqueue.cli import wal as wal_cmd
@@ -121,11 +121,7 @@ def snapshotted_then_damaged(d: Path) -> None:
     a.close()
     offsets = sorted({e.offset for e in WalFsReader(d / "wal", max_record_size=WRITER_MAX)})
     (seg,) = (d / "wal").glob("*.wal")
-    with open(seg, "r+b") as f:
-        f.seek(offsets[4] + 50)
-        b = f.read(1)
-        f.seek(offsets[4] + 50)
-        f.write(bytes([b[0] ^ 0xFF]))
+    flip_byte(seg, offsets[4] + 50)
 
 
 def test_every_log_access_gets_the_limit_including_stale_snapshot_checks(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli_helpers import run_cli
+from cli_helpers import flip_byte, run_cli
 
 from actionqueue.core import RunPolicy, TaskConstraints, TaskId, TaskSpec
 from actionqueue.engine import Engine
@@ -39,11 +39,7 @@ def snapshotted_then_corrupted(tmp_path: Path) -> tuple[Path, str]:
     dump = [json.loads(line) for line in aq(path, "wal", "dump").splitlines()]
     offsets = sorted({e["offset"] for e in dump})
     (seg,) = (path / "wal").glob("*.wal")
-    with open(seg, "r+b") as f:
-        f.seek(offsets[20] + 30)
-        b = f.read(1)
-        f.seek(offsets[20] + 30)
-        f.write(bytes([b[0] ^ 0xFF]))
+    flip_byte(seg, offsets[20] + 30)
     return path, Path(info.path).name
 
 

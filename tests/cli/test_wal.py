@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cli_helpers import Populated, run_cli
+from cli_helpers import Populated, flip_byte, run_cli
 
 from actionqueue.cli import wal as wal_cmd
 
@@ -26,11 +26,7 @@ def corrupt_second_record(p: Populated) -> None:
     """Flip a byte inside record 2: valid records follow, so this is corruption, not a tail."""
     lines = aq(p, "wal", "dump").output.splitlines()
     offsets = sorted({json.loads(line)["offset"] for line in lines})
-    with open(segment(p), "r+b") as f:
-        f.seek(offsets[1] + 30)
-        b = f.read(1)
-        f.seek(offsets[1] + 30)
-        f.write(bytes([b[0] ^ 0xFF]))
+    flip_byte(segment(p), offsets[1] + 30)
 
 
 def test_verify_sound(populated: Populated) -> None:

@@ -148,50 +148,38 @@ def test_plan_commands_are_transition_commands() -> None:
 # --- the per-task tick -------------------------------------------------------------------------
 
 
-def _tick_after_downtime(misfire: MisfirePolicy, window: int = 3) -> tuple[object, int]:
-    clock = ManualClock(0)
-    policy = RunPolicy.cron("* * * * *", window=window, misfire=misfire)
-    first = derive_runs(clock, TID, policy, 0, 0)
-    now = 30 * 24 * 60 * MIN + 30_000  # 30 days later
-    plan = plan_task_promotion(
-        clock,
-        TID,
-        policy,
-        first.derived,
-        now=now,
-        already_derived=first.derived_total,
-        schedule_origin=0,
-        after=first.last_scheduled_at,
-        non_terminal=window,
-    )
+def _tick_after_downtime(misfire: MisfirePolicy) -> tuple[PromotionPlan, int]:
+    """:func:`_tick_three_missed` 30 days later (over 1000 missed occurrences)."""
+    now = 30 * 24 * 60 * MIN + 30_000
+    plan, _ = _tick_three_missed(misfire, now)
     return plan, now
 
 
 def test_tick_coalesce_one_run_for_the_whole_missed_window() -> None:
     plan, now = _tick_after_downtime(MisfirePolicy.coalesce())
-    ready = [t for t in plan.transitions if t.to_state is RunState.READY]  # type: ignore[attr-defined]
+    ready = [t for t in plan.transitions if t.to_state is RunState.READY]
     assert len(ready) == 1
     assert ready[0].reason == "misfire: coalesced 1003+ missed occurrences"
-    assert len(plan.creates) <= 4  # type: ignore[attr-defined]
-    future = [c for c in plan.creates if c.scheduled_at > now]  # type: ignore[attr-defined]
+    assert len(plan.creates) <= 4
+    future = [c for c in plan.creates if c.scheduled_at > now]
     assert future
     assert plan.non_terminal == 3
 
 
 def test_tick_skip_runs_the_next_one() -> None:
     plan, now = _tick_after_downtime(MisfirePolicy.skip())
-    assert not [t for t in plan.transitions if t.to_state is RunState.READY]  # type: ignore[attr-defined]
-    reasons = [t.reason for t in plan.transitions]  # type: ignore[attr-defined]
+    assert not [t for t in plan.transitions if t.to_state is RunState.READY]
+    reasons = [t.reason for t in plan.transitions]
     assert reasons.count("misfire: skipped") == 3
     assert "misfire: skipped (1000+ occurrences)" in reasons
-    future = sorted(c.scheduled_at for c in plan.creates if c.scheduled_at > now)  # type: ignore[attr-defined]
+    future = sorted(c.scheduled_at for c in plan.creates if c.scheduled_at > now)
     assert future[0] == now + 30_000
     assert len(future) == 3
 
 
 def test_tick_capped_catch_up_runs_exactly_cap() -> None:
     plan, _ = _tick_after_downtime(MisfirePolicy.catch_up(cap=2))
-    ready = [t for t in plan.transitions if t.to_state is RunState.READY]  # type: ignore[attr-defined]
+    ready = [t for t in plan.transitions if t.to_state is RunState.READY]
     assert len(ready) == 2
 
 
