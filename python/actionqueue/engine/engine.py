@@ -61,7 +61,13 @@ from actionqueue.core.time import DurationLike, TimeLike, to_duration_ms, to_mil
 from actionqueue.engine.derive import derive_runs, effective_grace_ms, run_create_commands
 from actionqueue.engine.index import RunIndex
 from actionqueue.engine.lease import DEFAULT_LEASE_MS, lease_duration_ms, plan_expiry
-from actionqueue.engine.ports import AuthorityPort, EventTuple, RunTuple, TaskRecordLike
+from actionqueue.engine.ports import (
+    AuthorityPort,
+    EventTuple,
+    RunTuple,
+    TaskRecordLike,
+    task_is_finished,
+)
 from actionqueue.engine.scheduler import caught_up_reason, plan_misfire, plan_task_promotion
 from actionqueue.engine.selection import Candidate, DefaultSelector, Selector
 from actionqueue.engine.time.clock import Clock
@@ -1705,8 +1711,7 @@ class Engine:
                 raise NotFoundError(f"task {tid} is not known to the authority")
             if rec.canceled_at is not None:
                 raise CommandRejectedError(f"task {tid} was already canceled at {rec.canceled_at}")
-            total = rec.spec.run_policy.total_runs()
-            if rec.non_terminal == 0 and total is not None and rec.derived >= total:
+            if task_is_finished(rec):
                 raise InvalidTransitionError(
                     f"task {tid} is finished (all {rec.derived} of its runs are terminal): "
                     "there is nothing left to cancel"

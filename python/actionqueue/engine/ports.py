@@ -27,7 +27,14 @@ from actionqueue.core.run.run_instance import RunInstance
 from actionqueue.core.run.state import RunState
 from actionqueue.core.task.task_spec import TaskSpec
 
-__all__ = ["AuthorityPort", "CandidateTuple", "EventTuple", "RunTuple", "TaskRecordLike"]
+__all__ = [
+    "AuthorityPort",
+    "CandidateTuple",
+    "EventTuple",
+    "RunTuple",
+    "TaskRecordLike",
+    "task_is_finished",
+]
 
 #: An event as it crosses into Rust: ``(tag, fields...)`` — see DESIGN.md "Wire tuples".
 EventTuple = tuple[Any, ...]
@@ -68,6 +75,15 @@ class TaskRecordLike(Protocol):
     def last_scheduled_at(self) -> int | None:
         """``scheduled_at`` of its last derived run (the cron window's ``after``)."""
         ...
+
+
+def task_is_finished(rec: TaskRecordLike) -> bool:
+    """Whether every run ``rec``'s policy implies exists and is terminal (never, for a cron
+    task without ``max_occurrences``). Cancellation is not looked at."""
+    if rec.non_terminal:
+        return False
+    total = rec.spec.run_policy.total_runs()
+    return total is not None and rec.derived >= total
 
 
 class AuthorityPort(Protocol):

@@ -41,7 +41,7 @@ from actionqueue.core.task.metadata import TaskMetadata
 from actionqueue.core.task.run_policy import RunPolicy
 from actionqueue.core.task.task_spec import TaskPayload, TaskSpec
 from actionqueue.engine.engine import Engine
-from actionqueue.engine.ports import TaskRecordLike
+from actionqueue.engine.ports import TaskRecordLike, task_is_finished
 from actionqueue.engine.time.clock import Clock, ManualClock, SystemClock
 from actionqueue.errors import (
     ActionQueueError,
@@ -1158,10 +1158,7 @@ class ActionQueue:
             return True  # pruned
         if rec.non_terminal:
             return False
-        if rec.canceled_at is not None:
-            return True
-        total = rec.spec.run_policy.total_runs()
-        return total is not None and rec.derived >= total
+        return rec.canceled_at is not None or task_is_finished(rec)
 
     def wait(self, ident: IdLike, timeout: float | None = None) -> None:
         """Block until a run is terminal, or every run of a task is (``timeout`` real seconds,
