@@ -316,7 +316,7 @@ def test_asyncio_abandons_stuck_sync_threads_within_a_budget() -> None:
         assert (r.kind, r.value) == (ResultKind.RETURNED, "queued")
         _wait_for(lambda: ex.abandoned_threads == 0)
         assert h.run(ex, h.echo, "again").value == "again"
-        assert ex._sync.live == 1
+        assert ex._sync.live_workers == 1
         # async handlers never needed a thread
         assert h.run(ex, h.async_echo, 1).value == 1
     finally:

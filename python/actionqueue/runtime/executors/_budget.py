@@ -44,6 +44,17 @@ class ThreadBudget:
         self._counter = 0
         self._closed = False
 
+    @property
+    def abandoned_threads(self) -> int:
+        """Threads still running a handler that timed out or was canceled."""
+        return self._abandoned
+
+    @property
+    def live_workers(self) -> int:
+        """Threads that take queued work (``max_workers`` unless stuck handlers hold more than
+        ``max_abandoned`` threads)."""
+        return self._live
+
     def _may_spawn_locked(self) -> bool:
         return (
             self._live < self.max_workers

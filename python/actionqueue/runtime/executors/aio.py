@@ -65,14 +65,6 @@ class _SyncThreads(ThreadBudget):
         super().__init__(max_workers, max_abandoned, prefix)
         self._calls: collections.deque[_Call] = collections.deque()
 
-    @property
-    def abandoned(self) -> int:
-        return self._abandoned
-
-    @property
-    def live(self) -> int:
-        return self._live
-
     def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> _Call:
         """Queue ``fn(*args)`` (from the loop thread); its outcome arrives in ``.future``."""
         call = _Call(loop.create_future(), fn, args)
@@ -188,7 +180,7 @@ class AsyncioExecutor(ExecutorAdapter):
     @property
     def abandoned_threads(self) -> int:
         """Threads still running a sync handler that timed out or was canceled."""
-        return self._sync.abandoned
+        return self._sync.abandoned_threads
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -96,17 +96,6 @@ class ThreadExecutor(ThreadBudget, ExecutorAdapter):
         self._watcher = DeadlineWatcher(f"{thread_name_prefix}-deadlines")
         self._started = False
 
-    @property
-    def abandoned_threads(self) -> int:
-        """Threads still running a handler that timed out or was canceled."""
-        return self._abandoned
-
-    @property
-    def live_workers(self) -> int:
-        """Threads that take queued jobs (``max_workers`` unless stuck handlers hold more than
-        ``max_abandoned`` threads)."""
-        return self._live
-
     def start(self) -> None:
         with self._lock:
             self._started = True
