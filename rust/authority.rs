@@ -9,7 +9,8 @@
 //!       ─ projection.apply_tentative_owned(first, events)   the reducer's dry run =
 //!                                              replay's code, kept with its undo log (one
 //!                                              pass); the events are moved in, not cloned
-//!       ─ wal.append_encoded(record, first)    one record, one checksum, one write
+//!       ─ wal.append_encoded(record, first)    one record, one checksum: written now
+//!                                              (Deferred) or held for the group's sync
 //!       ─ commit_tentative (or abort_tentative: undo, if the append failed)
 //!       ─ every `snapshot_every` events: flush, snapshot, checkpoint
 //!  unlock
@@ -278,26 +279,43 @@ impl Authority {
         record: Prepared,
         durability: Durability,
     ) -> Result<Appended> {
-        self.check_process()?;
-        let (appended, job) = {
-            let mut g = lock(&self.inner);
-            let a = self.submit_locked(&mut g, expected_first, record)?;
-            (a, g.pending.take())
-        };
-        self.write_pending(job);
+        let appended = self.append_prepared(expected_first, record, durability)?;
         self.make_durable(appended, durability)
     }
 
-    /// [`submit_prepared`](Self::submit_prepared) with Deferred durability when the lock is
-    /// free right now and no automatic snapshot is due; gives the record back otherwise
-    /// (nothing done). Lets the binding keep the GIL for a short uncontended submit — on an
-    /// event-loop thread, releasing it mid-submit hands it to the completer thread and costs a
-    /// GIL round trip per commit — and release it for anything that may block (a held lock, a
-    /// snapshot).
-    pub fn try_submit_deferred(
+    /// [`submit_prepared`](Self::submit_prepared) without the wait for durability: validated,
+    /// appended and applied when it returns. With Immediate `durability` the record may be
+    /// held for the next group sync (see [`WalWriter::append_encoded`]): the caller must then
+    /// wait for it ([`wait_durable`](Self::wait_durable)).
+    pub fn append_prepared(
         &self,
         expected_first: Option<u64>,
         record: Prepared,
+        durability: Durability,
+    ) -> Result<Appended> {
+        self.check_process()?;
+        let (appended, job) = {
+            let mut g = lock(&self.inner);
+            let a = self.submit_locked(&mut g, expected_first, record, durability)?;
+            (a, g.pending.take())
+        };
+        self.write_pending(job);
+        Ok(appended)
+    }
+
+    /// [`submit_prepared`](Self::submit_prepared) without waiting for a sync, when the lock
+    /// is free right now and no automatic snapshot is due; gives the record back otherwise
+    /// (nothing done). Lets the binding keep the GIL for a short uncontended submit — on an
+    /// event-loop thread, releasing it mid-submit hands it to the completer thread and costs a
+    /// GIL round trip per commit — and release it for anything that may block (a held lock, a
+    /// snapshot). With Immediate `durability` the record may be held for the next group sync
+    /// (see [`WalWriter::append_encoded`]): the caller must then wait for it
+    /// ([`wait_durable`](Self::wait_durable)).
+    pub fn try_submit(
+        &self,
+        expected_first: Option<u64>,
+        record: Prepared,
+        durability: Durability,
     ) -> std::result::Result<Result<Appended>, Prepared> {
         if let Err(e) = self.check_process() {
             return Ok(Err(e));
@@ -310,7 +328,7 @@ impl Authority {
         if self.snapshot_due(&g, record.events.len() as u64) {
             return Err(record);
         }
-        Ok(self.submit_locked(&mut g, expected_first, record))
+        Ok(self.submit_locked(&mut g, expected_first, record, durability))
     }
 
     /// Whether an automatic snapshot is due once `adding` more events are applied: after
@@ -341,7 +359,7 @@ impl Authority {
         let (appended, stats, job) = {
             let mut g = lock(&self.inner);
             let record = self.prepare(vec![Event::Prune { before, at }]);
-            let a = self.submit_locked(&mut g, None, record)?;
+            let a = self.submit_locked(&mut g, None, record, durability)?;
             (a, g.p.last_prune(), g.pending.take())
         };
         self.write_pending(job);
@@ -365,7 +383,7 @@ impl Authority {
                 return Ok(None);
             };
             let record = self.prepare(vec![Event::Prune { before, at }]);
-            let a = self.submit_locked(&mut g, None, record)?;
+            let a = self.submit_locked(&mut g, None, record, durability)?;
             (a, g.p.last_prune(), before, g.pending.take())
         };
         self.write_pending(job);
@@ -381,6 +399,7 @@ impl Authority {
         g: &mut Inner,
         expected_first: Option<u64>,
         record: Prepared,
+        durability: Durability,
     ) -> Result<Appended> {
         self.usable(g)?;
         let first = g.p.next_sequence();
@@ -417,7 +436,8 @@ impl Authority {
         };
         // An encoding error (record too large) is reported here, after the reducer's verdict,
         // as when the WAL encoded under the lock.
-        let appended = match enc.and_then(|mut rec| self.wal.append_encoded(&mut rec, Some(first)))
+        let appended = match enc
+            .and_then(|mut rec| self.wal.append_encoded(&mut rec, Some(first), durability))
         {
             Ok(a) => a,
             Err(e) => {

@@ -109,7 +109,7 @@ fn misuse_authority(a: &Authority) -> i32 {
         return 2;
     }
     if !matches!(
-        a.try_submit_deferred(None, a.prepare(create(902))),
+        a.try_submit(None, a.prepare(create(902)), Durability::Deferred),
         Ok(Err(CoreError::ForkedProcess { .. }))
     ) {
         return 3;

@@ -268,7 +268,7 @@ pyclass_queries!(PyAuthority, {
         }
         match self
             .inner
-            .try_submit_deferred(None, self.inner.prepare(events))
+            .try_submit(None, self.inner.prepare(events), Durability::Deferred)
         {
             Ok(r) => r.map(|a| Some((a.first_seq, a.last_seq))).map_err(to_py),
             Err(_busy) => Ok(None),
@@ -294,11 +294,18 @@ pyclass_queries!(PyAuthority, {
     ) -> PyResult<Option<(u64, u64)>> {
         let expected_first = sequence_arg(expected_first, "expected_first")?;
         let events = events_from_wire(events)?;
-        // The loop thread keeps the GIL for an uncontended write (one record into the page
-        // cache): releasing it would hand it to the completer mid-submit, a GIL round trip per
+        // The loop thread keeps the GIL for an uncontended submit (validate, apply, and the
+        // record written — or, Immediate, held for the completer's group sync, which writes
+        // it): releasing it would hand it to the completer mid-submit, a GIL round trip per
         // commit. A held lock or a due snapshot goes through `detach` as usual.
-        let a = super::lifecycle::submit_deferred(py, &self.inner, expected_first, events)
-            .map_err(to_py)?;
+        let a = super::lifecycle::submit_unsynced(
+            py,
+            &self.inner,
+            expected_first,
+            events,
+            durability(immediate),
+        )
+        .map_err(to_py)?;
         if !immediate || self.inner.wal().synced_sequence() >= a.last_seq {
             return Ok(Some((a.first_seq, a.last_seq)));
         }

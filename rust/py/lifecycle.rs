@@ -60,11 +60,22 @@ pub(crate) fn submit_deferred(
     expected_first: Option<u64>,
     events: Vec<Event>,
 ) -> Result<Appended, CoreError> {
-    match a.try_submit_deferred(expected_first, a.prepare(events)) {
+    submit_unsynced(py, a, expected_first, events, Durability::Deferred)
+}
+
+/// [`submit_deferred`] for a caller that will wait for the sync itself (an event loop's
+/// Immediate submit, whose completer waits): with Immediate, the record is held for the next
+/// group sync instead of written now (see `WalWriter::append_encoded`).
+pub(crate) fn submit_unsynced(
+    py: Python<'_>,
+    a: &Authority,
+    expected_first: Option<u64>,
+    events: Vec<Event>,
+    durability: Durability,
+) -> Result<Appended, CoreError> {
+    match a.try_submit(expected_first, a.prepare(events), durability) {
         Ok(r) => r,
-        Err(record) => {
-            py.detach(|| a.submit_prepared(expected_first, record, Durability::Deferred))
-        }
+        Err(record) => py.detach(|| a.append_prepared(expected_first, record, durability)),
     }
 }
 

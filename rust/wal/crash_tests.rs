@@ -372,9 +372,10 @@ fn run_with_fault(base: &Path, fault: Fault, seed: u64) -> FaultRun {
             }
             Err(e) => match &first_err {
                 None => {
-                    // The first error is the cause itself, typed, with its errno and the file.
-                    // (The leader of a failed group sync, like its waiters, gets the
-                    // fail-stop error; its cause names the call, the file and the errno.)
+                    // The first error is the cause itself, typed, with its errno and the file
+                    // (the leader of a failed group sync gets it so); the followers of that
+                    // sync get the fail-stop error, whose cause names the call, the file and
+                    // the errno.
                     match &e {
                         CoreError::Io { op, source, path } => {
                             assert_eq!(source.raw_os_error(), Some(fault.errno), "{what}: {e}");

@@ -41,6 +41,8 @@ mod crash_tests;
 #[cfg(test)]
 pub(crate) mod faultfs;
 #[cfg(test)]
+mod held_tests;
+#[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
 mod live_tests;

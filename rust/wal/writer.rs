@@ -4,10 +4,22 @@
 //!  appender threads                          group commit
 //!  ----------------                          ------------
 //!  encode + crc (no lock)                    first waiter with no sync in flight = leader:
-//!  lock state: seq, header, pwrite, unlock     read (file, last written seq) under the lock,
-//!  Deferred: return                            fdatasync with no lock held (appends go on),
-//!  Immediate: wait until synced >= my last     synced = that seq, wake everyone
+//!  lock state: seq, header,                    under the state lock: one pwrite of the
+//!    Deferred: pwrite (held bytes first)         held bytes, read the last sequence,
+//!    Immediate: copy into the held buffer      fdatasync with no lock held (appends go on),
+//!  unlock                                      synced = that seq, wake the covered waiters
+//!  Deferred: return
+//!  Immediate: wait until synced >= my last
 //! ```
+//!
+//! An Immediate record is not written by its appender: its bytes are *held* in a buffer and
+//! the group's leader writes everything held in one `pwrite` just before its `fdatasync`. A
+//! buffered `pwrite` costs ~6-7 µs of kernel CPU here (ext4), under the state lock and, for
+//! the authority, under its lock too; 32 of them in a row took longer than the sync they
+//! shared. Nobody has been told such a record is done until that sync returns, so holding it
+//! in user space loses nothing a crash could not. Order is kept: held bytes always precede
+//! anything written after them (a Deferred append writes them first, then its own record),
+//! so the file never has a hole, and the file order is the append order.
 //!
 //! Space is preallocated by writing zeros ahead of the write position (in `preallocate`-sized
 //! chunks), so a steady-state `fdatasync` flushes data into already-allocated blocks without a
@@ -136,6 +148,10 @@ struct State {
     zeroed_end: u64,
     next_seq: u64,
     dirty: bool,
+    /// Immediate records appended but not written yet: they belong at `pos - held.len()`
+    /// and are written, in one `pwrite`, before anything else is (the next sync, a Deferred
+    /// append, a rotation, the close).
+    held: Vec<u8>,
     lock: Option<DirLock>,
 }
 
@@ -308,6 +324,7 @@ impl WalWriter {
                 zeroed_end,
                 next_seq,
                 dirty: false,
+                held: Vec::new(),
                 lock: Some(dir_lock),
             }),
             sync: Mutex::new(SyncState {
@@ -396,7 +413,7 @@ impl WalWriter {
         expected_first: Option<u64>,
     ) -> Result<Appended> {
         let mut rec = EncodedRecord::encode(events, self.shared.opts.max_record_size)?;
-        let appended = self.append_encoded(&mut rec, expected_first)?;
+        let appended = self.append_encoded(&mut rec, expected_first, durability)?;
         if durability == Durability::Immediate {
             self.shared.wait_durable(appended.last_seq)?;
         }
@@ -409,12 +426,16 @@ impl WalWriter {
         EncodedRecord::encode(events, self.shared.opts.max_record_size)
     }
 
-    /// Appends a record encoded by [`encode`](Self::encode) with Deferred durability (wait
-    /// with [`wait_durable`](Self::wait_durable) for more): the header gets its sequence here.
+    /// Appends a record encoded by [`encode`](Self::encode) without waiting for a sync: the
+    /// header gets its sequence here. `durability` is the one the caller wants: with
+    /// Deferred, the record is written (in the OS) when this returns; with Immediate, its
+    /// bytes may be held until the sync that makes them durable, so the caller must follow
+    /// with [`wait_durable`](Self::wait_durable) (or `flush`, or `close`).
     pub fn append_encoded(
         &self,
         rec: &mut EncodedRecord,
         expected_first: Option<u64>,
+        durability: Durability,
     ) -> Result<Appended> {
         let s = &self.shared;
         s.check_process()?;
@@ -428,7 +449,7 @@ impl WalWriter {
                 });
             }
         }
-        let appended = s.write_record(&mut st, rec)?;
+        let appended = s.write_record(&mut st, rec, durability)?;
         drop(st);
         s.appended();
         Ok(appended)
@@ -449,7 +470,7 @@ impl WalWriter {
             .iter()
             .map(|b| self.encode(b))
             .collect::<Result<Vec<_>>>()?;
-        let Some(appended) = self.append_encoded_many(&mut recs)? else {
+        let Some(appended) = self.append_encoded_many(&mut recs, durability)? else {
             return Ok(None);
         };
         if durability == Durability::Immediate {
@@ -458,8 +479,13 @@ impl WalWriter {
         Ok(Some(appended))
     }
 
-    /// [`append_many`](Self::append_many) for encoded records, Deferred.
-    pub fn append_encoded_many(&self, recs: &mut [EncodedRecord]) -> Result<Option<Appended>> {
+    /// [`append_many`](Self::append_many) for encoded records, without waiting for a sync
+    /// (`durability` as for [`append_encoded`](Self::append_encoded)).
+    pub fn append_encoded_many(
+        &self,
+        recs: &mut [EncodedRecord],
+        durability: Durability,
+    ) -> Result<Option<Appended>> {
         let s = &self.shared;
         let total: u64 = recs.iter().map(|r| u64::from(r.count)).sum();
         s.check_process()?;
@@ -471,7 +497,7 @@ impl WalWriter {
         last_sequence(first_seq, total)?;
         let mut last_seq = first_seq;
         for rec in recs.iter_mut() {
-            last_seq = s.write_record(&mut st, rec)?.last_seq;
+            last_seq = s.write_record(&mut st, rec, durability)?.last_seq;
         }
         drop(st);
         s.appended();
@@ -629,6 +655,8 @@ impl WalWriter {
         if !st.dirty {
             return Ok(());
         }
+        // An append that got in before `closed` was set, after the sync above.
+        s.write_held(&mut st)?;
         let mut rec = [0u8; RECORD_HEADER_LEN];
         RecordHeader {
             kind: RecordKind::SyncMark,
@@ -659,8 +687,14 @@ impl Drop for WalWriter {
 }
 
 impl Shared {
-    /// Writes one record at the next sequence (rotating first when it would not fit).
-    fn write_record(&self, st: &mut State, rec: &mut EncodedRecord) -> Result<Appended> {
+    /// Appends one record at the next sequence (rotating first when it would not fit):
+    /// written now for Deferred (after any held bytes), held for the next sync for Immediate.
+    fn write_record(
+        &self,
+        st: &mut State,
+        rec: &mut EncodedRecord,
+        durability: Durability,
+    ) -> Result<Appended> {
         let (count, payload_len, payload_crc) = (rec.count, rec.payload_len, rec.payload_crc);
         let buf = &mut rec.buf;
         let first_seq = st.next_seq;
@@ -679,12 +713,19 @@ impl Shared {
         }
         .encode_into(buf);
         // Preallocation failing (ENOSPC) leaves only zeros behind: report it, stay usable.
+        // Held records get their space here too, so that the leader's write of them only
+        // overwrites allocated zeros.
         let need = st.pos + record_len;
         self.ensure_zeroed(st, need)?;
-        let file = st.file.as_ref().ok_or(CoreError::Closed("WAL writer"))?;
-        if let Err(e) = file.write_all_at(buf, st.pos) {
-            // A partial record may be on disk: never write after it. Reopen recovers.
-            return Err(self.fail(CoreError::io("write", &st.seg_path, e)));
+        if durability == Durability::Immediate {
+            st.held.extend_from_slice(buf);
+        } else {
+            self.write_held(st)?;
+            let file = st.file.as_ref().ok_or(CoreError::Closed("WAL writer"))?;
+            if let Err(e) = file.write_all_at(buf, st.pos) {
+                // A partial record may be on disk: never write after it. Reopen recovers.
+                return Err(self.fail(CoreError::io("write", &st.seg_path, e)));
+            }
         }
         st.pos += record_len;
         st.zeroed_end = st.zeroed_end.max(st.pos);
@@ -697,6 +738,22 @@ impl Shared {
             first_seq,
             last_seq,
         })
+    }
+
+    /// Writes the held Immediate records, in one `pwrite`, where they belong (just before
+    /// `pos`). A failure fails the writer: those records are in memory already (the
+    /// authority applied them), and part of them may be on disk.
+    fn write_held(&self, st: &mut State) -> Result<()> {
+        if st.held.is_empty() {
+            return Ok(());
+        }
+        let at = st.pos - st.held.len() as u64;
+        let file = st.file.as_ref().ok_or(CoreError::Closed("WAL writer"))?;
+        if let Err(e) = file.write_all_at(&st.held, at) {
+            return Err(self.fail(CoreError::io("write", &st.seg_path, e)));
+        }
+        st.held.clear();
+        Ok(())
     }
 
     /// After appends, with the state lock released.
@@ -780,9 +837,9 @@ impl Shared {
                 let mut g = lock(&self.sync);
                 g.syncing = false;
                 self.sync_in_flight.store(false, Ordering::Release);
-                match result {
+                match &result {
                     Ok(through) => {
-                        g.synced = g.synced.max(through);
+                        g.synced = g.synced.max(*through);
                         self.synced_seq.store(g.synced, Ordering::Release);
                     }
                     Err(e) => {
@@ -795,6 +852,9 @@ impl Shared {
                 g.take_wakeable()
             };
             wake.iter().for_each(Thread::unpark);
+            // The leader reports the error it hit itself (typed: the call, the file, the
+            // errno); its followers get the fail-stop error naming it.
+            result?;
         }
     }
 
@@ -862,7 +922,8 @@ impl Shared {
 
     fn lead_sync(&self) -> Result<u64> {
         let (file, through, path, appends) = {
-            let st = lock(&self.state);
+            let mut st = lock(&self.state);
+            self.write_held(&mut st)?;
             let file = st.file.clone().ok_or(CoreError::Closed("WAL writer"))?;
             let appends = self.appends.load(Ordering::Relaxed);
             (
@@ -904,6 +965,7 @@ impl Shared {
 
     /// Seals the current segment (synced, trimmed to its records) and starts the next one.
     fn rotate(&self, st: &mut State) -> Result<()> {
+        self.write_held(st)?;
         let file = st.file.clone().ok_or(CoreError::Closed("WAL writer"))?;
         file.set_len(st.pos)
             .map_err(|e| CoreError::io("truncate", &st.seg_path, e))?;
