@@ -882,5 +882,8 @@ def test_a_finished_task_cannot_be_canceled_and_a_deduplicated_submit_is_not_cou
     assert q.submit("h", 4, dedupe_key="k") == live
     assert q.metrics.total("submitted_total") == 3
     q.cancel(live)  # a task with unfinished runs is canceled as before
-    with pytest.raises(aq.errors.CommandRejectedError, match="already canceled"):
+    # Cancelling twice is refused like cancelling a terminal run: the same error type.
+    with pytest.raises(aq.errors.InvalidTransitionError, match="already canceled"):
         q.cancel(live)
+    with pytest.raises(aq.errors.InvalidTransitionError):
+        q.cancel(run.run_id)

@@ -1695,11 +1695,11 @@ class Engine:
         """Cancel a task and every non-terminal run of it (one ``TaskCancel``; each run gets a
         history entry, open attempts are closed as Canceled). Its dedupe key is freed.
 
-        Raises :class:`~actionqueue.errors.NotFoundError` for an unknown task,
-        :class:`~actionqueue.errors.CommandRejectedError` if it is already canceled and
-        :class:`~actionqueue.errors.InvalidTransitionError` if it is finished (every run its
-        policy implies exists and is terminal: nothing is left to cancel, and a finished task
-        is not turned into a canceled one).
+        Raises :class:`~actionqueue.errors.NotFoundError` for an unknown task and
+        :class:`~actionqueue.errors.InvalidTransitionError` if it is already canceled or
+        finished (every run its policy implies exists and is terminal: nothing is left to
+        cancel, and a finished task is not turned into a canceled one), as cancelling a
+        terminal run does.
         """
         t = self._now(now)
         tid = _check_task_id(task_id)
@@ -1710,7 +1710,9 @@ class Engine:
             if rec is None:
                 raise NotFoundError(f"task {tid} is not known to the authority")
             if rec.canceled_at is not None:
-                raise CommandRejectedError(f"task {tid} was already canceled at {rec.canceled_at}")
+                raise InvalidTransitionError(
+                    f"task {tid} was already canceled at {rec.canceled_at}"
+                )
             if task_is_finished(rec):
                 raise InvalidTransitionError(
                     f"task {tid} is finished (all {rec.derived} of its runs are terminal): "
