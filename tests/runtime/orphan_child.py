@@ -1,10 +1,12 @@
 """The child of the orphaned-worker test: a queue with the processes executor whose handler
-writes its worker's pid to PID_FILE and then runs for a minute; the test SIGKILLs this process
-meanwhile. Usage: ``python orphan_child.py DATA_DIR PID_FILE``."""
+starts a process of its own, writes its worker's pid and that process's pid to PID_FILE and
+then runs for a minute; the test SIGKILLs this process meanwhile. Usage:
+``python orphan_child.py DATA_DIR PID_FILE``."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from typing import Any
@@ -13,8 +15,9 @@ import actionqueue as aq
 
 
 def long_job(ctx: Any, pid_file: str) -> None:
+    tool = subprocess.Popen(["sleep", "60"])
     with open(pid_file + ".tmp", "w") as f:
-        f.write(str(os.getpid()))
+        f.write(f"{os.getpid()} {tool.pid}")
     os.replace(pid_file + ".tmp", pid_file)
     time.sleep(60)
 

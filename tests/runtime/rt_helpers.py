@@ -12,6 +12,7 @@ import ctypes
 import importlib
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -85,6 +86,33 @@ def suspend(ctx: Any, payload: Any) -> None:
 def sleep_long(ctx: Any, payload: Any) -> str:
     time.sleep(60)
     return "woke"
+
+
+def start_child_and_sleep(ctx: Any, pid_file: str) -> str:
+    """Starts a process of its own (as a handler running a tool would), writes its pid to
+    ``pid_file``, then sleeps: killing the worker must take that process down too."""
+    child = subprocess.Popen(["sleep", "60"])
+    with open(pid_file + ".tmp", "w") as f:
+        f.write(str(child.pid))
+    os.replace(pid_file + ".tmp", pid_file)
+    time.sleep(60)
+    return "woke"
+
+
+def wait_gone(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` ends within ``seconds``. A zombie counts as gone: once its
+    parent died, whoever adopted it (init, a container's first process) may never reap it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    return True
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def segfault(ctx: Any, payload: Any) -> None:

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -401,6 +402,28 @@ def test_a_dying_worker_fails_the_attempt_only(
     for job, w in pending:
         procs.cancel(job)
         assert w.wait().kind is ResultKind.INTERRUPTED
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("end", ["timeout", "cancel"])
+def test_killing_a_worker_kills_the_processes_its_handler_started(
+    procs: ProcessExecutor, tmp_path: Path, end: str
+) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    job, w = h.submit(
+        procs, h.start_child_and_sleep, str(pid_file), timeout=30 if end == "cancel" else 5
+    )
+    deadline = time.monotonic() + 20
+    while not pid_file.exists():
+        assert time.monotonic() < deadline, "the handler did not start its child"
+        time.sleep(0.02)
+    grandchild = int(pid_file.read_text())
+    if end == "cancel":
+        procs.cancel(job)
+    r = w.wait()
+    assert r.kind is (ResultKind.INTERRUPTED if end == "cancel" else ResultKind.TIMED_OUT)
+    assert h.wait_gone(grandchild, 10), "the handler's child outlived the killed worker"
+    assert h.run(procs, h.echo, "after").value == "after"
 
 
 @pytest.mark.timeout(60)

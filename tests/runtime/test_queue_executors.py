@@ -335,7 +335,8 @@ def test_a_future_the_executor_cancels_by_itself_is_lost_and_retried(
 def test_a_worker_process_does_not_outlive_its_killed_owner(tmp_path: Any) -> None:
     """BUG: after a kill -9 of the queue's process, a worker process went on running its
     handler (for as long as the handler took), beside the retry that the next owner of the
-    queue started once the lease expired. Workers now end when their owner dies."""
+    queue started once the lease expired. Workers now end when their owner dies, and so do
+    the processes their handler started."""
     import signal
     import subprocess
     from pathlib import Path
@@ -353,20 +354,11 @@ def test_a_worker_process_does_not_outlive_its_killed_owner(tmp_path: Any) -> No
             assert owner.poll() is None, "the owner exited early"
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        worker = int(pid_file.read_text())
+        worker, tool = map(int, pid_file.read_text().split())
         os.kill(owner.pid, signal.SIGKILL)
         owner.wait(10)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                os.kill(worker, 0)
-            except ProcessLookupError:
-                break  # gone
-            with open(f"/proc/{worker}/stat") as f:  # a zombie nobody reaps is gone too
-                if f.read().split(")")[-1].split()[0] == "Z":
-                    break
-            assert time.monotonic() < deadline, "the worker outlived its killed owner"
-            time.sleep(0.05)
+        assert h.wait_gone(worker, 10), "the worker outlived its killed owner"
+        assert h.wait_gone(tool, 10), "the handler's own process outlived the killed owner"
     finally:
         if owner.poll() is None:
             owner.kill()

@@ -4,10 +4,15 @@ Kept small: the parent kills this process to enforce a timeout or a cancel, and 
 when it dies, so nothing here needs to be interruptible. The one thing the parent cannot do is
 stop it after the parent itself died (``kill -9``): a watcher thread ends the worker then, so
 a handler never goes on running beside the retry that the next owner of the queue starts.
+
+Each worker leads a process group of its own, and is always ended with its group: the
+processes a handler started (``subprocess``, ``multiprocessing``) die with the attempt instead
+of running on, orphaned, beside its retry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -19,7 +24,7 @@ from typing import Any
 from actionqueue.runtime.executors.base import run_remote
 from actionqueue.runtime.outcomes import AttemptResult
 
-__all__ = ["worker_main"]
+__all__ = ["leads_own_group", "worker_main"]
 
 
 def worker_main(conn: Connection) -> None:
@@ -31,6 +36,7 @@ def worker_main(conn: Connection) -> None:
     handler. The owner stops a worker that must stop by killing it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _lead_own_process_group()
     _exit_with_parent()
     while True:
         try:
@@ -56,6 +62,25 @@ def worker_main(conn: Connection) -> None:
             )
 
 
+def _lead_own_process_group() -> None:
+    """Makes this worker the leader of a new process group (its id is the worker's pid), which
+    the processes its handlers start inherit. The owner kills the group, not just the worker
+    (``processes.kill_worker``). Also takes the worker and its handlers' children out of the
+    terminal's foreground group: a Ctrl-C reaches the owner alone, which drains."""
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+
+
+def leads_own_group(pid: int) -> bool:
+    """Whether the live process ``pid`` leads its own process group (a worker that got as far
+    as :func:`_lead_own_process_group`): only then is killing the group killing the worker's
+    tree, and nothing else."""
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
+
+
 def _exit_with_parent() -> None:
     """Ends this process as soon as the process that started it (the queue's owner) is gone.
     ``multiprocessing`` gives a worker a sentinel of its parent that becomes readable when the
@@ -68,6 +93,8 @@ def _exit_with_parent() -> None:
 
     def watch() -> None:
         multiprocessing.connection.wait([parent.sentinel])
+        if leads_own_group(os.getpid()):
+            os.killpg(os.getpid(), signal.SIGKILL)  # this worker and its handler's children
         os._exit(1)
 
     threading.Thread(target=watch, name="aq-parent-watch", daemon=True).start()

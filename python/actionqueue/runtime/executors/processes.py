@@ -5,7 +5,8 @@ where available, else ``spawn`` — never ``fork``, which is unsafe in a threade
 thread in the owning process that feeds it one job at a time and waits for the result, the
 worker's death, a stop request or the deadline, whichever comes first:
 
-* **timeout** — the worker is killed (SIGKILL) and the attempt recorded as **Timeout**;
+* **timeout** — the worker is killed (SIGKILL, to its whole process group: the processes its
+  handler started die with it) and the attempt recorded as **Timeout**;
 * **cancel** / non-draining shutdown — the worker is killed, the run's outcome follows the
   request (Canceled in the log already / given back);
 * **the worker dies** (segfault, ``os._exit``, OOM kill) — the attempt is a
@@ -26,6 +27,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import queue
 import signal
 import sys
@@ -35,7 +37,7 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 from actionqueue.errors import ExecutorError, ValidationError
-from actionqueue.runtime.executors._procworker import worker_main
+from actionqueue.runtime.executors._procworker import leads_own_group, worker_main
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job, interrupted
 from actionqueue.runtime.outcomes import AttemptResult, ErrorInfo, ResultKind
 
@@ -54,6 +56,21 @@ def default_mp_context() -> BaseContext:
         ctx.set_forkserver_preload(["actionqueue.runtime.executors._procworker"])
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+def kill_worker(proc: Any) -> None:
+    """SIGKILL for a live worker and everything in its process group: the worker leads a group
+    of its own (``_procworker``), which the processes its handlers started inherit, so they do
+    not run on, orphaned, after a timeout or cancel. A worker that has not made its group yet
+    (just started, no handler run) is killed alone."""
+    if not proc.is_alive():
+        return
+    pid = proc.pid
+    if pid is not None and leads_own_group(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    else:
+        proc.kill()
 
 
 def _describe_exit(code: int | None) -> str:
@@ -99,8 +116,7 @@ class _Slot:
         if conn is not None:
             conn.close()
         if proc is not None:
-            if proc.is_alive():
-                proc.kill()
+            kill_worker(proc)
             proc.join(5)
             proc.close()
 
@@ -108,8 +124,7 @@ class _Slot:
         proc = self.proc
         if proc is None:
             return None
-        if proc.is_alive():
-            proc.kill()
+        kill_worker(proc)
         proc.join(5)
         code: int | None = proc.exitcode
         self.discard_process()
