@@ -193,6 +193,41 @@ pub(crate) fn due<'py>(
     runs_to_py(py, &runs)
 }
 
+/// One page of a state's runs in index order, from an opaque position (`cursor`, as returned
+/// by the previous page) rather than from a run: paging goes on correctly whatever happens to
+/// the runs already listed (moved to another state, pruned, retried). Returns the rows and the
+/// cursor after the last one (`None` when the page is not full: the listing is over).
+pub(crate) fn runs_page<'py>(
+    h: &impl Holder,
+    py: Python<'py>,
+    state: u8,
+    limit: usize,
+    cursor: Option<&[u8]>,
+) -> PyResult<(Bound<'py, PyList>, Option<Bound<'py, PyBytes>>)> {
+    let state = parse_state(state)?;
+    let cursor = cursor
+        .map(|b| {
+            crate::state::Cursor::from_cursor_bytes(b).ok_or_else(|| {
+                to_py(CoreError::InvalidArgument(format!(
+                    "cursor: a paging cursor is {} bytes (as returned by the previous page), \
+                     got {}",
+                    crate::state::CURSOR_LEN,
+                    b.len()
+                )))
+            })
+        })
+        .transpose()?;
+    let (runs, next) = h.with(py, |p| {
+        let keys: Vec<_> = p.runs_in_state(state, cursor).take(limit).collect();
+        let next = keys
+            .last()
+            .filter(|_| limit > 0 && keys.len() == limit)
+            .map(crate::state::Cursor::to_cursor_bytes);
+        (collect_runs(p, keys.iter().map(|k| k.id), limit), next)
+    })?;
+    Ok((runs_to_py(py, &runs)?, next.map(|c| PyBytes::new(py, &c))))
+}
+
 pub(crate) fn runs_in_state<'py>(
     h: &impl Holder,
     py: Python<'py>,
@@ -333,6 +368,13 @@ macro_rules! pyclass_queries {
             #[pyo3(signature = (state, limit, after = None))]
             fn runs_in_state<'py>(&self, py: Python<'py>, state: u8, limit: usize, after: Option<&[u8]>) -> PyResult<Bound<'py, PyList>> {
                 $crate::py::queries::runs_in_state(self, py, state, limit, after)
+            }
+
+            /// One page of a state's runs in index order from an opaque `cursor` (the one the
+            /// previous page returned): `(rows, next_cursor)`, `next_cursor` None at the end.
+            #[pyo3(signature = (state, limit, cursor = None))]
+            fn runs_page<'py>(&self, py: Python<'py>, state: u8, limit: usize, cursor: Option<&[u8]>) -> PyResult<(Bound<'py, PyList>, Option<Bound<'py, PyBytes>>)> {
+                $crate::py::queries::runs_page(self, py, state, limit, cursor)
             }
 
             /// Ready runs in selection order, held keys skipped:

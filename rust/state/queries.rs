@@ -16,6 +16,42 @@ use super::Projection;
 /// Position in a state index, for paging with [`Projection::runs_in_state`].
 pub type Cursor = IxKey;
 
+/// Bytes in an encoded [`Cursor`]: `a`, `b` (i64), `seq` (u64), big-endian, then the id.
+pub const CURSOR_LEN: usize = 40;
+
+impl IxKey {
+    /// The cursor as opaque bytes, for a caller that pages across calls (Python): a position
+    /// in the index, which stays valid whatever happens to the run it was taken from.
+    pub fn to_cursor_bytes(&self) -> [u8; CURSOR_LEN] {
+        let mut out = [0u8; CURSOR_LEN];
+        let parts = [
+            self.a.to_be_bytes(),
+            self.b.to_be_bytes(),
+            self.seq.to_be_bytes(),
+        ];
+        for (chunk, part) in out.chunks_exact_mut(8).zip(parts) {
+            chunk.copy_from_slice(&part);
+        }
+        if let Some(tail) = out.get_mut(24..) {
+            tail.copy_from_slice(&self.id);
+        }
+        out
+    }
+
+    /// A cursor from [`to_cursor_bytes`](Self::to_cursor_bytes); `None` unless `b` has the
+    /// exact length.
+    pub fn from_cursor_bytes(b: &[u8]) -> Option<Self> {
+        let b: &[u8; CURSOR_LEN] = b.try_into().ok()?;
+        let word = |i: usize| -> Option<[u8; 8]> { b.get(i..i + 8)?.try_into().ok() };
+        Some(Self {
+            a: i64::from_be_bytes(word(0)?),
+            b: i64::from_be_bytes(word(8)?),
+            seq: u64::from_be_bytes(word(16)?),
+            id: b.get(24..)?.try_into().ok()?,
+        })
+    }
+}
+
 impl Projection {
     /// A task, borrowed when hot, decoded when cold (`None` also for a cold record that does
     /// not decode, which a checksummed snapshot cannot produce).

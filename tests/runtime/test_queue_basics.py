@@ -887,3 +887,96 @@ def test_a_finished_task_cannot_be_canceled_and_a_deduplicated_submit_is_not_cou
         q.cancel(live)
     with pytest.raises(aq.errors.InvalidTransitionError):
         q.cancel(run.run_id)
+
+
+class _ActBetweenPages:
+    """Stands in for the queue's authority in ``list_runs``: once the first page of runs has
+    been read, ``act(last run of that page)`` runs, as another thread might at that moment."""
+
+    def __init__(self, auth: Any, act: Any) -> None:
+        self._auth, self._act, self._pages = auth, act, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._auth, name)
+
+    def _page(self, read: Any) -> Any:
+        if self._pages == 1:
+            self._act(aq.RunId(self._last))
+        self._pages += 1
+        got = read()
+        rows = got[0] if isinstance(got, tuple) else got
+        if rows:
+            self._last = rows[-1][0]
+        return got
+
+    def runs_page(self, *args: Any) -> Any:
+        return self._page(lambda: self._auth.runs_page(*args))
+
+    def runs_in_state(self, *args: Any) -> Any:  # how a listing used to read its pages
+        return self._page(lambda: self._auth.runs_in_state(*args))
+
+
+def _suspend_all(q: aq.ActionQueue, clock: ManualClock) -> None:
+    q.register("s", lambda ctx, p: aq.Suspend("parked"))
+    for _ in range(3):  # three finish times, so that states' index orders are not all ties
+        q.submit_many("s", [b""] * 400)
+        q.run_until_idle(timeout=30)
+        clock.advance(1)
+
+
+def _fail_into_retry_wait(q: aq.ActionQueue, clock: ManualClock) -> None:
+    q.register("b", lambda ctx, p: 1 / 0, max_attempts=3, backoff=aq.fixed(100))
+    for _ in range(3):
+        q.submit_many("b", [b""] * 400)
+        q.run_until_idle(timeout=30)
+        clock.advance(1)
+
+
+def _complete_all(q: aq.ActionQueue, clock: ManualClock) -> None:
+    q.register("n", lambda ctx, p: None)
+    for _ in range(3):
+        q.submit_many("n", [b""] * 400)
+        q.run_until_idle(timeout=30)
+        clock.advance(1)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("setup", "state", "act"),
+    [
+        (_suspend_all, RunState.SUSPENDED, lambda q, run: q.retry_now(run)),
+        (_fail_into_retry_wait, RunState.RETRY_WAIT, lambda q, run: q.retry_now(run)),
+        (_fail_into_retry_wait, RunState.RETRY_WAIT, lambda q, run: q.cancel(run)),
+        (_complete_all, RunState.COMPLETED, lambda q, run: q.prune(older_than=0)),
+    ],
+    ids=["suspended-woken", "retry-wait-retried", "retry-wait-canceled", "completed-pruned"],
+)
+def test_list_runs_pages_on_when_the_last_listed_run_changes(
+    make_queue: MakeQueue, clock: ManualClock, setup: Any, state: RunState, act: Any
+) -> None:
+    """BUG: list_runs continued each page after the last run of the previous one, found where
+    that run is *now*: a run that left Suspended meanwhile made the listing skip every
+    Suspended run after it, one that left RetryWait restarted it (duplicates), one pruned
+    raised NotFoundError. Pages now continue from a position in the index."""
+    q = make_queue(clock=clock)
+    setup(q, clock)
+    q.pause()  # nothing moves but what the test does
+    real = q.authority
+    q.authority = _ActBetweenPages(real, lambda run: act(q, run))  # type: ignore[assignment]
+    try:
+        listed = [r.run_id for r in q.list_runs(state=state, limit=None)]
+    finally:
+        q.authority = real  # type: ignore[assignment]
+    still = {r.run_id for r in q.list_runs(state=state, limit=None)}
+    assert len(listed) == len(set(listed)), "a run listed twice"
+    assert still <= set(listed), f"{len(still - set(listed))} runs that stayed {state} missing"
+    assert len(listed) >= 512  # the first page, at least
+
+
+def test_list_runs_names_each_state_once(make_queue: MakeQueue, clock: ManualClock) -> None:
+    q = make_queue(clock=clock)
+    q.register("n", lambda ctx, p: None)
+    q.submit_many("n", [1, 2, 3])
+    q.run_until_idle(timeout=10)
+    runs = q.list_runs(state=["Completed", "completed", RunState.COMPLETED], limit=None)
+    assert len(runs) == 3

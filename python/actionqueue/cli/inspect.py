@@ -64,7 +64,7 @@ def _parse_states(values: tuple[str, ...]) -> list[RunState] | None:
         for part in v.split(","):
             if part.strip():
                 out.append(RunState.parse(part.strip()))
-    return out or None
+    return list(dict.fromkeys(out)) or None  # a state named twice is listed once
 
 
 @click.command()

@@ -283,14 +283,13 @@ def open_authority(data_dir: str, **options: object) -> Iterator[StorageMutation
 def iter_runs(q: ProjectionQueries, states: list[RunState] | None = None) -> Iterator[RunInstance]:
     """Every run held, state by state (each state in its index order)."""
     for st in states if states else list(RunState):
-        after: bytes | None = None
+        cursor: bytes | None = None
         while True:
-            rows = q.runs_in_state(st, _PAGE, after)
+            rows, cursor = q.runs_page(st, _PAGE, cursor)
             for row in rows:
                 yield RunInstance.from_wire(row)
-            if len(rows) < _PAGE:
+            if cursor is None:
                 break
-            after = rows[-1][0]
 
 
 def list_tasks(view: ReadView) -> list[TaskRecord]:

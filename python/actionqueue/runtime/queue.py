@@ -1073,7 +1073,10 @@ class ActionQueue:
         limit: int | None = 100,
     ) -> list[RunInstance]:
         """Runs filtered by state(s), tag and handler; each state in its index order (e.g.
-        Ready in dispatch order, Scheduled by due time)."""
+        Ready in dispatch order, Scheduled by due time). A state named twice is listed once.
+        The listing reads the live state page by page: a run that stays in its state
+        throughout is listed exactly once; one that changes meanwhile may be missing or
+        listed under both states."""
         self._check_open()
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
             raise WrongTypeError(f"limit must be an int or None, got {limit!r:.80}")
@@ -1089,9 +1092,9 @@ class ActionQueue:
         seen: dict[bytes, TaskSpec | None] = {}
         page = 512
         for st in states:
-            after: bytes | None = None
+            cursor: bytes | None = None
             while True:
-                rows = self.authority.runs_in_state(int(st), page, after)
+                rows, cursor = self.authority.runs_page(st, page, cursor)
                 for row in rows:
                     run = RunInstance.from_wire(row)
                     if tag is not None or handler is not None:
@@ -1105,9 +1108,8 @@ class ActionQueue:
                     out.append(run)
                     if limit is not None and len(out) >= limit:
                         return out
-                if len(rows) < page:
+                if cursor is None:
                     break
-                after = rows[-1][0]
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -1308,6 +1310,7 @@ class _DriverLock:
 
 
 def _states(state: RunState | str | Iterable[RunState | str] | None) -> list[RunState]:
+    """The states named by ``state``, each once, in the order first named."""
     if state is None:
         return list(RunState)
     if isinstance(state, (RunState, str)):
@@ -1334,7 +1337,7 @@ def _states(state: RunState | str | Iterable[RunState | str] | None) -> list[Run
             out.append(m)
         else:
             raise WrongTypeError(f"state must be a RunState or its name, got {s!r}")
-    return out
+    return list(dict.fromkeys(out))
 
 
 def _valid_opt_str(value: object) -> bool:

@@ -90,6 +90,9 @@ class _CoreQueries(Protocol):
     def runs_in_state(
         self, state: int, limit: int, after: bytes | None = None
     ) -> list[tuple[Any, ...]]: ...
+    def runs_page(
+        self, state: int, limit: int, cursor: bytes | None = None
+    ) -> tuple[list[tuple[Any, ...]], bytes | None]: ...
     def ready_candidates(
         self, limit: int
     ) -> list[tuple[bytes, bytes, int, int, int, str | None]]: ...
@@ -123,6 +126,12 @@ def _nonneg(value: object, name: str) -> int:
     """A time (ms) or count argument: an int in the log's range, checked here so that anything
     else is a typed error naming it, not the core's ``OverflowError`` / ``TypeError``."""
     return check_int(value, name, minimum=0, maximum=I64_MAX)
+
+
+def _state_value(state: object) -> int:
+    if not isinstance(state, int) or isinstance(state, bool) or state not in _STATE_VALUES:
+        raise WrongTypeError(f"state must be a RunState, got {state!r:.80}")
+    return int(state)
 
 
 def _key(value: object, name: str) -> str:
@@ -223,11 +232,23 @@ class ProjectionQueries:
         self, state: RunState | int, limit: int, after: RunId | bytes | None = None
     ) -> list[RunTuple]:
         """Run tuples of one state in its index order; ``after`` (the id of the last run of a
-        previous page) continues a listing."""
+        previous page) continues a listing from where that run is *now* — use
+        :meth:`runs_page` to page while the state changes (a run that moved or was pruned
+        meanwhile would restart, skip or break the listing)."""
         a = None if after is None else _id_bytes(after, "after")
-        if not isinstance(state, int) or isinstance(state, bool) or state not in _STATE_VALUES:
-            raise WrongTypeError(f"state must be a RunState, got {state!r:.80}")
-        return self._q.runs_in_state(int(state), _nonneg(limit, "limit"), a)
+        return self._q.runs_in_state(_state_value(state), _nonneg(limit, "limit"), a)
+
+    def runs_page(
+        self, state: RunState | int, limit: int, cursor: bytes | None = None
+    ) -> tuple[list[RunTuple], bytes | None]:
+        """One page of a state's run tuples in index order, and the cursor to pass for the
+        next page (``None`` once the listing is over). The cursor is a position in the index,
+        not a run: whatever happens to the runs already listed (finished, retried, pruned),
+        the next page starts right after the last one — every run that stays in the state
+        meanwhile is listed exactly once."""
+        if cursor is not None and not isinstance(cursor, bytes):
+            raise WrongTypeError(f"cursor must be bytes or None, got {type(cursor).__name__}")
+        return self._q.runs_page(_state_value(state), _nonneg(limit, "limit"), cursor)
 
     def ready_candidates(self, limit: int) -> list[CandidateTuple]:
         """Ready runs in selection order as ``(run_id, task_id, priority, scheduled_at,

@@ -66,3 +66,38 @@ fn runs_in_state_pages_with_a_cursor() {
     assert_eq!(p.0.counts(), [5, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(p.0.terminal_count(), 0);
 }
+
+#[test]
+fn a_cursor_round_trips_through_its_bytes_and_survives_its_run_leaving() {
+    let mut p = P::new();
+    let t = id(1);
+    let mut batch = vec![tc(repeat(spec(t), 5), 0)];
+    for k in 0..5u32 {
+        batch.push(rc(id(10 + u64::from(k)), t, k, i64::from(k)));
+    }
+    p.ok(&batch);
+    // Ready orders by negated priority: negative positions round-trip too.
+    let odd = crate::state::Cursor {
+        a: -5,
+        b: i64::MIN,
+        seq: u64::MAX,
+        id: id(9),
+    };
+    assert_eq!(
+        crate::state::Cursor::from_cursor_bytes(&odd.to_cursor_bytes()),
+        Some(odd)
+    );
+    let first: Vec<_> = p.0.runs_in_state(S::Scheduled, None).take(2).collect();
+    let bytes = first[1].to_cursor_bytes();
+    let cursor = crate::state::Cursor::from_cursor_bytes(&bytes).unwrap();
+    assert_eq!(cursor, first[1]);
+    assert_eq!(crate::state::Cursor::from_cursor_bytes(&bytes[..39]), None);
+    // The run the cursor was taken from leaves the state: the next page starts where the
+    // first one ended all the same (a position, not a run).
+    p.ok1(tr(id(11), S::Scheduled, S::Ready, 100));
+    let rest: Vec<_> =
+        p.0.runs_in_state(S::Scheduled, Some(cursor))
+            .map(|k| k.id)
+            .collect();
+    assert_eq!(rest, [id(12), id(13), id(14)]);
+}
