@@ -121,6 +121,37 @@ def test_error_info_pickles_and_survives_broken_str() -> None:
     assert "builtins.LookupError" in info2.type_names
 
 
+class _BrokenNotes(Exception):
+    @property
+    def __notes__(self) -> list[str]:
+        raise ValueError("notes property broke")
+
+
+class _StrRaisesKeyboardInterrupt(Exception):
+    def __str__(self) -> str:
+        raise KeyboardInterrupt
+
+
+def _bad_syntax_error() -> BaseException:
+    # A config parser reporting a column it read as text: the standard formatting fails on it.
+    return SyntaxError("bad config", ("app.cfg", 3, "7", "key = = value"))
+
+
+BROKEN_EXCEPTIONS = [_BrokenNotes("x"), _StrRaisesKeyboardInterrupt(), _bad_syntax_error()]
+
+
+@pytest.mark.parametrize("exc", BROKEN_EXCEPTIONS, ids=["notes", "str-interrupt", "syntax"])
+def test_an_exception_that_cannot_be_described_is_still_a_failure(exc: BaseException) -> None:
+    """BUG: describing these raised inside the runtime (on the worker thread), which killed
+    the worker: the attempt was never recorded and the run stayed Running for good."""
+    r = _raise(exc)
+    assert r.kind is ResultKind.RAISED
+    assert r.error is not None
+    assert r.error.type_name == type(exc).__qualname__
+    assert "_raise" in r.error.traceback or "unavailable" in r.error.traceback
+    assert r.error.text()
+
+
 def _stdlib(exc: BaseException) -> list[str]:
     import traceback
 

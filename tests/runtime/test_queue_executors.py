@@ -363,3 +363,31 @@ def test_a_worker_process_does_not_outlive_its_killed_owner(tmp_path: Any) -> No
         if owner.poll() is None:
             owner.kill()
             owner.wait(10)
+
+
+def _raise_broken(ctx: Any, which: int) -> None:
+    from test_outcomes import BROKEN_EXCEPTIONS
+
+    raise BROKEN_EXCEPTIONS[which]
+
+
+async def _araise_broken(ctx: Any, which: int) -> None:
+    _raise_broken(ctx, which)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("executor", ["threads", "asyncio"])
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["notes", "str-interrupt", "syntax"])
+def test_a_handler_exception_that_cannot_be_described_fails_its_run(
+    make_queue: MakeQueue, executor: str, which: int
+) -> None:
+    """BUG: the worker died describing the exception; the run stayed Running (its lease
+    renewed for ever) and close() never returned."""
+    q = make_queue(executor=executor)
+    q.register("h", _araise_broken if executor == "asyncio" else _raise_broken, max_attempts=1)
+    t = q.submit("h", which)
+    q.run_until_idle(timeout=20)
+    (run,) = q.runs(t)
+    assert run.state is RunState.FAILED
+    assert run.attempts[0].error
+    q.close(timeout=20)

@@ -98,7 +98,12 @@ def _format_chain(exc: BaseException, out: list[str], seen: set[int]) -> None:
             line = linecache.getline(code.co_filename, lineno, frame.f_globals).strip()
             if line:
                 out.append(f"    {line}\n")
-    out.extend(traceback.format_exception_only(type(exc), exc))
+    try:
+        out.extend(traceback.format_exception_only(type(exc), exc))
+    except Exception:
+        # The exception's own description is broken (a SyntaxError whose offset is text, a
+        # failing __notes__ property...): keep the frames, name the type.
+        out.append(f"{type(exc).__qualname__}: <unprintable>\n")
 
 
 def _loggable(text: str) -> str:
@@ -144,11 +149,17 @@ class ErrorInfo:
             control = "suspend"
         elif isinstance(exc, Cancelled):
             control, cancel_reason = "cancelled", exc.reason
+        # A handler's exception is described on the worker that ran it: nothing it does in its
+        # __str__ or __notes__ (even raising a BaseException) may end that worker, which would
+        # leave the attempt unrecorded and the run Running for good.
         try:
             message = _loggable(str(exc))
-        except Exception:  # a broken __str__ must not break the runtime
+        except BaseException:
             message = f"<unprintable {type(exc).__name__}>"
-        tb = _loggable(format_exception(exc))
+        try:
+            tb = _loggable(format_exception(exc))
+        except BaseException as e:
+            tb = f"<traceback unavailable: formatting it raised {type(e).__name__}>"
         if isinstance(cancel_reason, str):
             cancel_reason = _loggable(cancel_reason)
         return cls(
