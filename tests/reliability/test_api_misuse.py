@@ -761,6 +761,67 @@ def test_an_error_text_over_the_max_record_size_is_cut_not_lost(q: aq.ActionQueu
     still_works(q)
 
 
+@pytest.mark.parametrize("executor", ["threads", "asyncio"])
+def test_results_that_fit_one_by_one_are_recorded_even_when_finished_together(
+    fast_tmp: Path, executor: str
+) -> None:
+    """BUG: attempts finished together are recorded in one record; when that record was over
+    the size limit only because of how many there were, every run of the batch failed with
+    "return value could not be recorded", and one oversized result failed its batch-mates."""
+    q = aq.ActionQueue.open(
+        fast_tmp / "q", storage_options={"max_record_size": 16 * SMALL_RECORD}, executor=executor
+    )
+    try:
+
+        async def async_out(ctx: Any, n: int) -> str:
+            return "r" * n
+
+        q.register("ok", _ok)
+        if executor == "asyncio":
+            q.register("out", async_out)
+        else:
+            q.register("out", lambda ctx, n: "r" * n)
+        sizes = [5 * SMALL_RECORD] * 24 + [32 * SMALL_RECORD] + [10] * 24
+        tasks = q.submit_many("out", sizes)
+        q.run_until_idle(timeout=60)
+        for t, n in zip(tasks, sizes, strict=True):
+            (run,) = q.runs(t)
+            if n > 16 * SMALL_RECORD:
+                assert run.state is RunState.FAILED
+                assert "could not be recorded" in (run.attempts[0].error or "")
+            else:
+                assert run.state is RunState.COMPLETED, run.attempts[0].error
+                assert run.attempts[0].error is None
+                assert q.result(t) == "r" * n
+        still_works(q)
+    finally:
+        q.close(drain=False, timeout=5)
+
+
+@pytest.mark.parametrize("signal", [aq.Fail, aq.Suspend])
+def test_a_fail_or_suspend_message_is_bounded_like_any_error_text(
+    fast_tmp: Path, signal: type[Exception]
+) -> None:
+    """BUG: other error texts are cut to MAX_ERROR_CHARS, but a Fail or Suspend message was
+    stored whole (2 MB per attempt, again at each re-suspend)."""
+    from actionqueue.runtime.outcomes import MAX_ERROR_CHARS
+
+    def loud(ctx: Any, payload: Any) -> None:
+        raise signal("f" * 100_000)
+
+    q = aq.ActionQueue.open(fast_tmp / "q")  # the default record limit: nothing cut for size
+    try:
+        q.register("loud", loud)
+        tid = q.submit("loud")
+        q.run_until_idle(timeout=20)
+        (run,) = q.runs(tid)
+        err = run.attempts[0].error or ""
+        assert err.startswith(f"{signal.__name__}: fff")
+        assert len(err) <= MAX_ERROR_CHARS + len(signal.__name__) + 2
+    finally:
+        q.close(drain=False, timeout=5)
+
+
 def test_an_unencodable_return_value_fails_the_run_naming_the_type(q: aq.ActionQueue) -> None:
     q.register("nan_out", lambda ctx, payload: {"x": math.nan, "s": {1}}, max_attempts=3)
     tid = q.submit("nan_out")

@@ -78,6 +78,7 @@ from actionqueue.errors import (
     InvalidTransitionError,
     LeaseError,
     NotFoundError,
+    RecordTooLargeError,
     ValidationError,
     WrongTypeError,
 )
@@ -1465,7 +1466,10 @@ class Engine:
                 try:
                     if events:
                         self._submit_deferred(events)
-                except CommandRejectedError:
+                except (CommandRejectedError, RecordTooLargeError):
+                    # One refused finish, or a record over the size limit only because the
+                    # batch is large: each finish in a record of its own, so that only a
+                    # finish that is refused (or too large by itself) gets the error.
                     slow.extend(item[0] for item in live)
                 else:
                     wrote = bool(events)

@@ -153,7 +153,8 @@ class ErrorInfo:
         # __str__ or __notes__ (even raising a BaseException) may end that worker, which would
         # leave the attempt unrecorded and the run Running for good.
         try:
-            message = _loggable(str(exc))
+            # Bounded like the traceback: a Fail / Suspend message is recorded as it is.
+            message = _loggable(str(exc))[:MAX_ERROR_CHARS]
         except BaseException:
             message = f"<unprintable {type(exc).__name__}>"
         try:
