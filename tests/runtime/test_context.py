@@ -31,13 +31,26 @@ def test_cancel_signal_is_one_shot_and_calls_back() -> None:
     seen: list[str] = []
     sig.add_callback(seen.append)
     assert not sig
-    assert sig.set("timeout")
-    assert not sig.set("canceled")  # first reason kept
-    assert sig.reason == "timeout"
+    assert sig.request("timeout")
+    assert not sig.request("canceled")  # first request kept
+    assert not sig.set("canceled")
+    assert (sig.reason, sig.requested) == ("timeout", "timeout")
     assert seen == ["timeout"]
-    sig.add_callback(seen.append)  # already set: called at once
+    sig.add_callback(seen.append)  # already requested: called at once
     assert seen == ["timeout", "timeout"]
     assert sig.wait(0)
+
+
+def test_a_handler_setting_the_signal_is_not_a_runtime_request() -> None:
+    sig = CancelSignal()
+    seen: list[str] = []
+    sig.add_callback(seen.append)
+    assert sig.set("shutdown")  # the handler's own use (stopping helpers it started)
+    assert sig.is_set()
+    assert sig.wait(0)
+    assert (sig.reason, sig.requested, seen) == ("shutdown", None, [])
+    assert sig.request("canceled")  # the runtime's request still counts, and calls back
+    assert (sig.reason, sig.requested, seen) == ("shutdown", "canceled", ["canceled"])
 
 
 def test_raise_if_cancelled() -> None:

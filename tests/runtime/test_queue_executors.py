@@ -391,3 +391,36 @@ def test_a_handler_exception_that_cannot_be_described_fails_its_run(
     assert run.state is RunState.FAILED
     assert run.attempts[0].error
     q.close(timeout=20)
+
+
+def _stop_myself(ctx: Any, reason: str) -> None:
+    ctx.cancelled.set(reason)  # e.g. to stop helper threads it started
+    ctx.raise_if_cancelled()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("executor", ["threads", "asyncio"])
+@pytest.mark.parametrize("reason", ["shutdown", "canceled", "timeout"])
+def test_a_handler_setting_its_own_cancel_signal_is_not_a_runtime_stop_request(
+    make_queue: MakeQueue, executor: str, reason: str
+) -> None:
+    """BUG: the handler's own ``ctx.cancelled.set(reason)`` was taken for the runtime's request:
+    "shutdown" gave the run back without using an attempt, to be dispatched again at once, for
+    ever (550 calls in 3 s); "canceled" failed the run at once with attempts left."""
+    q = make_queue(executor=executor)
+    calls: list[int] = []
+
+    def counted(ctx: Any, r: str) -> None:
+        calls.append(ctx.attempt)
+        _stop_myself(ctx, r)
+
+    async def acounted(ctx: Any, r: str) -> None:
+        counted(ctx, r)
+
+    q.register("h", acounted if executor == "asyncio" else counted, max_attempts=3)
+    t = q.submit("h", reason)
+    q.run_until_idle(timeout=20)
+    (run,) = q.runs(t)
+    assert run.state is RunState.FAILED
+    assert calls == [1, 2, 3]
+    assert [a.outcome for a in run.attempts] == [AttemptOutcome.RETRYABLE_FAILURE] * 3

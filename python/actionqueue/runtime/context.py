@@ -85,21 +85,28 @@ class CancelSignal:
     """A one-shot stop request: ``is_set()``, ``wait(timeout)``, ``reason``, truthiness.
 
     The runtime sets it on cancel (``"canceled"``), at the deadline of a timed-out attempt
-    (``"timeout"``) and at a non-draining shutdown (``"shutdown"``). Handlers check it between
-    steps or wait on it instead of sleeping.
+    (``"timeout"``), at a non-draining shutdown (``"shutdown"``) and when the attempt's lease
+    is lost (``"lost"``): :meth:`request`, which also records the request as
+    :attr:`requested`. Handlers check it between steps or wait on it instead of sleeping. A
+    handler may :meth:`set` it itself (to stop helpers it started): that is not a request of
+    the runtime, so raising :class:`~actionqueue.runtime.api.Cancelled` afterwards is an
+    ordinary failure, not a cancel, timeout or shutdown.
     """
 
-    __slots__ = ("_callbacks", "_event", "_set", "reason")
+    __slots__ = ("_callbacks", "_event", "_set", "reason", "requested")
 
     def __init__(self) -> None:
         # Built lazily: one attempt per run pays for a threading.Event only if someone waits.
         self._event: threading.Event | None = None
         self._set = False
         self.reason: str | None = None
+        #: The runtime's stop request for the attempt (first kept), ``None`` if it made none:
+        #: what decides a stopped attempt's outcome, whatever the handler did to the signal.
+        self.requested: str | None = None
         self._callbacks: list[Callable[[str], None]] | None = None
 
     def set(self, reason: str = "canceled") -> bool:
-        """Request a stop; returns ``False`` if it was already requested (first reason kept)."""
+        """Set the signal; returns ``False`` if it was already set (first reason kept)."""
         with _SIGNAL_LOCK:
             if self._set:
                 return False
@@ -107,7 +114,18 @@ class CancelSignal:
             self._set = True
             if self._event is not None:
                 self._event.set()
+        return True
+
+    def request(self, reason: str) -> bool:
+        """The runtime asks the attempt to stop: records :attr:`requested` (first kept), sets
+        the signal, and runs the executor's callbacks (e.g. cancelling an asyncio task).
+        Returns ``False`` if the runtime had asked already."""
+        with _SIGNAL_LOCK:
+            if self.requested is not None:
+                return False
+            self.requested = reason
             callbacks, self._callbacks = self._callbacks, None
+        self.set(reason)
         for cb in callbacks or ():
             cb(reason)
         return True
@@ -128,14 +146,14 @@ class CancelSignal:
         return ev.wait(timeout)
 
     def add_callback(self, cb: Callable[[str], None]) -> None:
-        """Call ``cb(reason)`` when the signal is set (at once if it already is)."""
+        """Call ``cb(reason)`` when the runtime requests a stop (at once if it has)."""
         with _SIGNAL_LOCK:
-            if not self._set:
+            reason = self.requested
+            if reason is None:
                 if self._callbacks is None:
                     self._callbacks = []
                 self._callbacks.append(cb)
                 return
-            reason = self.reason or "canceled"
         cb(reason)
 
     def __bool__(self) -> bool:

@@ -247,7 +247,7 @@ class AsyncioExecutor(ExecutorAdapter):
         if job.done:  # canceled (and recorded) before it started: never call the handler
             return
         if job.context.cancelled.is_set():  # stopped between the dispatch and here
-            job.finish(interrupted(job.context.cancelled.reason or "canceled", 0.0))
+            job.finish(interrupted(job.context.cancelled.requested or "canceled", 0.0))
             return
         job.handle = task
         job.started = time.monotonic()
@@ -273,7 +273,7 @@ class AsyncioExecutor(ExecutorAdapter):
             finally:
                 CURRENT_HANDLER.reset(token)
         except asyncio.CancelledError as e:
-            reason = job.context.cancelled.reason
+            reason = job.context.cancelled.requested
             if reason is None and self._closed:
                 reason = "shutdown"  # the stopped loop cancels the tasks still pending
             if reason is None:
@@ -310,7 +310,7 @@ class AsyncioExecutor(ExecutorAdapter):
 
     def cancel(self, job: Job, reason: str = "canceled") -> None:
         # Record the outcome now: a handler that swallows CancelledError must not hold a slot.
-        job.context.cancelled.set(reason)
+        job.context.cancelled.request(reason)
         job.finish(interrupted(reason, job.elapsed()))
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:

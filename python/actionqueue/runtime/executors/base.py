@@ -88,7 +88,7 @@ class Job:
         executor's results pass through, remote ones included: the request lives in this
         process), see :meth:`AttemptResult.as_stopped_by`."""
         if result.error is not None and result.error.control == "cancelled":
-            result = result.as_stopped_by(self.context.cancelled.reason)
+            result = result.as_stopped_by(self.context.cancelled.requested)
         with _FINISH_LOCK:
             if self._done:
                 return False
@@ -229,7 +229,7 @@ class ExecutorAdapter(ABC):
         The default finishes the job at once (``reason`` decides the outcome) so its slot is
         free again even if the handler ignores the signal.
         """
-        job.context.cancelled.set(reason)
+        job.context.cancelled.request(reason)
         job.finish(interrupted(reason, job.elapsed()))
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:  # noqa: B027

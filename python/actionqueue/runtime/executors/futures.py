@@ -143,7 +143,7 @@ class FuturesExecutor(ExecutorAdapter):
             return
         try:
             if fut.cancelled():
-                reason = job.context.cancelled.reason
+                reason = job.context.cancelled.requested
                 if reason is None:  # not our stop request: the executor dropped the task
                     job.finish(
                         AttemptResult(
@@ -184,7 +184,7 @@ class FuturesExecutor(ExecutorAdapter):
         job.finish(result)
 
     def cancel(self, job: Job, reason: str = "canceled") -> None:
-        job.context.cancelled.set(reason)
+        job.context.cancelled.request(reason)
         fut = job.handle
         if fut is not None:
             with contextlib.suppress(Exception):

@@ -174,7 +174,7 @@ class _Slot:
         # cancel() sets the signal before it reads the handle; we publish the handle before we
         # read the signal: so either it wakes us, or we see the signal here.
         if job.context.cancelled.is_set() or job.done:
-            job.finish(interrupted(job.context.cancelled.reason or "canceled", 0.0))
+            job.finish(interrupted(job.context.cancelled.requested or "canceled", 0.0))
             self.job = None
             return
         try:
@@ -228,13 +228,13 @@ class _Slot:
                     while self.wake_r.poll():
                         self.wake_r.recv_bytes()
                     if job.context.cancelled.is_set() or job.done:
-                        reason = job.context.cancelled.reason or "canceled"
+                        reason = job.context.cancelled.requested or "canceled"
                         self.kill()
                         job.finish(interrupted(reason, job.elapsed()))
                         return
                     continue
                 if deadline is not None and time.monotonic() >= deadline:
-                    job.context.cancelled.set("timeout")
+                    job.context.cancelled.request("timeout")
                     self.kill()
                     job.finish(
                         AttemptResult(
@@ -294,7 +294,7 @@ class ProcessExecutor(ExecutorAdapter):
         self.jobs.put(job)
 
     def cancel(self, job: Job, reason: str = "canceled") -> None:
-        job.context.cancelled.set(reason)
+        job.context.cancelled.request(reason)
         slot = job.handle
         if isinstance(slot, _Slot):
             slot.wake()  # its thread kills the worker and records the outcome

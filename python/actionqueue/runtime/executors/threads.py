@@ -168,7 +168,7 @@ class ThreadExecutor(ThreadBudget, ExecutorAdapter):
             job.timeout,
             self.max_abandoned,
         )
-        job.context.cancelled.set("timeout")
+        job.context.cancelled.request("timeout")
         job.finish(interrupted("timeout", job.elapsed()))
 
     # --- workers -----------------------------------------------------------------------------
@@ -199,7 +199,7 @@ class ThreadExecutor(ThreadBudget, ExecutorAdapter):
             job.handle = w
             if job.context.cancelled.is_set():  # stopped between the queue and here
                 w.job = None
-                job.finish(interrupted(job.context.cancelled.reason or "canceled", 0.0))
+                job.finish(interrupted(job.context.cancelled.requested or "canceled", 0.0))
                 continue
             # A prefetched job may have waited in the queue: its time starts now.
             job.started = job.context._started = t0 = time.monotonic()
@@ -233,7 +233,7 @@ class ThreadExecutor(ThreadBudget, ExecutorAdapter):
 
     def _stop_job(self, job: Job, reason: str) -> None:
         if job.done:
-            job.context.cancelled.set(reason)
+            job.context.cancelled.request(reason)
             return
         w = job.handle
         if isinstance(w, PoolThread):  # started: free its slot before the outcome is published
@@ -255,7 +255,7 @@ class ThreadExecutor(ThreadBudget, ExecutorAdapter):
                         )
         # Signal, then record at once (a handler that stops on the signal comes second).
         # Not started yet: the worker will skip it.
-        job.context.cancelled.set(reason)
+        job.context.cancelled.request(reason)
         job.finish(interrupted(reason, job.elapsed()))
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
@@ -272,7 +272,7 @@ class ThreadExecutor(ThreadBudget, ExecutorAdapter):
             self._disarm_waits_locked()
             workers = self._close_locked()
         for job in orphans:
-            job.context.cancelled.set("shutdown")
+            job.context.cancelled.request("shutdown")
             job.finish(interrupted("shutdown", 0.0))
         if wait:
             self._join(workers, timeout)
