@@ -212,3 +212,28 @@ def test_run_until_idle_counts_every_attempt_started(
     q.submit_many("twice", [b""] * 10)
     assert q.run_until_idle(advance_clock=True) == 20
     assert q.run_until_idle() == 0
+
+
+@pytest.mark.timeout(90)
+def test_a_script_that_ends_without_close_lets_its_running_attempts_finish(
+    tmp_path: Path,
+) -> None:
+    """BUG: nothing closed a queue at interpreter exit, and its loop and workers are daemon
+    threads: a script that ended after ``q.start()`` stopped like a ``kill -9``. The run of a
+    handler that had started stayed Running (Lost at the next open, an attempt used, with
+    ``max_attempts=1`` Failed) although the handler never finished."""
+    child = Path(__file__).with_name("exit_child.py")
+    done = tmp_path / "done"
+    out = subprocess.run(
+        [sys.executable, str(child), str(tmp_path / "q"), str(done)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert done.read_text() == "done"
+    with aq.ActionQueue.open(tmp_path / "q") as q:
+        runs = q.list_runs(limit=None)
+        assert [r.state for r in runs] == [RunState.COMPLETED]
+        assert [a.outcome for a in runs[0].attempts] == [AttemptOutcome.SUCCESS]

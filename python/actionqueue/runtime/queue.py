@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import logging
 import math
@@ -25,6 +26,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -92,6 +94,32 @@ def _count_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_count_fork)
+
+#: Queues not closed yet, closed at interpreter exit (see :func:`_close_at_exit`).
+_open_queues: weakref.WeakSet[ActionQueue] = weakref.WeakSet()
+_exit_hook = [False]
+
+
+def _close_at_exit() -> None:
+    """Closes the queues a program left open, as ``close()`` would: a script that ends after
+    ``q.start()`` otherwise stops like a ``kill -9`` (the loop and workers are daemon
+    threads), leaving attempts already logged as started Running — Lost at the next open, an
+    attempt used, although their handlers never finished. Registered at the first open, so
+    it runs before the exit hooks of modules imported earlier (``atexit`` is last in, first
+    out): executors still work while the queues drain."""
+    for q in list(_open_queues):
+        try:
+            q.close()
+        except Exception:
+            _LOG.exception("closing the queue on %s at interpreter exit failed", q.path)
+
+
+def _track_open(q: ActionQueue) -> None:
+    if not _exit_hook[0]:
+        _exit_hook[0] = True
+        atexit.register(_close_at_exit)
+    _open_queues.add(q)
+
 
 F = TypeVar("F", bound=HandlerFn)
 _T = TypeVar("_T")
@@ -232,6 +260,7 @@ class ActionQueue:
             self.metrics.add_collector(self._collect)
             # The uncertainty clause: leases of a dead process are recovered now, not at first use.
             self.engine.tick()
+            _track_open(self)
         except BaseException:
             # Do not keep the directory locked for a queue that never came to life.
             closer = getattr(authority, "close", None)
@@ -343,6 +372,7 @@ class ActionQueue:
             if self._closed:
                 return
             self._closed = True
+        _open_queues.discard(self)
         d = self._dispatcher
         d.begin_close()  # threads driving from wait() / run_until_idle() return now
         try:
