@@ -13,6 +13,7 @@ import importlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -97,6 +98,17 @@ def start_child_and_sleep(ctx: Any, pid_file: str) -> str:
     os.replace(pid_file + ".tmp", pid_file)
     time.sleep(60)
     return "woke"
+
+
+def child_signal_dispositions(ctx: Any, payload: Any) -> str:
+    """What a program started by a handler inherits for SIGINT and SIGTERM."""
+    code = (
+        "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, "
+        "signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def wait_gone(pid: int, seconds: float) -> bool:

@@ -427,6 +427,15 @@ def test_killing_a_worker_kills_the_processes_its_handler_started(
 
 
 @pytest.mark.timeout(60)
+def test_programs_started_by_a_worker_keep_the_default_stop_signals(
+    procs: ProcessExecutor,
+) -> None:
+    """Workers shrug off SIGINT/SIGTERM sent to the whole service (the owner drains), but with
+    Python handlers: an ignored disposition would be inherited by the programs they start."""
+    assert h.run(procs, h.child_signal_dispositions).value == "False False"
+
+
+@pytest.mark.timeout(60)
 def test_process_cancel_kills(procs: ProcessExecutor) -> None:
     job, w = h.submit(procs, h.sleep_long)
     while job.handle is None:

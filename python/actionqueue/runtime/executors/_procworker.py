@@ -30,12 +30,16 @@ __all__ = ["leads_own_group", "worker_main"]
 def worker_main(conn: Connection) -> None:
     """Serve jobs until the parent closes the pipe.
 
-    SIGINT is ignored: a Ctrl-C in a terminal goes to the whole process group, workers
-    included, and the owner's ``run_forever`` answers it by draining — the attempt a worker
-    runs must finish, not fail with the ``KeyboardInterrupt`` the signal would raise in the
-    handler. The owner stops a worker that must stop by killing it.
+    SIGINT and SIGTERM are ignored: a Ctrl-C, a ``systemctl stop`` (cgroup kill) or a group
+    kill reaches every process of the service, workers included, and the owner's
+    ``run_forever`` answers it by draining — the attempt a worker runs must finish, not fail
+    with the ``KeyboardInterrupt`` or the death the signal would cause. The owner stops a
+    worker that must stop by killing it (SIGKILL). The handlers are Python no-ops, not
+    ``SIG_IGN``: an ignored disposition is inherited through ``exec``, and the programs a
+    handler starts must keep the default ones.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _ignore_stop_signal)
     _lead_own_process_group()
     _exit_with_parent()
     while True:
@@ -60,6 +64,10 @@ def worker_main(conn: Connection) -> None:
                     result.duration,
                 )
             )
+
+
+def _ignore_stop_signal(signum: int, frame: object) -> None:
+    """SIGINT / SIGTERM sent to the whole service: the owner drains, then ends this worker."""
 
 
 def _lead_own_process_group() -> None:

@@ -53,7 +53,13 @@ def default_mp_context() -> BaseContext:
     if "forkserver" in methods and sys.platform != "darwin":
         ctx = multiprocessing.get_context("forkserver")
         # Workers fork from a server that already imported the runtime: cheap replacements.
-        ctx.set_forkserver_preload(["actionqueue.runtime.executors._procworker"])
+        # The server also ignores SIGTERM sent to the whole service (see _forkserver).
+        ctx.set_forkserver_preload(
+            [
+                "actionqueue.runtime.executors._forkserver",
+                "actionqueue.runtime.executors._procworker",
+            ]
+        )
         return ctx
     return multiprocessing.get_context("spawn")
 
