@@ -410,6 +410,7 @@ def demo(cli: CliContext, local_dir: str | None, fresh: bool, no_crash: bool) ->
     `tasks`, `runs`, `show ID` and `why ID` on the same data directory.
     """
     data_dir = os.path.normpath(local_dir) if local_dir else cli.data_dir
+    cli.data_dir = data_dir  # what an error's message names (the group reports it)
     console = cli.console
     _quiet_runtime_logs()
     _prepare(data_dir, fresh, console)
