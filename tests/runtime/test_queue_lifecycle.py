@@ -250,3 +250,17 @@ def test_a_script_that_ends_without_close_lets_its_running_attempts_finish(
         runs = q.list_runs(limit=None)
         assert [r.state for r in runs] == [RunState.COMPLETED]
         assert [a.outcome for a in runs[0].attempts] == [AttemptOutcome.SUCCESS]
+
+
+def test_advance_clock_with_the_background_loop_and_a_real_clock_waits_for_future_work(
+    make_queue: MakeQueue,
+) -> None:
+    """BUG: with ``start()`` and the system clock, ``run_until_idle(advance_clock=True)``
+    returned 0 at once and left a run due 0.2 s later Scheduled (docs: any other clock is
+    slept on)."""
+    q = make_queue()
+    q.register("h", lambda ctx, p: p)
+    q.start()
+    tid = q.submit("h", 1, delay=0.2)
+    assert q.run_until_idle(advance_clock=True, timeout=30) == 1
+    assert q.runs(tid)[0].state is RunState.COMPLETED

@@ -818,7 +818,8 @@ class ActionQueue:
         :class:`~actionqueue.errors.WaitTimeoutError`.
 
         When the background loop runs (:meth:`start`), this waits for it to become idle
-        instead (``advance_clock`` then needs a ManualClock and is done here).
+        instead; with ``advance_clock`` a ManualClock is moved here, any other clock is waited
+        for (the loop runs the work when it falls due).
 
         Refused (:class:`~actionqueue.errors.ReentrantCallError`) from inside a handler of
         this queue: it would wait for that handler.
@@ -863,12 +864,28 @@ class ActionQueue:
                     # Notified when the driver finds the queue idle (not on every event);
                     # bounded so that a loop that stopped meanwhile is noticed.
                     d.idle_cond.wait(0.5 if left is None else min(left, 0.5))
-            if not advance or not isinstance(self.clock, ManualClock):
+            if not advance:
                 return
             wake = self.engine.next_wakeup()
             if wake is None or (until is not None and wake > until):
                 return
-            self.clock.set(wake)
+            if isinstance(self.clock, ManualClock):
+                self.clock.set(wake)
+            else:
+                self._wait_for_clock(wake, deadline)
+
+    def _wait_for_clock(self, wake: int, deadline: float | None) -> None:
+        """Sleeps until a real clock reads ``wake``, then makes the loop judge the queue
+        again: its last "idle" predates the work now due, which only the clock changed."""
+        pause = (wake - self.clock.now()) / 1000.0
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeoutError("run_until_idle: the timeout passed")
+            pause = min(pause, left)
+        if pause > 0:
+            time.sleep(pause)
+        self._dispatcher.wake()
 
     def start(self) -> None:
         """Run the dispatch loop on a background thread (returns at once)."""
