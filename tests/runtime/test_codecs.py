@@ -166,3 +166,52 @@ def test_a_handlers_codec_object_is_registered_so_its_tasks_can_run(
 
     with pytest.raises(ValidationError, match="already registered"):
         q.register("g", lambda ctx, p: p, codec=Other())
+
+
+class _IsoJson:
+    """JSON that also writes dates (as ISO text), and marks what it decoded."""
+
+    content_type = "application/json"
+
+    def encode(self, value: object) -> bytes:
+        import json
+
+        return json.dumps(value, default=lambda o: o.isoformat()).encode()
+
+    def decode(self, data: bytes) -> object:
+        import json
+
+        return {"iso": json.loads(data)}
+
+
+def test_a_replaced_json_codec_encodes_as_well_as_decodes() -> None:
+    """BUG: encode_payload / encode_output used the module's JSON codec, so a codec registered
+    with replace=True only decoded what the built-in one had encoded."""
+    import datetime
+
+    reg = CodecRegistry()
+    reg.register(_IsoJson(), replace=True)
+    day = datetime.date(2024, 1, 2)
+    assert reg.encode_payload({"at": day}) == (b'{"at": "2024-01-02"}', "application/json")
+    assert reg.decode_output(reg.encode_output(day)) == {"iso": "2024-01-02"}
+
+
+def test_a_queues_submits_and_results_use_its_replaced_json_codec(
+    make_queue: MakeQueue,
+) -> None:
+    """The same through a queue, after a submit already built (and cached) the handler's
+    template: the codec is looked up per payload, not captured."""
+    import datetime
+
+    q = make_queue()
+    q.register("echo", lambda ctx, p: p)
+    q.register("day", lambda ctx, p: datetime.date(2024, 1, 2))
+    first = q.submit("echo", {"n": 1})
+    q.codecs.register(_IsoJson(), replace=True)
+    second = q.submit("echo", {"at": datetime.date(2024, 1, 2)})
+    day = q.submit("day")
+    q.run_until_idle(timeout=20)
+    # Each value crosses the codec twice (payload in, result out), so decoded twice.
+    assert q.result(first) == {"iso": {"iso": {"n": 1}}}
+    assert q.result(second) == {"iso": {"iso": {"at": "2024-01-02"}}}
+    assert q.result(day) == {"iso": "2024-01-02"}

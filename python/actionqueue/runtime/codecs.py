@@ -2,7 +2,8 @@
 
 * ``bytes`` / ``bytearray`` / ``memoryview`` payloads pass through untouched (content type
   ``None`` — opaque bytes — unless one is given);
-* anything else is JSON (content type ``application/json``) by default;
+* anything else is JSON (content type ``application/json``) by default — the registry's codec
+  for that type, so one registered with ``replace=True`` encodes as well as decodes;
 * other formats plug in through a :class:`CodecRegistry` keyed by content type.
 
 **Nothing read from the log is ever unpickled or executed.** The library ships no codec that
@@ -221,6 +222,12 @@ class CodecRegistry:
             )
         return c
 
+    def _default(self, content_type: str) -> Codec:
+        """The codec registered now for one of the default content types (given normalised):
+        always present, as a codec can be replaced but not removed. A plain lookup, as it is
+        on every default submit."""
+        return self._codecs[content_type]
+
     def resolve(self, codec: Codec | str | None) -> Codec | None:
         """A codec given as an object, a content type, or ``None`` (the default rules)."""
         if codec is None or isinstance(codec, Codec):
@@ -246,10 +253,9 @@ class CodecRegistry:
         if c is None:
             if isinstance(value, _BYTES_LIKE):
                 return bytes(value), content_type
-            if content_type is not None:
-                c = self.get(content_type)
-            else:
-                return JSON.encode(value), JSON_TYPE
+            # The registry's JSON codec, not the module's JSON: a codec registered with
+            # replace=True must encode what it will be asked to decode.
+            c = self._default(JSON_TYPE) if content_type is None else self.get(content_type)
         try:
             return c.encode(value), c.content_type
         except ActionQueueError:
@@ -273,12 +279,15 @@ class CodecRegistry:
 
     def encode_output(self, value: Any, codec: Codec | str | None = None) -> bytes | None:
         """Frame a handler's return value: ``None`` stays ``None`` (no output); bytes-like are
-        kept as ``application/octet-stream``; others use ``codec`` (default JSON)."""
+        kept as ``application/octet-stream``; others use ``codec`` (default JSON). The default
+        codecs are this registry's (a replaced ``application/json`` codec encodes too)."""
         if value is None:
             return None
         c = self.resolve(codec)
         if c is None:
-            c = BYTES if isinstance(value, _BYTES_LIKE) else JSON
+            # Looked up, not the module constants: the output is decoded by content type from
+            # this registry, so the same codec must write it.
+            c = self._default(OCTET_STREAM if isinstance(value, _BYTES_LIKE) else JSON_TYPE)
         return c.content_type.encode() + b"\n" + c.encode(value)
 
     def decode_output(self, data: bytes | None) -> Any:
