@@ -215,3 +215,34 @@ def test_a_queues_submits_and_results_use_its_replaced_json_codec(
     assert q.result(first) == {"iso": {"iso": {"n": 1}}}
     assert q.result(second) == {"iso": {"iso": {"at": "2024-01-02"}}}
     assert q.result(day) == {"iso": "2024-01-02"}
+
+
+def _released() -> memoryview:
+    view = memoryview(b"abc")
+    view.release()
+    return view
+
+
+def test_a_released_memoryview_payload_is_a_payload_error(make_queue: MakeQueue) -> None:
+    """BUG: bytes() of a released memoryview raised a bare ValueError out of submit and
+    submit_many, not an ActionQueueError. Nothing is written."""
+    q = make_queue()
+    q.register("echo", lambda ctx, p: p)
+    with pytest.raises(PayloadError, match=r"the payload cannot be read: .*released"):
+        q.submit("echo", _released())
+    with pytest.raises(PayloadError, match="released"):
+        q.submit_many("echo", [b"ok", _released()])
+    with pytest.raises(PayloadError, match="released"):
+        q.submit("echo", _released(), content_type="application/octet-stream", dedupe_key="k")
+    assert sum(q.stats()["runs"].values()) == 0
+
+
+def test_a_released_memoryview_is_refused_by_the_bytes_codec_and_task_payload() -> None:
+    """The other places that copy a buffer: an output framed by the bytes codec (a handler
+    returning a released view) and the core's TaskPayload."""
+    from actionqueue.core.task.task_spec import TaskPayload
+
+    with pytest.raises(PayloadError, match="released"):
+        CodecRegistry().encode_output(_released())
+    with pytest.raises(ValidationError, match=r"payload data cannot be read: .*released"):
+        TaskPayload(_released())

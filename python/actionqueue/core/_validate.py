@@ -16,6 +16,7 @@ __all__ = [
     "I64_MAX",
     "I64_MIN",
     "U32_MAX",
+    "buffer_bytes",
     "check_bool",
     "check_int",
     "check_opt_str",
@@ -56,6 +57,23 @@ def check_int(
     if maximum is not None and value > maximum:
         raise error(f"{field} must be <= {maximum}, got {value}")
     return value
+
+
+def buffer_bytes(
+    value: bytes | bytearray | memoryview,
+    field: str,
+    *,
+    error: type[ValidationError] = ValidationError,
+) -> bytes:
+    """``bytes(value)`` for a bytes-like value, raising ``error`` naming the field where the
+    buffer cannot be read: a released ``memoryview`` raises a bare ``ValueError``, which is
+    not an ``ActionQueueError``."""
+    try:
+        return bytes(value)
+    except ValueError as e:
+        raise error(
+            f"{field} cannot be read: {e} (pass bytes, or the memoryview before releasing it)"
+        ) from None
 
 
 def check_bool(value: object, field: str) -> bool:

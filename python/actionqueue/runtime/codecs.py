@@ -32,6 +32,7 @@ import json
 import threading
 from typing import Any, Protocol, runtime_checkable
 
+from actionqueue.core._validate import buffer_bytes
 from actionqueue.errors import ActionQueueError, PayloadError, ValidationError, WrongTypeError
 
 __all__ = [
@@ -75,7 +76,7 @@ class BytesCodec:
                 f"the bytes codec encodes bytes only, got {type(value).__name__} "
                 f"{_short_repr(value)}"
             )
-        return bytes(value)
+        return buffer_bytes(value, "the value", error=PayloadError)
 
     def decode(self, data: bytes) -> bytes:
         return bytes(data)
@@ -252,7 +253,7 @@ class CodecRegistry:
         c = self.resolve(codec)
         if c is None:
             if isinstance(value, _BYTES_LIKE):
-                return bytes(value), content_type
+                return buffer_bytes(value, "the payload", error=PayloadError), content_type
             # The registry's JSON codec, not the module's JSON: a codec registered with
             # replace=True must encode what it will be asked to decode.
             c = self._default(JSON_TYPE) if content_type is None else self.get(content_type)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from actionqueue.core._validate import check_opt_str, unpack, wrong_type
+from actionqueue.core._validate import buffer_bytes, check_opt_str, unpack, wrong_type
 from actionqueue.core.ids import TaskId
 from actionqueue.core.task.constraints import ConstraintsWire, TaskConstraints
 from actionqueue.core.task.metadata import MetadataWire, TaskMetadata
@@ -67,7 +67,7 @@ class TaskPayload:
                     f"payload data must be bytes, bytearray or memoryview{hint}, "
                     f"got {type(data).__name__} {data!r:.80}"
                 )
-            data = bytes(data)
+            data = buffer_bytes(data, "payload data")
         if content_type is not None:
             content_type = check_opt_str(content_type, "content_type")
         object.__setattr__(self, "data", data)
