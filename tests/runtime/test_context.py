@@ -103,3 +103,33 @@ def test_remote_progress_is_checked_like_local_progress() -> None:
     ctx.report_progress(0.5)
     ctx.report_progress("half way")
     assert ctx.progress == "half way"
+
+
+BAD_TYPES = [True, False, None, object(), [0.5], b"half"]
+OUT_OF_RANGE = [1.5, -3, -0.0001, 1.0000001, float("nan"), float("inf"), -float("inf"), 10**30]
+
+
+@pytest.mark.parametrize("make", [HandlerContext, RemoteContext])
+def test_progress_is_a_fraction_in_0_1_or_a_bounded_message(make: type) -> None:
+    """BUG: only the type was checked, so 1.5, -3, NaN, inf, 10**30 and a 1 MB "short
+    message" were kept and returned by q.progress(). The same rule holds for the local and the
+    remote context (one check)."""
+    from actionqueue.errors import ValidationError, WrongTypeError
+    from actionqueue.runtime.context import PROGRESS_MESSAGE_MAX
+
+    ctx = make(snapshot())
+    for bad in BAD_TYPES:
+        with pytest.raises(WrongTypeError, match="progress must be a fraction"):
+            ctx.report_progress(bad)
+    for bad in OUT_OF_RANGE:
+        with pytest.raises(ValidationError, match=r"progress must be a fraction in \[0, 1\]"):
+            ctx.report_progress(bad)
+    with pytest.raises(ValidationError, match=f"at most {PROGRESS_MESSAGE_MAX} characters"):
+        ctx.report_progress("m" * (PROGRESS_MESSAGE_MAX + 1))
+    with pytest.raises(ValidationError, match="got <int"):
+        ctx.report_progress(10**10_000)  # too long for repr(): named by its type instead
+    assert ctx.progress is None  # nothing refused was kept
+    for good, kept in [(0, 0.0), (1, 1.0), (0.25, 0.25), ("", ""), ("m" * 1000, "m" * 1000)]:
+        ctx.report_progress(good)
+        assert ctx.progress == kept
+        assert type(ctx.progress) is type(kept)

@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from actionqueue.core.ids import AttemptId, RunId, TaskId
+from actionqueue.errors import ValidationError, WrongTypeError
 from actionqueue.runtime.api import Cancelled
+from actionqueue.runtime.codecs import _short_repr
 
 __all__ = [
+    "PROGRESS_MESSAGE_MAX",
     "AttemptLoggerAdapter",
     "CancelSignal",
     "ContextSnapshot",
@@ -353,9 +356,11 @@ class HandlerContext(_ContextBase):
             self._src.beat()
 
     def report_progress(self, progress: float | str) -> None:
-        """Record progress: a fraction in [0, 1] or a short message. Kept in memory (see
-        ``ActionQueue.progress``) and logged at DEBUG; never written to the log."""
-        _check_progress(progress)
+        """Record progress: a fraction in [0, 1] (kept as a ``float``) or a message of at most
+        :data:`PROGRESS_MESSAGE_MAX` characters; another type is a :class:`WrongTypeError`, a
+        number out of range (or NaN) or a longer message a :class:`ValidationError`. Kept in
+        memory (see ``ActionQueue.progress``) and logged at DEBUG; never written to the log."""
+        progress = _checked_progress(progress)
         self.progress = progress
         self.log.debug("progress: %s", progress)
         if self._on_progress is not None:
@@ -371,9 +376,33 @@ class HandlerContext(_ContextBase):
         )
 
 
-def _check_progress(progress: object) -> None:
-    if isinstance(progress, bool) or not isinstance(progress, (int, float, str)):
-        raise TypeError(f"progress must be a float fraction or a str, got {progress!r}")
+#: The longest progress message (characters) ``report_progress`` accepts: progress is a
+#: status line kept in memory per attempt and logged, not a place for data.
+PROGRESS_MESSAGE_MAX = 1000
+
+
+def _checked_progress(progress: object) -> float | str:
+    """``progress`` as the value to keep: a fraction in [0, 1] (as a ``float``) or a message of
+    at most :data:`PROGRESS_MESSAGE_MAX` characters. The one check of the local and the remote
+    context: another type is a :class:`WrongTypeError`, a value out of range a
+    :class:`ValidationError`."""
+    if isinstance(progress, str):
+        if len(progress) > PROGRESS_MESSAGE_MAX:
+            raise ValidationError(
+                f"a progress message must be at most {PROGRESS_MESSAGE_MAX} characters, got "
+                f"{len(progress)}: {_short_repr(progress)}"
+            )
+        return str(progress)
+    # bool is an int, but True as progress is a bug on the caller's side, not "100%".
+    if isinstance(progress, bool) or not isinstance(progress, (int, float)):
+        raise WrongTypeError(
+            f"progress must be a fraction (a float in [0, 1]) or a str message, got "
+            f"{type(progress).__name__} {_short_repr(progress)}"
+        )
+    # Compared before any conversion: float() of a huge int overflows. NaN fails both tests.
+    if not 0 <= progress <= 1:
+        raise ValidationError(f"progress must be a fraction in [0, 1], got {_short_repr(progress)}")
+    return float(progress)
 
 
 class RemoteContext(_ContextBase):
@@ -391,7 +420,7 @@ class RemoteContext(_ContextBase):
     def report_progress(self, progress: float | str) -> None:
         """Checked like :meth:`HandlerContext.report_progress` and logged on the worker
         (progress does not travel back from another process)."""
-        _check_progress(progress)
+        progress = _checked_progress(progress)
         self.progress = progress
         self.log.debug("progress: %s", progress)
 
