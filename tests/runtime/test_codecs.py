@@ -246,3 +246,61 @@ def test_a_released_memoryview_is_refused_by_the_bytes_codec_and_task_payload() 
         CodecRegistry().encode_output(_released())
     with pytest.raises(ValidationError, match=r"payload data cannot be read: .*released"):
         TaskPayload(_released())
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["a\nb", "application/json\n", "text/plain\r", "x/\x1b[31my", "x/y\x00", "application/é"],
+)
+def test_a_bytes_payloads_content_type_must_be_one_line_of_printable_ascii(
+    make_queue: MakeQueue, content_type: str
+) -> None:
+    """BUG: a bytes payload's content type was only checked to be a non-blank str, so one no
+    codec can ever be registered under (several lines, control characters) was written and the
+    run failed at dispatch. Refused at submit now, on every path, nothing written."""
+    q = make_queue()
+    q.register("echo", lambda ctx, p: p)
+    calls = [
+        lambda: q.submit("echo", b"x", content_type=content_type),
+        lambda: q.submit("echo", bytearray(b"x"), content_type=content_type),
+        lambda: q.submit("echo", b"x", content_type=content_type, dedupe_key="k"),
+        lambda: q.submit_many("echo", [b"x", b"y"], content_type=content_type),
+        lambda: q.submit("echo", {"a": 1}, content_type=content_type),
+    ]
+    for call in calls:
+        with pytest.raises(ValidationError, match="content_type must be one line of printable"):
+            call()
+    assert sum(q.stats()["runs"].values()) == 0
+
+
+def test_a_bytes_payload_may_name_a_content_type_registered_elsewhere(
+    make_queue: MakeQueue,
+) -> None:
+    """The rule kept: a bytes payload's content type need not be registered where it is
+    submitted (a producer submits for a consumer process that has the codec); where it is run
+    without one, the run fails naming it."""
+    q = make_queue()
+    q.register("echo", lambda ctx, p: p)
+    tid = q.submit("echo", b"x", content_type="application/x-elsewhere")
+    q.run_until_idle(timeout=20)
+    (run,) = q.runs(tid)
+    assert "no codec registered for content type 'application/x-elsewhere'" in (
+        run.attempts[0].error or ""
+    )
+
+
+def test_a_codecs_content_type_with_a_trailing_newline_is_refused() -> None:
+    """It was checked after stripping, but results are framed with it unstripped: its newline
+    ended the frame's first line early, and the result read back wrong."""
+
+    class Trailing:
+        content_type = "application/x-trailing\n"
+
+        def encode(self, value: object) -> bytes:
+            return b"body"
+
+        def decode(self, data: bytes) -> object:
+            return data
+
+    with pytest.raises(ValidationError, match="printable ASCII"):
+        CodecRegistry().register(Trailing())

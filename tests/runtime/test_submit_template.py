@@ -44,6 +44,7 @@ def test_template_specs_match_the_checked_path(make_queue: MakeQueue, clock: Man
     [
         ({"content_type": " "}, ValidationError),
         ({"content_type": 3}, WrongTypeError),
+        ({"content_type": "text/plain\nX-Forged: 1"}, ValidationError),
     ],
 )
 def test_template_refuses_what_each_task_would(

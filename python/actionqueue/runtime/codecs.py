@@ -45,6 +45,8 @@ __all__ = [
     "CodecRegistry",
     "JsonCodec",
     "TextCodec",
+    "check_content_type",
+    "is_content_type",
 ]
 
 OCTET_STREAM = "application/octet-stream"
@@ -175,6 +177,30 @@ def _norm(content_type: str) -> str:
     return content_type.strip().lower()
 
 
+def is_content_type(value: object) -> bool:
+    """Whether ``value`` is a str a codec could be registered under: one line of printable
+    ASCII, not blank. Only such a type can be read back: a result is framed as
+    ``content type, newline, body``, and a payload's type names its codec at dispatch."""
+    return (
+        isinstance(value, str) and value.isascii() and value.isprintable() and bool(value.strip())
+    )
+
+
+def check_content_type(value: object, field: str = "content_type") -> str:
+    """``value`` if :func:`is_content_type`; else :class:`WrongTypeError` (not a str) or
+    :class:`ValidationError` naming ``field`` and the value."""
+    if not isinstance(value, str):
+        raise WrongTypeError(
+            f"{field} must be a str, got {type(value).__name__} {_short_repr(value)}"
+        )
+    if not is_content_type(value):
+        raise ValidationError(
+            f"{field} must be one line of printable ASCII, not blank (a content type such as "
+            f"'application/json'), got {_short_repr(value)}"
+        )
+    return value
+
+
 class CodecRegistry:
     """Codecs by content type (case-insensitive). Thread-safe.
 
@@ -194,16 +220,7 @@ class CodecRegistry:
             raise WrongTypeError(
                 f"a codec needs a str content_type and encode/decode methods, got {codec!r}"
             )
-        key = _norm(codec.content_type)
-        if not key:
-            raise ValidationError("a codec's content_type must not be empty")
-        if not key.isprintable() or not key.isascii():
-            # A result is framed as `content type, newline, body`: the type must be one line
-            # of ASCII to be read back.
-            raise ValidationError(
-                f"a codec's content_type must be printable ASCII on one line, got "
-                f"{codec.content_type!r}"
-            )
+        key = _norm(check_content_type(codec.content_type, "a codec's content_type"))
         with self._lock:
             if key in self._codecs and not replace and self._codecs[key] is not codec:
                 raise ValidationError(
@@ -249,7 +266,13 @@ class CodecRegistry:
 
         With no codec: bytes-like pass through (content type ``content_type``, default
         ``None``), anything else is JSON. With a codec (object or content type): that codec.
+        A ``content_type`` must pass :func:`check_content_type`; it need not be registered for
+        bytes (the process that runs the task decodes them, and may have its codec).
         """
+        if content_type is not None:
+            # Bytes keep it unchecked otherwise: a type no codec can be registered under
+            # would be accepted here and fail only when the task is dispatched.
+            check_content_type(content_type)
         c = self.resolve(codec)
         if c is None:
             if isinstance(value, _BYTES_LIKE):

@@ -60,7 +60,7 @@ from actionqueue.errors import (
     WaitTimeoutError,
     WrongTypeError,
 )
-from actionqueue.runtime.codecs import Codec, CodecRegistry
+from actionqueue.runtime.codecs import Codec, CodecRegistry, is_content_type
 from actionqueue.runtime.context import current_context
 from actionqueue.runtime.dispatcher import Dispatcher
 from actionqueue.runtime.executors import ExecutorAdapter, make_executor
@@ -554,7 +554,7 @@ class ActionQueue:
         # The common case, bytes under the default rules, is checked here once; a bad codec
         # or content type is refused per payload below (nothing to refuse if there is none).
         try:
-            raw = self.codecs.resolve(codec) is None and _valid_opt_str(content_type)
+            raw = self.codecs.resolve(codec) is None and _valid_content_type(content_type)
         except ActionQueueError:
             raw = False
 
@@ -1387,10 +1387,11 @@ def _states(state: RunState | str | Iterable[RunState | str] | None) -> list[Run
     return list(dict.fromkeys(out))
 
 
-def _valid_opt_str(value: object) -> bool:
-    """Whether a content type would pass ``TaskPayload``'s check (``None`` or a non-blank
-    ``str``): the condition under which ``submit_many`` may skip that check per task."""
-    return value is None or (type(value) is str and bool(value.strip()))
+def _valid_content_type(value: object) -> bool:
+    """Whether a content type would pass the per-payload checks (``None``, or a plain ``str``
+    that ``encode_payload`` and ``TaskPayload`` accept): the condition under which
+    ``submit_many`` may skip them per task."""
+    return value is None or (type(value) is str and is_content_type(value))
 
 
 def _check_timeout(value: float | None, field: str) -> float | None:
