@@ -169,3 +169,103 @@ def test_show_gives_the_tasks_priority_for_a_run_that_was_never_ready(tmp_path: 
     assert r.exit_code == 0, r.output
     assert "priority         5 (the task's; never Ready yet)" in r.output
     assert "None" not in r.output
+
+
+# Text a handler, a caller or a file name can hold: rich markup (an unclosed "[/]" made rich
+# raise MarkupError; "[red]" styled), an emoji code, an ANSI escape sequence that recolours or
+# clears the terminal, a carriage return that overwrites the line, a bidi override.
+HOSTILE = "[/] [red]r[/red] :thumbs_up: \x1b[2J\x1b[31m\r\u202e!"
+
+
+def _hostile_dir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A closed data directory whose every user-given string is :data:`HOSTILE`-like, in a
+    directory whose own name holds markup and an escape. Returns it and ids by role."""
+    import random
+
+    from actionqueue.core import AttemptOutcome, RunPolicy, TaskConstraints, TaskId, TaskSpec
+    from actionqueue.core.task.metadata import TaskMetadata
+    from actionqueue.engine import Engine
+    from actionqueue.engine.time.clock import SystemClock
+    from actionqueue.storage.recovery import bootstrap
+
+    path = tmp_path / "dir[/]\x1b[31m"
+    auth, _ = bootstrap(path, snapshot_on_close=False)
+    eng = Engine(auth, SystemClock(), owner=f"w{HOSTILE}", rng=random.Random(1))
+
+    def submit(key: str | None = None, policy: RunPolicy | None = None) -> TaskId:
+        spec = TaskSpec(
+            TaskId.new(),
+            b"x",
+            policy or RunPolicy.once(),
+            TaskConstraints(concurrency_key=key),
+            TaskMetadata(0, (f"t{HOSTILE}",), f"d{HOSTILE}"),
+            handler=f"h{HOSTILE}",
+            dedupe_key=f"k{HOSTILE}{TaskId.new()}",  # unique: a live one would be returned
+        )
+        return eng.submit(spec)
+
+    ids: dict[str, str] = {}
+    failed = submit()
+    (d,) = eng.dispatch_next()
+    eng.finish_attempt(d.run_id, d.attempt_id, AttemptOutcome.TERMINAL_FAILURE, error=HOSTILE)
+    ids["failed_task"], ids["failed_run"] = str(failed), str(d.run_id)
+    canceled = submit(policy=RunPolicy.cron("0 9 * * *"))
+    r = eng.runs_for_task(canceled)[0]
+    eng.cancel_run(r.run_id, HOSTILE)
+    ids["canceled_run"] = str(r.run_id)
+    holder, blocked = submit(key=f"c{HOSTILE}"), submit(key=f"c{HOSTILE}")
+    (d,) = eng.dispatch_next(limit=5)
+    ids["holder_run"] = str(d.run_id)
+    ids["blocked_run"] = str(eng.runs_for_task(blocked)[0].run_id)
+    assert d.task_id == holder
+    auth.close()
+    return path, ids
+
+
+def _safe(output: str) -> None:
+    """Nothing from the data acted on the terminal; it is shown, escaped."""
+    import unicodedata
+
+    acting = [c for c in output if c != "\n" and unicodedata.category(c) in ("Cc", "Cf")]
+    assert not acting, output
+    assert "\\x1b[31m" in output, output
+
+
+def test_user_text_is_shown_escaped_never_as_markup_or_terminal_codes(tmp_path: Path) -> None:
+    """BUG: `show RUN` passed an attempt's error to rich as markup: "[/]" crashed it with a
+    MarkupError (exit 1), "[red]x[/red]" was styled, and ANSI escape sequences in errors,
+    reasons, handler names, keys and tags reached the terminal through show, why, runs and
+    tasks (and the data directory's name through stats)."""
+    path, ids = _hostile_dir(tmp_path)
+    commands = [
+        ["show", ids["failed_run"]],
+        ["show", ids["failed_task"]],
+        ["stats"],
+        ["tasks"],
+        ["runs"],
+        ["show", ids["canceled_run"]],
+        ["show", ids["holder_run"]],
+        ["why", ids["failed_run"]],
+        ["why", ids["holder_run"]],
+        ["why", ids["blocked_run"]],
+        ["why", ids["canceled_run"]],
+        ["snapshot"],  # last: it writes; it names the snapshot's path
+    ]
+    for args in commands:
+        r = run_cli("--data-dir", str(path), *args)
+        assert r.exit_code == 0, (args, r.output)
+        _safe(r.output)
+        if args not in (["stats"], ["snapshot"]):  # these show the directory's name only
+            # Shown as written: not styled, not an emoji.
+            assert "[/] [red]r[/red] :thumbs_up:" in r.output, (args, r.output)
+    # --json keeps the exact text.
+    run = json.loads(run_cli("--data-dir", str(path), "show", ids["failed_run"], "--json").output)
+    assert run["run"]["attempts"][0]["error"] == HOSTILE
+
+
+def test_error_lines_escape_control_characters(tmp_path: Path) -> None:
+    """The one-line error quotes what the user typed (an id, a path): escaped as well."""
+    r = run_cli("--data-dir", str(tmp_path / "none\x1b[2J"), "stats")
+    assert r.exit_code == 3
+    assert "\x1b" not in r.output
+    assert "none\\x1b[2J" in r.output

@@ -18,6 +18,7 @@ from actionqueue import __version__
 from actionqueue.cli.bench import bench
 from actionqueue.cli.context import DEFAULT_DATA_DIR, CliContext
 from actionqueue.cli.errors import describe
+from actionqueue.cli.render import printable
 from actionqueue.core._validate import U32_MAX
 from actionqueue.storage.wal.fs_writer import DEFAULT_MAX_RECORD_SIZE
 
@@ -40,10 +41,16 @@ class ActionQueueGroup(click.Group):
                 traceback.print_exception(exc, file=sys.stderr)
             data_dir = obj.data_dir if obj is not None else DEFAULT_DATA_DIR
             d = describe(exc, data_dir)
-            click.echo(f"error: {d.message}", err=True)
+            click.echo(f"error: {_shown(d.message)}", err=True)
             if d.hint:
-                click.echo(f"hint: {d.hint}", err=True)
+                click.echo(f"hint: {_shown(d.hint)}", err=True)
             ctx.exit(d.exit_code)
+
+
+def _shown(message: str) -> str:
+    """An error message for the terminal: it may quote a path, an id the user typed or text
+    from the data, so control characters are escaped (its own line breaks are kept)."""
+    return "\n".join(printable(line) for line in message.split("\n"))
 
 
 @click.group(

@@ -33,11 +33,12 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 import actionqueue as aq
 from actionqueue.cli.context import CliContext, pass_cli
 from actionqueue.cli.errors import CliError
-from actionqueue.cli.render import policy_text, short
+from actionqueue.cli.render import plain, policy_text, short
 from actionqueue.cli.store import looks_like_data_dir, read_view
 from actionqueue.storage.wal.lock import hold_lock
 
@@ -375,7 +376,7 @@ def _prepare(data_dir: str, fresh: bool, console: Console) -> None:
                     "use another --data-dir, or --fresh to wipe it (its tasks are lost)",
                     "usage",
                 )
-        console.print(f"wiping the previous demo queue in {data_dir}")
+        console.print(plain(f"wiping the previous demo queue in {data_dir}"))
         shutil.rmtree(path)
 
 
@@ -414,7 +415,9 @@ def demo(cli: CliContext, local_dir: str | None, fresh: bool, no_crash: bool) ->
     console = cli.console
     _quiet_runtime_logs()
     _prepare(data_dir, fresh, console)
-    console.print(f"[bold]actionqueue demo[/bold] — data directory: {data_dir}")
+    console.print(
+        Text.assemble(("actionqueue demo", "bold"), plain(f" — data directory: {data_dir}"))
+    )
     started = time.monotonic()
     console.print("\n[bold]1. a realistic mix[/bold] (threads executor, Immediate durability)")
     with aq.ActionQueue.open(data_dir) as q:
@@ -431,15 +434,20 @@ def demo(cli: CliContext, local_dir: str | None, fresh: bool, no_crash: bool) ->
         problems += _recovery(data_dir, console)
     if problems:
         for p in problems:
-            console.print(f"[red]check failed:[/red] {p}")
+            console.print(Text.assemble(("check failed:", "red"), " ", plain(p)))
         raise CliError("the demo's checks failed", "please report this", "error")
+    console.print()
     console.print(
-        f"\n[green]done[/green] in {time.monotonic() - started:.1f} s. Look around:\n"
-        f"  actionqueue --data-dir {data_dir} stats\n"
-        f"  actionqueue --data-dir {data_dir} tasks\n"
-        f"  actionqueue --data-dir {data_dir} runs --state failed\n"
-        f"  actionqueue --data-dir {data_dir} show <id>   (ids and unique prefixes work)"
+        Text.assemble(("done", "green"), f" in {time.monotonic() - started:.1f} s. Look around:")
     )
+    # The data directory is the user's text: plain, never markup.
+    for command in (
+        "stats",
+        "tasks",
+        "runs --state failed",
+        "show <id>   (ids and unique prefixes work)",
+    ):
+        console.print(plain(f"  actionqueue --data-dir {data_dir} {command}"))
 
 
 @click.command(name="_demo-worker", hidden=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from actionqueue.cli.context import CliContext, pass_cli
 from actionqueue.cli.errors import CliError
@@ -22,6 +23,7 @@ from actionqueue.cli.render import (
     echo_json,
     fmt_ms,
     fmt_short,
+    plain,
     policy_text,
     run_to_dict,
     short,
@@ -94,7 +96,7 @@ def stats(cli: CliContext, as_json: bool) -> None:
         return
     now = _now()
     con = cli.console
-    con.print(f"[bold]{cli.data_dir}[/bold]")
+    con.print(plain(cli.data_dir, "bold"))
     table = Table(show_header=True, header_style="bold")
     table.add_column("state")
     table.add_column("runs", justify="right")
@@ -115,13 +117,19 @@ def stats(cli: CliContext, as_json: bool) -> None:
         f"{view.events_replayed} events replayed after it"
     )
     for path, reason in view.snapshots_skipped:
-        con.print(f"[yellow]note:[/yellow] snapshot {path} not used: {reason}")
+        _note(cli, f"snapshot {path} not used: {reason}")
     if view.torn_tail:
-        con.print(
-            f"[yellow]note:[/yellow] the log ends in an incomplete record "
+        _note(
+            cli,
+            f"the log ends in an incomplete record "
             f"({view.torn_tail.get('segment')} @ {view.torn_tail.get('offset')}): a crash "
-            "tail, or a record being written right now; the next open cuts a crash tail"
+            "tail, or a record being written right now; the next open cuts a crash tail",
         )
+
+
+def _note(cli: CliContext, text: str) -> None:
+    """A yellow ``note:`` and ``text``, which may quote paths and error text (plain)."""
+    cli.console.print(Text.assemble(("note:", "yellow"), " ", plain(text)))
 
 
 def _runs_by_task(view: ReadView) -> dict[bytes, list[RunInstance]]:
@@ -164,10 +172,10 @@ def tasks(cli: CliContext, handler: str | None, tag: str | None, limit: int, as_
             runs_text += " (task canceled)"
         table.add_row(
             short(t.task_id),
-            t.spec.handler or "-",
-            policy_text(t.spec.run_policy),
+            plain(t.spec.handler or "-"),
+            plain(policy_text(t.spec.run_policy)),  # a cron expression and time zone
             str(t.spec.metadata.priority),
-            t.spec.constraints.concurrency_key or "-",
+            plain(t.spec.constraints.concurrency_key or "-"),
             runs_text,
             str(sum(len(r.attempts) for r in rs)),
             fmt_short(t.created_at),
@@ -242,7 +250,7 @@ def runs(
         table.add_row(
             short(r.run_id),
             short(r.task_id),
-            (rec.spec.handler if rec else None) or "-",
+            plain((rec.spec.handler if rec else None) or "-"),
             str(r.ordinal),
             _styled(r.state),
             fmt_short(r.scheduled_at),
@@ -284,7 +292,7 @@ def _show_task(cli: CliContext, view: ReadView, rec: TaskRecord, as_json: bool) 
         ("runs derived", f"{rec.derived} ({rec.non_terminal} unfinished)"),
     ]
     for k, v in rows:
-        con.print(f"  {k:16} {v}", markup=False)
+        con.print(plain(f"  {k:16} {v}"))
     table = Table(show_header=True, header_style="bold", title="runs", title_justify="left")
     for col in ("run", "#", "state", "scheduled", "attempts", "last error"):
         table.add_column(col, no_wrap=col == "run")
@@ -296,7 +304,7 @@ def _show_task(cli: CliContext, view: ReadView, rec: TaskRecord, as_json: bool) 
             _styled(r.state),
             fmt_ms(r.scheduled_at),
             str(r.attempt_count),
-            (err or "").split("\n", 1)[0][:60],
+            plain((err or "").split("\n", 1)[0][:60]),
         )
     con.print(table)
 
@@ -313,7 +321,7 @@ def _show_run(cli: CliContext, view: ReadView, run: RunInstance, as_json: bool) 
     con = cli.console
     con.print(f"[bold]run {run.run_id}[/bold]  {_styled(run.state)}")
     handler = rec.spec.handler if rec else None
-    con.print(f"  task             {run.task_id} (handler {handler or '-'})", markup=False)
+    con.print(plain(f"  task             {run.task_id} (handler {handler or '-'})"))
     con.print(f"  ordinal          {run.ordinal}", markup=False)
     con.print(f"  scheduled        {ago(run.scheduled_at, now)}", markup=False)
     # A run records its priority when it becomes Ready; before that (or if it never did, e.g.
@@ -330,11 +338,9 @@ def _show_run(cli: CliContext, view: ReadView, run: RunInstance, as_json: bool) 
     if run.not_before is not None and run.state is RunState.RETRY_WAIT:
         con.print(f"  retry at         {ago(run.not_before, now)}", markup=False)
     if run.lease is not None:
-        con.print(
-            f"  lease            {run.lease.owner} until {ago(run.lease.expires_at, now)}",
-            markup=False,
-        )
-    con.print(f"  why              {explain(view, run, now).text}", markup=False)
+        lease = run.lease
+        con.print(plain(f"  lease            {lease.owner} until {ago(lease.expires_at, now)}"))
+    con.print(plain(f"  why              {explain(view, run, now).text}"))
     hist = Table(show_header=True, header_style="bold", title="state history", title_justify="left")
     for col in ("at", "from", "to", "reason"):
         hist.add_column(col)
@@ -343,7 +349,7 @@ def _show_run(cli: CliContext, view: ReadView, run: RunInstance, as_json: bool) 
             fmt_ms(h.at),
             "-" if h.from_state is None else h.from_state.label,
             _styled(h.to_state),
-            h.reason or "",
+            plain(h.reason or ""),
         )
     con.print(hist)
     if run.attempts:
@@ -358,7 +364,7 @@ def _show_run(cli: CliContext, view: ReadView, run: RunInstance, as_json: bool) 
                 fmt_ms(a.started_at),
                 took,
                 "(open)" if a.outcome is None else a.outcome.label,
-                (a.error or "").split("\n", 1)[0][:70],
+                plain((a.error or "").split("\n", 1)[0][:70]),
             )
         con.print(att)
 
@@ -410,4 +416,4 @@ def why(cli: CliContext, run_id: str, as_json: bool) -> None:
         echo_json(answer.to_dict())
         return
     cli.console.print(f"run {run.run_id}: [bold]{answer.state}[/bold]")
-    cli.console.print(answer.text, markup=False)
+    cli.console.print(plain(answer.text))

@@ -17,7 +17,7 @@ import click
 
 from actionqueue.cli.context import CliContext, pass_cli
 from actionqueue.cli.errors import CliError
-from actionqueue.cli.render import duration, echo_json, fmt_ms
+from actionqueue.cli.render import duration, echo_json, fmt_ms, plain
 from actionqueue.cli.store import open_authority
 
 __all__ = ["compact", "parse_before", "snapshot"]
@@ -77,10 +77,11 @@ def snapshot(cli: CliContext, as_json: bool) -> None:
         echo_json(_snapshot_dict(info))
         return
     cli.console.print(
-        f"snapshot at sequence {info.sequence}: {info.path} ({info.bytes} bytes, "
-        f"{info.millis} ms); removed {info.segments_removed} WAL segment(s) and "
-        f"{info.snapshots_removed} old snapshot(s)",
-        markup=False,
+        plain(
+            f"snapshot at sequence {info.sequence}: {info.path} ({info.bytes} bytes, "
+            f"{info.millis} ms); removed {info.segments_removed} WAL segment(s) and "
+            f"{info.snapshots_removed} old snapshot(s)"
+        )
     )
 
 

@@ -3,18 +3,24 @@
 JSON conventions: ids are hyphenated UUID strings, times are integer milliseconds since the
 Unix epoch (UTC, as stored) with an ``*_iso`` twin where a human reads them, bytes are base64
 (``{"base64": ...}``) unless ``--bytes hex`` was asked for.
+
+Text for people: anything that comes from the data or the user (handler names, errors, reasons,
+keys, tags, paths) goes to rich as :func:`plain` text — never parsed as markup — with its
+control characters escaped by :func:`printable`.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 import click
+from rich.text import Text
 
 from actionqueue.core.run.attempt import AttemptOutcome
 from actionqueue.core.run.run_instance import RunInstance
@@ -31,7 +37,9 @@ __all__ = [
     "event_to_dict",
     "fmt_ms",
     "fmt_short",
+    "plain",
     "policy_text",
+    "printable",
     "run_to_dict",
     "short",
     "spec_to_dict",
@@ -71,6 +79,34 @@ _EVENT_FIELDS: dict[int, tuple[str, ...]] = {
     12: ("before", "at"),
 }
 _ID_FIELDS = {"run_id", "task_id", "attempt_id"}
+
+
+#: Characters shown escaped: controls (an ANSI escape sequence, a carriage return, a
+#: backspace: they act on the terminal), format characters (a bidi override reorders the rest
+#: of the line; zero-width ones hide text), line and paragraph separators, lone surrogates.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def printable(text: str) -> str:
+    """``text`` with every character of :data:`_ESCAPED_CATEGORIES` written as its Python
+    escape (``\x1b``, ``\n``, ``\u202e``): what the data holds is shown, and cannot move the
+    cursor, recolour the terminal or forge a line. ``--json`` output keeps the exact text."""
+    if text.isprintable():  # nearly always: one C pass, no copy
+        return text
+    return "".join(_escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    if unicodedata.category(ch) in _ESCAPED_CATEGORIES:
+        return ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return ch  # printable, or a space other than " " (a no-break space): shown as it is
+
+
+def plain(text: str, style: str = "") -> Text:
+    """User or data text for rich: a ``Text`` is shown as it is, never parsed as markup
+    (``[red]`` would style, ``[/]`` raises ``MarkupError``) or emoji codes (``:x:``), and
+    :func:`printable` escapes its control characters."""
+    return Text(printable(text), style=style)
 
 
 def short(ident: object) -> str:

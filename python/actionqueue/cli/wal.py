@@ -14,10 +14,11 @@ from typing import Any
 
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from actionqueue.cli.context import CliContext, pass_cli
 from actionqueue.cli.errors import EXIT, CliError
-from actionqueue.cli.render import event_to_dict
+from actionqueue.cli.render import event_to_dict, plain, printable
 from actionqueue.cli.store import (
     READ_ATTEMPTS,
     check_data_dir,
@@ -148,7 +149,7 @@ def verify(cli: CliContext, as_json: bool, progress: bool | None) -> None:
         if as_json:
             click.echo(json.dumps({"ok": False, "error": str(exc), **where}, indent=2))
         else:
-            click.echo(f"CORRUPT: {exc}", err=True)
+            click.echo(f"CORRUPT: {printable(str(exc))}", err=True)
             click.echo(
                 "hint: `actionqueue wal repair` shows what cutting the log there would drop",
                 err=True,
@@ -168,8 +169,13 @@ def verify(cli: CliContext, as_json: bool, progress: bool | None) -> None:
     if report.torn_tail is not None:
         seg, off, reason = report.torn_tail
         con.print(
-            f"[yellow]crash tail[/yellow] at {seg} offset {off} ({reason}): the normal result "
-            "of a crash (or a record being written right now); the next open cuts it"
+            Text.assemble(
+                ("crash tail", "yellow"),
+                plain(
+                    f" at {seg} offset {off} ({reason}): the normal result of a crash (or a "
+                    "record being written right now); the next open cuts it"
+                ),
+            )
         )
 
 
@@ -218,8 +224,10 @@ def dump(cli: CliContext, start: int, limit: int | None, encoding: str) -> None:
     tail = None if reader is None else reader.torn_tail
     if tail is not None and (limit is None or n < limit):
         click.echo(
-            f"note: the log ends in a crash tail at {tail.get('segment')} offset "
-            f"{tail.get('offset')} ({tail.get('reason')})",
+            printable(
+                f"note: the log ends in a crash tail at {tail.get('segment')} offset "
+                f"{tail.get('offset')} ({tail.get('reason')})"
+            ),
             err=True,
         )
 
@@ -268,7 +276,7 @@ def repair(cli: CliContext, yes: bool, dry_run: bool) -> None:
         con.print("[green]the log is sound[/green]: nothing to repair")
         return
     for line in _repair_lines(found):
-        con.print(line, markup=False)
+        con.print(plain(line))  # segment names and reasons
     if dry_run:
         return
     if not yes:
@@ -305,15 +313,18 @@ def _set_aside_snapshots(cli: CliContext) -> None:
         return
     for path, seq, to in moved:
         con.print(
-            f"snapshot {os.path.basename(path)} (sequence {seq}) is newer than the log now: "
-            f"renamed to {os.path.basename(to)} so that it is never loaded",
-            markup=False,
+            plain(
+                f"snapshot {os.path.basename(path)} (sequence {seq}) is newer than the log "
+                f"now: renamed to {os.path.basename(to)} so that it is never loaded"
+            )
         )
     if last == 0:
         snaps = snapshot_dir(cli.data_dir)
         if os.path.isdir(snaps) and list_snapshots(snaps):
             con.print(
-                f"the log is now empty but {snaps} holds snapshots: opening refuses until the "
-                "WAL is restored, or the snapshots are moved away to start an empty queue",
-                markup=False,
+                plain(
+                    f"the log is now empty but {snaps} holds snapshots: opening refuses until "
+                    "the WAL is restored, or the snapshots are moved away to start an empty "
+                    "queue"
+                )
             )
