@@ -1210,3 +1210,44 @@ def test_a_second_open_in_the_same_process_is_refused(fast_tmp: Path) -> None:
     first.close()
     with aq.ActionQueue.open(path) as second:  # released at close
         assert second.get_task(t1) is not None
+
+
+class _QuotingCodec:
+    """A codec whose decode error quotes the whole document (twice), as parsers often do."""
+
+    content_type = "application/x-quoting"
+
+    def encode(self, value: Any) -> bytes:
+        return str(value).encode()
+
+    def decode(self, data: bytes) -> Any:
+        raise ValueError(f"invalid document: {bytes(data)!r}; expected: {bytes(data).upper()!r}")
+
+
+@pytest.mark.parametrize(
+    ("max_record", "size"),
+    [(64 * 1024, 40_000), (SMALL_RECORD, 2_500)],
+    ids=["text-capped", "record-still-too-large"],
+)
+def test_a_decode_error_quoting_a_large_payload_fails_the_run_at_once(
+    fast_tmp: Path, max_record: int, size: int
+) -> None:
+    """BUG: the error text of an undecodable payload was not bounded: quoting a 40 KB payload
+    it made a finish record over the size limit, which was refused and dropped; the run sat
+    in Running until its lease expired, was recorded Lost twice and ended Failed without the
+    real reason. Now the text is capped, and a record still too large is recorded cut."""
+    clock = aq.ManualClock(1_700_000_000_000)
+    q = aq.ActionQueue.open(
+        fast_tmp / "q", clock=clock, lease=10, storage_options={"max_record_size": max_record}
+    )
+    try:
+        q.register("h", lambda ctx, p: p, codec=_QuotingCodec(), max_attempts=2)
+        tid = q.submit("h", "d" * size)  # fits a record; the error quoting it twice does not
+        q.run_until_idle(timeout=20)
+        (run,) = q.runs(tid)
+        assert run.state is RunState.FAILED
+        (attempt,) = run.attempts
+        assert attempt.outcome is AttemptOutcome.TERMINAL_FAILURE
+        assert (attempt.error or "").startswith("the payload could not be decoded: ValueError")
+    finally:
+        q.close(drain=False, timeout=5)

@@ -49,7 +49,13 @@ from actionqueue.runtime.context import ContextSnapshot, HandlerContext
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job
 from actionqueue.runtime.handlers import HandlerRegistry, RegisteredHandler
 from actionqueue.runtime.metrics import Metrics
-from actionqueue.runtime.outcomes import AttemptResult, ResultKind, Verdict, interpret
+from actionqueue.runtime.outcomes import (
+    AttemptResult,
+    ResultKind,
+    Verdict,
+    exception_message,
+    interpret,
+)
 
 __all__ = ["Dispatcher", "InFlight"]
 
@@ -709,19 +715,25 @@ class Dispatcher:
         att, verdict = recorded[i]
         smaller = _too_large(verdict, e)
         recorded[i] = (att, smaller)
-        d = att.dispatch
         try:
-            return self.engine.finish_attempt(
-                d.run_id,
-                d.attempt_id,
-                smaller.outcome,
-                error=smaller.error,
-                output=smaller.output,
-                retry_delay=smaller.retry_delay_ms,
-                durability=DurabilityPolicy.DEFERRED,
-            )
+            return self._finish(att, smaller, DurabilityPolicy.DEFERRED)
         except Exception as again:  # storage failed meanwhile: reported like any other
             return again
+
+    def _finish(
+        self, att: InFlight, verdict: Verdict, durability: DurabilityPolicy | None = None
+    ) -> RunState:
+        """Record ``verdict`` for ``att``'s attempt in a record of its own."""
+        d = att.dispatch
+        return self.engine.finish_attempt(
+            d.run_id,
+            d.attempt_id,
+            verdict.outcome,
+            error=verdict.error,
+            output=verdict.output,
+            retry_delay=verdict.retry_delay_ms,
+            durability=durability,
+        )
 
     def _log_outcome(self, att: InFlight, verdict: Verdict, state: RunState) -> None:
         d = att.dispatch
@@ -778,14 +790,13 @@ class Dispatcher:
                     "run %s released (%s)", d.run_id, verdict.error, extra={"run_id": str(d.run_id)}
                 )
             else:
-                state = self.engine.finish_attempt(
-                    d.run_id,
-                    d.attempt_id,
-                    verdict.outcome,
-                    error=verdict.error,
-                    output=verdict.output,
-                    retry_delay=verdict.retry_delay_ms,
-                )
+                try:
+                    state = self._finish(att, verdict)
+                except RecordTooLargeError as e:
+                    # E.g. a codec's decode error quoting a huge payload: recorded cut, not left
+                    # Running until its lease expires (then Lost, retried into the same wall).
+                    verdict = _too_large(verdict, e)
+                    state = self._finish(att, verdict)
                 self.metrics.inc(
                     "outcomes_total", handler=d.handler, outcome=_outcome_label(verdict, state)
                 )
@@ -1033,7 +1044,7 @@ def _snapshot_of(d: Dispatch, timeout_s: float | None) -> ContextSnapshot:
 
 
 def _err_text(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
+    return f"{type(e).__name__}: {exception_message(e)}"
 
 
 def _too_large(verdict: Verdict, e: RecordTooLargeError) -> Verdict:

@@ -106,6 +106,16 @@ def _format_chain(exc: BaseException, out: list[str], seen: set[int]) -> None:
         out.append(f"{type(exc).__qualname__}: <unprintable>\n")
 
 
+def exception_message(exc: BaseException) -> str:
+    """``str(exc)``, loggable and bounded like a traceback (a Fail / Suspend message, or a
+    codec's error quoting a whole payload, is recorded as it is), and never raising: a broken
+    ``__str__`` (even one raising a BaseException) gives ``<unprintable Type>``."""
+    try:
+        return _loggable(str(exc))[:MAX_ERROR_CHARS]
+    except BaseException:
+        return f"<unprintable {type(exc).__name__}>"
+
+
 def _loggable(text: str) -> str:
     """``text`` with lone surrogates (which UTF-8, the log's text encoding, cannot hold) written
     as ``\\udXXX`` escapes: an exception message is the handler's text, not the caller's
@@ -152,11 +162,7 @@ class ErrorInfo:
         # A handler's exception is described on the worker that ran it: nothing it does in its
         # __str__ or __notes__ (even raising a BaseException) may end that worker, which would
         # leave the attempt unrecorded and the run Running for good.
-        try:
-            # Bounded like the traceback: a Fail / Suspend message is recorded as it is.
-            message = _loggable(str(exc))[:MAX_ERROR_CHARS]
-        except BaseException:
-            message = f"<unprintable {type(exc).__name__}>"
+        message = exception_message(exc)
         try:
             tb = _loggable(format_exception(exc))
         except BaseException as e:
