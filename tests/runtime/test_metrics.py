@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from actionqueue.runtime.metrics import Metrics
+from actionqueue.runtime.metrics import Histogram, Metrics
 
 
 def _filled() -> Metrics:
@@ -74,3 +74,19 @@ def test_builtin_renderer_has_the_same_format() -> None:
     except ImportError:
         return
     assert list(text_string_to_metric_families(text))
+
+
+def test_quantile_zero_is_the_bucket_of_the_smallest_value() -> None:
+    """q=0 used to return the first bucket's bound whatever the data (0.0005 for values of
+    100 s and more); it is the bucket holding the smallest value, like every other q."""
+    h = Histogram()
+    for v in (100.0, 200.0, 250.0):
+        h.observe(v)
+    assert h.quantile(0.0) == 300.0
+    assert h.quantile(0.0) == h.quantile(0.01)
+    assert h.quantile(1.0) == 300.0
+    h.observe(0.003)
+    assert h.quantile(0.0) == 0.005
+    assert Histogram().quantile(0.0) is None
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        h.quantile(1.5)

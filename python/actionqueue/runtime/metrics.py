@@ -120,14 +120,19 @@ class Histogram:
         return out
 
     def quantile(self, q: float) -> float | None:
-        """Estimated from buckets (upper bound of the bucket holding the q-th value)."""
+        """Estimated from buckets: the upper bound of the bucket holding the q-th value
+        (``q`` in ``[0, 1]``; 0 is the smallest value, 1 the largest)."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile q must be in [0, 1], got {q!r}")
         if self.n == 0:
             return None
-        rank = q * self.n
+        # The rank of the q-th value counts from 1: with rank 0, q=0 would stop at the first
+        # bucket, empty or not, instead of the one holding the smallest value.
+        rank = max(1, math.ceil(q * self.n))
         for b, acc in self.cumulative():
             if acc >= rank:
                 return b
-        return math.inf  # pragma: no cover
+        return math.inf  # pragma: no cover - the last bucket's count is n
 
 
 class Metrics:
