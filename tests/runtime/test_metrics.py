@@ -90,3 +90,22 @@ def test_quantile_zero_is_the_bucket_of_the_smallest_value() -> None:
     assert Histogram().quantile(0.0) is None
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         h.quantile(1.5)
+
+
+def test_total_sums_the_counters_read_at_scrape_time_too() -> None:
+    """total() used to sum only the counters recorded directly: a collected counter (the
+    WAL's fsyncs) read 0 although value() read it, and an empty total was the int 0."""
+    m = Metrics()
+    m.add_collector(
+        lambda: [
+            ("wal_fsyncs_total", "counter", {}, 5),
+            ("reads_total", "counter", {"disk": "a"}, 2),
+            ("reads_total", "counter", {"disk": "b"}, 3),
+            ("runs", "gauge", {"state": "Ready"}, 7),
+        ]
+    )
+    m.inc("reads_total", disk="c")
+    assert m.total("wal_fsyncs_total") == m.value("wal_fsyncs_total") == 5.0
+    assert m.total("reads_total") == 6.0
+    assert m.total("runs") == 0.0  # a gauge is not a counter
+    assert type(m.total("never_counted_total")) is float

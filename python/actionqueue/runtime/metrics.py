@@ -202,9 +202,12 @@ class Metrics:
         return 0.0
 
     def total(self, name: str) -> float:
-        """A counter summed over all label sets."""
+        """A counter summed over all label sets, the ones read at scrape time included
+        (``wal_fsyncs_total``); 0.0 if never counted."""
         with self._lock:
-            return sum(self._counters.get(name, {}).values())
+            recorded = sum(self._counters.get(name, {}).values(), 0.0)
+        collected = (v for n, kind, _lab, v in self._collected() if n == name and kind == "counter")
+        return recorded + sum(collected, 0.0)
 
     def histogram(self, name: str, **labels: object) -> Histogram | None:
         """A histogram; with no labels, all label sets merged."""
