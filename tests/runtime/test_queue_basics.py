@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from rt_helpers import T0, MakeQueue
+from rt_helpers import T0, MakeQueue, needs_real_storage
 
 import actionqueue as aq
 from actionqueue import RunState
@@ -550,6 +550,33 @@ def test_metrics_and_stats(make_queue: MakeQueue) -> None:
     stats = q.stats()
     assert set(stats["runs"]) == {s.label for s in RunState}
     assert stats["runs"]["Suspended"] == 0
+
+
+@needs_real_storage
+def test_wal_metrics_count_this_processs_appends(make_queue: MakeQueue, tmp_path: Any) -> None:
+    """The WAL's bytes were exposed as a gauge ``wal_bytes``, "Bytes in the write-ahead log",
+    which read 0 after reopening a full log: they are the bytes appended since the queue was
+    opened, so they are a counter named and described as such."""
+    path = tmp_path / "wal-metrics"
+    q = make_queue(path)
+    q.register("h", lambda ctx, p: None)
+    q.submit_many("h", [b"x" * 1000] * 20)
+    q.run_until_idle()
+    m = q.metrics
+    appended = m.value("wal_appended_bytes_total")
+    assert appended > 20 * 1000
+    assert m.total("wal_appended_bytes_total") == appended
+    text = m.prometheus_text()
+    assert "# TYPE actionqueue_wal_appended_bytes_total counter" in text
+    help_line = next(x for x in text.splitlines() if x.startswith("# HELP actionqueue_wal_app"))
+    assert help_line.endswith("since the queue was opened.")
+    assert "actionqueue_wal_bytes" not in text
+    q.close()
+    again = make_queue(path)
+    assert again.metrics.value("wal_appended_bytes_total") == 0.0  # nothing appended yet
+    again.register("h", lambda ctx, p: None)
+    again.submit("h")
+    assert 0 < again.metrics.value("wal_appended_bytes_total") < appended
 
 
 def test_asyncio_submit_and_await(make_queue: MakeQueue) -> None:

@@ -3,9 +3,9 @@
 Everything is kept in plain Python objects behind one lock (cheap enough for the hot path:
 one dict update per event). ``prometheus_text()`` renders them in the Prometheus text format —
 through ``prometheus-client`` when it is installed (``pip install actionqueue[prometheus]``),
-else with a small built-in renderer of the same format. Gauges whose value lives elsewhere
-(queue depth by state, WAL bytes and fsyncs) are read at scrape time from collectors the
-runtime registers.
+else with a small built-in renderer of the same format. Series whose value lives elsewhere
+(queue depth by state, the WAL's appended bytes and fsyncs) are read at scrape time from
+collectors the runtime registers.
 
 >>> m = Metrics()
 >>> m.inc("submitted_total", handler="send")
@@ -47,8 +47,8 @@ _HELP: dict[str, str] = {
     "in_flight": "Attempts running now.",
     "runs": "Runs by state (queue depth).",
     "recovery_seconds": "Time the last open() spent recovering the data directory.",
-    "wal_bytes": "Bytes in the write-ahead log.",
-    "wal_fsyncs_total": "fsync calls made by the write-ahead log.",
+    "wal_appended_bytes_total": "Bytes appended to the write-ahead log since the queue was opened.",
+    "wal_fsyncs_total": "fsync calls made by the write-ahead log since the queue was opened.",
 }
 
 Labels = tuple[tuple[str, str], ...]

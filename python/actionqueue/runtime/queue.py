@@ -1188,13 +1188,15 @@ class ActionQueue:
         stats = getattr(self.authority, "stats", None)
         if callable(stats):
             a = stats()
-            for attr, name, kind in (
-                ("wal_bytes", "wal_bytes", "gauge"),
-                ("wal_syncs", "wal_fsyncs_total", "counter"),
+            # The WAL's own counters start at 0 when the queue opens: counters of this
+            # process's writes, not the size of the log on disk (which a reopen keeps).
+            for attr, name in (
+                ("wal_bytes", "wal_appended_bytes_total"),
+                ("wal_syncs", "wal_fsyncs_total"),
             ):
                 v = getattr(a, attr, None)
                 if v is not None:
-                    yield (name, kind, {}, float(v))
+                    yield (name, "counter", {}, float(v))
 
     # --- waiting and results -------------------------------------------------------------------
 

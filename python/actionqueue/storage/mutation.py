@@ -115,7 +115,8 @@ class PruneOutcome:
 @dataclass(frozen=True, slots=True)
 class AuthorityStats:
     """Counters: submits (records), events, rejected commands, snapshots taken; the WAL's
-    appends, bytes and ``fdatasync`` calls; the last snapshot and snapshot error."""
+    appends, bytes appended and ``fdatasync`` calls since it was opened (not the log's size);
+    the last snapshot and snapshot error."""
 
     submits: int
     events: int
