@@ -703,11 +703,19 @@ def test_closed_queue_refuses_calls(make_queue: MakeQueue) -> None:
         q.submit("h")
 
 
+def _outcome_series(q: aq.ActionQueue) -> tuple[dict[str, float], dict[str, int]]:
+    """``outcomes_total`` and ``attempt_duration_seconds`` counts by their labels."""
+    snap = q.metrics.snapshot()
+    durations = snap.get("attempt_duration_seconds", {})
+    return snap.get("outcomes_total", {}), {k: h["count"] for k, h in durations.items()}
+
+
 def test_a_run_canceled_while_running_is_counted_canceled_in_the_metrics(
     make_queue: MakeQueue,
 ) -> None:
     """The log says Canceled (the cancellation records the attempt); the metrics used to count
-    the handler's interrupted end as a TerminalFailure."""
+    the handler's interrupted end as a TerminalFailure, and ``attempt_duration_seconds`` still
+    labelled it so (the handler's verdict, before the engine decided)."""
     q = make_queue()
     started = threading.Event()
 
@@ -725,9 +733,54 @@ def test_a_run_canceled_while_running_is_counted_canceled_in_the_metrics(
     (run,) = q.runs(tid)
     assert [a.outcome.label for a in run.attempts] == ["Canceled"]
     q.close()  # drains: the handler's end is recorded
-    m = q.metrics
-    assert m.value("outcomes_total", handler="slow", outcome="Canceled") == 1
-    assert m.value("outcomes_total", handler="slow", outcome="TerminalFailure") == 0
+    assert _outcome_series(q) == (
+        {"handler=slow,outcome=Canceled": 1.0},
+        {"handler=slow,outcome=Canceled": 1},
+    )
+
+
+@needs_real_storage
+def test_attempt_duration_of_a_result_too_large_to_record_is_labelled_as_recorded(
+    make_queue: MakeQueue,
+) -> None:
+    """A return value over the record size limit is recorded as a TerminalFailure; its
+    duration was labelled Success."""
+    q = make_queue(storage_options={"max_record_size": 64 * 1024})
+    q.register("big", lambda ctx, p: "x" * 200_000)
+    tid = q.submit("big")
+    q.run_until_idle()
+    (run,) = q.runs(tid)
+    assert [a.outcome for a in run.attempts] == [AttemptOutcome.TERMINAL_FAILURE]
+    assert _outcome_series(q) == (
+        {"handler=big,outcome=TerminalFailure": 1.0},
+        {"handler=big,outcome=TerminalFailure": 1},
+    )
+
+
+def test_attempt_duration_of_a_run_given_back_at_stop_is_labelled_released(
+    make_queue: MakeQueue,
+) -> None:
+    """``stop(drain=False)`` gives the run back (counted Released); its duration was labelled
+    Suspended, the handler's verdict."""
+    q = make_queue()
+    started = threading.Event()
+
+    @q.handler("long")
+    def long(ctx: Any, p: Any) -> None:
+        started.set()
+        ctx.cancelled.wait(30)
+        ctx.raise_if_cancelled()
+
+    q.start()
+    tid = q.submit("long")
+    assert started.wait(10)
+    assert q.stop(drain=False, timeout=10)
+    (run,) = q.runs(tid)
+    assert run.state is RunState.READY
+    assert _outcome_series(q) == (
+        {"handler=long,outcome=Released": 1.0},
+        {"handler=long,outcome=Released": 1},
+    )
 
 
 def test_list_runs_by_handler_keeps_no_spec_after_the_call(make_queue: MakeQueue) -> None:

@@ -64,6 +64,9 @@ _RETURNED = ResultKind.RETURNED
 _SUCCESS = Verdict(AttemptOutcome.SUCCESS)
 _SUCCESS_LABEL = AttemptOutcome.SUCCESS.label
 _COMPLETED = RunState.COMPLETED
+_FAILED = RunState.FAILED
+#: the outcome counted for a run given back unfinished (the log holds a Suspended attempt)
+_RELEASED_LABEL = "Released"
 #: builds a NamedTuple (``Finish``) without the Python-level ``__new__`` frame
 _new_tuple = tuple.__new__
 
@@ -606,25 +609,22 @@ class Dispatcher:
     def _record_batch(self, items: list[tuple[InFlight, AttemptResult]]) -> None:
         """Record finished attempts: one ``Engine.finish_attempts`` call for all of them."""
         try:
-            durations: dict[tuple[str | None, str], list[float]] = {}
             finishes: list[Finish] = []
             recorded: list[tuple[InFlight, Verdict]] = []
+            #: the handlers' durations of ``recorded``, in order
+            took: list[float] = []
+            total = 0.0
             for att, result in items:
                 d = att.dispatch
                 if result.value is None and result.kind is _RETURNED:
                     verdict = _SUCCESS  # returned None: the common no-result case
-                    key = (d.spec.handler, _SUCCESS_LABEL)
                 else:
                     verdict = self._verdict(att, result)
-                    key = (d.spec.handler, verdict.outcome.label)
-                dl = durations.get(key)
-                if dl is None:
-                    dl = durations[key] = []
-                dl.append(result.duration)
+                total += result.duration
                 if att.abandoned:
                     continue
                 if verdict.release:
-                    self._record(att, verdict, notify=False)
+                    self._record(att, verdict, notify=False, took=result.duration)
                     continue
                 finishes.append(
                     _new_tuple(
@@ -640,13 +640,9 @@ class Dispatcher:
                     )
                 )
                 recorded.append((att, verdict))
-            total, count = 0.0, 0
-            for (h, label), dl in durations.items():
-                self.metrics.observe_many("attempt_duration_seconds", dl, handler=h, outcome=label)
-                total += sum(dl)
-                count += len(dl)
-            if count:
-                mean, avg = total / count, self.avg_attempt_s
+                took.append(result.duration)
+            if items:
+                mean, avg = total / len(items), self.avg_attempt_s
                 self.avg_attempt_s = mean if avg is None else avg + (mean - avg) * 0.2
             if finishes:
                 try:
@@ -679,21 +675,25 @@ class Dispatcher:
                         self.engine.flush()
                     except Exception as e:  # the authority is now failed: nothing is durable
                         states = [e] * len(finishes)
-                outcomes: dict[tuple[str | None, str], int] = {}
-                for (att, verdict), state in zip(recorded, states, strict=True):
+                # The durations by (handler, outcome the log holds): the handler's own verdict
+                # may not be it (a cancel while it ran, a result too large to record).
+                outcomes: dict[tuple[str | None, str], list[float]] = {}
+                for (att, verdict), state, seconds in zip(recorded, states, took, strict=True):
                     if verdict is _SUCCESS and state is _COMPLETED:
                         k = (att.dispatch.spec.handler, _SUCCESS_LABEL)
-                        outcomes[k] = outcomes.get(k, 0) + 1
-                        continue
-                    if isinstance(state, BaseException):
+                    elif isinstance(state, BaseException):
                         self._not_recorded(att, state)
                         continue
-                    k = (att.dispatch.spec.handler, _outcome_label(verdict, state))
-                    outcomes[k] = outcomes.get(k, 0) + 1
-                    if verdict.outcome is not AttemptOutcome.SUCCESS or state is RunState.FAILED:
-                        self._log_outcome(att, verdict, state)
-                for (h, label), n in outcomes.items():
-                    self.metrics.inc("outcomes_total", n, handler=h, outcome=label)
+                    else:
+                        k = (att.dispatch.spec.handler, _outcome_label(verdict, state))
+                        if verdict.outcome is not AttemptOutcome.SUCCESS or state is _FAILED:
+                            self._log_outcome(att, verdict, state)
+                    dl = outcomes.get(k)
+                    if dl is None:
+                        dl = outcomes[k] = []
+                    dl.append(seconds)
+                for (h, label), dl in outcomes.items():
+                    self._count_outcomes(h, label, len(dl), dl)
         except Exception:  # pragma: no cover - belt and braces: never leave attempts in flight
             self.metrics.inc("errors_total", kind="record")
             _LOG.exception("recording %d results failed", len(items))
@@ -777,15 +777,29 @@ class Dispatcher:
                 extra=extra,
             )
 
-    def _record(self, att: InFlight, verdict: Verdict, *, notify: bool = True) -> None:
-        """Record one verdict now (unknown handler, undecodable payload, release)."""
+    def _count_outcomes(self, handler: str | None, label: str, n: int, took: list[float]) -> None:
+        """Count ``n`` recorded attempts in ``outcomes_total`` and the durations of those whose
+        handler ran (``took``) in ``attempt_duration_seconds``, under the same labels: the
+        outcome the log holds, so both metrics agree with the log and each other."""
+        self.metrics.inc("outcomes_total", n, handler=handler, outcome=label)
+        if took:
+            self.metrics.observe_many(
+                "attempt_duration_seconds", took, handler=handler, outcome=label
+            )
+
+    def _record(
+        self, att: InFlight, verdict: Verdict, *, notify: bool = True, took: float | None = None
+    ) -> None:
+        """Record one verdict now (unknown handler, undecodable payload, release); ``took``:
+        the handler's duration, if it ran."""
         d = att.dispatch
+        seconds = [] if took is None else [took]
         try:
             if att.abandoned:
                 return
             if verdict.release:
                 self.engine.release(d.run_id, self.owner)
-                self.metrics.inc("outcomes_total", handler=d.handler, outcome="Released")
+                self._count_outcomes(d.handler, _RELEASED_LABEL, 1, seconds)
                 _LOG.debug(
                     "run %s released (%s)", d.run_id, verdict.error, extra={"run_id": str(d.run_id)}
                 )
@@ -797,9 +811,7 @@ class Dispatcher:
                     # Running until its lease expires (then Lost, retried into the same wall).
                     verdict = _too_large(verdict, e)
                     state = self._finish(att, verdict)
-                self.metrics.inc(
-                    "outcomes_total", handler=d.handler, outcome=_outcome_label(verdict, state)
-                )
+                self._count_outcomes(d.handler, _outcome_label(verdict, state), 1, seconds)
                 self._log_outcome(att, verdict, state)
         except Exception as e:
             self._not_recorded(att, e)
