@@ -326,6 +326,34 @@ def test_lost_on_last_attempt_fails(env: Env) -> None:
     assert run.state is S.FAILED
 
 
+def test_the_sweep_reports_each_lost_attempt_once_by_handler(env: Env) -> None:
+    """``on_lost`` hears of the attempts the expiry sweep finished as Lost (a runtime counts
+    them: no result of theirs is ever recorded), by handler, once."""
+    reported: list[dict[str | None, int]] = []
+    e = Engine(
+        env.auth,
+        env.clock,
+        owner="w1",
+        default_lease_ms=10_000,
+        on_lost=lambda lost: reported.append(dict(lost)),
+    )
+    for handler in ("a", "b", "a", None):
+        e.submit(spec(max_attempts=2, handler=handler))
+    batch = e.dispatch_next(limit=4)
+    assert len(batch) == 4
+    e.tick()
+    assert reported == []  # leases still live
+    env.clock.advance(10_000)
+    assert e.tick().expired == 4
+    assert reported == [{"a": 2, "b": 1, None: 1}]
+    with pytest.raises(LeaseError):
+        e.finish_attempt(batch[0].run_id, batch[0].attempt_id, Out.SUCCESS)
+    env.clock.advance(10 * MIN)
+    e.tick()
+    drain(e)
+    assert reported == [{"a": 2, "b": 1, None: 1}]
+
+
 def test_heartbeat_extends_and_refuses_others(env: Env) -> None:
     e = env.engine
     e.submit(spec())

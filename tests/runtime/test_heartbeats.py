@@ -78,3 +78,11 @@ def test_a_lease_expired_under_a_live_handler_stops_it_and_records_it_lost(
     assert run.state is RunState.COMPLETED
     assert [a.outcome.label for a in run.attempts] == ["Lost", "Success"]
     assert q.result(tid) == "done"
+    # The sweep's Lost attempt is counted (it never was: the late result is dropped), so
+    # every attempt started is counted once among the outcomes.
+    m = q.metrics
+    assert m.snapshot()["outcomes_total"] == {
+        "handler=long,outcome=Lost": 1.0,
+        "handler=long,outcome=Success": 1.0,
+    }
+    assert m.total("outcomes_total") == m.total("dispatched_total") == 2

@@ -137,6 +137,32 @@ def test_reopen_keeps_results_and_pause(tmp_path: Path) -> None:
 
 
 @needs_real_storage
+def test_attempts_of_a_dead_owner_found_lost_at_open_are_counted(
+    make_queue: MakeQueue, tmp_path: Path
+) -> None:
+    """Opening a directory whose previous owner died mid-attempt records that attempt Lost
+    (the expiry sweep at open); ``outcomes_total{outcome="Lost"}`` counts it."""
+    clock = aq.ManualClock(1_700_000_000_000)
+    q = make_queue(tmp_path / "d", clock=clock, lease=3)
+    q.register("h", lambda ctx, p: None)
+    tid = q.submit("h", max_attempts=2)
+    # Started in the log, never finished: what a process killed mid-attempt leaves behind.
+    assert len(q.engine.dispatch_next(q.owner)) == 1
+    q.close(drain=False)
+    clock.advance(60_000)
+    q = make_queue(tmp_path / "d", clock=clock, lease=3)
+    (run,) = q.runs(tid)
+    assert [a.outcome for a in run.attempts] == [AttemptOutcome.LOST]
+    assert q.metrics.value("outcomes_total", handler="h", outcome="Lost") == 1
+    q.register("h", lambda ctx, p: None)
+    q.run_until_idle(advance_clock=True)
+    assert q.metrics.snapshot()["outcomes_total"] == {
+        "handler=h,outcome=Lost": 1.0,
+        "handler=h,outcome=Success": 1.0,
+    }
+
+
+@needs_real_storage
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
     ("executor", "to_group"),

@@ -38,13 +38,13 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from actionqueue.core._validate import I64_MAX, check_text
 from actionqueue.core.ids import AttemptId, RunId, TaskId, random_id_bytes, random_ids
-from actionqueue.core.mutation import DurabilityPolicy
+from actionqueue.core.mutation import AttemptFinishCommand, DurabilityPolicy
 from actionqueue.core.run.attempt import AttemptOutcome, decide
 from actionqueue.core.run.run_instance import RunInstance
 from actionqueue.core.run.state import TERMINAL_STATES, RunState
@@ -434,6 +434,11 @@ class Engine:
         default_lease_ms: lease for tasks without a timeout (a task with one gets at least
             ``timeout + 5 s``, see :func:`~actionqueue.engine.lease.lease_duration_ms`).
         durability: default durability of every batch the engine writes.
+        on_lost: called as ``on_lost({handler: n, ...})`` after the expiry sweep wrote
+            attempts finished as **Lost** (their handlers had no result in time: a crash, a
+            stall or a clock jump past the lease), once per batch, each attempt once. Called
+            with the engine's lock held: it must be quick, must not call back into the engine
+            and must not raise. The runtime counts them in its metrics.
 
     Every method takes ``now=None`` meaning ``clock.now()``.
     """
@@ -448,6 +453,7 @@ class Engine:
         rng: _Rng | None = None,
         default_lease_ms: int = DEFAULT_LEASE_MS,
         durability: DurabilityPolicy = DurabilityPolicy.IMMEDIATE,
+        on_lost: Callable[[Mapping[str | None, int]], None] | None = None,
     ) -> None:
         if not callable(getattr(clock, "now", None)):
             raise WrongTypeError(f"clock must have a now() method, got {clock!r}")
@@ -462,6 +468,7 @@ class Engine:
         self._rng: _Rng = rng if rng is not None else random.Random()
         self.default_lease_ms = default_lease_ms
         self.durability = DurabilityPolicy.parse(durability)
+        self._on_lost = on_lost
         self.index = RunIndex(authority)
         # Serializes the writers that read-then-decide (dispatch, tick, cancel, cron refill);
         # finish_attempt of a non-cron run takes no lock, so workers never queue behind a
@@ -557,6 +564,11 @@ class Engine:
             if shape is not None:
                 return shape
         return self._info(tid)
+
+    def _handler_of(self, tid: bytes) -> str | None:
+        """The handler of task ``tid`` (its own: tasks of one shape may have different ones)."""
+        row = self._tasks.get(tid)
+        return row[3] if row is not None else self._info(tid).spec.handler
 
     def _shape(self, spec: TaskSpec) -> int:
         """The number of the shape of ``spec`` (its policy, constraints and metadata), interned
@@ -1070,6 +1082,8 @@ class Engine:
         swept = 0
         leaving: dict[bytes, int] = {}
         outcome: list[tuple[bytes, RunState, int]] = []
+        #: attempts finished as Lost, by handler (a Leased run had none open)
+        lost: dict[str | None, int] = {}
         for w in expired:
             run = RunInstance.from_wire(w)
             info = self._shape_info(w[1])
@@ -1078,6 +1092,9 @@ class Engine:
                 continue
             swept += 1
             events.extend(c.to_wire() for c in cmds)
+            if any(type(c) is AttemptFinishCommand for c in cmds):
+                h = self._handler_of(w[1])
+                lost[h] = lost.get(h, 0) + 1
             target = cmds[-1].new_state  # type: ignore[attr-defined]
             outcome.append((w[0], target, run.attempt_count))
             if target in _TERMINAL and info.is_cron:
@@ -1094,6 +1111,8 @@ class Engine:
                 self._counts.pop(rid, None)
             else:
                 self._counts[rid] = counted
+        if lost and self._on_lost is not None:
+            self._on_lost(lost)  # written: the log holds these attempts as Lost now
         return swept, created, 1 if events else 0
 
     def _refill_events(

@@ -82,6 +82,7 @@ DEFAULT_PATH = "./actionqueue-data"
 #: Placeholders of a submit call's template spec (the engine gives each task its own).
 _TEMPLATE_ID = TaskId.new()
 _NO_PAYLOAD = TaskPayload(b"")
+_LOST_LABEL = AttemptOutcome.LOST.label
 
 #: Forks survived by this process: bumped in a child right after ``fork()``. A queue compares
 #: it with its value at open (a list read: no system call on the hot path, unlike getpid).
@@ -240,6 +241,7 @@ class ActionQueue:
                 rng=rng,
                 default_lease_ms=lease_ms,
                 durability=self.durability,
+                on_lost=self._count_lost,
             )
             self.owner = self.engine.owner
             self._dispatcher = Dispatcher(
@@ -1178,6 +1180,13 @@ class ActionQueue:
         rid = run_id if isinstance(run_id, RunId) else RunId(run_id)
         a = self._dispatcher.inflight.get(rid.bytes)
         return None if a is None else a.progress
+
+    def _count_lost(self, lost: Mapping[str | None, int]) -> None:
+        """Attempts the engine's expiry sweep recorded as Lost: their handlers never returned
+        a result that could be recorded (this process stalled or its clock jumped past their
+        leases, or another process crashed), so the dispatcher never counts them."""
+        for handler, n in lost.items():
+            self.metrics.inc("outcomes_total", n, handler=handler, outcome=_LOST_LABEL)
 
     def _collect(self) -> Iterator[tuple[str, str, dict[str, object], float]]:
         if self._closed:
