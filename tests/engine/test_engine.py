@@ -354,6 +354,41 @@ def test_the_sweep_reports_each_lost_attempt_once_by_handler(env: Env) -> None:
     assert reported == [{"a": 2, "b": 1, None: 1}]
 
 
+def test_dispatch_due_at_is_when_the_run_became_due_for_this_attempt(env: Env) -> None:
+    """``Dispatch.due_at``: ``scheduled_at`` for a first attempt, the end of the backoff for a
+    retry (however late it is promoted or woken), the moment ``retry_now`` or a release made the
+    run Ready again; ``scheduled_at`` itself stays the run's."""
+    e = env.engine
+    tid = e.submit(spec(max_attempts=3, retry=Backoff.fixed(MIN)))
+    (d,) = e.dispatch_next()
+    assert d.due_at == d.scheduled_at == T0
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
+    env.clock.advance(MIN + 5_000)  # promoted and dispatched 5 s after the backoff ended
+    (d,) = e.dispatch_next()
+    assert (d.attempt, d.scheduled_at, d.due_at) == (2, T0, T0 + MIN)
+    e.finish_attempt(d.run_id, d.attempt_id, Out.SUSPENDED)
+    env.clock.advance(MIN)
+    woken = env.clock.now()
+    e.retry_now(d.run_id)
+    env.clock.advance(1_000)
+    (d,) = e.dispatch_next()
+    assert (d.scheduled_at, d.due_at) == (T0, woken)
+    env.clock.advance(1_000)
+    released = env.clock.now()
+    e.release(d.run_id)
+    env.clock.advance(1_000)
+    (d,) = e.dispatch_next()
+    assert d.due_at == released
+    e.finish_attempt(d.run_id, d.attempt_id, Out.RETRYABLE_FAILURE)
+    backoff_end = env.clock.now() + MIN
+    env.clock.advance(2 * MIN)  # no tick promoted it: retry_now finds the backoff long over
+    e.retry_now(d.run_id)
+    (d,) = e.dispatch_next()
+    assert (d.attempt, d.due_at) == (3, backoff_end)
+    e.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS)
+    assert states(e, tid) == [S.COMPLETED]
+
+
 def test_heartbeat_extends_and_refuses_others(env: Env) -> None:
     e = env.engine
     e.submit(spec())

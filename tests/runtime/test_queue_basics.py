@@ -235,6 +235,45 @@ def test_control_signals(make_queue: MakeQueue, clock: ManualClock) -> None:
     assert q.result(t_park) == "resumed"
 
 
+def test_dispatch_latency_counts_from_when_the_attempt_became_due(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """``dispatch_latency_seconds`` was measured from the run's ``scheduled_at``: a retry
+    started the instant its 60 s backoff ended read 60 s late, and a Suspended run woken by
+    ``retry_now`` an hour on read an hour late."""
+    q = make_queue(clock=clock)
+
+    def flaky(ctx: Any, p: Any) -> str:
+        if ctx.attempt == 1:
+            raise ConnectionError("blip")
+        return "ok"
+
+    parked = {"n": 0}
+
+    def park(ctx: Any, p: Any) -> str:
+        parked["n"] += 1
+        if parked["n"] == 1:
+            raise aq.Suspend()
+        return "resumed"
+
+    q.register("flaky", flaky, max_attempts=2, backoff=aq.fixed(60))
+    q.register("park", park)
+    t_flaky = q.submit("flaky")
+    t_park = q.submit("park")
+    q.run_until_idle(advance_clock=True)  # the clock moves exactly to the retry's due time
+    assert q.result(t_flaky) == "ok"
+    assert clock.now() == T0 + 60_000
+    clock.advance(3_600_000)
+    (run,) = q.runs(t_park)
+    q.retry_now(run.run_id)
+    q.run_until_idle()
+    assert q.result(t_park) == "resumed"
+    for handler in ("flaky", "park"):
+        h = q.metrics.histogram("dispatch_latency_seconds", handler=handler)
+        assert h is not None
+        assert (h.n, h.total) == (2, 0.0), handler
+
+
 def test_terminal_exceptions_fail_at_once(make_queue: MakeQueue) -> None:
     q = make_queue()
 

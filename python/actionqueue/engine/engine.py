@@ -96,6 +96,7 @@ _CANCELED = int(RunState.CANCELED)
 _COMPLETED_WIRE = int(RunState.COMPLETED)
 _SUCCESS_WIRE = int(AttemptOutcome.SUCCESS)
 _RS_COMPLETED = RunState.COMPLETED
+_RS_READY = RunState.READY
 _RS_RETRY_WAIT = RunState.RETRY_WAIT
 _RS_SUSPENDED = RunState.SUSPENDED
 _RS_FAILED = RunState.FAILED
@@ -263,10 +264,13 @@ class Dispatch(NamedTuple):
         run_id / attempt_id: what the handler gets to be idempotent (SPEC contract 6).
         attempt: the attempt number, counted toward ``max_attempts`` (1 for the first try).
         task_id / spec: the task (``handler``, ``payload`` and ``constraints`` are shortcuts).
-        scheduled_at: when the run was due.
+        scheduled_at: when the run was scheduled (due for its first attempt).
         lease_expires_at: the lease's expiry; heartbeat before it (``Engine.heartbeat``).
         deadline: ``now + timeout`` when the task has a timeout, else ``None``.
         owner: the lease owner.
+        due_at: when the run became due for this attempt: ``scheduled_at``, or the end of the
+            backoff for a retry, or when ``retry_now``, a release or the expiry sweep made it
+            Ready again (``scheduled_at`` if that happened before this engine started).
     """
 
     run_id: RunId
@@ -278,6 +282,7 @@ class Dispatch(NamedTuple):
     lease_expires_at: int
     deadline: int | None
     owner: str
+    due_at: int
 
     @property
     def handler(self) -> str | None:
@@ -339,6 +344,7 @@ def _dispatch_of(
     lease_expires_at: int,
     now: int,
     owner: str,
+    due_at: int,
 ) -> Dispatch:
     """The :class:`Dispatch` of run ``rid`` of the task ``spec`` leased and started at
     ``now`` (its deadline is ``now`` plus the task's timeout ``tmo``, if any)."""
@@ -354,6 +360,7 @@ def _dispatch_of(
             lease_expires_at,
             None if tmo is None else now + tmo,
             owner,
+            due_at,
         ),
     )
 
@@ -492,6 +499,10 @@ class Engine:
         self._inflight: dict[bytes, tuple[bytes, int, _TaskInfo, str, int, bytes]] = {}
         # run id -> counted attempts, for non-terminal runs not in flight with a count > 0.
         self._counts: dict[bytes, int] = {}
+        # run id -> when the run became due again, for Ready runs this engine made Ready after
+        # their scheduled time (a retry: its backoff's end; retry_now, a release, the sweep:
+        # that moment), so a dispatch reports how late the attempt starts (Dispatch.due_at).
+        self._due_at: dict[bytes, int] = {}
         # Runs created after this sequence were created by this engine: unknown means 0 attempts.
         self._boot_seq = authority.latest_sequence
         # Optional one-call ``(work_due, paused)`` peek (the storage authority has it).
@@ -955,6 +966,7 @@ class Engine:
                 for w in retries:
                     events.append((2, w[0], _RETRY_WAIT, _READY, None, None, now))
                 retried += len(retries)
+                due_at = {w[0]: now if w[10] is None else w[10] for w in retries}
                 due, reasons = self._due_page(now)
                 if reasons is not None:  # plain promotions, no planning
                     events.extend(
@@ -970,6 +982,7 @@ class Engine:
                 if not events:
                     break
                 self._submit(events, self.durability)
+                self._due_at.update(due_at)  # due at the end of their backoff, not when promoted
                 batches += 1
                 if len(retries) < PAGE and len(due) < PAGE:
                     break
@@ -1111,6 +1124,8 @@ class Engine:
                 self._counts.pop(rid, None)
             else:
                 self._counts[rid] = counted
+            if target is _RS_READY:  # a Leased run never started: due again from now
+                self._due_at[rid] = now
         if lost and self._on_lost is not None:
             self._on_lost(lost)  # written: the log holds these attempts as Lost now
         return swept, created, 1 if events else 0
@@ -1199,6 +1214,7 @@ class Engine:
                 return []
             info_of = self._info
             counts = self._counts
+            due_at = self._due_at
             boot = self._boot_seq
             events: list[EventTuple] = []
             add = events.extend
@@ -1228,7 +1244,16 @@ class Engine:
                 infos.append(info)
                 out.append(
                     _dispatch_of(
-                        rid, aid, counted + 1, info.spec, info.timeout_ms, sched, exp, t, who
+                        rid,
+                        aid,
+                        counted + 1,
+                        info.spec,
+                        info.timeout_ms,
+                        sched,
+                        exp,
+                        t,
+                        who,
+                        due_at.pop(rid, sched),
                     )
                 )
             # Apply (Deferred) and update the hints under the lock, so no other writer ever sees
@@ -1266,13 +1291,23 @@ class Engine:
                 return []
             spec_of = self._spec_and_info
             counts = self._counts
+            due_at = self._due_at
             inflight = self._inflight
             out: list[Dispatch] = []
             for rid, tid, sched, attempt, aid, exp in got:
                 spec, info = spec_of(tid)
                 out.append(
                     _dispatch_of(
-                        rid, _attempt_id_of(aid), attempt, spec, info.timeout_ms, sched, exp, t, who
+                        rid,
+                        _attempt_id_of(aid),
+                        attempt,
+                        spec,
+                        info.timeout_ms,
+                        sched,
+                        exp,
+                        t,
+                        who,
+                        due_at.pop(rid, sched),
                     )
                 )
                 counts.pop(rid, None)
@@ -1675,6 +1710,7 @@ class Engine:
                 events.append((2, rid, _SUSPENDED, _READY, None, "released by owner", t))
             self._submit(events, self._dur(durability))
             self._inflight.pop(rid, None)
+            self._due_at[rid] = t
             counted = run.attempt_count - (1 if run.current_attempt is not None else 0)
             if counted > 0:
                 self._counts[rid] = counted
@@ -1745,6 +1781,7 @@ class Engine:
             for run in self._auth.runs_for_task(tid):
                 self._inflight.pop(run.run_id.bytes, None)
                 self._counts.pop(run.run_id.bytes, None)
+                self._due_at.pop(run.run_id.bytes, None)
 
     def cancel_run(
         self,
@@ -1781,6 +1818,7 @@ class Engine:
             self._submit(events, self._dur(durability))
             self._inflight.pop(rid, None)
             self._counts.pop(rid, None)
+            self._due_at.pop(rid, None)
 
     def retry_now(
         self,
@@ -1817,6 +1855,9 @@ class Engine:
                 [(2, rid_obj.bytes, int(run.state), _READY, None, "retry now", t)],
                 self._dur(durability),
             )
+            # A RetryWait run whose backoff ended before the tick promoted it was due then.
+            nb = run.not_before
+            self._due_at[rid_obj.bytes] = t if nb is None else min(t, nb)
 
     def pause(self, *, now: int | None = None) -> bool:
         """Pause (durable: a restarted engine stays paused). Returns ``False`` if already paused.

@@ -396,7 +396,9 @@ class Dispatcher:
             if lat is None:
                 lat = latencies[h] = []
                 regs[h] = find(h)
-            lat.append(max(0, now - d.scheduled_at) / 1000)
+            # From when it became due for this attempt: a retry's wait for its backoff (or a
+            # Suspended run's for retry_now) is no dispatch delay.
+            lat.append(max(0, now - d.due_at) / 1000)
         for h, lat in latencies.items():
             self.metrics.inc("dispatched_total", len(lat), handler=h)
             self.metrics.observe_many("dispatch_latency_seconds", lat, handler=h)

@@ -40,7 +40,10 @@ _HELP: dict[str, str] = {
     "dispatched_total": "Attempts started (handed to an executor), by handler.",
     "outcomes_total": "Attempts finished, by handler and outcome.",
     "attempt_duration_seconds": "Real time from handler start to result, by handler/outcome.",
-    "dispatch_latency_seconds": "Clock time from a run being due to its attempt starting.",
+    "dispatch_latency_seconds": (
+        "Clock time from a run being due for an attempt (scheduled time, end of backoff, "
+        "made Ready again) to the attempt starting."
+    ),
     "heartbeats_total": "Lease heartbeats written for in-flight attempts.",
     "heartbeat_failures_total": "Heartbeats refused (lease already expired or run gone).",
     "errors_total": "Runtime-level errors (not handler failures), by kind.",
