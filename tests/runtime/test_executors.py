@@ -456,6 +456,9 @@ def test_unshippable_handlers_and_results_are_clear_failures(procs: ProcessExecu
     assert r.kind is ResultKind.RAISED
     assert r.error is not None
     assert "cannot be sent back" in r.error.message
+    # Terminal, as an unencodable return value is elsewhere: retrying would only run the
+    # handler's side effects again (it was a retried TypeError).
+    assert r.error.control == "fail"
 
 
 def test_a_worker_that_cannot_start_is_named_even_without_a_message(

@@ -424,3 +424,22 @@ def test_a_handler_setting_its_own_cancel_signal_is_not_a_runtime_stop_request(
     assert run.state is RunState.FAILED
     assert calls == [1, 2, 3]
     assert [a.outcome for a in run.attempts] == [AttemptOutcome.RETRYABLE_FAILURE] * 3
+
+
+@pytest.mark.timeout(60)
+def test_an_async_handler_blocking_past_its_timeout_is_a_timeout(make_queue: MakeQueue) -> None:
+    """BUG: an ``async def`` handler that blocked the loop (a ``time.sleep``) past its timeout
+    was recorded Success: the timer could not fire while the loop was blocked. On threads the
+    same body is a Timeout, as the outcomes table says."""
+    q = make_queue(executor="asyncio")
+
+    async def blocking(ctx: Any, p: Any) -> str:
+        time.sleep(0.6)  # blocks the loop: the misuse under test
+        return "done"
+
+    q.register("h", blocking, timeout=0.2, max_attempts=1)
+    t = q.submit("h")
+    q.run_until_idle(timeout=30)
+    (run,) = q.runs(t)
+    assert [a.outcome for a in run.attempts] == [AttemptOutcome.TIMEOUT]
+    assert run.state is RunState.FAILED

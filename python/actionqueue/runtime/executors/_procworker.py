@@ -21,6 +21,7 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
+from actionqueue.runtime.api import Fail
 from actionqueue.runtime.executors.base import run_remote
 from actionqueue.runtime.outcomes import AttemptResult
 
@@ -54,10 +55,12 @@ def worker_main(conn: Connection) -> None:
         except (BrokenPipeError, EOFError):
             return
         except Exception as e:
-            # The return value cannot travel back: report that instead of dying.
+            # The return value cannot travel back: report that instead of dying. A terminal
+            # failure, as an unencodable return value is on the other executors: a retry would
+            # run the handler (and its side effects) again into the same wall.
             conn.send(
                 AttemptResult.raised(
-                    TypeError(
+                    Fail(
                         f"the handler's return value ({type(result.value).__name__}) cannot be "
                         f"sent back from the worker process: {e}"
                     ),

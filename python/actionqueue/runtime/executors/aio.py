@@ -286,7 +286,14 @@ class AsyncioExecutor(ExecutorAdapter):
         except BaseException as e:
             job.finish(AttemptResult.raised(e, time.monotonic() - t0))
         else:
-            job.finish(AttemptResult.returned(value, time.monotonic() - t0))
+            took = time.monotonic() - t0
+            if job.timeout is not None and took > job.timeout:
+                # It ran past its deadline without ever yielding to the loop (a blocking call
+                # in an async handler), so the timer could not fire: a timeout all the same,
+                # as on every other executor.
+                job.finish(interrupted("timeout", took))
+            else:
+                job.finish(AttemptResult.returned(value, took))
         finally:
             if timer is not None:
                 timer.cancel()
