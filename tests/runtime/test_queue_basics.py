@@ -1099,3 +1099,27 @@ def test_list_runs_names_each_state_once(make_queue: MakeQueue, clock: ManualClo
     q.run_until_idle(timeout=10)
     runs = q.list_runs(state=["Completed", "completed", RunState.COMPLETED], limit=None)
     assert len(runs) == 3
+
+
+def test_every_id_argument_takes_the_same_forms(make_queue: MakeQueue) -> None:
+    """``get_task`` / ``get_run`` took a ``uuid.UUID`` or 16 raw bytes, while ``wait``,
+    ``result`` and ``cancel`` refused them with ``WrongTypeError``: one rule for all."""
+    import uuid
+
+    q = make_queue()
+    q.register("h", lambda ctx, p: p)
+    tid = q.submit("h", 5)
+    (run,) = q.runs(tid)
+    q.run_until_idle(timeout=10)
+    for ident in (tid, str(tid), uuid.UUID(str(tid)), tid.bytes):
+        q.wait(ident, timeout=5)
+        assert q.result(ident, timeout=5) == 5
+        assert q.get_task(ident) is not None
+    for ident in (uuid.UUID(str(run.run_id)), run.run_id.bytes):
+        assert q.result(ident, timeout=5) == 5
+    with pytest.raises(aq.errors.WrongTypeError, match="16 bytes"):
+        q.wait(12345)  # type: ignore[arg-type]
+    with pytest.raises(aq.errors.InvalidIdError):
+        q.wait(b"short")
+    with pytest.raises(aq.errors.NotFoundError):
+        q.cancel(uuid.uuid4())

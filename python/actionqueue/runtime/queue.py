@@ -26,6 +26,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
@@ -124,7 +125,7 @@ def _track_open(q: ActionQueue) -> None:
 
 F = TypeVar("F", bound=HandlerFn)
 _T = TypeVar("_T")
-IdLike = TaskId | RunId | str
+IdLike = TaskId | RunId | str | uuid.UUID | bytes
 
 
 class ActionQueue:
@@ -1025,20 +1026,24 @@ class ActionQueue:
             if self.engine.get_run(ident) is None:
                 raise NotFoundError(f"no run with id {str(ident)!r} (never submitted, or pruned)")
             return ident
-        if not isinstance(ident, str):
-            raise WrongTypeError(f"expected a TaskId, RunId or id string, got {ident!r}")
+        if not isinstance(ident, (str, uuid.UUID, bytes, bytearray, memoryview)):
+            raise WrongTypeError(
+                f"expected a TaskId, RunId, or an id as a string, uuid.UUID or 16 bytes (as "
+                f"get_task / get_run accept), got {type(ident).__name__} {ident!r:.80}"
+            )
         try:
             rid = RunId(ident)
         except InvalidIdError:
             raise InvalidIdError(
                 f"expected a task or run id (a UUID string, TaskId or RunId), got {ident!r:.80}"
             ) from None
+        shown = str(rid)
         if self.engine.get_run(rid) is not None:
             return rid
-        tid = TaskId(ident)
+        tid = TaskId(rid.bytes)
         if self.engine.get_task(tid) is not None:
             return tid
-        raise NotFoundError(f"no task or run with id {ident!r}")
+        raise NotFoundError(f"no task or run with id {shown!r}")
 
     def cancel(self, ident: IdLike, reason: str | None = None) -> None:
         """Cancel a task (and all its unfinished runs) or one run. A handler running for it is
