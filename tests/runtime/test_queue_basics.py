@@ -1123,3 +1123,26 @@ def test_every_id_argument_takes_the_same_forms(make_queue: MakeQueue) -> None:
         q.wait(b"short")
     with pytest.raises(aq.errors.NotFoundError):
         q.cancel(uuid.uuid4())
+
+
+def test_runtime_records_about_an_attempt_carry_the_attempts_fields(
+    make_queue: MakeQueue, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records of ``actionqueue.runtime`` about one attempt (a failure, a retry) carry the same
+    fields as ``ctx.log``'s, so one formatter serves both (they lacked task_id and attempt)."""
+    import logging
+
+    q = make_queue(clock=clock)
+    q.register("bad", lambda ctx, p: 1 / 0, max_attempts=2)
+    tid = q.submit("bad")
+    fmt = logging.Formatter("%(run_id)s %(attempt_id)s %(task_id)s %(handler)s %(attempt)s")
+    with caplog.at_level(logging.INFO, logger="actionqueue.runtime"):
+        q.run_until_idle(advance_clock=True, timeout=20)
+    about = [r for r in caplog.records if r.name == "actionqueue.runtime" and "run " in r.msg]
+    assert len(about) >= 2  # the retry, then the failure
+    (run,) = q.runs(tid)
+    for rec in about:
+        run_id, attempt_id, task_id, handler, attempt = fmt.format(rec).split()
+        assert (run_id, task_id, handler) == (str(run.run_id), str(tid), "bad")
+        assert attempt_id in {str(a.attempt_id) for a in run.attempts}
+        assert attempt in {"1", "2"}

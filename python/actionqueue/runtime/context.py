@@ -35,6 +35,7 @@ __all__ = [
     "ContextSnapshot",
     "HandlerContext",
     "RemoteContext",
+    "attempt_log_fields",
     "attempt_logger",
     "current_context",
 ]
@@ -69,14 +70,25 @@ def attempt_logger(
     """A logger adapter carrying an attempt's ids on every record."""
     return AttemptLoggerAdapter(
         base or _LOG,
-        {
-            "task_id": task_id,
-            "run_id": run_id,
-            "attempt_id": attempt_id,
-            "attempt": attempt,
-            "handler": handler,
-        },
+        attempt_log_fields(
+            task_id=task_id, run_id=run_id, attempt_id=attempt_id, attempt=attempt, handler=handler
+        ),
     )
+
+
+def attempt_log_fields(
+    *, task_id: object, run_id: object, attempt_id: object, attempt: int, handler: str | None
+) -> dict[str, Any]:
+    """The fields every log record about one attempt carries (``ctx.log``'s and the
+    runtime's alike), so that a formatter may print ``%(run_id)s``, ``%(attempt_id)s``,
+    ``%(task_id)s``, ``%(handler)s`` and ``%(attempt)s``."""
+    return {
+        "task_id": str(task_id),
+        "run_id": str(run_id),
+        "attempt_id": str(attempt_id),
+        "attempt": attempt,
+        "handler": handler,
+    }
 
 
 #: Guards every CancelSignal's rare transitions (set, callbacks, making the Event): signals are
@@ -180,6 +192,16 @@ class ContextSnapshot:
     handler: str | None
     timeout: float | None = None
     tags: tuple[str, ...] = ()
+
+    def log_fields(self) -> dict[str, Any]:
+        """The attempt's fields for a log record (:func:`attempt_log_fields`)."""
+        return attempt_log_fields(
+            task_id=self.task_id,
+            run_id=self.run_id,
+            attempt_id=self.attempt_id,
+            attempt=self.attempt,
+            handler=self.handler,
+        )
 
 
 class AttemptSource(Protocol):

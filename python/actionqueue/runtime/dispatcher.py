@@ -45,7 +45,7 @@ from actionqueue.errors import (
     WaitTimeoutError,
 )
 from actionqueue.runtime.codecs import CodecRegistry
-from actionqueue.runtime.context import ContextSnapshot, HandlerContext
+from actionqueue.runtime.context import ContextSnapshot, HandlerContext, attempt_log_fields
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job
 from actionqueue.runtime.handlers import HandlerRegistry, RegisteredHandler
 from actionqueue.runtime.metrics import Metrics
@@ -364,7 +364,7 @@ class Dispatcher:
                     "heartbeat refused for run %s: %s",
                     a.dispatch.run_id,
                     e,
-                    extra={"run_id": str(a.dispatch.run_id)},
+                    extra=_log_fields(a.dispatch),
                 )
             return
         self.metrics.inc("heartbeats_total")
@@ -739,7 +739,7 @@ class Dispatcher:
 
     def _log_outcome(self, att: InFlight, verdict: Verdict, state: RunState) -> None:
         d = att.dispatch
-        extra = {"run_id": str(d.run_id), "attempt_id": str(d.attempt_id), "handler": d.handler}
+        extra = _log_fields(d)
         if state is RunState.FAILED:
             _LOG.warning(
                 "run %s of %r failed on attempt %d: %s",
@@ -761,7 +761,7 @@ class Dispatcher:
 
     def _not_recorded(self, att: InFlight, e: BaseException) -> None:
         d = att.dispatch
-        extra = {"run_id": str(d.run_id), "attempt_id": str(d.attempt_id), "handler": d.handler}
+        extra = _log_fields(d)
         if isinstance(e, (CommandRejectedError, NotFoundError)):
             # Canceled, swept as Lost after a lease expiry, or pruned meanwhile: the log already
             # says what happened to the run; this late result is dropped.
@@ -802,9 +802,7 @@ class Dispatcher:
             if verdict.release:
                 self.engine.release(d.run_id, self.owner)
                 self._count_outcomes(d.handler, _RELEASED_LABEL, 1, seconds)
-                _LOG.debug(
-                    "run %s released (%s)", d.run_id, verdict.error, extra={"run_id": str(d.run_id)}
-                )
+                _LOG.debug("run %s released (%s)", d.run_id, verdict.error, extra=_log_fields(d))
             else:
                 try:
                     state = self._finish(att, verdict)
@@ -1054,6 +1052,16 @@ def _snapshot_of(d: Dispatch, timeout_s: float | None) -> ContextSnapshot:
         spec.handler,
         timeout_s,
         spec.metadata.tags,
+    )
+
+
+def _log_fields(d: Dispatch) -> dict[str, object]:
+    return attempt_log_fields(
+        task_id=d.task_id,
+        run_id=d.run_id,
+        attempt_id=d.attempt_id,
+        attempt=d.attempt,
+        handler=d.handler,
     )
 
 

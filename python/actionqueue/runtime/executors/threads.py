@@ -167,6 +167,7 @@ class ThreadExecutor(ThreadBudget, ExecutorAdapter):
             job.snapshot.run_id,
             job.timeout,
             self.max_abandoned,
+            extra=job.snapshot.log_fields(),
         )
         job.context.cancelled.request("timeout")
         job.finish(interrupted("timeout", job.elapsed()))
