@@ -223,3 +223,20 @@ def test_any_legal_walk_stops_changing_once_terminal(walk: list[RunState]) -> No
             current = nxt
     if current.is_terminal:
         assert all(not is_valid_transition(current, s) for s in RunState)
+
+
+def test_every_member_of_the_model_enums_is_true() -> None:
+    """``RunState.SCHEDULED`` and ``AttemptOutcome.SUCCESS`` have the wire value 0: as plain
+    IntEnum members they were false, so ``attempt.outcome and attempt.outcome.label`` gave the
+    enum instead of "Success", and ``if attempt.outcome:`` took a success for an open
+    attempt. Still ints equal to their wire values."""
+    from actionqueue.core.run.attempt import AttemptOutcome
+    from actionqueue.core.task.constraints import HoldPolicy
+    from actionqueue.core.task.run_policy import MisfireKind, PolicyKind
+
+    for enum_cls in (RunState, AttemptOutcome, HoldPolicy, MisfireKind, PolicyKind):
+        for member in enum_cls:
+            assert member, member
+            assert member == int(member)
+    assert RunState.SCHEDULED == 0
+    assert (AttemptOutcome.SUCCESS and AttemptOutcome.SUCCESS.label) == "Success"

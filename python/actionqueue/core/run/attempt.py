@@ -16,16 +16,16 @@ case and the seed's CamelCase spelling names the same members
 
 from __future__ import annotations
 
-import enum
 from typing import ClassVar, NoReturn, Protocol
 
+from actionqueue.core._enum import WireEnum
 from actionqueue.core.run.state import RunState
 from actionqueue.errors import ValidationError, WrongTypeError
 
 __all__ = ["AttemptOutcome", "RetryClassification", "counts_toward_cap", "decide"]
 
 
-class AttemptOutcome(enum.IntEnum):
+class AttemptOutcome(WireEnum):
     """How one attempt ended. Values are the wire values 0..6."""
 
     #: The handler returned; output bytes are optional.

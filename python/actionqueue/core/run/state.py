@@ -22,15 +22,15 @@ True
 
 from __future__ import annotations
 
-import enum
 from typing import ClassVar
 
+from actionqueue.core._enum import WireEnum
 from actionqueue.errors import ValidationError, WrongTypeError
 
 __all__ = ["TERMINAL_STATES", "RunState", "is_terminal"]
 
 
-class RunState(enum.IntEnum):
+class RunState(WireEnum):
     """The state of a run. Values are the wire values 0..8."""
 
     SCHEDULED = 0

@@ -22,9 +22,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import IntEnum
 from typing import Any, ClassVar, Protocol
 
+from actionqueue.core._enum import WireEnum
 from actionqueue.core._validate import (
     I64_MAX,
     U32_MAX,
@@ -58,7 +58,7 @@ class _Rng(Protocol):
     def random(self) -> float: ...
 
 
-class HoldPolicy(IntEnum):
+class HoldPolicy(WireEnum):
     """Whether a run keeps its concurrency key while in RetryWait or Suspended."""
 
     HOLD_DURING_RETRY = 0

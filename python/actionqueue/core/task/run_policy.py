@@ -25,12 +25,12 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
-from enum import IntEnum
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
+from actionqueue.core._enum import WireEnum
 from actionqueue.core._validate import I64_MAX, U32_MAX, check_int, unpack, wrong_type
 from actionqueue.core.time import DurationLike, from_millis, to_millis, to_opt_duration_ms
 from actionqueue.errors import InvalidPolicyError, ValidationError, WrongTypeError
@@ -51,7 +51,7 @@ MisfireWire = tuple[int, int | None, int | None]
 PolicyWire = tuple[tuple[Any, ...], MisfireWire]
 
 
-class MisfireKind(IntEnum):
+class MisfireKind(WireEnum):
     """What to do with occurrences that fell due while the process was down."""
 
     CATCH_UP = 0
@@ -62,7 +62,7 @@ class MisfireKind(IntEnum):
     """Drop missed occurrences; run the next one."""
 
 
-class PolicyKind(IntEnum):
+class PolicyKind(WireEnum):
     ONCE = 0
     REPEAT = 1
     CRON = 2
