@@ -722,13 +722,7 @@ class ActionQueue:
     ) -> list[TaskId]:
         """Submit one task per payload, all in **one** record (all or nothing, one fsync)."""
         self._check_open()
-        if isinstance(payloads, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(
-            payloads, Iterable
-        ):
-            raise WrongTypeError(
-                f"payloads must be an iterable of payloads (e.g. a list), got "
-                f"{type(payloads).__name__} {payloads!r:.80}"
-            )
+        _check_payloads(payloads)
         if isinstance(tags, (str, bytes)):
             raise WrongTypeError(f"tags must be a list or tuple of str, got str {tags!r:.80}")
         template, encode_one = self._template(
@@ -775,7 +769,10 @@ class ActionQueue:
         self, handler: str, payloads: Iterable[Any], **kwargs: Any
     ) -> list[TaskId]:
         """:meth:`submit_many` for asyncio code (durability awaited as in :meth:`asubmit`)."""
+        self._check_open()
         immediate = self._immediate(kwargs.pop("durability", None))
+        # Checked before list(): a str or a dict would be split into characters or keys.
+        _check_payloads(payloads)
         ids: list[TaskId] = await asyncio.to_thread(
             self.submit_many,
             handler,
@@ -1401,6 +1398,18 @@ def _states(state: RunState | str | Iterable[RunState | str] | None) -> list[Run
         else:
             raise WrongTypeError(f"state must be a RunState or its name, got {s!r}")
     return list(dict.fromkeys(out))
+
+
+def _check_payloads(payloads: object) -> None:
+    """``submit_many``'s ``payloads``: an iterable of payloads, not one payload (a str, bytes or
+    mapping is iterable too, but its characters, bytes or keys are not the payloads meant)."""
+    if isinstance(payloads, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(
+        payloads, Iterable
+    ):
+        raise WrongTypeError(
+            f"payloads must be an iterable of payloads (e.g. a list), got "
+            f"{type(payloads).__name__} {payloads!r:.80}"
+        )
 
 
 def _valid_content_type(value: object) -> bool:
