@@ -4,10 +4,12 @@ its synchronous twins and ``close()``."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
-from rt_helpers import MakeQueue
+from rt_helpers import MakeQueue, needs_real_storage
 
 from actionqueue.errors import ClosedError, WrongTypeError
 
@@ -35,3 +37,46 @@ def test_asubmit_many_refuses_what_submit_many_refuses(
     q.close()
     with pytest.raises(ClosedError):  # checked first, as by submit_many
         asyncio.run(asyncio.wait_for(q.asubmit_many("h", payloads), 10))
+
+
+@needs_real_storage
+@pytest.mark.parametrize("close_done", [False, True], ids=["closing", "closed"])
+def test_an_asubmit_written_before_close_returns_its_durable_task(
+    make_queue: MakeQueue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, close_done: bool
+) -> None:
+    """An Immediate ``asubmit`` whose record was written before a ``close()`` in another
+    thread, but whose durability wait came after the close had stopped the authority's
+    group-sync thread, raised ``ClosedError`` — although the close flushed the record: the
+    caller saw a refusal for a task that exists (a retry submits it twice). It returns the
+    task now. (The race is simulated: the wait is refused as the authority refuses it
+    between stopping that thread and closing its log; "closed": the close is over by then.)"""
+    path = tmp_path / "q"
+    q = make_queue(path, durability="immediate")
+    q.register("h", lambda ctx, p: p)
+    cls = type(q.authority)  # slotted: patched on the class
+    real_wait = cls.wait_durable_async
+    refused: list[bool] = []
+
+    async def wait_refused_once(self: Any, sequence: int | None = None) -> None:
+        if not refused:
+            refused.append(True)
+            if close_done:
+                closer = threading.Thread(target=q.close)
+                closer.start()
+                closer.join(10)
+            raise ClosedError("mutation authority is closed")
+        await real_wait(self, sequence)
+
+    monkeypatch.setattr(cls, "wait_durable_async", wait_refused_once)
+
+    async def main() -> Any:
+        # a dedupe key: written on a worker thread, the wait then comes back to the loop
+        return await q.asubmit("h", 1, dedupe_key="once")
+
+    tid = asyncio.run(asyncio.wait_for(main(), 10))
+    assert refused == [True]
+    if not close_done:
+        assert q.authority.stats().synced_sequence >= q.authority.latest_sequence
+    q.close()
+    again = make_queue(path)
+    assert again.get_task(tid) is not None

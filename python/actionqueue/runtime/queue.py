@@ -792,10 +792,22 @@ class ActionQueue:
         """Wait until everything submitted so far is durable: on the loop through the storage
         authority's awaitable group-commit wait, else (another authority) in a thread."""
         wait = getattr(self.authority, "wait_durable_async", None)
-        if wait is not None:
-            await wait()
-        else:
+        if wait is None:
             await asyncio.to_thread(self.engine.flush)
+            return
+        try:
+            await wait()
+        except ClosedError:
+            # close() (in another thread) stopped the authority's group-sync thread after
+            # this coroutine's record was written, before the log was closed: the close
+            # flushes everything the log holds. A flush either makes the record durable
+            # itself or, refused, shows that the close is over (it keeps the authority's lock
+            # until its log is closed); the wait then returns if the log is durable through
+            # its last record, and raises ClosedError only if the close failed to sync it.
+            try:
+                await asyncio.to_thread(self.authority.flush)
+            except ClosedError:
+                await wait()
 
     # --- running ------------------------------------------------------------------------------
 
