@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,55 @@ def test_an_asubmit_written_before_close_returns_its_durable_task(
     q.close()
     again = make_queue(path)
     assert again.get_task(tid) is not None
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("waiter", ["result", "aresult", "aresult-run"])
+@pytest.mark.parametrize("looping", [False, True], ids=["no-loop", "loop"])
+def test_a_result_whose_run_finishes_during_close_s_drain_is_returned(
+    make_queue: MakeQueue, waiter: str, looping: bool
+) -> None:
+    """``close()`` drains in-flight attempts, and a wait whose target finishes meanwhile
+    returns (runtime.md). ``wait`` / ``await_task`` did, but ``result`` / ``aresult`` then
+    read the run through ``runs()``, which the closing queue refused: ``ClosedError`` for a
+    run that completed. A target that cannot finish in the drain still raises it."""
+    q = make_queue()
+    running = threading.Event()
+
+    @q.handler("slow")
+    def slow(ctx: Any, p: Any) -> Any:
+        running.set()
+        time.sleep(0.3)
+        return p
+
+    if looping:
+        q.start()
+    finishing = q.submit("slow", {"v": 1})
+    later = q.submit("slow", 2, delay=3600)
+    got: dict[str, Any] = {}
+
+    def wait_for(name: str, ident: Any) -> None:
+        try:
+            if waiter == "result":
+                got[name] = q.result(ident, timeout=20)
+            else:
+                got[name] = asyncio.run(asyncio.wait_for(q.aresult(ident, timeout=20), 20))
+        except Exception as e:
+            got[name] = e
+
+    if waiter == "aresult-run":
+        finishing_ident: Any = q.runs(finishing)[0].run_id
+    else:
+        finishing_ident = finishing
+    waiters = [
+        threading.Thread(target=wait_for, args=("finishing", finishing_ident)),
+        threading.Thread(target=wait_for, args=("later", later)),
+    ]
+    for w in waiters:
+        w.start()
+    assert running.wait(10)
+    q.close()
+    for w in waiters:
+        w.join(10)
+    assert got["finishing"] == {"v": 1}
+    assert isinstance(got["later"], ClosedError)

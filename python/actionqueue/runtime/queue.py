@@ -1305,16 +1305,24 @@ class ActionQueue:
         target = self._resolve(ident)
         self._refuse_in_handler(f"result({str(target)!r})", target)
         self._wait(target, timeout, stop)
-        if isinstance(target, TaskId):
-            runs = self.runs(target)
-            if not runs:
-                raise NotFoundError(f"task {target} has no runs left (pruned?)")
-            run = runs[-1]
-        else:
-            got = self.engine.get_run(target)
-            if got is None:
-                raise NotFoundError(f"run {target} is not known (pruned?)")
-            run = got
+        # Read from the engine at once, not through runs() / get_run(): when a close() began
+        # during the wait and its drain finished the target, those refuse already (the queue
+        # is closing) while the log is still open until the close is over.
+        try:
+            if isinstance(target, TaskId):
+                runs = self.engine.runs_for_task(target)
+                if not runs:
+                    raise NotFoundError(f"task {target} has no runs left (pruned?)")
+                run = max(runs, key=lambda r: r.ordinal)
+            else:
+                got = self.engine.get_run(target)
+                if got is None:
+                    raise NotFoundError(f"run {target} is not known (pruned?)")
+                run = got
+        except ClosedError:
+            raise ClosedError(
+                f"the queue on {str(self.path)!r} was closed while waiting for {target}"
+            ) from None
         return self._run_result(run)
 
     def _run_result(self, run: RunInstance) -> Any:
