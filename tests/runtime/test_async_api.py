@@ -133,3 +133,29 @@ def test_a_result_whose_run_finishes_during_close_s_drain_is_returned(
         w.join(10)
     assert got["finishing"] == {"v": 1}
     assert isinstance(got["later"], ClosedError)
+
+
+@pytest.mark.parametrize("call", ["submit", "asubmit", "submit_many", "asubmit_many"])
+def test_an_internal_parameter_name_is_refused_as_an_unknown_option(
+    make_queue: MakeQueue, call: str
+) -> None:
+    """``submit`` / ``asubmit`` pass their options to an internal ``_submit(...,
+    nonblocking=...)``: a caller's ``nonblocking=`` keyword collided with it and raised a
+    plain ``TypeError`` ("got multiple values for keyword argument") instead of the
+    ``WrongTypeError`` every other unknown option gets (``submit_many`` gave that already)."""
+    q = make_queue()
+    q.register("h", lambda ctx, p: p)
+
+    def submit(value: bool) -> object:
+        if call == "submit":
+            return q.submit("h", 1, nonblocking=value)
+        if call == "submit_many":
+            return q.submit_many("h", [1], nonblocking=value)
+        fn = q.asubmit if call == "asubmit" else q.asubmit_many
+        arg: Any = 1 if call == "asubmit" else [1]
+        return asyncio.run(asyncio.wait_for(fn("h", arg, nonblocking=value), 10))
+
+    for value in (True, False):
+        with pytest.raises(WrongTypeError, match=r"unknown option.*nonblocking"):
+            submit(value)
+    assert q.stats()["total_runs"] == 0

@@ -621,6 +621,7 @@ class ActionQueue:
         ``UnknownHandlerError`` text in its attempt history.
         """
         tid = self._submit(
+            False,
             handler,
             payload,
             policy=policy,
@@ -634,7 +635,6 @@ class ActionQueue:
             durability=durability,
             task_id=task_id,
             allow_unregistered=allow_unregistered,
-            nonblocking=False,
             **overrides,
         )
         assert tid is not None  # only a nonblocking submit gives up
@@ -642,8 +642,10 @@ class ActionQueue:
 
     def _submit(
         self,
+        nonblocking: bool,
         handler: str,
         payload: Any = None,
+        /,
         *,
         policy: RunPolicy | None = None,
         at: datetime | float | None = None,
@@ -656,12 +658,13 @@ class ActionQueue:
         durability: DurabilityPolicy | str | None = None,
         task_id: TaskId | None = None,
         allow_unregistered: bool | None = None,
-        nonblocking: bool,
         **overrides: Any,
     ) -> TaskId | None:
         """:meth:`submit`; with ``nonblocking`` (Deferred, for an event-loop thread) ``None``
         and nothing written when it would wait on the authority (its lock held, a snapshot
-        due) or is not a plain submit (``task_id`` / ``dedupe_key``: the spec path)."""
+        due) or is not a plain submit (``task_id`` / ``dedupe_key``: the spec path).
+        ``nonblocking`` is positional-only: a caller's ``nonblocking=`` keyword is one of the
+        ``**overrides``, refused as an unknown option like any other."""
         self._check_open()
         template, encode_one = self._template(
             handler,
@@ -756,7 +759,7 @@ class ActionQueue:
         thread each."""
         immediate = self._immediate(kwargs.pop("durability", None))
         # On the loop itself when that cannot wait (a few µs); else on a worker thread.
-        tid = self._submit(handler, payload, nonblocking=True, **kwargs)
+        tid = self._submit(True, handler, payload, **kwargs)
         if tid is None:
             tid = await asyncio.to_thread(
                 self.submit, handler, payload, durability=DurabilityPolicy.DEFERRED, **kwargs
