@@ -749,6 +749,23 @@ def _outcome_series(q: aq.ActionQueue) -> tuple[dict[str, float], dict[str, int]
     return snap.get("outcomes_total", {}), {k: h["count"] for k, h in durations.items()}
 
 
+def _running_until_stopped(q: aq.ActionQueue, handler: str) -> aq.TaskId:
+    """Starts the loop and a task whose handler runs until asked to stop; returns the task
+    once its handler is running."""
+    started = threading.Event()
+
+    def wait_for_stop(ctx: Any, p: Any) -> None:
+        started.set()
+        ctx.cancelled.wait(30)
+        ctx.raise_if_cancelled()
+
+    q.register(handler, wait_for_stop)
+    q.start()
+    tid = q.submit(handler)
+    assert started.wait(10)
+    return tid
+
+
 def test_a_run_canceled_while_running_is_counted_canceled_in_the_metrics(
     make_queue: MakeQueue,
 ) -> None:
@@ -756,17 +773,7 @@ def test_a_run_canceled_while_running_is_counted_canceled_in_the_metrics(
     the handler's interrupted end as a TerminalFailure, and ``attempt_duration_seconds`` still
     labelled it so (the handler's verdict, before the engine decided)."""
     q = make_queue()
-    started = threading.Event()
-
-    @q.handler("slow")
-    def slow(ctx: Any, p: Any) -> None:
-        started.set()
-        ctx.cancelled.wait(30)
-        ctx.raise_if_cancelled()
-
-    q.start()
-    tid = q.submit("slow")
-    assert started.wait(10)
+    tid = _running_until_stopped(q, "slow")
     q.cancel(tid)
     q.wait(tid, timeout=10)
     (run,) = q.runs(tid)
@@ -802,17 +809,7 @@ def test_attempt_duration_of_a_run_given_back_at_stop_is_labelled_released(
     """``stop(drain=False)`` gives the run back (counted Released); its duration was labelled
     Suspended, the handler's verdict."""
     q = make_queue()
-    started = threading.Event()
-
-    @q.handler("long")
-    def long(ctx: Any, p: Any) -> None:
-        started.set()
-        ctx.cancelled.wait(30)
-        ctx.raise_if_cancelled()
-
-    q.start()
-    tid = q.submit("long")
-    assert started.wait(10)
+    tid = _running_until_stopped(q, "long")
     assert q.stop(drain=False, timeout=10)
     (run,) = q.runs(tid)
     assert run.state is RunState.READY

@@ -44,8 +44,8 @@ fn ready_order_is_priority_then_schedule_then_creation() {
     assert_eq!(p.0.ready().take(1).collect::<Vec<_>>(), [id(20)]);
 }
 
-#[test]
-fn runs_in_state_pages_with_a_cursor() {
+/// Runs id(10)..=id(14) of one task, Scheduled at 0..=4.
+fn five_scheduled() -> P {
     let mut p = P::new();
     let t = id(1);
     let mut batch = vec![tc(repeat(spec(t), 5), 0)];
@@ -53,6 +53,12 @@ fn runs_in_state_pages_with_a_cursor() {
         batch.push(rc(id(10 + u64::from(k)), t, k, i64::from(k)));
     }
     p.ok(&batch);
+    p
+}
+
+#[test]
+fn runs_in_state_pages_with_a_cursor() {
+    let p = five_scheduled();
     let first: Vec<_> = p.0.runs_in_state(S::Scheduled, None).take(2).collect();
     assert_eq!(
         first.iter().map(|k| k.id).collect::<Vec<_>>(),
@@ -69,13 +75,7 @@ fn runs_in_state_pages_with_a_cursor() {
 
 #[test]
 fn a_cursor_round_trips_through_its_bytes_and_survives_its_run_leaving() {
-    let mut p = P::new();
-    let t = id(1);
-    let mut batch = vec![tc(repeat(spec(t), 5), 0)];
-    for k in 0..5u32 {
-        batch.push(rc(id(10 + u64::from(k)), t, k, i64::from(k)));
-    }
-    p.ok(&batch);
+    let mut p = five_scheduled();
     // Ready orders by negated priority: negative positions round-trip too.
     let odd = crate::state::Cursor {
         a: -5,
