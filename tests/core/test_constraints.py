@@ -271,6 +271,46 @@ def test_retry_on_is_terminal() -> None:
     assert RetryOn(terminal_errors=["SubAppError"]).is_terminal(SubAppError())  # bare name
 
 
+class Ärger(Exception):
+    pass
+
+
+def _local_error() -> type[Exception]:
+    class Local(Exception):
+        pass
+
+    return Local
+
+
+def test_retry_on_names_of_any_class_survive_the_wire() -> None:
+    """The name a class is stored under must come back from the log: a non-ASCII class name
+    (a valid identifier) or a class made in a function was accepted at submit, and reading
+    the task back after a restart raised ValidationError (every dispatch that met it too)."""
+    local = _local_error()
+    odd = type("Odd Name", (Exception,), {"__module__": "1generated"})
+    r = RetryOn(terminal_errors=[Ärger, local, odd, "pkg.Ärger", "pkg.make.<locals>.Local"])
+    assert r.terminal_errors == (
+        f"{__name__}.Ärger",
+        f"{__name__}._local_error.<locals>.Local",
+        "1generated.Odd Name",
+        "pkg.Ärger",
+        "pkg.make.<locals>.Local",
+    )
+    back = RetryOn.from_wire(r.to_wire())
+    assert back == r
+    assert pickle.loads(pickle.dumps(r)) == r
+    assert all(back.is_terminal(cls()) for cls in (Ärger, local, odd))
+    assert RetryOn(terminal_errors=["Ärger"]).is_terminal(Ärger())  # bare name
+    c = TaskConstraints(retry_on=r)
+    assert TaskConstraints.from_wire(c.to_wire()) == c
+    # Typed names keep their shape check; stored ones are only required to be text.
+    for bad in ("<locals>.X", "mod.<>", "mod.<1x>", "mod..X"):
+        with pytest.raises(ValidationError, match="qualified exception name"):
+            RetryOn(terminal_errors=[bad])
+    with pytest.raises(ValidationError, match="lone surrogate"):
+        RetryOn.from_wire((True, True, ["mod.\ud800 x"]))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [

@@ -71,6 +71,11 @@ def test_terminal_names_must_look_like_class_names(bad: str) -> None:
         "mypkg.errors.Fatal",
         "Fatal",
     )
+    # The shapes RetryOn accepts (what a class's own name can look like) are accepted here too.
+    assert HandlerOptions(terminal=("pkg.Ärger", "pkg.f.<locals>.E")).terminal == (
+        "pkg.Ärger",
+        "pkg.f.<locals>.E",
+    )
 
 
 def test_async_handlers_are_detected() -> None:

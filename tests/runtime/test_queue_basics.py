@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,6 +287,36 @@ def test_terminal_exceptions_fail_at_once(make_queue: MakeQueue) -> None:
     (run,) = q.runs(tid)
     assert (run.state, run.attempt_count) == (RunState.FAILED, 1)
     assert run.attempts[0].outcome is AttemptOutcome.TERMINAL_FAILURE
+
+
+class Ärger(Exception):
+    pass
+
+
+@needs_real_storage
+def test_terminal_class_with_a_non_ascii_name_survives_a_restart(
+    make_queue: MakeQueue, clock: ManualClock, tmp_path: Path
+) -> None:
+    """A task whose terminal exception class has a non-ASCII name (a valid identifier) was
+    accepted at submit, but after a restart the first tick that met it raised
+    ValidationError: nothing in the queue could be dispatched any more."""
+
+    def boom(ctx: Any, payload: Any) -> None:
+        raise Ärger(payload)
+
+    q = make_queue(tmp_path / "q", clock=clock)
+    q.register("boom", boom, max_attempts=3, terminal=[Ärger])
+    tid = q.submit("boom", "x", delay=10)
+    q.close()
+    q = make_queue(tmp_path / "q", clock=clock)
+    q.register("boom", boom, max_attempts=3, terminal=[Ärger])
+    spec = q.get_task(tid).spec
+    assert spec.constraints.retry_on.terminal_errors == (f"{__name__}.Ärger",)
+    clock.advance(10_000)
+    q.run_until_idle()
+    (run,) = q.runs(tid)
+    assert run.state is RunState.FAILED
+    assert len(run.attempts) == 1  # terminal: not retried
 
 
 def test_base_exceptions_in_handlers_do_not_stop_the_queue(make_queue: MakeQueue) -> None:

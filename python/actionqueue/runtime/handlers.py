@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from actionqueue.core._validate import I32_MAX, I32_MIN, check_int, check_text
-from actionqueue.core.task.constraints import Backoff, HoldPolicy, RetryOn, TaskConstraints
+from actionqueue.core.task.constraints import (
+    Backoff,
+    HoldPolicy,
+    RetryOn,
+    TaskConstraints,
+    is_exception_name,
+)
 from actionqueue.errors import (
     DuplicateHandlerError,
     UnknownHandlerError,
@@ -95,7 +101,7 @@ def _exc_names(
             )
         # A name is not imported (the class may exist only where the handler runs: a worker
         # process, a Dask worker), so only its shape can be checked here.
-        if isinstance(t, str) and not all(part.isidentifier() for part in t.split(".")):
+        if isinstance(t, str) and not is_exception_name(t):
             raise ValidationError(
                 f"terminal: {t!r} is not an exception class name ('Name' or 'module.Name')"
             )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import builtins
 import math
 import random
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +30,7 @@ from actionqueue.core._validate import (
     check_bool,
     check_int,
     check_opt_str,
+    check_text,
     unpack,
     wrong_type,
 )
@@ -255,7 +255,17 @@ _NO_BACKOFF = NoBackoff()
 
 # --- retry classification --------------------------------------------------------------------
 
-_QUALNAME = re.compile(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_<][\w<>]*)*$")
+
+def is_exception_name(name: str) -> bool:
+    """Whether ``name`` has the shape of a qualified exception class name: dotted Python
+    identifiers (Unicode ones too, as in ``mod.Ärger``), where parts after the first may be a
+    ``<locals>``-style marker (``mod.make.<locals>.Local``, what a class defined in a function
+    is called). The shape of every name a class in an importable module is given."""
+    parts = name.split(".")
+    return parts[0].isidentifier() and all(
+        p.isidentifier() or (len(p) > 2 and p[0] == "<" and p[-1] == ">" and p[1:-1].isidentifier())
+        for p in parts[1:]
+    )
 
 
 def _exc_name(value: object) -> str:
@@ -266,7 +276,7 @@ def _exc_name(value: object) -> str:
             )
         return f"{value.__module__}.{value.__qualname__}"
     if isinstance(value, str):
-        if not _QUALNAME.match(value):
+        if not is_exception_name(value):
             raise ValidationError(
                 f"terminal_errors item must be a qualified exception name like "
                 f"'mypkg.errors.BadInput', got {value!r}"
@@ -278,6 +288,17 @@ def _exc_name(value: object) -> str:
                 return f"builtins.{value}"
         return value
     raise wrong_type("terminal_errors item", "an exception class or its qualified name", value)
+
+
+def _stored_exc_name(value: object) -> str:
+    """A ``terminal_errors`` name read back from the log: what :func:`_exc_name` would make of
+    it, or, for a name without that shape, the name as stored. A class is stored under its
+    ``module.QualName`` whatever that is (a class made with ``type()`` can have any name), and
+    the core keeps any string: refusing it here would make the task unreadable after a restart
+    (and stop every dispatch that meets it)."""
+    if isinstance(value, str) and value and not is_exception_name(value):
+        return check_text(value, "retry_on terminal_errors wire item")
+    return _exc_name(value)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -344,7 +365,9 @@ class RetryOn:
         timeout, lost, names = unpack(t, 3, "retry_on")
         if not isinstance(names, (list, tuple)):
             raise wrong_type("retry_on terminal_errors wire value", "a list of str", names)
-        return cls(timeout, lost, names)
+        r = cls(timeout, lost)
+        object.__setattr__(r, "terminal_errors", tuple(dict.fromkeys(map(_stored_exc_name, names))))
+        return r
 
     def __reduce__(self) -> tuple[Any, tuple[RetryOnWire]]:
         return (RetryOn.from_wire, (self.to_wire(),))
