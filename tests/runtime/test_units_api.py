@@ -42,6 +42,23 @@ def test_instants() -> None:
         instant_to_ms(datetime(2024, 1, 1))
 
 
+@pytest.mark.parametrize("seconds", [10**400, 2**63, -(10**400)], ids=["huge", "2**63", "-huge"])
+def test_instants_beyond_64_bit_milliseconds_are_validation_errors(
+    seconds: int, tmp_path: Path
+) -> None:
+    """BUG: ``submit(at=10**400)`` raised a bare OverflowError (``float()`` of the int) instead
+    of the ValidationError naming ``at`` that ``at=1e300`` gets."""
+    with pytest.raises(ValidationError, match=r"at is out of range for int64 milliseconds"):
+        instant_to_ms(seconds)
+    with aq.ActionQueue.open(tmp_path / "q") as q:
+        q.register("h", lambda ctx, p: p)
+        with pytest.raises(ValidationError, match=r"at is out of range"):
+            q.submit("h", 1, at=seconds)
+        assert q.list_runs() == []
+    # In range, ints stay exact (float() would round 2**53 + 1 seconds).
+    assert instant_to_ms(2**53 + 1) == (2**53 + 1) * 1000
+
+
 def test_backoff_helpers_take_seconds() -> None:
     b = aq.exponential(1, 60, jitter=0.1)
     assert (b.base_ms, b.cap_ms) == (1_000, 60_000)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from actionqueue.core._validate import I64_MAX
+from actionqueue.core._validate import I64_MAX, I64_MIN
 from actionqueue.core.time import to_millis
 from actionqueue.errors import ValidationError, WrongTypeError
 
@@ -95,10 +95,19 @@ def instant_to_ms(value: datetime | int | float, field: str = "at") -> int:
         raise WrongTypeError(f"{field} must be an aware datetime or epoch seconds, got bool")
     if isinstance(value, datetime):
         return to_millis(value, field)
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, int):
+        # Exact: float() of an int above ~1.8e308 raises a bare OverflowError, and above 2**53
+        # it is no longer the second the caller gave.
+        ms = int(value) * 1000
+        if not I64_MIN <= ms <= I64_MAX:
+            raise ValidationError(
+                f"{field} is out of range for int64 milliseconds, got {value!r:.80} seconds"
+            )
+        return ms
+    if isinstance(value, float):
+        if not math.isfinite(value):
             raise ValidationError(f"{field} must be finite epoch seconds, got {value!r}")
-        return to_millis(float(value), field)
+        return to_millis(value, field)
     raise WrongTypeError(
         f"{field} must be an aware datetime or epoch seconds, got {type(value).__name__} "
         f"{value!r:.80}"
