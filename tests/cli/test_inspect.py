@@ -171,6 +171,38 @@ def test_show_gives_the_tasks_priority_for_a_run_that_was_never_ready(tmp_path: 
     assert "None" not in r.output
 
 
+def test_times_past_year_9999_are_shown_not_an_unexpected_error(tmp_path: Path) -> None:
+    """BUG: a run due after year 9999 (``submit(at=...)`` in epoch seconds) or waiting out a
+    backoff of centuries (saturated by the core at 2**63 - 1 ms) made ``runs``, ``show`` and
+    ``why`` fail with "unexpected error: ValueError: year ... is out of range"."""
+    import actionqueue
+
+    def boom(ctx: object, p: object) -> None:
+        raise RuntimeError("x")
+
+    d = tmp_path / "q"
+    with actionqueue.ActionQueue.open(d) as q:
+        q.register("h", lambda ctx, p: p)
+        q.register("boom", boom, max_attempts=2, backoff=actionqueue.fixed((2**63 - 1) // 1000))
+        far = q.submit("h", 1, at=300_000_000_000)  # year 11476
+        waiting = q.submit("boom", 1)
+        q.run_until_idle()
+        (far_run,) = q.runs(far)
+        (wait_run,) = q.runs(waiting)
+    assert wait_run.not_before == 2**63 - 1
+    r = run_cli("--data-dir", str(d), "runs")
+    assert r.exit_code == 0, r.output
+    for run in (far_run, wait_run):
+        for cmd in ("show", "why"):
+            r = run_cli("--data-dir", str(d), cmd, str(run.run_id))
+            assert r.exit_code == 0, r.output
+            assert "after year 9999" in r.output, r.output
+    rows = json.loads(run_cli("--data-dir", str(d), "runs", "--json").output)
+    row = next(x for x in rows if x["run_id"] == str(far_run.run_id))
+    assert row["scheduled_at"] == 300_000_000_000_000
+    assert row["scheduled_at_iso"] is None
+
+
 # Text a handler, a caller or a file name can hold: rich markup (an unclosed "[/]" made rich
 # raise MarkupError; "[red]" styled), an emoji code, an ANSI escape sequence that recolours or
 # clears the terminal, a carriage return that overwrites the line, a bidi override.

@@ -114,11 +114,27 @@ def short(ident: object) -> str:
     return str(ident)[:8]
 
 
+def _utc(ms: int) -> datetime | None:
+    """The UTC ``datetime`` of ``ms``, or ``None`` past what a ``datetime`` holds (year 9999):
+    a log may hold such times (``submit(at=...)`` in epoch seconds, a retry backoff of
+    centuries, which the core saturates at 2**63 - 1 ms), and showing them must not fail."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _beyond(ms: int) -> str:
+    return f"{ms} ms (after year 9999)" if ms > 0 else f"{ms} ms (before year 1)"
+
+
 def fmt_ms(ms: int | None) -> str:
     """``2026-11-22 10:04:23.123Z`` (UTC), or ``-``."""
     if ms is None:
         return "-"
-    dt = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    dt = _utc(ms)
+    if dt is None:
+        return _beyond(ms)
     return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
@@ -126,13 +142,17 @@ def fmt_short(ms: int | None) -> str:
     """``11-22 10:04:23`` (UTC) for tables, or ``-``."""
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%m-%d %H:%M:%S")
+    dt = _utc(ms)
+    return _beyond(ms) if dt is None else dt.strftime("%m-%d %H:%M:%S")
 
 
 def iso(ms: int | None) -> str | None:
+    """ISO 8601 (UTC), or ``None`` when there is no time or it is past what ISO dates with
+    four-digit years hold (the integer milliseconds beside it still say when)."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+    dt = _utc(ms)
+    return None if dt is None else dt.isoformat(timespec="milliseconds")
 
 
 def duration(ms: int) -> str:
