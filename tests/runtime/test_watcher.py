@@ -33,3 +33,24 @@ def test_a_deadline_fires_and_a_cancelled_one_does_not() -> None:
         assert not cancelled.is_set()
     finally:
         w.stop()
+
+
+def test_a_deadline_centuries_away_does_not_kill_the_watcher() -> None:
+    """BUG: a wait past ``threading.TIMEOUT_MAX`` (a ``timeout=`` of 1000 years, a valid
+    duration) raised OverflowError on the watcher thread, which died: from then on no attempt's
+    timeout was enforced."""
+    w = DeadlineWatcher("test-deadlines")
+    try:
+        far = threading.Event()
+        w.schedule(1000 * 365 * 86_400.0, far.set)
+        fired = threading.Event()
+        w.schedule(0.05, fired.set)  # wakes the thread, which then waits for the far one
+        assert fired.wait(10)
+        again = threading.Event()
+        w.schedule(0.05, again.set)
+        assert again.wait(10), "the watcher thread died"
+        assert w._thread is not None
+        assert w._thread.is_alive()
+        assert not far.is_set()
+    finally:
+        w.stop()

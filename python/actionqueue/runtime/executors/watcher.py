@@ -15,6 +15,9 @@ from collections.abc import Callable
 
 __all__ = ["DeadlineWatcher"]
 
+#: The longest single wait of the watcher thread (well under ``threading.TIMEOUT_MAX``).
+_LONGEST_WAIT_S = 86_400.0
+
 
 class DeadlineWatcher:
     """``schedule(delay, fn)`` calls ``fn()`` on the watcher thread after ``delay`` seconds,
@@ -80,7 +83,10 @@ class DeadlineWatcher:
                         if delay <= 0:
                             heapq.heappop(self._heap)
                             break
-                        self._cond.wait(delay)
+                        # A deadline centuries away (a timeout= of 1000 years is a valid
+                        # duration) overflows the platform's wait: waking up once a day and
+                        # looking again costs nothing, and the thread survives.
+                        self._cond.wait(min(delay, _LONGEST_WAIT_S))
                     else:
                         self._cond.wait()
             try:
