@@ -436,6 +436,14 @@ def test_programs_started_by_a_worker_keep_the_default_stop_signals(
 
 
 @pytest.mark.timeout(60)
+def test_a_timeout_of_centuries_is_waited_for_not_an_overflow(procs: ProcessExecutor) -> None:
+    """BUG: the slot waited for the whole remaining time at once; a ``timeout=`` of 1000 years
+    (a valid duration) overflowed ``select`` and failed the attempt with OverflowError."""
+    r = h.run(procs, h.echo, "x", timeout=1000 * 365 * 86_400.0)
+    assert (r.kind, r.value) == (ResultKind.RETURNED, "x")
+
+
+@pytest.mark.timeout(60)
 def test_process_cancel_kills(procs: ProcessExecutor) -> None:
     job, w = h.submit(procs, h.sleep_long)
     while job.handle is None:

@@ -39,6 +39,7 @@ from typing import Any
 from actionqueue.errors import ExecutorError, ValidationError
 from actionqueue.runtime.executors._procworker import leads_own_group, worker_main
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job, interrupted
+from actionqueue.runtime.executors.watcher import LONGEST_WAIT_S
 from actionqueue.runtime.outcomes import AttemptResult, ErrorInfo, ResultKind
 
 __all__ = ["ProcessExecutor", "default_mp_context"]
@@ -209,7 +210,11 @@ class _Slot:
         waitables = [conn, proc.sentinel, self.wake_r]
         try:
             while True:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                remaining = (
+                    None
+                    if deadline is None
+                    else min(max(0.0, deadline - time.monotonic()), LONGEST_WAIT_S)
+                )
                 ready = multiprocessing.connection.wait(waitables, remaining)
                 if conn in ready:
                     try:

@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["DeadlineWatcher"]
+__all__ = ["LONGEST_WAIT_S", "DeadlineWatcher"]
 
-#: The longest single wait of the watcher thread (well under ``threading.TIMEOUT_MAX``).
-_LONGEST_WAIT_S = 86_400.0
+#: The longest single wait on a deadline (well under ``threading.TIMEOUT_MAX`` and what
+#: ``select`` takes): a deadline centuries away (a ``timeout=`` of 1000 years is a valid
+#: duration) is waited for a day at a time, instead of overflowing the platform's wait.
+LONGEST_WAIT_S = 86_400.0
 
 
 class DeadlineWatcher:
@@ -83,10 +85,7 @@ class DeadlineWatcher:
                         if delay <= 0:
                             heapq.heappop(self._heap)
                             break
-                        # A deadline centuries away (a timeout= of 1000 years is a valid
-                        # duration) overflows the platform's wait: waking up once a day and
-                        # looking again costs nothing, and the thread survives.
-                        self._cond.wait(min(delay, _LONGEST_WAIT_S))
+                        self._cond.wait(min(delay, LONGEST_WAIT_S))
                     else:
                         self._cond.wait()
             try:
