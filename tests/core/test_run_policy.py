@@ -323,3 +323,27 @@ def test_cron_iter_is_strictly_increasing_across_fall_back() -> None:
 
 def test_cron_aliases() -> None:
     assert RunPolicy.cron("@hourly").next_after(_ms(2024, 1, 1, 0, 10)) == _ms(2024, 1, 1, 1, 0)
+
+
+def test_iana_zones_resolve_without_a_system_zone_database() -> None:
+    """Slim container images have no /usr/share/zoneinfo: the zones come from the tzdata
+    package then (a dependency on every platform), so a log naming Europe/Paris reopens
+    there. ``PYTHONTZPATH=""`` hides the system database from zoneinfo."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from actionqueue.core import RunPolicy; "
+        "p = RunPolicy.cron('0 9 * * *', timezone='Europe/Paris'); "
+        "print(p.tzinfo.utcoffset(__import__('datetime').datetime(2024, 7, 1)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(os.environ, PYTHONTZPATH=""),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "2:00:00"
