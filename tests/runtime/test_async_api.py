@@ -121,6 +121,19 @@ def test_a_result_whose_run_finishes_during_close_s_drain_is_returned(
         finishing_ident: Any = q.runs(finishing)[0].run_id
     else:
         finishing_ident = finishing
+    # close() must begin once both waiters wait (a call made after it is refused, as any):
+    # each thread's first look at its target says it is in the wait loop.
+    waiting = threading.Semaphore(0)
+    looked: set[int] = set()
+    is_done = q._is_done
+
+    def first_look_counted(target: Any) -> bool:
+        if threading.get_ident() not in looked:
+            looked.add(threading.get_ident())
+            waiting.release()
+        return is_done(target)
+
+    q._is_done = first_look_counted  # type: ignore[method-assign]
     waiters = [
         threading.Thread(target=wait_for, args=("finishing", finishing_ident)),
         threading.Thread(target=wait_for, args=("later", later)),
@@ -128,6 +141,8 @@ def test_a_result_whose_run_finishes_during_close_s_drain_is_returned(
     for w in waiters:
         w.start()
     assert running.wait(10)
+    assert waiting.acquire(timeout=10)
+    assert waiting.acquire(timeout=10)
     q.close()
     for w in waiters:
         w.join(10)
