@@ -301,3 +301,49 @@ def test_error_lines_escape_control_characters(tmp_path: Path) -> None:
     assert r.exit_code == 3
     assert "\x1b" not in r.output
     assert "none\\x1b[2J" in r.output
+
+
+def test_why_names_the_keys_next_run_and_a_holders_own_hold_policy(tmp_path: Path) -> None:
+    # A (hold_during_retry, the default) failed once and waits in RetryWait holding key k; B
+    # (release_on_retry, priority 10) is Ready behind it. Whether A keeps the key is A's
+    # policy, not B's: the hold note must be shown whatever B's policy is. Once A's backoff is
+    # over A is Ready again and is the key's next run, ahead of B despite B's priority: `why B`
+    # must say so, not "waiting for a worker" (B is not among the runs the engine hands out).
+    import actionqueue as aqm
+
+    clock = aqm.ManualClock(1_700_000_000_000)
+    path = tmp_path / "data"
+    q = aqm.ActionQueue.open(path, clock=clock, snapshot_on_close=False)
+
+    def h(ctx: object, p: str) -> None:
+        if p == "A" and ctx.attempt == 1:  # type: ignore[attr-defined]
+            raise aqm.Retry(10)
+
+    q.register("h", h)
+    a = q.submit("h", "A", concurrency_key="k", max_attempts=2)
+    q.run_until_idle()
+    b = q.submit("h", "B", concurrency_key="k", hold_policy="release_on_retry", priority=10)
+    q.engine.tick()
+    q.flush()
+    a_run, b_run = q.runs(a)[0].id, q.runs(b)[0].id
+
+    def why(run_id: object) -> dict:
+        r = run_cli("--data-dir", str(path), "why", str(run_id), "--json")
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)
+
+    held = why(b_run)
+    assert held["reason"] == "key_held"
+    assert held["details"]["holder"] == str(a_run)
+    assert "hold_during_retry" in held["text"]
+
+    clock.advance(10_000)
+    q.engine.tick()
+    q.flush()
+    assert q.runs(a)[0].state.label == "Ready"
+    nxt = why(b_run)
+    assert nxt["reason"] == "key_next"
+    assert nxt["details"] == {"key": "k", "ahead": str(a_run)}
+    assert "hold_during_retry" in nxt["text"]
+    assert why(a_run)["details"]["position"] == 1
+    q.close(drain=False)

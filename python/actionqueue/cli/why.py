@@ -2,8 +2,8 @@
 
 The answer is derived the way the engine decides (docs/engine.md): terminal runs are done;
 Scheduled and RetryWait runs wait for a time (and for promotion, which pause stops); Ready runs
-wait for the pause to end, for their concurrency key, or for a worker; Leased/Running runs are
-held by a lease owner until it expires.
+wait for the pause to end, for their concurrency key (held, or due to another Ready run of the
+key first), or for a worker; Leased/Running runs are held by a lease owner until it expires.
 """
 
 from __future__ import annotations
@@ -47,12 +47,20 @@ def _last_error(run: RunInstance) -> str | None:
     return None
 
 
-def _ready_position(view: ReadView, run: RunInstance) -> int | None:
-    """1-based position among the Ready runs the engine would hand out now (held keys skipped)."""
+def _ready_position(
+    view: ReadView, run: RunInstance, key: str | None
+) -> tuple[int | None, bytes | None]:
+    """1-based position among the Ready runs the engine would hand out now (held keys skipped),
+    and — when ``run`` is not among them — the Ready run of the same ``key`` that is (the
+    key's next run: one ahead in selection order, or a due retry that kept the key under
+    ``hold_during_retry``)."""
+    ahead: bytes | None = None
     for i, cand in enumerate(view.state.ready_candidates(10_000), 1):
         if cand[0] == run.run_id.bytes:
-            return i
-    return None
+            return i, None
+        if key is not None and cand[5] == key:
+            ahead = cand[0]
+    return None, ahead
 
 
 def explain(view: ReadView, run: RunInstance, now: int) -> Explanation:
@@ -172,12 +180,9 @@ def explain(view: ReadView, run: RunInstance, now: int) -> Explanation:
             hrun = q.get_run(RunId.from_bytes(holder))
             hstate = hrun.state.label if hrun is not None else "?"
             hold = ""
-            if (
-                hrun is not None
-                and hrun.state in (RunState.RETRY_WAIT, RunState.SUSPENDED)
-                and spec is not None
-                and spec.constraints.hold_policy is HoldPolicy.HOLD_DURING_RETRY
-            ):
+            # A waiting run holds a key only under its own hold_during_retry (the asking
+            # run's policy says nothing about it).
+            if hrun is not None and hrun.state in (RunState.RETRY_WAIT, RunState.SUSPENDED):
                 hold = " (it keeps the key while it waits: hold_during_retry)"
             return out(
                 "key_held",
@@ -186,7 +191,26 @@ def explain(view: ReadView, run: RunInstance, now: int) -> Explanation:
                 key=key,
                 holder=str(RunId.from_bytes(holder)),
             )
-    pos = _ready_position(view, run)
+    pos, ahead = _ready_position(view, run, key)
+    if ahead is not None:
+        arun = q.get_run(RunId.from_bytes(ahead))
+        retry = ""
+        arec = q.get_task(arun.task_id) if arun is not None else None
+        if (
+            arun is not None
+            and arun.history
+            and arun.history[-1].from_state in (RunState.RETRY_WAIT, RunState.SUSPENDED)
+            and arec is not None
+            and arec.spec.constraints.hold_policy is HoldPolicy.HOLD_DURING_RETRY
+        ):
+            retry = " (a retry that kept the key: hold_during_retry)"
+        return out(
+            "key_next",
+            f"ready, but run {RunId.from_bytes(ahead)} goes first on concurrency key {key!r}"
+            f"{retry}; this run is leased after it",
+            key=key,
+            ahead=str(RunId.from_bytes(ahead)),
+        )
     where = f" (position {pos} in the ready queue)" if pos is not None else ""
     return out(
         "ready",
