@@ -103,3 +103,24 @@ def test_a_queued_jobs_time_starts_when_a_worker_runs_it() -> None:
     assert jobs[1].context._started >= first_end[0]
     assert left[0] is not None
     assert 0 < left[0] <= 30.0
+
+
+@pytest.mark.parametrize("prefetch", [4, 1])
+def test_priority_order_with_a_key_is_the_lease_order(make_queue: MakeQueue, prefetch: int) -> None:
+    # docs/runtime.md (Prefetch): with one worker, X and Y (priority 10, key k) and Z (priority
+    # 0). Y cannot be leased while X holds k; with prefetch Z is leased in X's batch and queued,
+    # so it runs before Y. Without prefetch the order is strict: X, Y, Z.
+    q = make_queue(executor=ThreadExecutor(1, prefetch=prefetch), durability="deferred")
+    q._dispatcher.quick_attempt_s = 10.0  # "quick" is real time: a loaded machine must not matter
+    order: list[str] = []
+    q.register("h", lambda ctx, p: order.append(p))
+    q.submit_many("h", [f"warm{i}" for i in range(20)])
+    q.run_until_idle()  # the first results are in: the handlers are quick
+    order.clear()
+    q.pause()
+    q.submit("h", "X", priority=10, concurrency_key="k")
+    q.submit("h", "Y", priority=10, concurrency_key="k")
+    q.submit("h", "Z", priority=0)
+    q.resume()
+    q.run_until_idle()
+    assert order == (["X", "Z", "Y"] if prefetch > 1 else ["X", "Y", "Z"])
