@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from rt_helpers import T0, MakeQueue
@@ -86,3 +87,49 @@ def test_a_lease_expired_under_a_live_handler_stops_it_and_records_it_lost(
         "handler=long,outcome=Success": 1.0,
     }
     assert m.total("outcomes_total") == m.total("dispatched_total") == 2
+
+
+def test_a_lost_attempts_late_result_leaves_the_next_attempt_in_flight(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """Attempt 1 loses its lease under a thread that cannot be stopped; attempt 2 of the same
+    run is dispatched while it still runs. When attempt 1 returns, its (stale) result must not
+    drop attempt 2 from the in-flight attempts: attempt 2 would no longer be heartbeated, would
+    lose its lease under its live handler as time moves on, and the run's concurrency key would
+    go to B while attempt 2 still runs (never told to stop)."""
+    q = make_queue(clock=clock, lease=10, max_workers=2)
+    a1_started, a1_done, a2_started, a2_go = (threading.Event() for _ in range(4))
+    log: list[tuple[str, int]] = []
+
+    def h(ctx: Any, p: str) -> None:
+        log.append((p, ctx.attempt))
+        if p == "A" and ctx.attempt == 1:
+            a1_started.set()
+            a2_started.wait(10)  # ignores ctx.cancelled, like any thread that cannot be stopped
+            a1_done.set()
+        elif p == "A":
+            a2_started.set()
+            a2_go.wait(10)
+
+    q.register("h", h)
+    a = q.submit("h", "A", concurrency_key="k", max_attempts=2)
+    b = q.submit("h", "B", concurrency_key="k")
+    q.start()
+    assert a1_started.wait(10)
+    clock.advance(11_000)  # attempt 1's lease is gone: recorded Lost, attempt 2 dispatched
+    assert a2_started.wait(10)
+    assert a1_done.wait(10)
+    time.sleep(0.3)  # attempt 1's late result is handed back and dropped (stale)
+    for _ in range(5):  # time moves on normally: a live attempt is heartbeated
+        time.sleep(0.1)
+        clock.advance(3_000)
+        time.sleep(0.1)
+    (ra,) = q.runs(a)
+    assert ra.state is RunState.RUNNING
+    assert [x.outcome.label if x.outcome else None for x in ra.attempts] == ["Lost", None]
+    assert q.runs(b)[0].state is RunState.READY  # the key is still A's
+    assert ("B", 1) not in log
+    a2_go.set()
+    q.run_until_idle(timeout=20)
+    assert [x.outcome.label for x in q.runs(a)[0].attempts] == ["Lost", "Success"]
+    assert log[-1] == ("B", 1)

@@ -325,9 +325,9 @@ class Dispatcher:
             for att in settling:
                 self._not_recorded(att, error)
         with self.mutex:
-            pop = self.inflight.pop
+            forget = self._forget_locked
             for att in settling:
-                pop(att.run_key, None)
+                forget(att)
             self._changed_locked()
 
     def _heartbeats(self, now: int) -> int | None:
@@ -608,6 +608,31 @@ class Dispatcher:
         except Exception as e:  # pragma: no cover - interpret is total; belt and braces
             return Verdict(AttemptOutcome.RETRYABLE_FAILURE, error=_err_text(e))
 
+    def _free_slot_locked(self, att: InFlight) -> None:
+        """``att`` no longer occupies a slot — unless its run was dispatched again meanwhile.
+
+        ``inflight`` and ``executing`` are keyed by run: after a Lost attempt (lease expired
+        under a live thread, which cannot be stopped) the run may be dispatched again while the
+        old handler still runs, and the new attempt's entry replaces the old one. The old
+        attempt's late result must not remove the new attempt's entry: the new attempt would no
+        longer be heartbeated (its lease would expire under its live handler, the run would be
+        retried or failed and its concurrency key handed to another run meanwhile) nor be
+        asked to stop, and its slot would count as free."""
+        cur = self.inflight.get(att.run_key)
+        if cur is None or cur is att:
+            self.executing.discard(att.run_key)
+
+    def _forget_locked(self, att: InFlight) -> None:
+        """``att`` is over: drop its entries, not those of a newer attempt of its run (see
+        :meth:`_free_slot_locked`)."""
+        key = att.run_key
+        cur = self.inflight.get(key)
+        if cur is att:
+            del self.inflight[key]
+            self.executing.discard(key)
+        elif cur is None:
+            self.executing.discard(key)
+
     def _record_batch(self, items: list[tuple[InFlight, AttemptResult]]) -> None:
         """Record finished attempts: one ``Engine.finish_attempts`` call for all of them."""
         try:
@@ -662,9 +687,9 @@ class Dispatcher:
                 # (one fdatasync for both), else this thread syncs them now.
                 handed = False
                 with self.mutex:
-                    discard = self.executing.discard
+                    free_slot = self._free_slot_locked
                     for att, _ in items:
-                        discard(att.run_key)
+                        free_slot(att)
                     if immediate and self.drivers:
                         handed = True
                         self.settling.extend(att for att, _ in recorded)
@@ -701,11 +726,9 @@ class Dispatcher:
             _LOG.exception("recording %d results failed", len(items))
         finally:
             with self.mutex:
-                pop = self.inflight.pop
-                discard = self.executing.discard
+                forget = self._forget_locked
                 for att, _ in items:
-                    pop(att.run_key, None)
-                    discard(att.run_key)
+                    forget(att)
                 self._changed_locked()
 
     def _record_smaller(
@@ -818,8 +841,7 @@ class Dispatcher:
         finally:
             if notify:
                 with self.mutex:
-                    self.inflight.pop(att.run_key, None)
-                    self.executing.discard(att.run_key)
+                    self._forget_locked(att)
                     self._changed_locked()
 
     # --- control -----------------------------------------------------------------------------
@@ -858,8 +880,7 @@ class Dispatcher:
             except ActionQueueError as e:
                 _LOG.debug("could not release run %s at close: %s", a.dispatch.run_id, e)
             with self.mutex:
-                self.inflight.pop(a.run_key, None)
-                self.executing.discard(a.run_key)
+                self._forget_locked(a)
         return n
 
     def shutdown_completer(self) -> None:
