@@ -75,3 +75,19 @@ def test_manual_clock_positions_are_times_a_record_can_hold() -> None:
         c.advance(11)
     assert c.now() == 2**63 - 10  # unchanged
     assert c.advance(9) == 2**63 - 1
+
+
+def test_manual_clock_rounds_datetimes_and_timedeltas_like_the_rest_of_the_api() -> None:
+    """ManualClock truncated sub-millisecond datetimes (through a float timestamp) and
+    timedeltas, while every other time the API takes rounds to the nearest millisecond:
+    ``ManualClock(dt).now()`` could differ from ``to_millis(dt)`` by one."""
+    from datetime import datetime, timedelta, timezone
+
+    from actionqueue.core.time import to_millis
+
+    dt = datetime(2024, 1, 1, 0, 0, 0, 999_600, tzinfo=timezone.utc)
+    clock = ManualClock(dt)
+    assert clock.now() == to_millis(dt) == 1_704_067_201_000
+    assert clock.advance(timedelta(microseconds=600)) == to_millis(dt) + 1
+    late = datetime(2286, 11, 20, 17, 46, 39, 999_501, tzinfo=timezone.utc)
+    assert clock.set(late) == to_millis(late)  # exact, where a float timestamp is not

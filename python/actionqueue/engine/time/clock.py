@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from actionqueue.core._validate import I64_MAX
+from actionqueue.core.time import to_duration_ms, to_millis
 from actionqueue.errors import ValidationError, WrongTypeError
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
@@ -50,7 +51,8 @@ def _as_millis(value: int | float | timedelta, what: str) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, timedelta):
-        return value // timedelta(milliseconds=1)
+        # Rounded to the nearest ms, exactly, like every other duration the API takes.
+        return to_duration_ms(value, what)
     if isinstance(value, float):
         raise WrongTypeError(
             f"{what} must be int milliseconds or a timedelta, got float {value!r}; "
@@ -85,7 +87,7 @@ class ManualClock:
                 raise ValidationError(
                     f"ManualClock start must be timezone-aware, got naive datetime {start!r}"
                 )
-            start = int(start.timestamp() * 1000)
+            start = to_millis(start, "start")
         self._now = _position(_as_millis(start, "start"), "start")
         self._lock = threading.Lock()
         self._listeners: list[Callable[[int], None]] = []
@@ -98,7 +100,7 @@ class ManualClock:
         if isinstance(millis, datetime):
             if millis.tzinfo is None:
                 raise ValidationError(f"set() needs a timezone-aware datetime, got {millis!r}")
-            millis = int(millis.timestamp() * 1000)
+            millis = to_millis(millis, "millis")
         value = _position(_as_millis(millis, "millis"), "millis")
         with self._lock:
             self._now = value
