@@ -346,3 +346,22 @@ def test_constraints_from_wire_garbage() -> None:
         TaskConstraints.from_wire((1, 1.5, *good[2:]))
     with pytest.raises(WrongTypeError, match="hold wire value must be an int, got str"):
         TaskConstraints.from_wire((1, None, None, "hold_during_retry", *good[4:]))
+
+
+def test_a_jittered_backoff_refuses_an_rng_it_cannot_draw_from() -> None:
+    import random
+
+    from actionqueue.core.task.constraints import ExponentialBackoff
+    from actionqueue.errors import ValidationError, WrongTypeError
+
+    b = ExponentialBackoff(1000, 60_000, 100_000)
+    assert 900 <= b.delay_for(1, random.Random(7)) <= 1100
+    with pytest.raises(WrongTypeError, match="random"):
+        b.delay_for(1, 5)  # type: ignore[arg-type]
+
+    class Broken:
+        def random(self) -> float:
+            return 2.5
+
+    with pytest.raises(ValidationError, match=r"\[0, 1\)"):
+        b.delay_for(1, Broken())

@@ -240,7 +240,7 @@ class ExponentialBackoff(Backoff):
         shift = min(n - 1, 62)
         delay = min(self.cap_ms, self.base_ms << shift)
         if self.jitter_ppm:
-            r = (rng or random).random()  # uniform in [0, 1)
+            r = _uniform(rng)
             # Offset in [-jitter, +jitter) of the delay, in integer ms.
             offset = round((2.0 * r - 1.0) * delay * self.jitter_ppm / _PPM)
             delay = max(0, min(I64_MAX, delay + offset))
@@ -251,6 +251,19 @@ class ExponentialBackoff(Backoff):
 
 
 _NO_BACKOFF = NoBackoff()
+
+
+def _uniform(rng: _Rng | None) -> float:
+    """A draw in [0, 1) from ``rng`` (default: the ``random`` module)."""
+    if rng is None:
+        return random.random()
+    draw = getattr(rng, "random", None)
+    if not callable(draw):
+        raise wrong_type("rng", "an object with a random() method, e.g. random.Random(seed)", rng)
+    value = draw()
+    if not isinstance(value, float) or not 0.0 <= value < 1.0:
+        raise ValidationError(f"rng.random() must return a float in [0, 1), got {value!r}")
+    return value
 
 
 # --- retry classification --------------------------------------------------------------------
