@@ -625,13 +625,9 @@ class Dispatcher:
     def _forget_locked(self, att: InFlight) -> None:
         """``att`` is over: drop its entries, not those of a newer attempt of its run (see
         :meth:`_free_slot_locked`)."""
-        key = att.run_key
-        cur = self.inflight.get(key)
-        if cur is att:
-            del self.inflight[key]
-            self.executing.discard(key)
-        elif cur is None:
-            self.executing.discard(key)
+        if self.inflight.get(att.run_key) is att:
+            del self.inflight[att.run_key]
+        self._free_slot_locked(att)
 
     def _record_batch(self, items: list[tuple[InFlight, AttemptResult]]) -> None:
         """Record finished attempts: one ``Engine.finish_attempts`` call for all of them."""

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import signal
 
+from actionqueue.runtime.executors._procworker import ignore_stop_signal
 
-def _ignore(signum: int, frame: object) -> None:
-    """A stop signal sent to the whole group: the queue's process drains and ends us."""
-
-
-signal.signal(signal.SIGTERM, _ignore)
+signal.signal(signal.SIGTERM, ignore_stop_signal)

@@ -25,7 +25,7 @@ from actionqueue.runtime.api import Fail
 from actionqueue.runtime.executors.base import run_remote
 from actionqueue.runtime.outcomes import AttemptResult
 
-__all__ = ["leads_own_group", "worker_main"]
+__all__ = ["ignore_stop_signal", "leads_own_group", "worker_main"]
 
 
 def worker_main(conn: Connection) -> None:
@@ -40,7 +40,7 @@ def worker_main(conn: Connection) -> None:
     handler starts must keep the default ones.
     """
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _ignore_stop_signal)
+        signal.signal(signum, ignore_stop_signal)
     _lead_own_process_group()
     _exit_with_parent()
     while True:
@@ -69,8 +69,9 @@ def worker_main(conn: Connection) -> None:
             )
 
 
-def _ignore_stop_signal(signum: int, frame: object) -> None:
-    """SIGINT / SIGTERM sent to the whole service: the owner drains, then ends this worker."""
+def ignore_stop_signal(signum: int, frame: object) -> None:
+    """SIGINT / SIGTERM sent to the whole service: the owner drains, then ends this process
+    (a worker, or the fork server, see ``_forkserver``)."""
 
 
 def _lead_own_process_group() -> None:
