@@ -76,7 +76,7 @@ class BytesCodec:
         if not isinstance(value, _BYTES_LIKE):
             raise WrongTypeError(
                 f"the bytes codec encodes bytes only, got {type(value).__name__} "
-                f"{_short_repr(value)}"
+                f"{short_repr(value)}"
             )
         return buffer_bytes(value, "the value", error=PayloadError)
 
@@ -84,7 +84,7 @@ class BytesCodec:
         return bytes(data)
 
 
-def _short_repr(value: object, limit: int = 80) -> str:
+def short_repr(value: object, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters; never raises (a huge int's repr does)."""
     try:
         text = repr(value)
@@ -140,7 +140,7 @@ class JsonCodec:
             ).encode()
         except (TypeError, ValueError, RecursionError) as e:
             raise PayloadError(
-                f"cannot encode {type(value).__name__} {_short_repr(value)} as JSON ({e}); "
+                f"cannot encode {type(value).__name__} {short_repr(value)} as JSON ({e}); "
                 "pass bytes, a JSON-compatible value, or register a codec for this type"
             ) from None
 
@@ -191,12 +191,12 @@ def check_content_type(value: object, field: str = "content_type") -> str:
     :class:`ValidationError` naming ``field`` and the value."""
     if not isinstance(value, str):
         raise WrongTypeError(
-            f"{field} must be a str, got {type(value).__name__} {_short_repr(value)}"
+            f"{field} must be a str, got {type(value).__name__} {short_repr(value)}"
         )
     if not is_content_type(value):
         raise ValidationError(
             f"{field} must be one line of printable ASCII, not blank (a content type such as "
-            f"'application/json'), got {_short_repr(value)}"
+            f"'application/json'), got {short_repr(value)}"
         )
     return value
 
@@ -289,7 +289,7 @@ class CodecRegistry:
             # a submit is an ActionQueueError); the original stays the cause.
             raise PayloadError(
                 f"the codec for {c.content_type!r} failed to encode {type(value).__name__} "
-                f"{_short_repr(value)}: {type(e).__name__}: {e}"
+                f"{short_repr(value)}: {type(e).__name__}: {e}"
             ) from e
 
     def decode_payload(self, data: bytes, content_type: str | None) -> Any:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from actionqueue.core.ids import AttemptId, RunId, TaskId
 from actionqueue.errors import ValidationError, WrongTypeError
 from actionqueue.runtime.api import Cancelled
-from actionqueue.runtime.codecs import _short_repr
+from actionqueue.runtime.codecs import short_repr
 
 __all__ = [
     "PROGRESS_MESSAGE_MAX",
@@ -412,18 +412,18 @@ def _checked_progress(progress: object) -> float | str:
         if len(progress) > PROGRESS_MESSAGE_MAX:
             raise ValidationError(
                 f"a progress message must be at most {PROGRESS_MESSAGE_MAX} characters, got "
-                f"{len(progress)}: {_short_repr(progress)}"
+                f"{len(progress)}: {short_repr(progress)}"
             )
         return str(progress)
     # bool is an int, but True as progress is a bug on the caller's side, not "100%".
     if isinstance(progress, bool) or not isinstance(progress, (int, float)):
         raise WrongTypeError(
             f"progress must be a fraction (a float in [0, 1]) or a str message, got "
-            f"{type(progress).__name__} {_short_repr(progress)}"
+            f"{type(progress).__name__} {short_repr(progress)}"
         )
     # Compared before any conversion: float() of a huge int overflows. NaN fails both tests.
     if not 0 <= progress <= 1:
-        raise ValidationError(f"progress must be a fraction in [0, 1], got {_short_repr(progress)}")
+        raise ValidationError(f"progress must be a fraction in [0, 1], got {short_repr(progress)}")
     return float(progress)
 
 

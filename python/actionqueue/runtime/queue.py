@@ -1049,13 +1049,12 @@ class ActionQueue:
             raise InvalidIdError(
                 f"expected a task or run id (a UUID string, TaskId or RunId), got {ident!r:.80}"
             ) from None
-        shown = str(rid)
         if self.engine.get_run(rid) is not None:
             return rid
         tid = TaskId(rid.bytes)
         if self.engine.get_task(tid) is not None:
             return tid
-        raise NotFoundError(f"no task or run with id {shown!r}")
+        raise NotFoundError(f"no task or run with id {str(rid)!r}")
 
     def cancel(self, ident: IdLike, reason: str | None = None) -> None:
         """Cancel a task (and all its unfinished runs) or one run. A handler running for it is
