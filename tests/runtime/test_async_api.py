@@ -150,6 +150,55 @@ def test_a_result_whose_run_finishes_during_close_s_drain_is_returned(
     assert isinstance(got["later"], ClosedError)
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("waiter", ["result", "aresult"])
+def test_a_result_read_while_close_finishes_still_gets_the_output(
+    make_queue: MakeQueue, waiter: str
+) -> None:
+    """Between ``result()`` seeing its run finished and reading the run, a concurrent
+    ``close()`` could close the log: the caller got ``ClosedError`` for a run that completed.
+    close() now keeps the log open for a waiter's read (``Dispatcher.reading``). The waiter
+    here holds that window open until close() has started closing the log."""
+    q = make_queue()
+
+    @q.handler("h")
+    def h(ctx: Any, p: Any) -> Any:
+        return p
+
+    tid = q.submit("h", {"v": 7})
+    q.wait(tid, timeout=10)
+    d = q._dispatcher
+    waited = threading.Event()
+    real_wait = q._wait
+
+    def wait_then_hold(*args: Any, **kwargs: Any) -> None:
+        real_wait(*args, **kwargs)
+        waited.set()
+        # Old code: close() ran to its end here (`closed`); new: it stops at `final`.
+        deadline = time.monotonic() + 10
+        while not (getattr(d, "final", False) or d.closed) and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    q._wait = wait_then_hold  # type: ignore[method-assign]
+    got: list[Any] = []
+
+    def read() -> None:
+        try:
+            if waiter == "result":
+                got.append(q.result(tid, timeout=10))
+            else:
+                got.append(asyncio.run(q.aresult(tid, timeout=10)))
+        except Exception as e:
+            got.append(e)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert waited.wait(10)
+    q.close()
+    reader.join(10)
+    assert got == [{"v": 7}]
+
+
 @pytest.mark.parametrize("call", ["submit", "asubmit", "submit_many", "asubmit_many"])
 def test_an_internal_parameter_name_is_refused_as_an_unknown_option(
     make_queue: MakeQueue, call: str

@@ -25,7 +25,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from actionqueue.core.mutation import DurabilityPolicy
@@ -194,6 +194,11 @@ class Dispatcher:
         #: and every driver returns — a thread blocked in ``wait()`` must not go on driving a
         #: queue that is being closed (it would lease runs the shut-down executor refuses)
         self.closing = False
+        #: close() is about to close the log: a wait whose target is not done ends now
+        self.final = False
+        #: threads between seeing their target done and reading it (``result``): the log
+        #: is closed only once they are out (see :meth:`reading`)
+        self.readers = 0
         #: close() is over
         self.closed = False
         self.driver_lock = threading.Lock()
@@ -1045,6 +1050,33 @@ class Dispatcher:
             self.closing = True
             self.draining = True
         self.wake()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Held by a waiter from before its first look at its target until it has read it,
+        so that :meth:`await_readers` keeps the log open for that read: a ``result()`` whose
+        run finished in close's drain returns it instead of racing the log's close."""
+        with self.mutex:
+            self.readers += 1
+        try:
+            yield
+        finally:
+            with self.mutex:
+                self.readers -= 1
+                self.cond.notify_all()
+
+    def await_readers(self, timeout: float) -> None:
+        """The log is about to close: waits whose target is not done end (``final``), and
+        the readers of finished targets get up to ``timeout`` s to read them."""
+        deadline = time.monotonic() + timeout
+        with self.mutex:
+            self.final = True
+            self.cond.notify_all()
+            while self.readers:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
 
     def finish_close(self) -> None:
         with self.mutex:

@@ -84,6 +84,9 @@ DEFAULT_PATH = "./actionqueue-data"
 _TEMPLATE_ID = TaskId.new()
 _NO_PAYLOAD = TaskPayload(b"")
 _LOST_LABEL = AttemptOutcome.LOST.label
+#: How long close() keeps the log open, after its drain, for threads in wait() / result() to
+#: look at targets the drain finished (each needs one read; the grace only bounds a stuck one).
+_READERS_GRACE_S = 5.0
 
 #: Forks survived by this process: bumped in a child right after ``fork()``. A queue compares
 #: it with its value at open (a list read: no system call on the hot path, unlike getpid).
@@ -395,6 +398,8 @@ class ActionQueue:
             d.close_executor(wait=drain, timeout=0 if not drain else timeout)
             d.shutdown_completer()
         finally:
+            # A result() whose run finished in the drain reads it before the log closes.
+            d.await_readers(_READERS_GRACE_S)
             if self._unsubscribe is not None:
                 self._unsubscribe()
             try:
@@ -1262,34 +1267,41 @@ class ActionQueue:
         deadline = None if timeout is None else time.monotonic() + timeout
         d = self._dispatcher
 
-        def done() -> bool:
-            return (stop is not None and stop.is_set()) or self._is_done(target)
+        def closed_error() -> ClosedError:
+            return ClosedError(
+                f"the queue on {str(self.path)!r} was closed while waiting for {target}"
+            )
 
-        while True:
-            if d.closed:  # close() is over: the target cannot finish any more
-                raise ClosedError(
-                    f"the queue on {str(self.path)!r} was closed while waiting for {target}"
-                )
-            if done():
-                break
-            # While close() drains, in-flight attempts may still finish the target: wait for
-            # them, but never drive a queue being closed.
-            if self._thread is None and not d.closing and d.driver_lock.acquire(blocking=False):
-                try:
-                    d.drive(done=done, on_idle="wait", deadline=deadline, eager=True)
-                finally:
-                    d.driver_lock.release()
-                continue
-            with d.mutex:
-                gen = d.gen
+        def done() -> bool:
+            try:
+                return (stop is not None and stop.is_set()) or self._is_done(target)
+            except ClosedError:  # past close's grace for waiters: the log is closed
+                raise closed_error() from None
+
+        # While this thread waits, close() keeps the log open for its looks (`reading`): a
+        # target finished in close's drain is seen as done, not as closed.
+        with d.reading():
+            while True:
                 if done():
                     break
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise WaitTimeoutError(f"{target} did not finish within {timeout} s")
-                # Bounded so that a driver finishing elsewhere is noticed and taken over.
-                d.cond.wait(0.5 if left is None else min(left, 0.5))
-                _ = gen
+                if d.final:  # close() is closing the log: the target cannot finish any more
+                    raise closed_error()
+                # While close() drains, in-flight attempts may still finish the target: wait
+                # for them, but never drive a queue being closed.
+                if self._thread is None and not d.closing and d.driver_lock.acquire(blocking=False):
+                    try:
+                        d.drive(done=done, on_idle="wait", deadline=deadline, eager=True)
+                    finally:
+                        d.driver_lock.release()
+                    continue
+                with d.mutex:
+                    if done() or d.final:
+                        continue
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise WaitTimeoutError(f"{target} did not finish within {timeout} s")
+                    # Bounded so that a driver finishing elsewhere is noticed and taken over.
+                    d.cond.wait(0.5 if left is None else min(left, 0.5))
         if stop is not None and stop.is_set():
             raise asyncio.CancelledError
 
@@ -1306,10 +1318,14 @@ class ActionQueue:
         self._check_open()
         target = self._resolve(ident)
         self._refuse_in_handler(f"result({str(target)!r})", target)
-        self._wait(target, timeout, stop)
         # Read from the engine at once, not through runs() / get_run(): when a close() began
         # during the wait and its drain finished the target, those refuse already (the queue
-        # is closing) while the log is still open until the close is over.
+        # is closing), and close keeps the log open until this read is done (`reading`).
+        with self._dispatcher.reading():
+            self._wait(target, timeout, stop)
+            return self._run_result(self._final_run(target))
+
+    def _final_run(self, target: TaskId | RunId) -> RunInstance:
         try:
             if isinstance(target, TaskId):
                 runs = self.engine.runs_for_task(target)
@@ -1325,7 +1341,7 @@ class ActionQueue:
             raise ClosedError(
                 f"the queue on {str(self.path)!r} was closed while waiting for {target}"
             ) from None
-        return self._run_result(run)
+        return run
 
     def _run_result(self, run: RunInstance) -> Any:
         if run.state is RunState.COMPLETED:
