@@ -390,6 +390,13 @@ macro_rules! pyclass_queries {
                 Ok(id.map(|i| PyBytes::new(py, &i)))
             }
 
+            /// Ids of the live cron tasks whose window is short (fewer non-terminal runs than
+            /// the window while runs remain to derive), in creation order.
+            fn short_cron_windows<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+                let ids = $crate::py::queries::Holder::with(self, py, |p| p.short_cron_windows())?;
+                Ok(ids.iter().map(|i| PyBytes::new(py, i)).collect())
+            }
+
             /// The live task holding a dedupe key, or None.
             fn task_by_dedupe_key<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
                 let key = key.to_owned();

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::btree_set;
 use std::ops::Bound;
 
-use crate::model::{Id, Millis, RunState};
+use crate::model::{Id, Millis, PolicyKind, RunState};
 
 use super::indexes::IxKey;
 use super::types::{Run, Task};
@@ -111,6 +111,34 @@ impl Projection {
             Some(t) => Some(Cow::Borrowed(t.runs.as_slice())),
             None => self.cold.task_runs(task).map(Cow::Owned),
         }
+    }
+
+    /// Live cron tasks holding fewer non-terminal runs than their window while runs remain to
+    /// derive (no `max_occurrences`, or fewer runs created), in creation order. The engine
+    /// refills a window in the same record as the run leaving it, so this is empty unless it
+    /// could not: the expression could not be evaluated where the queue ran (a time zone that
+    /// machine's zone database lacked), or it has no occurrence left. O(live tasks): finished
+    /// tasks (the cold ones among them) are never looked at.
+    pub fn short_cron_windows(&self) -> Vec<Id> {
+        let mut out: Vec<(u64, Id)> = self
+            .tasks
+            .values()
+            .filter(|t| t.finished_at.is_none() && !t.is_canceled())
+            .filter_map(|t| match &t.spec.shape.policy.kind {
+                PolicyKind::Cron {
+                    window,
+                    max_occurrences,
+                    ..
+                } if t.nonterminal_runs < *window
+                    && max_occurrences.is_none_or(|m| t.runs_created < m) =>
+                {
+                    Some((t.created_seq, t.id()))
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.into_iter().map(|(_, id)| id).collect()
     }
 
     /// The live task holding a dedupe key.

@@ -347,3 +347,40 @@ def test_why_names_the_keys_next_run_and_a_holders_own_hold_policy(tmp_path: Pat
     assert "hold_during_retry" in nxt["text"]
     assert why(a_run)["details"]["position"] == 1
     q.close(drain=False)
+
+
+def test_show_and_why_tell_a_cron_task_derives_nothing_here(
+    tmp_path: Path, hide_zones: object
+) -> None:
+    """A cron task whose time zone this machine lacks (the log was written where it resolves)
+    runs the runs it has but derives no new ones: `show` and `why` say so, with the reason."""
+    import actionqueue as aqm
+
+    clock = aqm.ManualClock(1_700_000_000_000)
+    path = tmp_path / "data"
+    q = aqm.ActionQueue.open(path, clock=clock, snapshot_on_close=False)
+    q.register("h", lambda ctx, p: None)
+    tid = q.submit("h", policy=aqm.RunPolicy.cron("0 9 * * *", timezone="Europe/Paris"))
+    first = q.runs(tid)[0].id
+    q.close()
+    hide_zones("Europe/Paris")  # type: ignore[operator]
+
+    r = run_cli("--data-dir", str(path), "show", str(tid))
+    assert r.exit_code == 0, r.output
+    assert "cannot be derived on this machine: unknown timezone 'Europe/Paris'" in r.output
+    task = json.loads(run_cli("--data-dir", str(path), "show", str(tid), "--json").output)
+    policy = task["task"]["spec"]["policy"]
+    assert policy["timezone"] == "Europe/Paris"
+    assert policy["unresolved"].startswith("unknown timezone 'Europe/Paris'")
+
+    why = json.loads(run_cli("--data-dir", str(path), "why", str(first), "--json").output)
+    assert why["reason"] == "due"  # the CLI reads the system clock, past the ManualClock
+    assert why["details"]["unresolved"] == policy["unresolved"]
+    assert "derives no further runs on this machine" in why["text"]
+
+    hide_zones()  # type: ignore[operator]
+    why = json.loads(run_cli("--data-dir", str(path), "why", str(first), "--json").output)
+    assert why["details"] == {}
+    assert "derives no further" not in why["text"]
+    task = json.loads(run_cli("--data-dir", str(path), "show", str(tid), "--json").output)
+    assert task["task"]["spec"]["policy"]["unresolved"] is None

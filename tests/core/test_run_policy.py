@@ -347,3 +347,86 @@ def test_iana_zones_resolve_without_a_system_zone_database() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "2:00:00"
+
+
+# --- a policy read back where it cannot be evaluated ------------------------------------------
+
+_STORED_MARS = ((2, "0 9 * * *", "Mars/Olympus_Mons", None, 5), (1, None, 2_000))
+
+
+def test_a_stored_cron_policy_with_a_zone_unknown_here_is_kept_as_written() -> None:
+    """A log written where a zone resolves may be reopened where it does not (older tzdata).
+    ``from_wire`` raised InvalidPolicyError then, so every read of the task — and every tick
+    that met it — failed. The policy is kept exactly as written; ``unresolved`` says why its
+    occurrences cannot be computed here, and computing them raises."""
+    p = RunPolicy.from_wire(_STORED_MARS)
+    assert isinstance(p, CronPolicy)
+    assert (p.expression, p.timezone, p.max_occurrences, p.window) == (
+        "0 9 * * *",
+        "Mars/Olympus_Mons",
+        None,
+        5,
+    )
+    assert p.misfire == MisfirePolicy.coalesce(grace=2_000)
+    assert p.to_wire() == _STORED_MARS  # unchanged: a machine with the zone can still run it
+    assert RunPolicy.from_wire(p.to_wire()) == p
+    assert pickle.loads(pickle.dumps(p)) == p  # process executors ship specs this way
+    assert p.unresolved is not None
+    assert p.unresolved.startswith("unknown timezone 'Mars/Olympus_Mons'")
+    assert "tzdata" in p.unresolved
+    for compute in (lambda: p.next_after(0), lambda: list(p.iter_after(0)), lambda: p.tzinfo):
+        with pytest.raises(InvalidPolicyError, match="Mars/Olympus_Mons"):
+            compute()
+    # Built here, the same policy is still refused, and policies that resolve say so.
+    with pytest.raises(InvalidPolicyError, match="unknown timezone 'Mars/Olympus_Mons'"):
+        RunPolicy.cron("0 9 * * *", timezone="Mars/Olympus_Mons")
+    assert RunPolicy.cron("0 9 * * *", timezone="Europe/Paris").unresolved is None
+    assert RunPolicy.repeat(2, 10).unresolved is None
+    assert RunPolicy.once().unresolved is None
+
+
+def test_a_stored_cron_policy_this_croniter_refuses_is_kept_as_written() -> None:
+    """The same holds for an expression another croniter version accepted and this one does
+    not (here a trailing year field, which this one reads as a weekday)."""
+    w = ((2, "0 9 * * * 2030", "UTC", 3, 2), (0, None, None))
+    p = RunPolicy.from_wire(w)
+    assert p.to_wire() == w
+    assert p.unresolved is not None
+    assert "invalid cron expression" in p.unresolved
+    with pytest.raises(InvalidPolicyError, match="cannot compute the occurrences"):
+        p.next_after(0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "exc", "match"),
+    [
+        ((2, "", "Mars/X", None, 5), InvalidPolicyError, "cron expression must not be empty"),
+        ((2, 5, "Mars/X", None, 5), WrongTypeError, "cron expression must be a str"),
+        ((2, "* * * * *", "", None, 5), InvalidPolicyError, "timezone must be a non-empty"),
+        ((2, "* * * * *", 3, None, 5), WrongTypeError, "timezone must be an IANA zone name"),
+        ((2, "* * * * *", "Mars/X", 0, 5), InvalidPolicyError, "max_occurrences must be >= 1"),
+        ((2, "* * * * *", "Mars/X", None, 0), InvalidPolicyError, "cron window must be >= 1"),
+    ],
+)
+def test_a_stored_cron_policy_is_still_checked_where_the_machine_does_not_matter(
+    kind: tuple[Any, ...], exc: type[Exception], match: str
+) -> None:
+    with pytest.raises(exc, match=match):
+        RunPolicy.from_wire((kind, (0, None, None)))
+
+
+def test_a_zone_missing_here_is_unresolved_only_while_it_is_missing(
+    hide_zones: Any,
+) -> None:
+    p = RunPolicy.cron("0 9 * * *", timezone="Europe/Paris")
+    hide_zones("Europe/Paris")
+    back = RunPolicy.from_wire(p.to_wire())
+    assert back == p
+    assert back.to_wire() == p.to_wire()
+    assert back.unresolved is not None
+    assert "Europe/Paris" in back.unresolved
+    with pytest.raises(InvalidPolicyError, match="unknown timezone 'Europe/Paris'"):
+        RunPolicy.cron("0 9 * * *", timezone="Europe/Paris")
+    hide_zones()
+    assert back.unresolved is None
+    assert back.next_after(_ms(2024, 7, 1)) == _ms(2024, 7, 1, 7)  # 09:00 CEST

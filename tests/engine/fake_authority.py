@@ -21,6 +21,7 @@ from actionqueue.core import (
     AttemptFinishCommand,
     AttemptOutcome,
     AttemptStartCommand,
+    CronPolicy,
     DurabilityPolicy,
     EnginePauseCommand,
     EngineResumeCommand,
@@ -391,6 +392,19 @@ class FakeAuthority(Model):
             if rec.spec.dedupe_key == key and not self._is_finished(rec):
                 return tid.bytes
         return None
+
+    def short_cron_windows(self) -> list[bytes]:
+        short = []
+        for tid, rec in self.tasks.items():
+            p = rec.spec.run_policy
+            if (
+                isinstance(p, CronPolicy)
+                and not self._is_finished(rec)
+                and rec.non_terminal < p.window
+                and (p.max_occurrences is None or rec.derived < p.max_occurrences)
+            ):
+                short.append((rec.created_seq, tid.bytes))
+        return [b for _, b in sorted(short)]
 
 
 def _ordinal(r: RunInstance) -> int:

@@ -34,6 +34,7 @@ from actionqueue.cli.why import explain
 from actionqueue.core.ids import RunId
 from actionqueue.core.run.run_instance import RunInstance
 from actionqueue.core.run.state import TERMINAL_STATES, RunState
+from actionqueue.engine.ports import task_is_finished
 from actionqueue.storage._queries import TaskRecord
 
 __all__ = ["runs", "show", "stats", "tasks", "why"]
@@ -291,6 +292,9 @@ def _show_task(cli: CliContext, view: ReadView, rec: TaskRecord, as_json: bool) 
         ("canceled", fmt_ms(rec.canceled_at)),
         ("runs derived", f"{rec.derived} ({rec.non_terminal} unfinished)"),
     ]
+    unresolved = s.run_policy.unresolved
+    if unresolved is not None and rec.canceled_at is None and not task_is_finished(rec):
+        rows.append(("next runs", f"cannot be derived on this machine: {unresolved}"))
     for k, v in rows:
         con.print(plain(f"  {k:16} {v}"))
     table = Table(show_header=True, header_style="bold", title="runs", title_justify="left")

@@ -222,6 +222,8 @@ def _policy_dict(policy: RunPolicy) -> dict[str, Any]:
             "max_occurrences": policy.max_occurrences,
             "window": policy.window,
             "misfire": misfire,
+            # Why this machine cannot compute its occurrences (a zone its tzdata lacks), or None.
+            "unresolved": policy.unresolved,
         }
     return {"kind": "once", "misfire": misfire}
 

@@ -17,6 +17,7 @@ from actionqueue.core.ids import RunId
 from actionqueue.core.run.run_instance import RunInstance
 from actionqueue.core.run.state import RunState
 from actionqueue.core.task.constraints import HoldPolicy
+from actionqueue.engine.ports import task_is_finished
 
 __all__ = ["Explanation", "explain"]
 
@@ -73,7 +74,23 @@ def explain(view: ReadView, run: RunInstance, now: int) -> Explanation:
     st = run.state
     rid = str(run.run_id)
 
+    # A cron task read from a log written elsewhere may name a zone this machine lacks: its
+    # runs run, but no new ones are derived here (CronPolicy.unresolved).
+    stalled = (
+        spec.run_policy.unresolved
+        if spec is not None
+        and rec is not None
+        and rec.canceled_at is None
+        and not task_is_finished(rec)
+        else None
+    )
+
     def out(reason: str, text: str, until: int | None = None, **details: Any) -> Explanation:
+        if stalled is not None:
+            text += (" " if text.endswith(".") else ". ") + (
+                f"Its cron task derives no further runs on this machine: {stalled}"
+            )
+            details["unresolved"] = stalled
         return Explanation(rid, st.label, reason, text, until, details)
 
     if st is RunState.COMPLETED:

@@ -28,12 +28,24 @@ an hour runs once at resume, not 60 times). What continues: submissions, cancell
 ``finish_attempt`` / ``heartbeat`` / ``release`` of work already handed out, ``retry_now`` and
 the **expiry sweep** (an expired lease is still recovered, so nothing is stuck at resume).
 :meth:`Engine.next_wakeup` reports only lease expiries while paused.
+
+Cron tasks this machine cannot evaluate
+---------------------------------------
+
+A cron task read from a log written elsewhere may name a time zone this machine's zone
+database lacks (or an expression its croniter refuses): its policy is kept as written
+(:attr:`~actionqueue.core.task.run_policy.CronPolicy.unresolved` says why). The engine promotes
+and dispatches the runs such a task already has, under its misfire policy, and derives no new
+ones; it logs one warning per task on the ``actionqueue.engine`` logger. Every other task goes
+on as usual. The first tick of an engine refills every cron window left short, so the task
+picks up where it stopped once it is opened where it resolves (see docs/policies.md).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import random
 import socket
@@ -119,6 +131,8 @@ _FAST_LIMIT = 4096
 PAGE = 4_096
 #: Candidates shown to a custom selector per round.
 SELECTOR_SCAN = 1_024
+
+_LOG = logging.getLogger("actionqueue.engine")
 
 
 class _Rng(Protocol):
@@ -505,6 +519,10 @@ class Engine:
         self._due_at: dict[bytes, int] = {}
         # Runs created after this sequence were created by this engine: unknown means 0 attempts.
         self._boot_seq = authority.latest_sequence
+        # task id -> why its cron occurrences cannot be computed here (warned once; see the
+        # module docs), and whether the first tick still has to refill short cron windows.
+        self._stalled: dict[bytes, str] = {}
+        self._windows_checked = False
         # Optional one-call ``(work_due, paused)`` peek (the storage authority has it).
         self._dispatch_state: Callable[[int], tuple[bool, bool]] | None = getattr(
             authority, "dispatch_state", None
@@ -952,6 +970,9 @@ class Engine:
 
     def _tick(self, now: int) -> TickReport:
         expired = created = promoted = misfired = retried = batches = 0
+        if not self._windows_checked:
+            self._windows_checked = True
+            created, batches = self._refill_short_windows(now)
         while True:
             swept, made, n_batches = self._sweep(now)
             expired += swept
@@ -1040,6 +1061,12 @@ class Engine:
                     events.extend((2, w[0], _SCHEDULED, _READY, None, None, now) for w in runs)
                     promoted += len(runs)
                     continue
+                plan = plan_misfire(
+                    self._due_runs(info, runs, now, full_page), info.policy.misfire, now
+                )
+                transitions = plan.transitions
+            elif not self._derivable(tid, info.policy, self._record(info.task_id)):
+                # Its runs already derived still run (under its misfire policy); no new ones.
                 plan = plan_misfire(
                     self._due_runs(info, runs, now, full_page), info.policy.misfire, now
                 )
@@ -1152,6 +1179,8 @@ class Engine:
         rec = self._auth.get_task(task_id)
         if rec is None or rec.canceled_at is not None:
             return []
+        if not self._derivable(task_id.bytes, policy, rec):
+            return []
         d = derive_runs(
             _At(now),
             task_id,
@@ -1162,6 +1191,59 @@ class Engine:
             non_terminal=max(0, rec.non_terminal - leaving),
         )
         return [c.to_wire() for c in run_create_commands(d, timestamp=now)]
+
+    def _derivable(self, tid: bytes, policy: RunPolicy, rec: TaskRecordLike) -> bool:
+        """Whether the run times of task ``tid``'s ``policy`` can be computed here. When they
+        cannot (a cron policy read from a log: :attr:`CronPolicy.unresolved`) and the task
+        (``rec``) still has runs to derive, logs a warning the first time per task."""
+        why = policy.unresolved  # looked up each time: a zone that appears is picked up
+        if why is None:
+            self._stalled.pop(tid, None)
+            return True
+        total = policy.total_runs()
+        if total is not None and rec.derived >= total:
+            return False  # every run it may have exists: nothing is held back
+        if tid not in self._stalled:
+            self._stalled[tid] = why
+            _LOG.warning(
+                "cron task %s: its next occurrences cannot be derived on this machine (%s); "
+                "the runs it already has still run, the task is kept unchanged in the log, "
+                "and derivation resumes once the queue is opened where this resolves",
+                _task_id_of(tid),
+                why,
+            )
+        return False
+
+    def _refill_short_windows(self, now: int) -> tuple[int, int]:
+        """Refill the windows of cron tasks holding fewer non-terminal runs than their window
+        while runs remain to derive — a task whose occurrences could not be computed where the
+        queue last ran (:meth:`_derivable`), now perhaps opened where they can. Returns (runs
+        created, batches). One query of the live tasks, once per engine (the first tick)."""
+        find = getattr(self._auth, "short_cron_windows", None)
+        if find is None:
+            return 0, 0
+        created = batches = 0
+        ids: list[bytes] = find()
+        for i in range(0, len(ids), PAGE):
+            events: list[EventTuple] = []
+            for tid in ids[i : i + PAGE]:
+                try:
+                    refill = self._refill_events(
+                        _task_id_of(tid), self._shape_info(tid).policy, now, 0
+                    )
+                except ValidationError as e:
+                    # Best effort: the task stays as it was (as it would without this step),
+                    # and opening the queue never fails for it.
+                    _LOG.warning(
+                        "cron task %s: its window was not refilled: %s", _task_id_of(tid), e
+                    )
+                    continue
+                events.extend(refill)
+            if events:
+                self._submit(events, self.durability)
+                created += len(events)
+                batches += 1
+        return created, batches
 
     # --- dispatch (hot path) -----------------------------------------------------------------
 
@@ -1919,7 +2001,11 @@ class Engine:
         return self.index.counts()
 
     def stats(self) -> dict[str, Any]:
-        """Counts by state label plus engine facts, for dashboards and logs."""
+        """Counts by state label plus engine facts, for dashboards and logs.
+
+        ``stalled_tasks`` maps the id (text) of each cron task met so far whose next
+        occurrences cannot be derived on this machine to the reason (see the module docs).
+        """
         counts = self.counts()
         return {
             "runs": {s.label: n for s, n in counts.items()},
@@ -1929,6 +2015,7 @@ class Engine:
             "next_due": self._auth.next_due(),
             "next_lease_expiry": self._auth.next_lease_expiry(),
             "latest_sequence": self._auth.latest_sequence,
+            "stalled_tasks": {str(_task_id_of(t)): why for t, why in self._stalled.items()},
         }
 
     def __repr__(self) -> str:

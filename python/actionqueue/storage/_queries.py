@@ -98,6 +98,7 @@ class _CoreQueries(Protocol):
     ) -> list[tuple[bytes, bytes, int, int, int, str | None]]: ...
     def key_holder(self, key: str) -> bytes | None: ...
     def task_by_dedupe_key(self, key: str) -> bytes | None: ...
+    def short_cron_windows(self) -> list[bytes]: ...
     def prune_cutoff(self, keep: int) -> int | None: ...
     def state_digest(self) -> str: ...
     @property
@@ -263,6 +264,13 @@ class ProjectionQueries:
     def task_by_dedupe_key(self, key: str) -> bytes | None:
         """Id bytes of the live task holding dedupe key ``key``, or ``None``."""
         return self._q.task_by_dedupe_key(_key(key, "key"))
+
+    def short_cron_windows(self) -> list[bytes]:
+        """Id bytes of the live cron tasks holding fewer non-terminal runs than their window
+        while runs remain to derive, in creation order: tasks whose window could not be
+        refilled where the queue ran (their zone unknown there, or no occurrence left). The
+        engine's first tick refills them."""
+        return self._q.short_cron_windows()
 
     def prune_cutoff(self, keep: int) -> int | None:
         """The ``before`` that keeps the ``keep`` most recently finished terminal runs, or

@@ -101,3 +101,26 @@ fn a_cursor_round_trips_through_its_bytes_and_survives_its_run_leaving() {
             .collect();
     assert_eq!(rest, [id(12), id(13), id(14)]);
 }
+
+#[test]
+fn short_cron_windows_lists_live_cron_tasks_with_room_to_derive() {
+    let mut p = P::new();
+    // 1: a full window (5 runs); 2: one run short; 3: short but every run it may have exists;
+    // 4: short but canceled; 5: a repeat (never listed); 6: short, created last.
+    let full = id(1);
+    let mut batch = vec![tc(cron(spec(full), None), 0)];
+    for k in 0..5u32 {
+        batch.push(rc(id(100 + u64::from(k)), full, k, 10));
+    }
+    p.ok(&batch);
+    p.ok(&[tc(cron(spec(id(2)), None), 0), rc(id(200), id(2), 0, 10)]);
+    p.ok(&[tc(cron(spec(id(3)), Some(1)), 0), rc(id(300), id(3), 0, 10)]);
+    p.ok(&[tc(cron(spec(id(4)), None), 0), rc(id(400), id(4), 0, 10)]);
+    p.ok1(cancel(id(4), 20));
+    p.ok(&[tc(repeat(spec(id(5)), 2), 0), rc(id(500), id(5), 0, 10)]);
+    p.ok(&[tc(cron(spec(id(6)), Some(3)), 0)]);
+    assert_eq!(p.0.short_cron_windows(), [id(2), id(6)]);
+    // A run leaving the full window makes it short (the engine refills in the same record).
+    p.ok1(tr(id(100), S::Scheduled, S::Canceled, 30));
+    assert_eq!(p.0.short_cron_windows(), [id(1), id(2), id(6)]);
+}

@@ -17,6 +17,12 @@ the **seconds field first** (``"*/10 * * * * *"`` = every 10 seconds), as in Qua
 the Rust ``cron`` crate; the ``@hourly``-style aliases are accepted. They are parsed and
 evaluated with ``croniter``; use :meth:`CronPolicy.next_after` so every layer evaluates them the
 same way.
+
+A policy read back from a log (:meth:`RunPolicy.from_wire`) is kept exactly as written even
+when this machine cannot evaluate it — a time zone its zone database lacks, an expression its
+``croniter`` refuses — so that the log always opens and nothing is lost;
+:attr:`CronPolicy.unresolved` then says why, and deriving its occurrences raises (see
+docs/policies.md, "A time zone this machine does not know").
 """
 
 from __future__ import annotations
@@ -223,6 +229,12 @@ class RunPolicy:
         """Total runs the policy implies, or ``None`` when unbounded (cron without a cap)."""
         raise NotImplementedError
 
+    @property
+    def unresolved(self) -> str | None:
+        """Why this machine cannot compute the policy's run times, or ``None`` when it can
+        (always, except for a cron policy read from a log: see :attr:`CronPolicy.unresolved`)."""
+        return None
+
     def kind_wire(self) -> tuple[Any, ...]:
         raise NotImplementedError
 
@@ -248,7 +260,13 @@ class RunPolicy:
             return RepeatPolicy(count, interval_ms, misfire)
         if tag == PolicyKind.CRON and type(tag) is int:
             _, expr, tz, max_occ, window = unpack(kind_t, 5, "cron policy")
-            return CronPolicy(expr, tz, max_occ, window, misfire)
+            try:
+                return CronPolicy(expr, tz, max_occ, window, misfire)
+            except InvalidPolicyError:
+                # Written where it resolved; this machine may lack the zone (older tzdata) or
+                # its croniter may refuse the expression. Keep it as written: refusing it here
+                # would refuse the whole log (every read of the task, every tick meeting it).
+                return CronPolicy._as_stored(expr, tz, max_occ, window, misfire)
         raise InvalidPolicyError(f"run policy kind tag must be 0, 1 or 2, got {tag!r}")
 
     def __reduce__(self) -> tuple[Any, tuple[PolicyWire]]:
@@ -346,6 +364,12 @@ class CronPolicy(RunPolicy):
         expr = _check_cron(self.expression)
         tz = _zone_name(self.timezone)
         _zone(tz)
+        self._check_bounds()
+        _check_fires(expr, tz)
+        object.__setattr__(self, "expression", expr)
+        object.__setattr__(self, "timezone", tz)
+
+    def _check_bounds(self) -> None:
         if self.max_occurrences is not None:
             check_int(
                 self.max_occurrences,
@@ -356,13 +380,67 @@ class CronPolicy(RunPolicy):
             )
         check_int(self.window, "cron window", minimum=1, maximum=U32_MAX, error=InvalidPolicyError)
         _check_misfire(self.misfire)
-        _check_fires(expr, tz)
-        object.__setattr__(self, "expression", expr)
-        object.__setattr__(self, "timezone", tz)
+
+    @classmethod
+    def _as_stored(
+        cls,
+        expression: object,
+        timezone: object,
+        max_occurrences: object,
+        window: object,
+        misfire: MisfirePolicy,
+    ) -> CronPolicy:
+        """A policy read from a log that this machine cannot evaluate, kept exactly as
+        written (see :attr:`unresolved`). What does not depend on the machine — the types,
+        a non-empty expression and zone name, the bounds — is checked as usual."""
+        if not isinstance(expression, str):
+            raise wrong_type("cron expression", "a str like '*/5 * * * *'", expression)
+        if not expression.strip():
+            raise InvalidPolicyError(f"cron expression must not be empty, got {expression!r}")
+        if not isinstance(timezone, str):
+            raise wrong_type("timezone", "an IANA zone name (str)", timezone)
+        _zone_name(timezone)
+        p = object.__new__(cls)
+        for name, value in (
+            ("expression", expression),
+            ("timezone", timezone),
+            ("max_occurrences", max_occurrences),
+            ("window", window),
+            ("misfire", misfire),
+        ):
+            object.__setattr__(p, name, value)
+        p._check_bounds()
+        return p
+
+    @property
+    def unresolved(self) -> str | None:
+        """Why this machine cannot compute the occurrences, or ``None`` when it can.
+
+        A policy built here always can: construction refuses a zone or an expression this
+        machine cannot evaluate. A policy read from a log written elsewhere is kept as written
+        even when this machine cannot: its time zone is missing from the zone database here
+        (an older system database or ``tzdata`` package), or this ``croniter`` refuses the
+        expression. Until that is fixed, its occurrences cannot be computed (:meth:`iter_after`
+        raises :class:`~actionqueue.errors.InvalidPolicyError`): the engine runs the runs
+        already derived and derives no new ones (docs/policies.md).
+
+        >>> RunPolicy.cron("0 9 * * *", timezone="Europe/Paris").unresolved is None
+        True
+        >>> stored = ((2, "0 9 * * *", "Mars/Olympus_Mons", None, 5), (0, None, None))
+        >>> RunPolicy.from_wire(stored).unresolved
+        "unknown timezone 'Mars/Olympus_Mons': ...
+        """
+        try:
+            _zone(self.timezone)
+            _check_fires(_check_cron_cached(self.expression), self.timezone)
+        except (InvalidPolicyError, TypeError, ValueError) as e:
+            return str(e)
+        return None
 
     @property
     def tzinfo(self) -> tzinfo:
-        """The zone the expression is evaluated in."""
+        """The zone the expression is evaluated in (:class:`~actionqueue.errors.
+        InvalidPolicyError` when this machine does not know it: see :attr:`unresolved`)."""
         return _zone(self.timezone)
 
     @property
@@ -388,7 +466,17 @@ class CronPolicy(RunPolicy):
         return None
 
     def iter_after(self, after_ms: int) -> Iterator[int]:
-        """Occurrences strictly after ``after_ms``, ascending, as ms since the epoch."""
+        """Occurrences strictly after ``after_ms``, ascending, as ms since the epoch.
+
+        Raises :class:`~actionqueue.errors.InvalidPolicyError` when this machine cannot
+        compute them (:attr:`unresolved`).
+        """
+        why = self.unresolved
+        if why is not None:
+            raise InvalidPolicyError(
+                f"cannot compute the occurrences of cron {self.expression!r} "
+                f"({self.timezone}) on this machine: {why}"
+            )
         start = from_millis(after_ms).astimezone(self.tzinfo)
         it = croniter(self.expression, start, second_at_beginning=True)
         last = after_ms
@@ -416,7 +504,9 @@ def _zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidPolicyError(
-            f"unknown timezone {name!r}; use an IANA name like 'UTC' or 'Europe/Paris'"
+            f"unknown timezone {name!r}: not in this machine's zone database (the system's, "
+            "or the tzdata package's); use an IANA name like 'UTC' or 'Europe/Paris', or "
+            "update tzdata if the name is a recent one"
         ) from None
 
 
