@@ -26,7 +26,7 @@ from actionqueue.engine import (
     run_create_commands,
 )
 from actionqueue.engine.time.clock import Clock, ManualClock, SystemClock
-from actionqueue.errors import DerivationError, ValidationError, WrongTypeError
+from actionqueue.errors import DerivationError, InvalidPolicyError, ValidationError, WrongTypeError
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -304,3 +304,73 @@ def test_plan_task_create_is_one_batch_with_the_task_first() -> None:
     assert all(c.sequence is None for c in batch)
     assert [c.ordinal for c in batch[1:]] == [0, 1, 2]  # type: ignore[attr-defined]
     assert batch[1:] == run_create_commands(result, timestamp=T0)
+
+
+# --- the end of the cron range -------------------------------------------------------------------
+
+END_9999 = 253_402_300_800_000  # 10000-01-01 00:00 UTC: the first ms past the datetime range
+
+
+def test_cron_occurrences_end_with_year_9999_without_an_error() -> None:
+    """Past the range no occurrence exists: derivation stops (exhausted) instead of raising a
+    bare ValidationError / OverflowError from the date conversion."""
+    task = TaskId.new()
+    minutely = RunPolicy.cron("* * * * *", window=3)
+    assert minutely.next_after(END_9999 - 30_000) is None
+    assert list(minutely.iter_after(END_9999 + 5)) == []
+    assert list(minutely.iter_after(2**63 - 1)) == []
+    # Kiritimati is UTC+14: its local year 9999 ends ten hours before UTC's.
+    kiritimati = RunPolicy.cron("0 12 31 12 *", timezone="Pacific/Kiritimati")
+    assert kiritimati.next_after(END_9999 - 12 * HOUR) is None
+    r = derive_runs(ManualClock(0), task, minutely, 3, 0, after=END_9999 - 60_000, non_terminal=0)
+    assert (r.derived, r.exhausted) == ((), True)
+    seconds = RunPolicy.cron("* * * * * *", window=100)
+    r = derive_runs(ManualClock(0), task, seconds, 0, END_9999 - 5_000)
+    assert [x.scheduled_at - END_9999 for x in r.derived] == [
+        -5_000,
+        -4_000,
+        -3_000,
+        -2_000,
+        -1_000,
+    ]
+    assert r.exhausted
+
+
+@pytest.mark.parametrize(
+    ("policy", "origin", "shown"),
+    [
+        (RunPolicy.cron("* * * * *"), END_9999 - 30_000, "9999-12-31T23:59:30.000+00:00"),
+        (RunPolicy.cron("0 0 1 1 *"), END_9999 - 365 * 24 * HOUR + 1, "9999-01-01T00:00:00.001"),
+        (
+            RunPolicy.cron("0 12 31 12 *", timezone="Pacific/Kiritimati"),
+            END_9999 - 12 * HOUR,  # 10000-01-01 02:00 in Kiritimati: past datetime's range
+            "9999-12-31T12:00:00.000+00:00",
+        ),
+        (RunPolicy.cron("* * * * *"), END_9999, f"{END_9999} ms (after year 9999)"),
+        (RunPolicy.cron("* * * * *"), 2**63 - 1, f"{2**63 - 1} ms (after year 9999)"),
+    ],
+)
+def test_a_cron_task_with_no_occurrence_left_is_refused_at_creation(
+    policy: RunPolicy, origin: int, shown: str
+) -> None:
+    """Such a task was created with zero runs and never ran (or the date conversion raised a
+    bare OverflowError / an unhelpful 'ms is outside the range of datetime')."""
+    spec = TaskSpec(TaskId.new(), b"", policy)
+    with pytest.raises(InvalidPolicyError, match="has no occurrence at or after") as e:
+        plan_task_create(ManualClock(0), spec, schedule_origin=origin)
+    assert shown in str(e.value)
+    assert "end of year 9999" in str(e.value)
+    assert str(spec.task_id) in str(e.value)
+
+
+def test_a_repeat_past_the_range_is_refused_and_one_inside_it_is_not() -> None:
+    """Repeat run times are plain int64 milliseconds: a first run past that range is refused
+    (ValidationError), one whose last run would overflow too (DerivationError, a
+    ValidationError), and one after year 9999 but inside int64 has all its runs."""
+    spec = TaskSpec(TaskId.new(), b"", RunPolicy.repeat(2, 1_000))
+    with pytest.raises(ValidationError, match="schedule_origin must be <= 9223372036854775807"):
+        plan_task_create(ManualClock(0), spec, schedule_origin=2**63)
+    with pytest.raises(DerivationError, match="past int64"):
+        plan_task_create(ManualClock(0), spec, schedule_origin=2**63 - 500)
+    _, r = plan_task_create(ManualClock(0), spec, schedule_origin=END_9999 * 2)
+    assert [x.scheduled_at for x in r.derived] == [END_9999 * 2, END_9999 * 2 + 1_000]

@@ -871,3 +871,26 @@ def test_late_catch_up_promotions_are_plain_with_their_reason(env: Env, lean: bo
     env.clock.advance(1_500)
     e.tick()
     assert states(e, skip) == [S.CANCELED, S.CANCELED]  # both late, grace 0: skipped
+
+
+def test_a_cron_task_with_no_occurrence_left_is_refused_and_nothing_is_written(env: Env) -> None:
+    """It was written with zero runs and silently never ran."""
+    e = env.engine
+    end = 253_402_300_800_000  # 10000-01-01 UTC: cron occurrences end before it
+    ok = spec()
+    never = spec(RunPolicy.cron("* * * * *"))
+    before = env.auth.latest_sequence
+    for origin in (end - 30_000, end, 2**63 - 1):
+        with pytest.raises(ValidationError, match="has no occurrence at or after") as exc:
+            e.submit(never, origin=origin)
+        assert "would never run; nothing was submitted" in str(exc.value)
+        with pytest.raises(ValidationError, match="has no occurrence"):
+            e.submit_many([ok, never], origin=origin)  # all or nothing
+    assert env.auth.latest_sequence == before
+    assert e.get_task(never.task_id) is None
+    assert e.get_task(ok.task_id) is None
+    # A cron with occurrences left before the end is fine, and stops there without an error.
+    seconds = e.submit(spec(RunPolicy.cron("* * * * * *", window=2)), origin=end - 3_000)
+    env.clock.set(end)
+    assert drain(e) == 3
+    assert [r.scheduled_at - end for r in e.runs_for_task(seconds)] == [-3_000, -2_000, -1_000]

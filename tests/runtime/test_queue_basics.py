@@ -1174,3 +1174,31 @@ def test_runtime_records_about_an_attempt_carry_the_attempts_fields(
         assert (run_id, task_id, handler) == (str(run.run_id), str(tid), "bad")
         assert attempt_id in {str(a.attempt_id) for a in run.attempts}
         assert attempt in {"1", "2"}
+
+
+def test_a_cron_task_that_would_never_run_is_refused(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """A cron whose expression has no occurrence left after its start (occurrences end with
+    year 9999) was written with zero runs and silently never ran; a start after year 9999
+    raised an unhelpful 'ms is outside the range of datetime', and one in a zone east of UTC
+    a bare OverflowError."""
+    from datetime import datetime, timezone
+
+    q = make_queue(clock=clock)
+    q.register("h", lambda ctx, p: None)
+    before = q.authority.latest_sequence
+    cases = [
+        (aq.RunPolicy.cron("0 0 1 1 *"), datetime(9999, 6, 1, tzinfo=timezone.utc)),
+        (
+            aq.RunPolicy.cron("0 12 31 12 *", timezone="Pacific/Kiritimati"),
+            datetime(9999, 12, 31, 12, tzinfo=timezone.utc),
+        ),
+        (aq.RunPolicy.cron("* * * * *"), 300_000_000_000.0),  # year ~11476
+    ]
+    for policy, at in cases:
+        with pytest.raises(ValidationError, match="has no occurrence at or after") as e:
+            q.submit("h", policy=policy, at=at)
+        assert "the task would never run; nothing was submitted" in str(e.value)
+    assert q.authority.latest_sequence == before
+    assert q.stats()["total_runs"] == 0

@@ -79,6 +79,7 @@ from actionqueue.core.mutation import MutationCommand, RunCreateCommand, TaskCre
 from actionqueue.core.run.run_instance import RunInstance, StateChange
 from actionqueue.core.run.state import RunState
 from actionqueue.core.task.run_policy import (
+    CRON_END_MS,
     CronPolicy,
     MisfireKind,
     OncePolicy,
@@ -86,8 +87,9 @@ from actionqueue.core.task.run_policy import (
     RunPolicy,
 )
 from actionqueue.core.task.task_spec import TaskSpec
+from actionqueue.core.time import from_millis
 from actionqueue.engine.time.clock import Clock
-from actionqueue.errors import DerivationError, ValidationError
+from actionqueue.errors import DerivationError, InvalidPolicyError, ValidationError
 
 __all__ = [
     "DEFAULT_GRACE_MS",
@@ -451,6 +453,38 @@ def _last_occurrences(policy: CronPolicy, lo: int, limit: int, k: int) -> list[i
         span *= 2
 
 
+def check_first_runs(
+    task_id: TaskId, run_policy: RunPolicy, schedule_origin: int, result: DerivationResult
+) -> None:
+    """Refuse a new task whose first derivation (``result``) found no run: a cron expression
+    with no occurrence at or after ``schedule_origin`` (occurrences end with year 9999) would
+    make a task that never runs. Raises :class:`~actionqueue.errors.InvalidPolicyError`
+    naming why; :func:`plan_task_create` and the engine's submit call it before anything is
+    written.
+
+    >>> from actionqueue.core import RunPolicy, TaskId
+    >>> from actionqueue.engine.time import ManualClock
+    >>> late = 253_402_300_770_000  # 9999-12-31 23:59:30 UTC
+    >>> policy, task = RunPolicy.cron("* * * * *"), TaskId.new()
+    >>> check_first_runs(task, policy, late, derive_runs(ManualClock(0), task, policy, 0, late))
+    Traceback (most recent call last):
+    ...
+    actionqueue.errors.InvalidPolicyError: cron '* * * * *' (UTC) has no occurrence at or after ...
+    """
+    if result.derived or type(run_policy) is not CronPolicy:
+        return
+    if schedule_origin < CRON_END_MS:
+        start = from_millis(schedule_origin).isoformat(timespec="milliseconds")
+    else:
+        start = f"{schedule_origin} ms (after year 9999)"
+    raise InvalidPolicyError(
+        f"cron {run_policy.expression!r} ({run_policy.timezone}) has no occurrence at or after "
+        f"the schedule origin of task {task_id}, {start}: cron occurrences are computed up to "
+        "the end of year 9999 only, so the task would never run; nothing was submitted (start "
+        "it earlier)"
+    )
+
+
 def run_create_commands(
     result: DerivationResult, *, timestamp: int | None = None
 ) -> list[RunCreateCommand]:
@@ -493,6 +527,7 @@ def plan_task_create(
     now = clock.now()
     origin = now if schedule_origin is None else _check_time(schedule_origin, "schedule_origin")
     result = derive_runs(clock, task_spec.task_id, task_spec.run_policy, 0, origin)
+    check_first_runs(task_spec.task_id, task_spec.run_policy, origin, result)
     batch: list[MutationCommand] = [TaskCreateCommand(None, task_spec, now, schedule_origin=origin)]
     batch.extend(run_create_commands(result, timestamp=now))
     return batch, result

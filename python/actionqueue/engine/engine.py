@@ -70,7 +70,12 @@ from actionqueue.core.task.run_policy import (
 )
 from actionqueue.core.task.task_spec import TaskPayload, TaskSpec
 from actionqueue.core.time import DurationLike, TimeLike, to_duration_ms, to_millis
-from actionqueue.engine.derive import derive_runs, effective_grace_ms, run_create_commands
+from actionqueue.engine.derive import (
+    check_first_runs,
+    derive_runs,
+    effective_grace_ms,
+    run_create_commands,
+)
 from actionqueue.engine.index import RunIndex
 from actionqueue.engine.lease import DEFAULT_LEASE_MS, lease_duration_ms, plan_expiry
 from actionqueue.engine.ports import (
@@ -684,6 +689,7 @@ class Engine:
             events.extend((1, new().bytes, tid, k, origin + k * step, now) for k in range(n))
         else:
             result = derive_runs(_At(now), spec.task_id, policy, 0, origin)
+            check_first_runs(spec.task_id, policy, origin, result)  # a task that never runs
             events.extend(c.to_wire() for c in run_create_commands(result, timestamp=now))
         return events
 

@@ -468,8 +468,10 @@ class CronPolicy(RunPolicy):
     def iter_after(self, after_ms: int) -> Iterator[int]:
         """Occurrences strictly after ``after_ms``, ascending, as ms since the epoch.
 
-        Raises :class:`~actionqueue.errors.InvalidPolicyError` when this machine cannot
-        compute them (:attr:`unresolved`).
+        Occurrences are computed within the range of ``datetime``: there are none past
+        the end of year 9999 in the policy's zone, and none after an ``after_ms`` past year
+        9999 UTC (:data:`CRON_END_MS`). Raises :class:`~actionqueue.errors.InvalidPolicyError`
+        when this machine cannot compute them (:attr:`unresolved`).
         """
         why = self.unresolved
         if why is not None:
@@ -477,7 +479,12 @@ class CronPolicy(RunPolicy):
                 f"cannot compute the occurrences of cron {self.expression!r} "
                 f"({self.timezone}) on this machine: {why}"
             )
-        start = from_millis(after_ms).astimezone(self.tzinfo)
+        if after_ms >= CRON_END_MS:
+            return
+        try:
+            start = from_millis(after_ms).astimezone(self.tzinfo)
+        except OverflowError:  # past year 9999 in the policy's zone
+            return
         it = croniter(self.expression, start, second_at_beginning=True)
         last = after_ms
         while True:
@@ -490,6 +497,10 @@ class CronPolicy(RunPolicy):
                 last = ms
                 yield ms
 
+
+#: The first millisecond past the range of ``datetime`` (year 10000, UTC): cron occurrences
+#: are computed before it only. (Once and Repeat run times go on to int64 milliseconds.)
+CRON_END_MS = 253_402_300_800_000
 
 _ONCE = OncePolicy()
 RunPolicy.Once = _ONCE
