@@ -97,3 +97,20 @@ def test_compact_prunes_and_checkpoints(populated: Populated) -> None:
     bad = aq(populated, "compact", "--prune-before", "yesterday")
     assert bad.exit_code == 2
     assert "cannot read" in bad.output
+
+
+def test_compact_limits_name_their_option(populated: Populated) -> None:
+    """BUG: ``--keep`` above 2**64 stopped with 'unexpected error: OverflowError' (exit 1),
+    and a ``--prune-before`` reaching back past 1970 with 'before must be >= 0, got -8638...'
+    (naming no option). Nothing is older than the epoch: such a cutoff prunes nothing."""
+    huge = aq(populated, "compact", "--keep", str(10**23))
+    assert huge.exit_code == 2, huge.output
+    assert "--keep" in huge.output
+    assert "unexpected" not in huge.output
+    for old in ("100000000d", "1969-07-20T20:17:00Z", "0001-01-01"):
+        r = aq(populated, "compact", "--prune-before", old, "--json")
+        assert r.exit_code == 0, r.output
+        nothing = {"before": 0, "runs_removed": 0, "tasks_removed": 0}
+        assert json.loads(r.output)["pruned"] == [nothing]
+    stats = json.loads(aq(populated, "stats", "--json").output)
+    assert stats["runs_by_state"]["Completed"] == 1

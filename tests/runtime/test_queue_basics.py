@@ -863,6 +863,24 @@ def test_list_runs_by_handler_keeps_no_spec_after_the_call(make_queue: MakeQueue
     assert q.list_runs(handler="h", limit=None) == []
 
 
+def test_prune_older_than_the_epoch_prunes_nothing(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """BUG: an age reaching back past 1970 (``older_than=10**12`` seconds) raised a
+    ValidationError about a negative ``Prune.before``, which names no argument of the call:
+    nothing is that old, so nothing is pruned."""
+    q = make_queue(clock=clock)
+    q.register("h", lambda ctx, p: p)
+    tid = q.submit("h", 1)
+    q.run_until_idle()
+    q.prune(older_than=10**12)
+    q.prune(older_than=timedelta(days=10**6))
+    assert q.result(tid) == 1
+    clock.advance(1)
+    q.prune(older_than=0)
+    assert q.get_task(tid) is None
+
+
 def test_a_refused_submit_reusing_a_task_id_changes_nothing(
     make_queue: MakeQueue, clock: ManualClock
 ) -> None:

@@ -323,6 +323,16 @@ def test_prune_by_age_and_by_count(auth: StorageMutationAuthority) -> None:
     assert auth.prune_keep_newest(2) is None
     with pytest.raises(ValidationError):
         auth.prune_keep_newest(-1)
+    # BUG: a count beyond the core's integer was a bare OverflowError ("int too big to
+    # convert"); it is refused like prune_cutoff's, naming keep, and nothing is written.
+    before = auth.latest_sequence
+    for huge in (2**63, 2**64, 10**30):
+        with pytest.raises(ValidationError, match="keep must be <="):
+            auth.prune_keep_newest(huge)
+        with pytest.raises(ValidationError, match="keep must be <="):
+            auth.prune_cutoff(huge)
+    assert auth.latest_sequence == before
+    assert auth.prune_keep_newest(2**63 - 1) is None
 
 
 # --- ownership, close, failure ---------------------------------------------------------------

@@ -19,6 +19,7 @@ from actionqueue.cli.context import CliContext, pass_cli
 from actionqueue.cli.errors import CliError
 from actionqueue.cli.render import duration, echo_json, fmt_ms, plain
 from actionqueue.cli.store import open_authority
+from actionqueue.core._validate import I64_MAX
 
 __all__ = ["compact", "parse_before", "snapshot"]
 
@@ -36,10 +37,12 @@ def _dir_bytes(path: str) -> int:
 
 def parse_before(text: str, now: int) -> int:
     """``7d`` / ``12h`` / ``30m`` / ``90s`` / ``500ms`` ago, or an ISO 8601 time (UTC unless it
-    names a zone), as epoch milliseconds."""
+    names a zone), as epoch milliseconds; a time before the epoch is 0 (nothing is older)."""
     m = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d|w)\s*", text)
     if m:
-        return now - int(m.group(1)) * _UNITS[m.group(2)]
+        # Nothing in the log is older than the epoch: an age reaching past it prunes nothing
+        # (it was refused with "before must be >= 0", naming no option).
+        return max(0, now - int(m.group(1)) * _UNITS[m.group(2)])
     try:
         dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -50,7 +53,7 @@ def parse_before(text: str, now: int) -> int:
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1000)
+    return max(0, int(dt.timestamp() * 1000))
 
 
 def _snapshot_dict(info: Any) -> dict[str, Any]:
@@ -93,7 +96,7 @@ def snapshot(cli: CliContext, as_json: bool) -> None:
 )
 @click.option(
     "--keep",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=I64_MAX),
     default=None,
     help="First forget all but the N most recently finished terminal runs.",
 )

@@ -1103,7 +1103,10 @@ class ActionQueue:
         """Forget terminal runs (and finished tasks) last changed more than ``older_than``
         seconds ago."""
         self._check_open()
-        self.engine.prune(self.clock.now() - seconds_to_ms(older_than, "older_than"))
+        before = self.clock.now() - seconds_to_ms(older_than, "older_than")
+        # Nothing is older than the epoch: an age reaching past it prunes nothing (it raised a
+        # ValidationError about a negative ``Prune.before``, naming no argument of this call).
+        self.engine.prune(max(0, before))
 
     # --- inspection ----------------------------------------------------------------------------
 

@@ -463,6 +463,8 @@ class StorageMutationAuthority(ProjectionQueries):
         prune. The cutoff is computed and submitted atomically."""
         if type(keep) is not int or keep < 0:
             raise ValidationError(f"keep must be an int >= 0, got {keep!r}")
+        # The range prune_cutoff takes: a larger count was a bare OverflowError from the core.
+        keep = _nonneg(keep, "keep")
         at = now_ms() if timestamp is None else _nonneg(timestamp, "timestamp")
         r = self._core.prune_keeping(keep, at, _immediate(durability))
         if r is None:
