@@ -727,8 +727,20 @@ impl Authority {
 
     /// Keeps the newest `keep_snapshots` snapshots and deletes the WAL segments wholly before
     /// the oldest of them, so any kept snapshot plus the log still rebuilds the state.
+    ///
+    /// Only this log's snapshots count: one newer than the log (the log never shrinks under a
+    /// running authority, so it was put there from elsewhere — another queue's, or one of a
+    /// history cut since) is set aside as `.stale`, as `bootstrap` does at open. Counted, it
+    /// made the checkpoint delete the snapshot just written and every sealed segment up to its
+    /// sequence (with `keep_snapshots = 1`: nothing left to rebuild the state from); left in
+    /// place, it would be loaded at the next open once the log had grown past it.
     fn checkpoint(&self, dir: &Path) -> Result<(usize, usize)> {
-        let files = snapshot::list(dir)?;
+        let last = self.wal.next_sequence().saturating_sub(1);
+        let mut files = snapshot::list(dir)?;
+        for foreign in files.iter().filter(|f| f.sequence > last) {
+            snapshot::set_aside(foreign)?;
+        }
+        files.retain(|f| f.sequence <= last);
         let Some(oldest_kept) = files
             .get(..self.opts.keep_snapshots.min(files.len()))
             .and_then(|kept| kept.last())

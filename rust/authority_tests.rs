@@ -286,6 +286,40 @@ fn snapshot_newer_than_the_log_is_skipped() {
 }
 
 #[test]
+fn a_checkpoint_ignores_and_sets_aside_a_snapshot_newer_than_the_log() {
+    // A snapshot put into the directory of a running authority from elsewhere, with a
+    // sequence past the log: counted among the kept ones, it made the checkpoint delete the
+    // snapshot just written and every sealed segment up to its sequence.
+    let t = tempfile::tempdir().unwrap();
+    let mut o = small_opts(0);
+    o.authority.keep_snapshots = 1;
+    let (a, _) = open(t.path(), o.clone());
+    for n in 0..5 {
+        create_once(&a, n, 1);
+    }
+    let first = a.snapshot().unwrap().unwrap();
+    let snap_dir = t.path().join(SNAPSHOT_DIR);
+    let stray = snap_dir.join(crate::snapshot::files::file_name(1_000));
+    std::fs::copy(&first.path, &stray).unwrap();
+    for n in 5..60 {
+        create_once(&a, n, 1);
+    }
+    let live = digest(&a);
+    let info = a.snapshot().unwrap().unwrap();
+    assert_eq!(info.sequence, 120);
+    assert!(info.path.exists(), "the snapshot just written is kept");
+    assert!(!stray.exists());
+    let stale = format!("{}.stale", crate::snapshot::files::file_name(1_000));
+    assert!(snap_dir.join(stale).exists());
+    let listing = crate::wal::dir::list(&t.path().join(WAL_DIR)).unwrap();
+    assert!(listing.segments[0].first_seq <= 121, "{listing:?}");
+    a.close().unwrap();
+    let (b, r) = open(t.path(), o);
+    assert_eq!(r.snapshot.as_ref().unwrap().1, 120);
+    assert_eq!(digest(&b), live);
+}
+
+#[test]
 fn missing_wal_with_snapshots_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let (a, _) = open(t.path(), small_opts(0));

@@ -145,6 +145,33 @@ def test_bad_snapshots_are_skipped_with_their_reason(tmp_path: Path) -> None:
     assert report.final_sequence == 4
 
 
+def test_a_snapshot_planted_in_a_live_queue_costs_nothing(tmp_path: Path) -> None:
+    """BUG: a snapshot put into the directory of an open queue with a sequence past its log
+    (here another, longer queue's) counted for the checkpoint as the newest snapshot kept:
+    with ``keep_snapshots=1`` the next snapshot deleted itself and every sealed WAL segment
+    up to that sequence, and the queue could not be opened again (RecoveryError: the log's
+    beginning and the only snapshot of this queue were gone). It is set aside as ``.stale``,
+    as opening does, and the queue's own snapshot and log stay."""
+    data, other = tmp_path / "q", tmp_path / "other"
+    make_queue(other, 500)
+    (stray,) = sorted((other / "snapshots").glob("*.aqs"))[-1:]
+    opts = {"keep_snapshots": 1, "segment_size": 4096, "snapshot_every": 0}
+    q = actionqueue.ActionQueue.open(data, storage_options=opts, snapshot_on_close=False)
+    q.register("h", lambda ctx, payload: payload["i"])
+    tasks = [q.submit("h", {"i": i, "pad": "x" * 200}) for i in range(40)]
+    q.run_until_idle()
+    shutil.copy(stray, data / "snapshots" / stray.name)
+    info = q.snapshot()
+    assert info.sequence < 500
+    assert Path(info.path).exists()
+    assert (data / "snapshots" / f"{stray.name}.stale").exists()
+    q.close()
+    q = actionqueue.ActionQueue.open(data, storage_options=opts)
+    assert q.recovery.snapshot_path == info.path
+    assert [q.result(t) for t in tasks] == list(range(40))
+    q.close()
+
+
 def _write_state(tmp: Path, segment: bytes | None, snapshot: bytes | None) -> Path:
     data = tmp / f"d{len(list(tmp.iterdir()))}"
     (data / "wal").mkdir(parents=True, mode=0o700)
