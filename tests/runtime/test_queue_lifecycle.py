@@ -84,6 +84,55 @@ def test_close_with_a_stuck_handler_releases_its_run(make_queue: MakeQueue) -> N
         assert run.state is RunState.READY
 
 
+def test_handlers_that_close_drains_can_still_use_the_queue(
+    make_queue: MakeQueue, tmp_path: Path
+) -> None:
+    """close() lets in-flight attempts finish: a handler that submits its follow-up work,
+    inspects or cancels while the drain runs does so (its submit used to raise ClosedError,
+    which failed the run for good with no attempts left, and the follow-up was lost). Calls
+    that would wait or drive stay refused, and so is everyone else."""
+    path = tmp_path / "drain"
+    q = make_queue(path)
+    started = threading.Event()
+    seen: dict[str, Any] = {}
+
+    @q.handler("step1")  # max_attempts=1: a ClosedError here failed the run for good
+    def step1(ctx: Any, p: Any) -> str:
+        started.set()
+        deadline = time.monotonic() + 10
+        while not q.closed and time.monotonic() < deadline:  # close() has begun
+            time.sleep(0.001)
+        seen["next"] = q.submit("step2", p)
+        seen["more"] = q.submit_many("step2", [1, 2])
+        seen["state"] = q.get_run(ctx.run_id).state  # type: ignore[union-attr]
+        seen["running"] = q.stats()["runs"]["Running"]
+        q.cancel(seen["more"][1])
+        for name, call in (("start", q.start), ("wait", lambda: q.wait(seen["next"], 1))):
+            try:
+                call()
+            except aq.errors.ClosedError:
+                seen[name] = "refused"
+        return "done"
+
+    q.register("step2", lambda ctx, p: p)
+    q.start()
+    tid = q.submit("step1", 7)
+    assert started.wait(10)
+    q.close()
+    assert seen["state"] is RunState.RUNNING
+    assert seen["running"] == 1
+    assert seen["start"] == seen["wait"] == "refused"
+    with pytest.raises(aq.errors.ClosedError):
+        q.submit("step2", 8)  # not from a handler being drained
+
+    q = make_queue(path)
+    q.register("step2", lambda ctx, p: p)
+    assert q.result(tid, timeout=10) == "done"
+    assert q.result(seen["next"], timeout=10) == 7
+    assert q.result(seen["more"][0], timeout=10) == 1
+    assert q.runs(seen["more"][1])[0].state is RunState.CANCELED
+
+
 def test_keyboard_interrupt_in_the_driving_thread_propagates(make_queue: MakeQueue) -> None:
     q = make_queue()
     started = threading.Event()

@@ -213,6 +213,8 @@ class ActionQueue:
         self.codecs = CodecRegistry() if codecs is None else codecs
         self.metrics = Metrics()
         self._closed = False
+        #: close() is letting in-flight attempts finish: their handlers may still use the queue
+        self._draining = False
         self._owner_pid = os.getpid()
         self._forks = _forks[0]
         self._lock = threading.RLock()
@@ -319,6 +321,21 @@ class ActionQueue:
         if self._closed:
             raise ClosedError(f"the queue on {str(self.path)!r} is closed")
 
+    def _check_usable(self) -> None:
+        """:meth:`_check_open` for the calls a handler may make (submit, inspect, cancel,
+        pause, ...): they stay open to the handlers that ``close()`` is draining, until the
+        drain ends — an attempt close lets finish must be able to finish the way it would have
+        (a handler that submits its follow-up work failed with ClosedError, and with no
+        attempts left its run ended Failed). Calls that wait or drive stay refused."""
+        if (
+            self._closed
+            and self._draining
+            and _forks[0] == self._forks
+            and self._running_handler_run() is not None
+        ):
+            return
+        self._check_open()
+
     def _forked(self) -> ForkedProcessError:
         """The refusal of a copy of this queue inherited through ``fork()``. Checked before
         any lock is taken: a lock another thread of the parent held at the fork stays held in
@@ -378,6 +395,7 @@ class ActionQueue:
             if self._closed:
                 return
             self._closed = True
+            self._draining = True
         _open_queues.discard(self)
         d = self._dispatcher
         d.begin_close()  # threads driving from wait() / run_until_idle() return now
@@ -398,6 +416,7 @@ class ActionQueue:
             d.close_executor(wait=drain, timeout=0 if not drain else timeout)
             d.shutdown_completer()
         finally:
+            self._draining = False
             # A result() whose run finished in the drain reads it before the log closes.
             d.await_readers(_READERS_GRACE_S)
             if self._unsubscribe is not None:
@@ -415,12 +434,12 @@ class ActionQueue:
 
     def flush(self) -> None:
         """Make every Deferred record durable now."""
-        self._check_open()
+        self._check_usable()
         self.authority.flush()
 
     def snapshot(self) -> Any:
         """Take a snapshot now (faster recovery; lets old WAL segments be deleted)."""
-        self._check_open()
+        self._check_usable()
         return self.authority.snapshot()
 
     # --- handlers ------------------------------------------------------------------------------
@@ -670,7 +689,7 @@ class ActionQueue:
         due) or is not a plain submit (``task_id`` / ``dedupe_key``: the spec path).
         ``nonblocking`` is positional-only: a caller's ``nonblocking=`` keyword is one of the
         ``**overrides``, refused as an unknown option like any other."""
-        self._check_open()
+        self._check_usable()
         template, encode_one = self._template(
             handler,
             policy=policy,
@@ -729,7 +748,7 @@ class ActionQueue:
         **overrides: Any,
     ) -> list[TaskId]:
         """Submit one task per payload, all in **one** record (all or nothing, one fsync)."""
-        self._check_open()
+        self._check_usable()
         _check_payloads(payloads)
         if isinstance(tags, (str, bytes)):
             raise WrongTypeError(f"tags must be a list or tuple of str, got str {tags!r:.80}")
@@ -777,7 +796,7 @@ class ActionQueue:
         self, handler: str, payloads: Iterable[Any], **kwargs: Any
     ) -> list[TaskId]:
         """:meth:`submit_many` for asyncio code (durability awaited as in :meth:`asubmit`)."""
-        self._check_open()
+        self._check_usable()
         immediate = self._immediate(kwargs.pop("durability", None))
         # Checked before list(): a str or a dict would be split into characters or keys.
         _check_payloads(payloads)
@@ -1065,7 +1084,7 @@ class ActionQueue:
         """Cancel a task (and all its unfinished runs) or one run. A handler running for it is
         signalled (``ctx.cancelled``; a process worker is killed, an asyncio task cancelled);
         its result, if any, is ignored — the log says Canceled."""
-        self._check_open()
+        self._check_usable()
         target = self._resolve(ident)
         if isinstance(target, TaskId):
             self.engine.cancel_task(target, reason)
@@ -1077,20 +1096,20 @@ class ActionQueue:
 
     def retry_now(self, run_id: RunId | str) -> None:
         """Make a RetryWait or Suspended run Ready now (skipping the rest of its backoff)."""
-        self._check_open()
+        self._check_usable()
         self.engine.retry_now(run_id if isinstance(run_id, RunId) else RunId(run_id))
         self._dispatcher.wake()
 
     def pause(self) -> bool:
         """Stop handing out work (durable: a reopened queue stays paused). In-flight attempts
         finish normally. Returns ``False`` if already paused."""
-        self._check_open()
+        self._check_usable()
         changed = self.engine.pause()
         self._dispatcher.wake()
         return changed
 
     def resume(self) -> bool:
-        self._check_open()
+        self._check_usable()
         changed = self.engine.resume()
         self._dispatcher.wake()
         return changed
@@ -1102,7 +1121,7 @@ class ActionQueue:
     def prune(self, older_than: Seconds) -> None:
         """Forget terminal runs (and finished tasks) last changed more than ``older_than``
         seconds ago."""
-        self._check_open()
+        self._check_usable()
         before = self.clock.now() - seconds_to_ms(older_than, "older_than")
         # Nothing is older than the epoch: an age reaching past it prunes nothing (it raised a
         # ValidationError about a negative ``Prune.before``, naming no argument of this call).
@@ -1112,17 +1131,17 @@ class ActionQueue:
 
     def get_task(self, task_id: TaskId | str) -> TaskRecordLike | None:
         """The task's record (spec, origin, created/canceled times, runs derived/unfinished)."""
-        self._check_open()
+        self._check_usable()
         return self.engine.get_task(task_id if isinstance(task_id, TaskId) else TaskId(task_id))
 
     def get_run(self, run_id: RunId | str) -> RunInstance | None:
         """The run with its state history and attempts (errors, outputs)."""
-        self._check_open()
+        self._check_usable()
         return self.engine.get_run(run_id if isinstance(run_id, RunId) else RunId(run_id))
 
     def runs(self, task_id: TaskId | str) -> list[RunInstance]:
         """The runs of a task, in order."""
-        self._check_open()
+        self._check_usable()
         tid = task_id if isinstance(task_id, TaskId) else TaskId(task_id)
         return sorted(self.engine.runs_for_task(tid), key=lambda r: r.ordinal)
 
@@ -1150,7 +1169,7 @@ class ActionQueue:
         The listing reads the live state page by page: a run that stays in its state
         throughout is listed exactly once; one that changes meanwhile may be missing or
         listed under both states."""
-        self._check_open()
+        self._check_usable()
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
             raise WrongTypeError(f"limit must be an int or None, got {limit!r:.80}")
         if limit is not None and limit < 0:
@@ -1188,7 +1207,7 @@ class ActionQueue:
     def stats(self) -> dict[str, Any]:
         """Runs in every state (all nine, Suspended included), in-flight attempts, pause
         state, executor, and the runtime counters."""
-        self._check_open()
+        self._check_usable()
         s = self.engine.stats()
         s["in_flight"] = len(self._dispatcher.inflight)
         s["executor"] = self.executor.name
@@ -1200,7 +1219,7 @@ class ActionQueue:
 
     def progress(self, run_id: RunId | str) -> float | str | None:
         """The last ``ctx.report_progress()`` value of a run's in-flight attempt."""
-        self._check_open()
+        self._check_usable()
         rid = run_id if isinstance(run_id, RunId) else RunId(run_id)
         a = self._dispatcher.inflight.get(rid.bytes)
         return None if a is None else a.progress
