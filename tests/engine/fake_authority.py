@@ -264,8 +264,23 @@ class FakeAuthority(Model):
                 rec.finished_at = None
 
     def _prune(self, before: int) -> None:
+        # As the core: the newest run of a cron task that is not finished stays (the task's
+        # next occurrences are derived after it).
+        newest: dict[TaskId, RunInstance] = {}
+        for r in self.runs.values():
+            n = newest.get(r.task_id)
+            if n is None or r.ordinal > n.ordinal:
+                newest[r.task_id] = r
         for rid, r in list(self.runs.items()):
             if r.state in TERMINAL_STATES and r.last_state_change_at < before:
+                rec = self.tasks.get(r.task_id)
+                if (
+                    rec is not None
+                    and isinstance(rec.spec.run_policy, CronPolicy)
+                    and not self._is_finished(rec)
+                    and newest[r.task_id] is r
+                ):
+                    continue
                 del self.runs[rid]
         live = {r.task_id for r in self.runs.values()}
         for tid, rec in list(self.tasks.items()):
