@@ -177,3 +177,24 @@ def test_pruning_a_cron_tasks_newest_run_never_runs_its_occurrence_again(
             ran.append(d.scheduled_at)
             e.finish_attempt(d.run_id, d.attempt_id, AttemptOutcome.SUCCESS)
     assert sorted((t - MIDNIGHT) // MIN for t in ran) == list(range(8, 15))  # each once
+
+
+def test_a_window_full_of_waiting_runs_derives_nothing_until_one_finishes(env: Env) -> None:
+    """docs/policies.md: Suspended runs hold their window slots; the occurrences that fell due
+    meanwhile are derived late and go through the misfire policy (coalesce: one run)."""
+    e = env.engine
+    policy = RunPolicy.cron("* * * * *", window=2, misfire=MisfirePolicy.coalesce())
+    tid = e.submit(spec(policy), origin=MIDNIGHT)
+    for minute in (0, 1):  # 00:00 and 00:01 run on time, then wait for approval
+        env.clock.set(MIDNIGHT + minute * MIN)
+        assert drain(e, AttemptOutcome.SUSPENDED) == 1
+    assert e.next_wakeup() is None  # nothing Scheduled: the window is full
+    env.clock.advance(LATE)  # an hour later
+    assert e.tick().created == 0
+    for r in e.runs_for_task(tid):
+        e.retry_now(r.run_id)
+    assert drain(e) == 3  # the two approved runs, and one for the hour missed meanwhile
+    coalesced = [r for r in e.runs_for_task(tid) if r.state is S.COMPLETED][-1]
+    assert coalesced.scheduled_at == MIDNIGHT + 61 * MIN
+    assert coalesced.history[1].reason == "misfire: coalesced 60 missed occurrences"
+    assert e.next_wakeup() == MIDNIGHT + 62 * MIN  # and the schedule goes on
