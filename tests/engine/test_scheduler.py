@@ -327,3 +327,24 @@ def test_next_wakeup() -> None:
     assert next_wakeup(500, None, None) == 500
     assert next_wakeup(500, 300, 400) == 300
     assert next_wakeup(None, None, 7) == 7
+
+
+@pytest.mark.parametrize(
+    ("misfire", "reason"),
+    [
+        (MisfirePolicy.skip(), "misfire: skipped (1 occurrence)"),
+        (MisfirePolicy.catch_up(cap=1), "misfire: catch-up cap 1 exceeded (1 occurrence)"),
+    ],
+)
+def test_a_dropped_stretch_of_one_occurrence_is_singular(
+    misfire: MisfirePolicy, reason: str
+) -> None:
+    from actionqueue.engine.derive import FoldedOccurrences
+
+    (stand_in, last) = sched(0, MIN)
+    fold = FoldedOccurrences(stand_in.run_id, 1, True, 0, 0, dropped=True)
+    plan = plan_misfire([stand_in, last], misfire, 10 * MIN, folded={stand_in.run_id: fold})
+    assert plan.transitions[0].reason == reason
+    many = FoldedOccurrences(stand_in.run_id, 2, True, 0, 0, dropped=True)
+    again = plan_misfire([stand_in, last], misfire, 10 * MIN, folded={stand_in.run_id: many})
+    assert again.transitions[0].reason == reason.replace("1 occurrence", "2 occurrences")

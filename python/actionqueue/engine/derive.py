@@ -150,6 +150,12 @@ class FoldedOccurrences:
         """``"42"``, or ``"1000+"`` for a lower bound."""
         return f"{self.count}" if self.exact else f"{self.count}+"
 
+    @property
+    def occurrences_text(self) -> str:
+        """``"42 occurrences"``, ``"1000+ occurrences"``, ``"1 occurrence"``."""
+        one = self.count == 1 and self.exact
+        return f"{self.count_text} occurrence{'' if one else 's'}"
+
 
 _EMPTY_FOLDED: Mapping[RunId, FoldedOccurrences] = MappingProxyType({})
 

@@ -217,11 +217,9 @@ def plan_misfire(
         if f is not None and f.dropped:
             # Stands for a dropped stretch (skip / beyond the catch-up cap): always canceled.
             if kind is MisfireKind.CATCH_UP and misfire.cap is not None:
-                cancel(
-                    r, f"misfire: catch-up cap {misfire.cap} exceeded ({f.count_text} occurrences)"
-                )
+                cancel(r, f"misfire: catch-up cap {misfire.cap} exceeded ({f.occurrences_text})")
             else:
-                cancel(r, f"misfire: skipped ({f.count_text} occurrences)")
+                cancel(r, f"misfire: skipped ({f.occurrences_text})")
         elif now - r.scheduled_at > grace:
             missed.append(r)
         else:
