@@ -135,38 +135,15 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
     // aside, not just skipped: left in place it would be loaded again once the log grows past
     // its sequence, on top of records it never saw.
     let newer = set_aside_newer(&snap_dir, last, &wal_dir)?;
-    // Snapshots that cannot be used are skipped with their reason, newest first: torn or
-    // bit-rotted files (a crash during an interrupted copy, bad media).
-    let t = Instant::now();
-    let mut loaded = snapshot::load_newest(&snap_dir, Some(last), opts.max_snapshot_size)?;
-    loaded.skipped.splice(0..0, newer);
-    let snapshot_load_ms = ms(t);
-    let (snapshot, mut p) = match loaded.loaded {
-        Some((file, p)) => (Some((file.path, file.sequence)), p),
-        None => (None, Projection::new()),
-    };
-
-    // The tail is replayed the way the authority will go on applying: terminal records are
-    // frozen in batches as they finish (a full replay thus never leaves a million hot
-    // terminal runs for the first snapshot to freeze under the lock).
-    p.set_auto_freeze(true)?;
-    let t = Instant::now();
-    let (records, events) = replay_into(&mut p, &wal_dir, opts.wal.max_record_size, &snapshot)
-        .map_err(|e| naming_skipped(e, &loaded.skipped, opts.max_snapshot_size))?;
-    let replay_ms = ms(t);
-    if p.latest_sequence() != last {
-        // The log holds nothing after the state's end, yet ends later: the events between
-        // were only in segments a checkpoint deleted.
-        let segment = wal_dir.to_owned();
-        let e = gap_error(
-            p.next_sequence(),
-            last.saturating_add(1),
-            &segment,
-            0,
-            &snapshot,
-        );
-        return Err(naming_skipped(e, &loaded.skipped, opts.max_snapshot_size));
-    }
+    let Rebuilt {
+        snapshot,
+        p,
+        records,
+        events,
+        snapshot_load_ms,
+        replay_ms,
+        skipped,
+    } = rebuild(&snap_dir, &wal_dir, last, &opts, newer)?;
     let digest = opts.digest.then(|| p.state_digest());
     let final_sequence = p.latest_sequence();
     // The authority keeps no snapshot an open with these options could not read back.
@@ -178,7 +155,7 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
     let report = RecoveryReport {
         data_dir: data_dir.to_owned(),
         snapshot,
-        snapshots_skipped: loaded.skipped,
+        snapshots_skipped: skipped,
         records_replayed: records,
         events_replayed: events,
         wal: wal_report,
@@ -189,6 +166,119 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
         digest,
     };
     Ok((authority, report))
+}
+
+/// The state rebuilt from a snapshot (or none) and the log after it.
+struct Rebuilt {
+    snapshot: Option<(PathBuf, u64)>,
+    p: Projection,
+    records: u64,
+    events: u64,
+    snapshot_load_ms: u64,
+    replay_ms: u64,
+    /// Snapshots passed over, newest first, with why (`newer` first).
+    skipped: Vec<(PathBuf, String)>,
+}
+
+/// Loads the newest usable snapshot at or below `last` and replays the log after it.
+///
+/// Snapshots that cannot be read are skipped (torn or bit-rotted files). A snapshot the log
+/// cannot be replayed onto — the reducer refuses a record on its state, or it does not end at
+/// a record boundary — is not this log's state (copied in from another queue, or a backup
+/// mix-up): the next older snapshot is tried, down to the log alone. The log is the source of
+/// truth, so when an older source replays cleanly that one is right, and the refused
+/// snapshots are set aside (renamed `.stale`) only then. When none does, the error is the
+/// newest snapshot's and nothing is renamed: the refusal may be the reducer's (a record a
+/// newer build refuses), and an older source would not help.
+fn rebuild(
+    snap_dir: &Path,
+    wal_dir: &Path,
+    last: u64,
+    opts: &BootstrapOptions,
+    newer: Vec<(PathBuf, String)>,
+) -> Result<Rebuilt> {
+    let mut skipped = newer;
+    let mut refused: Vec<(snapshot::SnapshotFile, String)> = Vec::new();
+    let mut first_error: Option<CoreError> = None;
+    let mut below = last;
+    loop {
+        let t = Instant::now();
+        let loaded = snapshot::load_newest(snap_dir, Some(below), opts.max_snapshot_size)?;
+        let snapshot_load_ms = ms(t);
+        // Files above `below` are the refused ones (reported with their own reason), or were
+        // reported by an earlier round.
+        for (path, why) in loaded.skipped {
+            let known = refused.iter().any(|(f, _)| f.path == path)
+                || skipped.iter().any(|(seen, _)| *seen == path);
+            if !known {
+                skipped.push((path, why));
+            }
+        }
+        let (file, snapshot, mut p) = match loaded.loaded {
+            Some((file, p)) => {
+                let snapshot = Some((file.path.clone(), file.sequence));
+                (Some(file), snapshot, p)
+            }
+            None => (None, None, Projection::new()),
+        };
+        // The tail is replayed the way the authority will go on applying: terminal records
+        // are frozen in batches as they finish (a full replay thus never leaves a million hot
+        // terminal runs for the first snapshot to freeze under the lock).
+        p.set_auto_freeze(true)?;
+        let t = Instant::now();
+        let replayed =
+            replay_into(&mut p, wal_dir, opts.wal.max_record_size, &snapshot).and_then(|counts| {
+                if p.latest_sequence() == last {
+                    return Ok(counts);
+                }
+                // The log holds nothing after the state's end, yet ends later: the events
+                // between were only in segments a checkpoint deleted.
+                Err(gap_error(
+                    p.next_sequence(),
+                    last.saturating_add(1),
+                    wal_dir,
+                    0,
+                    &snapshot,
+                ))
+            });
+        let replay_ms = ms(t);
+        match (replayed, file) {
+            (Ok((records, events)), _) => {
+                for (f, why) in refused {
+                    let to = snapshot::set_aside(&f)?;
+                    skipped.push((
+                        f.path,
+                        format!(
+                            "the log cannot be replayed onto it ({why}) while it replays onto \
+                             an older source: not this log's state (copied from another \
+                             queue?); renamed to {} so that it is never loaded again",
+                            to.display()
+                        ),
+                    ));
+                }
+                return Ok(Rebuilt {
+                    snapshot,
+                    p,
+                    records,
+                    events,
+                    snapshot_load_ms,
+                    replay_ms,
+                    skipped,
+                });
+            }
+            (Err(CoreError::Recovery(why)), Some(f)) => {
+                below = f.sequence.saturating_sub(1);
+                if first_error.is_none() {
+                    first_error = Some(CoreError::Recovery(why.clone()));
+                }
+                refused.push((f, why));
+            }
+            (Err(e), _) => {
+                let e = first_error.unwrap_or(e);
+                return Err(naming_skipped(e, &skipped, opts.max_snapshot_size));
+            }
+        }
+    }
 }
 
 /// Renames the snapshots newer than the log's `last` sequence out of the way (see

@@ -172,6 +172,80 @@ def test_a_snapshot_planted_in_a_live_queue_costs_nothing(tmp_path: Path) -> Non
     q.close()
 
 
+def test_a_foreign_snapshot_the_log_cannot_replay_onto_falls_back_to_the_log(
+    tmp_path: Path,
+) -> None:
+    """A snapshot copied in from another queue (a backup mix-up), at a sequence inside this
+    log: its state knows none of this queue's tasks, so the reducer refuses the log after it,
+    and opening failed with ``RecoveryError`` although the log alone holds the whole state.
+    Recovery now tries the next older source (here the log alone), and once that replays
+    cleanly sets the refused snapshot aside as ``.stale`` and reports why."""
+    data, other = tmp_path / "q", tmp_path / "other"
+    q = actionqueue.ActionQueue.open(data, snapshot_on_close=False)
+    q.register("h", lambda ctx, payload: payload)
+    tasks = [q.submit("h", i) for i in range(30)]
+    q.run_until_idle()
+    digest = q.authority.state_digest()
+    last = q.authority.latest_sequence
+    q.close()
+    # Another queue's snapshot at a sequence this log has (its own tasks only).
+    auth, _ = bootstrap(other)
+    for i in range(5):
+        auth.submit_wire([(10 + i % 2, 1_700_000_000_000 + i)], "immediate")
+    info = auth.snapshot()
+    auth.close()
+    assert info.sequence < last
+    foreign = Path(info.path)
+    shutil.copy(foreign, data / "snapshots" / foreign.name)
+
+    q = actionqueue.ActionQueue.open(data, snapshot_on_close=False)
+    q.register("h", lambda ctx, payload: payload)
+    try:
+        assert q.recovery.snapshot_path is None  # the log alone
+        assert q.authority.state_digest() == digest
+        assert [q.result(t) for t in tasks] == list(range(30))
+        (skipped,) = q.recovery.snapshots_skipped
+        assert "cannot be replayed onto it" in skipped.reason
+        assert (data / "snapshots" / f"{foreign.name}.stale").exists()
+        assert not (data / "snapshots" / foreign.name).exists()
+    finally:
+        q.close()
+
+
+def test_a_log_no_source_can_replay_keeps_its_snapshots_and_names_the_newest(
+    tmp_path: Path,
+) -> None:
+    """When no older source replays either (here the log's beginning is gone, so only the
+    refused snapshot could have bridged it), opening fails with the newest snapshot's error
+    and renames nothing: the refusal may be the reducer's, and the files must stay for a
+    build that can replay them."""
+    data, other = tmp_path / "q", tmp_path / "other"
+    opts = {"segment_size": 4096, "snapshot_every": 0, "keep_snapshots": 1}
+    q = actionqueue.ActionQueue.open(data, storage_options=opts, snapshot_on_close=False)
+    q.register("h", lambda ctx, payload: payload)
+    for i in range(40):
+        q.submit("h", {"i": i, "pad": "x" * 200})
+    info = q.snapshot()  # deletes the sealed segments before it
+    own = Path(info.path)
+    q.run_until_idle()  # the log after the snapshot runs the tasks written before it
+    q.close()
+    assert not (data / "wal" / SEGMENT).exists()
+    # Our own snapshot replaced by another queue's at the same sequence.
+    auth, _ = bootstrap(other)
+    i = 0
+    while auth.latest_sequence < info.sequence:
+        auth.submit_wire([(10 + i % 2, 1_700_000_000_000 + i)], "deferred")
+        i += 1
+    foreign = Path(auth.snapshot().path)
+    auth.close()
+    assert foreign.name == own.name
+    shutil.copy(foreign, own)
+    with pytest.raises(errors.RecoveryError):
+        actionqueue.ActionQueue.open(data, storage_options=opts)
+    assert own.exists()
+    assert not list((data / "snapshots").glob("*.stale"))
+
+
 def _write_state(tmp: Path, segment: bytes | None, snapshot: bytes | None) -> Path:
     data = tmp / f"d{len(list(tmp.iterdir()))}"
     (data / "wal").mkdir(parents=True, mode=0o700)
