@@ -475,7 +475,7 @@ impl Authority {
             // The submit succeeded whatever happens here: a snapshot problem is recorded and
             // retried at the next interval (the log is intact, recovery just replays more).
             // The file is written by the caller once the lock is released (`write_pending`).
-            match Self::capture(g) {
+            match self.capture(g) {
                 Ok(job) => g.pending = Some(job),
                 Err(e) => {
                     g.stats.last_snapshot_error = Some(e.to_string());
@@ -625,7 +625,7 @@ impl Authority {
             if self.snapshot_dir.is_none() {
                 return Ok(None);
             }
-            Self::capture(&mut g)?
+            self.capture(&mut g)?
         };
         let res = self.write_job(job);
         let mut g = lock(&self.inner);
@@ -633,9 +633,9 @@ impl Authority {
     }
 
     /// Captures a snapshot under the lock (the only part of a snapshot that stops writers).
-    fn capture(g: &mut Inner) -> Result<SnapJob> {
+    fn capture(&self, g: &mut Inner) -> Result<SnapJob> {
         let started = Instant::now();
-        let cap = snapshot::Capture::take(&mut g.p)?;
+        let cap = snapshot::Capture::take(&mut g.p)?.bound_to(self.wal.wal_id());
         g.stats.events_since_snapshot = 0;
         g.hot_at_capture = g.p.hot_len() as u64;
         Ok(SnapJob {
@@ -737,10 +737,18 @@ impl Authority {
     fn checkpoint(&self, dir: &Path) -> Result<(usize, usize)> {
         let last = self.wal.next_sequence().saturating_sub(1);
         let mut files = snapshot::list(dir)?;
-        for foreign in files.iter().filter(|f| f.sequence > last) {
-            snapshot::set_aside(foreign)?;
+        let ours = self.wal.wal_id();
+        let mut own = Vec::with_capacity(files.len());
+        for f in files.drain(..) {
+            // Newer than the log, or naming another log: not this log's state (see bootstrap).
+            let theirs = snapshot::log_id_of(&f.path)?;
+            if f.sequence > last || theirs.is_some_and(|id| id != ours) {
+                snapshot::set_aside(&f)?;
+            } else {
+                own.push(f);
+            }
         }
-        files.retain(|f| f.sequence <= last);
+        let files = own;
         let Some(oldest_kept) = files
             .get(..self.opts.keep_snapshots.min(files.len()))
             .and_then(|kept| kept.last())
@@ -787,7 +795,7 @@ impl Authority {
             // A failed snapshot at close loses nothing (the log is complete); report it after
             // the log is closed properly. (Lock order: `inner` then `writer`; writers never
             // take `inner` while holding `writer`.)
-            let res = Self::capture(&mut g).map(|job| self.write_job(job));
+            let res = self.capture(&mut g).map(|job| self.write_job(job));
             let res = match res {
                 Ok(r) => self.record(&mut g, r),
                 Err(e) => Err(e),

@@ -543,19 +543,19 @@ fn fuzz_snapshot_decoder() {
         ),
         |(muts, fix, raw)| {
             prop_assert!(snapshot::decode(&raw, 1 << 20).is_err());
-            let mut body = valid[snapshot::HEADER_LEN..].to_vec();
+            let mut body = valid[snapshot::HEADER_LEN + snapshot::LOG_ID_LEN..].to_vec();
             for m in &muts {
                 mutate(&mut body, m);
             }
             let bytes = if fix {
                 with_body(&body, seq)
             } else {
-                let mut b = valid[..snapshot::HEADER_LEN].to_vec();
+                let mut b = valid[..snapshot::HEADER_LEN + snapshot::LOG_ID_LEN].to_vec();
                 b.extend_from_slice(&body);
                 b
             };
             if let Ok(mut p) = snapshot::decode(&bytes, 1 << 24) {
-                prop_assert!(fix || body == valid[snapshot::HEADER_LEN..]);
+                prop_assert!(fix || body == valid[snapshot::HEADER_LEN + snapshot::LOG_ID_LEN..]);
                 // With its CRC intact only the original body loads, and it is consistent. A
                 // *forged* body (mutated, then re-checksummed) may load: cold records are
                 // validated lazily (docs/DESIGN.md, "Cold store"), so only "no panic" holds
@@ -605,8 +605,8 @@ fn fuzz_snapshot_cold_tables() {
         "the sample must have cold runs"
     );
     // Tables + trailer: what format 3 adds after the records.
-    let tables = valid.len() - snapshot::to_version2(&valid).len();
-    let body = &valid[snapshot::HEADER_LEN..];
+    let tables = valid.len() - snapshot::to_version2(&valid).len() - snapshot::LOG_ID_LEN;
+    let body = &valid[snapshot::HEADER_LEN + snapshot::LOG_ID_LEN..];
     let (head, tail) = body.split_at(body.len() - tables);
     fuzz(
         "snapshot cold-section tables (mutated, re-checksummed)",
@@ -638,7 +638,12 @@ fn fuzz_snapshot_cold_tables() {
     );
 }
 
-fn with_body(body: &[u8], sequence: u64) -> Vec<u8> {
+/// A current-version snapshot file around `body` (hot image ++ cold section), bound to no
+/// log, re-checksummed.
+fn with_body(image: &[u8], sequence: u64) -> Vec<u8> {
+    let mut body = vec![0u8; snapshot::LOG_ID_LEN];
+    body.extend_from_slice(image);
+    let body = &body[..];
     let mut out = vec![0u8; snapshot::HEADER_LEN];
     out[..8].copy_from_slice(&snapshot::MAGIC);
     out[8..12].copy_from_slice(&snapshot::VERSION.to_le_bytes());
@@ -670,7 +675,7 @@ fn snapshot_with_runs_out_of_creation_order_is_refused() {
     let mut img: crate::state::image::HotImage = postcard::from_bytes(&hot).unwrap();
     let empty = snapshot::encode(&mut crate::state::Projection::new()).unwrap();
     let (_, empty_cold): (crate::state::image::HotImage, _) =
-        postcard::take_from_bytes(&empty[snapshot::HEADER_LEN..]).unwrap();
+        postcard::take_from_bytes(&empty[snapshot::HEADER_LEN + snapshot::LOG_ID_LEN..]).unwrap();
     let empty_cold = empty_cold.to_vec();
     // Two runs of different tasks, swapped: each task's ordinals stay in order.
     let i = img

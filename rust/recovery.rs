@@ -143,7 +143,7 @@ pub fn bootstrap(data_dir: &Path, opts: BootstrapOptions) -> Result<(Authority, 
         snapshot_load_ms,
         replay_ms,
         skipped,
-    } = rebuild(&snap_dir, &wal_dir, last, &opts, newer)?;
+    } = rebuild(&snap_dir, &wal_dir, last, wal.wal_id(), &opts, newer)?;
     let digest = opts.digest.then(|| p.state_digest());
     let final_sequence = p.latest_sequence();
     // The authority keeps no snapshot an open with these options could not read back.
@@ -194,6 +194,7 @@ fn rebuild(
     snap_dir: &Path,
     wal_dir: &Path,
     last: u64,
+    log: u64,
     opts: &BootstrapOptions,
     newer: Vec<(PathBuf, String)>,
 ) -> Result<Rebuilt> {
@@ -203,8 +204,14 @@ fn rebuild(
     let mut below = last;
     loop {
         let t = Instant::now();
-        let loaded = snapshot::load_newest(snap_dir, Some(below), opts.max_snapshot_size)?;
+        let loaded =
+            snapshot::load_newest(snap_dir, Some(below), opts.max_snapshot_size, Some(log))?;
         let snapshot_load_ms = ms(t);
+        // Another log's snapshots (they name its wal_id) are set aside at once, like the ones
+        // newer than the log: left in place they would take a kept slot at every checkpoint.
+        for f in &loaded.foreign {
+            snapshot::set_aside(f)?;
+        }
         // Files above `below` are the refused ones (reported with their own reason), or were
         // reported by an earlier round.
         for (path, why) in loaded.skipped {

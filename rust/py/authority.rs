@@ -614,8 +614,9 @@ pub fn snapshot_set_aside(py: Python<'_>, path: PathBuf, sequence: u64) -> PyRes
 }
 
 /// Checks one snapshot file without keeping its state: a dict with `path`, `file_size`,
-/// `sequence` (from the header, None if unreadable), `body_len`, `version`, `valid`, `error`,
-/// `tasks`, `runs`.
+/// `sequence` (from the header, None if unreadable), `body_len`, `version`, `log_id` (the
+/// `wal_id` of the log it was taken from; None: bound to none), `valid`, `error`, `tasks`,
+/// `runs`.
 #[pyfunction]
 #[pyo3(signature = (path, max_size = snapshot::DEFAULT_MAX_SNAPSHOT_SIZE))]
 pub fn snapshot_inspect<'py>(
@@ -626,16 +627,18 @@ pub fn snapshot_inspect<'py>(
     type Found = (
         u64,
         Option<snapshot::Header>,
+        Option<u64>,
         Result<(usize, usize), String>,
     );
-    let (size, header, loaded): Found = py
+    let (size, header, log_id, loaded): Found = py
         .detach(|| {
             let bytes = std::fs::read(&path).map_err(|e| CoreError::io("read", &path, e))?;
             let header = snapshot::read_header(&bytes, max_size).ok();
+            let log_id = header.and_then(|_| snapshot::log_id(&bytes));
             let loaded = snapshot::decode(&bytes, max_size)
                 .map(|p| (p.task_count(), p.run_count()))
                 .map_err(|r| r.to_string());
-            Ok::<_, CoreError>((bytes.len() as u64, header, loaded))
+            Ok::<_, CoreError>((bytes.len() as u64, header, log_id, loaded))
         })
         .map_err(to_py)?;
     let d = PyDict::new(py);
@@ -644,6 +647,7 @@ pub fn snapshot_inspect<'py>(
     d.set_item("sequence", header.map(|h| h.sequence))?;
     d.set_item("body_len", header.map(|h| h.body_len))?;
     d.set_item("version", header.map(|h| h.version))?;
+    d.set_item("log_id", log_id)?;
     d.set_item("valid", loaded.is_ok())?;
     d.set_item("error", loaded.as_ref().err())?;
     d.set_item("tasks", loaded.as_ref().ok().map(|x| x.0))?;

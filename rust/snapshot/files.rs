@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{CoreError, Result};
 use crate::state::Projection;
 
-use super::{decode_buf, decode_owned, Capture, HEADER_LEN};
+use super::{decode_buf, decode_owned, log_id, Capture, HEADER_LEN};
 use crate::state::cold::Buf;
 
 const PREFIX: &str = "snapshot-";
@@ -115,6 +115,11 @@ pub fn list(dir: &Path) -> Result<Vec<SnapshotFile>> {
 
 /// Reads and decodes one snapshot file (at most `max_body` body bytes).
 pub fn load_file(path: &Path, max_body: u64) -> Result<Projection> {
+    load_file_bound(path, max_body).map(|(p, _)| p)
+}
+
+/// [`load_file`], with the log the snapshot says it belongs to ([`super::log_id`]).
+pub fn load_file_bound(path: &Path, max_body: u64) -> Result<(Projection, Option<u64>)> {
     let corrupt = |reason: String| CoreError::SnapshotCorrupt {
         path: path.to_owned(),
         reason,
@@ -135,13 +140,29 @@ pub fn load_file(path: &Path, max_body: u64) -> Result<Projection> {
         // zeroed memory (on a 200 MB snapshot: ~0.05 s instead of ~0.6 s here).
         // A filesystem that cannot map files gets the plain read below.
         if let Ok(map) = map_file(&f) {
-            return decode_buf(Buf::Mapped(map), max_body).map_err(|r| corrupt(r.to_string()));
+            let log = log_id(&map);
+            return decode_buf(Buf::Mapped(map), max_body)
+                .map(|p| (p, log))
+                .map_err(|r| corrupt(r.to_string()));
         }
     }
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     f.read_to_end(&mut bytes)
         .map_err(|e| CoreError::io("read", path, e))?;
-    decode_owned(bytes, max_body).map_err(|r| corrupt(r.to_string()))
+    let log = log_id(&bytes);
+    decode_owned(bytes, max_body)
+        .map(|p| (p, log))
+        .map_err(|r| corrupt(r.to_string()))
+}
+
+/// The log a snapshot file names ([`super::log_id`]) from its first bytes, unverified: for
+/// sorting out another log's files, never for trusting one (loading checks the checksums).
+pub fn log_id_of(path: &Path) -> Result<Option<u64>> {
+    let mut head = Vec::with_capacity(HEADER_LEN + 8);
+    File::open(path)
+        .and_then(|f| f.take((HEADER_LEN + 8) as u64).read_to_end(&mut head))
+        .map_err(|e| CoreError::io("read", path, e))?;
+    Ok(log_id(&head))
 }
 
 /// Snapshot files at least this large are memory-mapped by [`load_file`].
@@ -189,11 +210,19 @@ pub struct LoadReport {
     pub loaded: Option<(SnapshotFile, Projection)>,
     /// Snapshots passed over, newest first, with the reason (for the recovery report).
     pub skipped: Vec<(PathBuf, String)>,
+    /// Intact snapshots of another log (also in `skipped`): never to be loaded here.
+    pub foreign: Vec<SnapshotFile>,
 }
 
 /// Loads the newest valid snapshot in `dir`, skipping (with a reason) unreadable or corrupt
-/// ones and, when `max_sequence` is given (the log's last sequence), ones newer than the log.
-pub fn load_newest(dir: &Path, max_sequence: Option<u64>, max_body: u64) -> Result<LoadReport> {
+/// ones and, when `max_sequence` is given (the log's last sequence), ones newer than the log,
+/// and, when `log` is given (the log's `wal_id`), ones that name another log.
+pub fn load_newest(
+    dir: &Path,
+    max_sequence: Option<u64>,
+    max_body: u64,
+    log: Option<u64>,
+) -> Result<LoadReport> {
     let mut report = LoadReport::default();
     for file in list(dir)? {
         if let Some(max) = max_sequence {
@@ -208,12 +237,23 @@ pub fn load_newest(dir: &Path, max_sequence: Option<u64>, max_body: u64) -> Resu
                 continue;
             }
         }
-        match load_file(&file.path, max_body) {
-            Ok(p) if p.latest_sequence() == file.sequence => {
+        match load_file_bound(&file.path, max_body) {
+            Ok((_, Some(theirs))) if log.is_some_and(|ours| ours != theirs) => {
+                let ours = log.unwrap_or_default();
+                report.skipped.push((
+                    file.path.clone(),
+                    format!(
+                        "snapshot of another log (log id {theirs:016x}; this log's is \
+                         {ours:016x}): copied in from another data directory"
+                    ),
+                ));
+                report.foreign.push(file);
+            }
+            Ok((p, _)) if p.latest_sequence() == file.sequence => {
                 report.loaded = Some((file, p));
                 break;
             }
-            Ok(p) => report.skipped.push((
+            Ok((p, _)) => report.skipped.push((
                 file.path,
                 format!(
                     "file name says sequence {} but the snapshot holds {}",

@@ -4,13 +4,15 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic  "AQSNAPSH"
-//! 8       4     format version (u32 LE), currently 3 (2 is still read)
+//! 8       4     format version (u32 LE), currently 4 (3 and 2 are still read)
 //! 12      4     flags (u32 LE), 0; a reader refuses unknown flags
 //! 16      8     sequence of the last event the image includes (u64 LE)
 //! 24      8     body length in bytes (u64 LE)
 //! 32      4     CRC32C of the body (u32 LE)
 //! 36      4     CRC32C of bytes 0..36 (u32 LE)
-//! 40      n     body: postcard(hot image) ++ cold section (state/image.rs, state/cold.rs)
+//! 40      n     body: log id (u64 LE, version 4) ++ postcard(hot image) ++ cold section
+//!               (state/image.rs, state/cold.rs); the log id is the WAL's `wal_id`, 0 when
+//!               the snapshot was written outside an authority (bound to no log)
 //!               hot image = (sequence, paused_at, live tasks and non-cold runs by creation
 //!               sequence, each hot task's run list); cold section = terminal runs and
 //!               finished tasks as length-prefixed postcard records, then (version 3)
@@ -42,16 +44,21 @@ use crate::state::image::HotImage;
 use crate::state::Projection;
 
 pub use files::{
-    list, load_file, load_newest, remove_older, set_aside, write_atomic, write_capture, LoadReport,
-    SnapshotFile,
+    list, load_file, load_file_bound, load_newest, log_id_of, remove_older, set_aside,
+    write_atomic, write_capture, LoadReport, SnapshotFile,
 };
 
 pub const MAGIC: [u8; 8] = *b"AQSNAPSH";
-/// Version 3: hot image + cold section with lookup tables (written). Version 2 (the same
-/// without the tables) is still read, through the slower path that builds maps at load;
+/// Version 4: the log id of the WAL it was taken from, then version 3's body (written).
+/// Version 3 (hot image + cold section with lookup tables, bound to no log) is still read, and
+/// version 2 (the same without the tables) through the slower path that builds maps at load;
 /// version 1 (one postcard image) is refused: recovery then falls back to an older snapshot
 /// or the log.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
+/// The first version whose body starts with the log id.
+const LOG_ID_SINCE: u32 = 4;
+/// Bytes of the log id at the start of a version-4 body.
+pub(crate) const LOG_ID_LEN: usize = 8;
 /// The oldest version still read.
 pub const OLDEST_READ_VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 40;
@@ -91,6 +98,8 @@ pub struct Capture {
     sequence: u64,
     hot: Vec<u8>,
     cold: ColdView,
+    /// The `wal_id` of the log the state was read from (0: none; see [`Capture::bound_to`]).
+    log_id: u64,
 }
 
 impl Capture {
@@ -104,7 +113,16 @@ impl Capture {
             sequence: p.latest_sequence(),
             hot,
             cold: p.cold_view(),
+            log_id: 0,
         })
+    }
+
+    /// Marks the snapshot as the state of the log whose `wal_id` is `log_id`: recovery then
+    /// never loads it on top of another log (a snapshot copied between data directories).
+    #[must_use]
+    pub fn bound_to(mut self, log_id: u64) -> Self {
+        self.log_id = log_id;
+        self
     }
 
     pub fn sequence(&self) -> u64 {
@@ -120,6 +138,7 @@ impl Capture {
             crc: 0,
             len: 0,
         };
+        body.write_all(&self.log_id.to_le_bytes())?;
         body.write_all(&self.hot)?;
         self.cold
             .write_section(&mut body, crate::state::cold_seed(self.sequence))?;
@@ -219,6 +238,16 @@ pub fn read_header(bytes: &[u8], max_body: u64) -> Result<Header, CorruptionReas
     })
 }
 
+/// The log a snapshot's bytes say it belongs to: the `wal_id` of the WAL it was taken from, or
+/// `None` when it names none (written before version 4, or outside an authority). Read from
+/// the bytes as they are: decode them first to know they are intact.
+pub fn log_id(bytes: &[u8]) -> Option<u64> {
+    if le_u32(bytes, 8) < LOG_ID_SINCE {
+        return None;
+    }
+    Some(le_u64(bytes, HEADER_LEN)).filter(|&id| id != 0)
+}
+
 /// Decodes a snapshot from borrowed bytes (copies them; see [`decode_owned`]).
 pub fn decode(bytes: &[u8], max_body: u64) -> Result<Projection, CorruptionReason> {
     decode_owned(bytes.to_vec(), max_body)
@@ -249,8 +278,14 @@ pub(crate) fn decode_buf(bytes: Buf, max_body: u64) -> Result<Projection, Corrup
             computed,
         });
     }
+    let image = if h.version >= LOG_ID_SINCE {
+        body.get(LOG_ID_LEN..)
+            .ok_or(CorruptionReason::IncompletePayload)?
+    } else {
+        body
+    };
     let (img, rest): (HotImage, &[u8]) =
-        postcard::take_from_bytes(body).map_err(|e| CorruptionReason::Decode(e.to_string()))?;
+        postcard::take_from_bytes(image).map_err(|e| CorruptionReason::Decode(e.to_string()))?;
     if img.sequence != h.sequence {
         return Err(CorruptionReason::Decode(format!(
             "image sequence {} differs from header sequence {}",
@@ -266,7 +301,7 @@ pub(crate) fn decode_buf(bytes: Buf, max_body: u64) -> Result<Projection, Corrup
 /// version-2 reader.
 #[cfg(test)]
 pub(crate) fn to_version2(bytes: &[u8]) -> Vec<u8> {
-    let body = bytes.get(HEADER_LEN..).unwrap_or_default();
+    let body = bytes.get(HEADER_LEN + LOG_ID_LEN..).unwrap_or_default();
     let Ok((_, rest)) = postcard::take_from_bytes::<HotImage>(body) else {
         return Vec::new();
     };

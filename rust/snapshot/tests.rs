@@ -83,7 +83,7 @@ fn header_rules() {
         Err(CorruptionReason::BadLength(_))
     ));
     // Other versions (the first layout, 1, and future ones) are refused with their number.
-    for v in [1u8, 4] {
+    for v in [1u8, 5] {
         let mut other = bytes.clone();
         other[8] = v;
         let crc = crc32c::crc32c(&other[..36]);
@@ -175,7 +175,7 @@ mod files_tests {
         let listed = list(dir.path()).unwrap();
         assert_eq!(listed.len(), 3);
         assert!(listed[0].sequence > listed[1].sequence);
-        let r = load_newest(dir.path(), None, DEFAULT_MAX_SNAPSHOT_SIZE).unwrap();
+        let r = load_newest(dir.path(), None, DEFAULT_MAX_SNAPSHOT_SIZE, None).unwrap();
         let (f, p) = r.loaded.unwrap();
         assert_eq!(f, written[2].0);
         assert_eq!(p.state_digest(), written[2].1);
@@ -195,7 +195,7 @@ mod files_tests {
         let n = b.len();
         b[n - 3] ^= 0x40;
         std::fs::write(mid, b).unwrap();
-        let r = load_newest(dir.path(), None, DEFAULT_MAX_SNAPSHOT_SIZE).unwrap();
+        let r = load_newest(dir.path(), None, DEFAULT_MAX_SNAPSHOT_SIZE, None).unwrap();
         let (f, p) = r.loaded.unwrap();
         assert_eq!(f, written[0].0);
         assert_eq!(p.state_digest(), written[0].1);
@@ -208,7 +208,7 @@ mod files_tests {
         assert!(r.skipped[1].1.contains("crc mismatch"), "{:?}", r.skipped);
 
         // A snapshot newer than the log is skipped with a reason.
-        let r = load_newest(dir.path(), Some(written[0].0.sequence - 1), u64::MAX).unwrap();
+        let r = load_newest(dir.path(), Some(written[0].0.sequence - 1), u64::MAX, None).unwrap();
         assert!(r.loaded.is_none());
         assert_eq!(r.skipped.len(), 3);
         assert!(r.skipped[2].1.contains("newer than the log"));
@@ -246,10 +246,39 @@ mod files_tests {
         assert_eq!(std::fs::read(first).unwrap(), b"snapshot");
     }
 
+    /// A snapshot names the log it was taken from; one naming another log is skipped and
+    /// listed as foreign, one naming none (older format, or written outside an authority) is
+    /// trusted as before.
+    #[test]
+    fn a_snapshot_of_another_log_is_skipped_as_foreign() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = sample();
+        let cap = Capture::take(&mut p).unwrap().bound_to(0xfeed);
+        let (f, _) = write_capture(dir.path(), &cap).unwrap();
+        assert_eq!(log_id_of(&f.path).unwrap(), Some(0xfeed));
+        assert_eq!(load_file_bound(&f.path, u64::MAX).unwrap().1, Some(0xfeed));
+        let ours = load_newest(dir.path(), None, u64::MAX, Some(0xfeed)).unwrap();
+        assert_eq!(ours.loaded.unwrap().0, f);
+        let theirs = load_newest(dir.path(), None, u64::MAX, Some(0xbeef)).unwrap();
+        assert!(theirs.loaded.is_none());
+        assert_eq!(theirs.foreign, vec![f.clone()]);
+        assert!(
+            theirs.skipped[0].1.contains("another log"),
+            "{:?}",
+            theirs.skipped
+        );
+        // Unbound: loaded whatever the log.
+        let unbound = write_atomic(dir.path(), &mut p).unwrap();
+        assert_eq!(unbound, f);
+        assert_eq!(log_id_of(&f.path).unwrap(), None);
+        let any = load_newest(dir.path(), None, u64::MAX, Some(0xbeef)).unwrap();
+        assert!(any.loaded.is_some() && any.foreign.is_empty());
+    }
+
     #[test]
     fn empty_or_missing_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let r = load_newest(dir.path(), None, u64::MAX).unwrap();
+        let r = load_newest(dir.path(), None, u64::MAX, None).unwrap();
         assert!(r.loaded.is_none() && r.skipped.is_empty());
         let e = list(&dir.path().join("missing")).unwrap_err();
         assert_eq!(e.python_class(), "StorageIOError");

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import actionqueue
 from actionqueue import errors
-from actionqueue.storage.recovery import bootstrap
+from actionqueue.storage.recovery import ReplayReducer, bootstrap
 
 SOAK = os.environ.get("AQ_SOAK", "0") not in ("", "0")
 SEGMENT = "00000000000000000001.wal"
@@ -172,14 +172,66 @@ def test_a_snapshot_planted_in_a_live_queue_costs_nothing(tmp_path: Path) -> Non
     q.close()
 
 
-def test_a_foreign_snapshot_the_log_cannot_replay_onto_falls_back_to_the_log(
-    tmp_path: Path,
-) -> None:
-    """A snapshot copied in from another queue (a backup mix-up), at a sequence inside this
-    log: its state knows none of this queue's tasks, so the reducer refuses the log after it,
-    and opening failed with ``RecoveryError`` although the log alone holds the whole state.
-    Recovery now tries the next older source (here the log alone), and once that replays
-    cleanly sets the refused snapshot aside as ``.stale`` and reports why."""
+def _other_queue_at(other: Path, sequence: int) -> ReplayReducer:
+    """Another queue's log, written up to exactly ``sequence`` (pause / resume records), and
+    the state replayed from it: ``write_snapshot`` of it is a snapshot bound to no log."""
+    auth, _ = bootstrap(other, snapshot_on_close=False)
+    i = 0
+    while auth.latest_sequence < sequence:
+        auth.submit_wire([(10 + i % 2, 1_700_000_000_000 + i)], "deferred")
+        i += 1
+    auth.close()
+    return ReplayReducer.from_wal(other / "wal")
+
+
+def test_a_snapshot_of_another_log_is_never_loaded(tmp_path: Path) -> None:
+    """A snapshot names the log it was taken from (its ``wal_id``, FORMAT.md §9). Another
+    queue's snapshot copied in (a backup mix-up) at a sequence this log has, with a log tail
+    after it that replays cleanly onto anything (new tasks), was loaded: the queue opened
+    with the other queue's state plus its own tail, silently. It is now set aside as
+    ``.stale`` and the queue's own snapshot and log give its exact state."""
+    data, other = tmp_path / "q", tmp_path / "other"
+    q = actionqueue.ActionQueue.open(data, snapshot_on_close=False)
+    q.register("h", lambda ctx, payload: payload)
+    done = [q.submit("h", i) for i in range(30)]
+    q.run_until_idle()
+    own = q.snapshot()
+    done += [q.submit("h", i) for i in range(30, 40)]
+    q.run_until_idle()
+    boundary = q.authority.latest_sequence
+    waiting = [q.submit("h", i, delay=3600) for i in range(5)]  # creates only: replay anywhere
+    digest = q.authority.state_digest()
+    q.close()
+    auth, _ = bootstrap(other)
+    i = 0
+    while auth.latest_sequence < boundary:
+        auth.submit_wire([(10 + i % 2, 1_700_000_000_000 + i)], "deferred")
+        i += 1
+    foreign = Path(auth.snapshot().path)
+    auth.close()
+    shutil.copy(foreign, data / "snapshots" / foreign.name)
+
+    q = actionqueue.ActionQueue.open(data, snapshot_on_close=False)
+    q.register("h", lambda ctx, payload: payload)
+    try:
+        assert q.recovery.snapshot_path == own.path
+        assert q.authority.state_digest() == digest
+        assert [q.result(t) for t in done] == list(range(40))
+        assert all(q.get_task(t) is not None for t in waiting)
+        (skipped,) = q.recovery.snapshots_skipped
+        assert "snapshot of another log" in skipped.reason
+        assert (data / "snapshots" / f"{foreign.name}.stale").exists()
+    finally:
+        q.close()
+
+
+def test_a_snapshot_the_log_cannot_replay_onto_falls_back_to_the_log(tmp_path: Path) -> None:
+    """A snapshot bound to no log (written before format 4, or by ``write_snapshot`` of a
+    reducer) at a sequence inside this log, holding another queue's state: the reducer
+    refuses this log's records after it, and opening failed with ``RecoveryError`` although
+    the log alone holds the whole state. Recovery now tries the next older source (here the
+    log alone), and once that replays cleanly sets the refused snapshot aside as ``.stale``
+    and reports why."""
     data, other = tmp_path / "q", tmp_path / "other"
     q = actionqueue.ActionQueue.open(data, snapshot_on_close=False)
     q.register("h", lambda ctx, payload: payload)
@@ -188,14 +240,7 @@ def test_a_foreign_snapshot_the_log_cannot_replay_onto_falls_back_to_the_log(
     digest = q.authority.state_digest()
     last = q.authority.latest_sequence
     q.close()
-    # Another queue's snapshot at a sequence this log has (its own tasks only).
-    auth, _ = bootstrap(other)
-    for i in range(5):
-        auth.submit_wire([(10 + i % 2, 1_700_000_000_000 + i)], "immediate")
-    info = auth.snapshot()
-    auth.close()
-    assert info.sequence < last
-    foreign = Path(info.path)
+    foreign = Path(_other_queue_at(other, last // 2).write_snapshot(tmp_path))
     shutil.copy(foreign, data / "snapshots" / foreign.name)
 
     q = actionqueue.ActionQueue.open(data, snapshot_on_close=False)
@@ -230,17 +275,11 @@ def test_a_log_no_source_can_replay_keeps_its_snapshots_and_names_the_newest(
     q.run_until_idle()  # the log after the snapshot runs the tasks written before it
     q.close()
     assert not (data / "wal" / SEGMENT).exists()
-    # Our own snapshot replaced by another queue's at the same sequence.
-    auth, _ = bootstrap(other)
-    i = 0
-    while auth.latest_sequence < info.sequence:
-        auth.submit_wire([(10 + i % 2, 1_700_000_000_000 + i)], "deferred")
-        i += 1
-    foreign = Path(auth.snapshot().path)
-    auth.close()
+    # Our own snapshot replaced by an unbound one of another queue at the same sequence.
+    foreign = Path(_other_queue_at(other, info.sequence).write_snapshot(tmp_path))
     assert foreign.name == own.name
     shutil.copy(foreign, own)
-    with pytest.raises(errors.RecoveryError):
+    with pytest.raises(errors.RecoveryError, match="cannot be replayed"):
         actionqueue.ActionQueue.open(data, storage_options=opts)
     assert own.exists()
     assert not list((data / "snapshots").glob("*.stale"))

@@ -28,7 +28,9 @@ def test_take_list_inspect_load(data_dir: Path) -> None:
     ins = snapshot.inspect(info.path)
     assert ins.valid
     assert ins.error is None
-    assert (ins.sequence, ins.tasks, ins.runs, ins.version) == (40, 20, 20, 3)
+    assert (ins.sequence, ins.tasks, ins.runs, ins.version) == (40, 20, 20, 4)
+    assert isinstance(ins.log_id, int)  # the wal_id of a's log
+    assert ins.log_id > 0
     assert ins.file_size == info.bytes
     r = snapshot.load(info.path)
     assert isinstance(r, ReplayReducer)

@@ -65,13 +65,17 @@ class SnapshotFile:
 @dataclass(frozen=True, slots=True)
 class SnapshotInspection:
     """What :func:`inspect` found. ``sequence``/``body_len``/``version`` come from the header
-    (``None`` when it is unreadable); ``tasks``/``runs`` only when the whole file is valid."""
+    (``None`` when it is unreadable); ``log_id`` is the ``wal_id`` of the log the snapshot was
+    taken from (``None``: bound to no log — written outside a queue, or before format 4; a
+    queue never loads a snapshot naming another log); ``tasks``/``runs`` only when the whole
+    file is valid."""
 
     path: str
     file_size: int
     sequence: int | None
     body_len: int | None
     version: int | None
+    log_id: int | None
     valid: bool
     error: str | None
     tasks: int | None

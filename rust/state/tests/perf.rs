@@ -144,7 +144,7 @@ fn perf_snapshot_with_a_million_finished_runs() {
     let next_capture = t0.elapsed();
     drop(cap);
     let t0 = Instant::now();
-    let r = crate::snapshot::load_newest(dir.path(), None, u64::MAX).unwrap();
+    let r = crate::snapshot::load_newest(dir.path(), None, u64::MAX, None).unwrap();
     let load = t0.elapsed();
     let (_, q) = r.loaded.unwrap();
     let t0 = Instant::now();
