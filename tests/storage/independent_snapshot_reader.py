@@ -464,28 +464,97 @@ def read_snapshot(path: str | Path) -> Snapshot:
     return snap
 
 
+def total_runs(task: Task) -> int | None:
+    """Runs the task's policy implies (None: unbounded)."""
+    kind = task.spec[4][0]
+    return 1 if kind[0] == 0 else kind[1] if kind[0] == 1 else kind[3]
+
+
+def is_finished(task: Task, runs: list[Run]) -> bool:
+    return task.canceled_at is not None or (
+        total_runs(task) == task.runs_created and all(r.state in TERMINAL for r in runs)
+    )
+
+
+def holds_key(run: Run, task: Task) -> bool:
+    hold = task.spec[5][3]  # HoldPolicy: 0 HoldDuringRetry
+    return task.spec[5][2] is not None and (
+        run.state in (2, 3) or (run.state in (4, 5) and hold == 0)
+    )
+
+
 def _check_parts(snap: Snapshot, bad: Any) -> None:
-    """Each task and run is in exactly one part; a hot task's run list names exactly its
-    runs, hot or cold (found through the tables); hot runs are not terminal."""
-    cold = snap.cold
+    """The consistency rules of FORMAT.md §9. Every cold record is decoded here (a test
+    reader: files are small); lookups still go through the tables."""
+    cold, seq = snap.cold, snap.sequence
     if any(cold.find_task(t.id) is not None for t in snap.tasks):
         raise bad("a task is both hot and cold")
     if any(cold.find_run(r.id) is not None for r in snap.runs):
         raise bad("a run is both hot and cold")
     if any(r.state in TERMINAL for r in snap.runs):
         raise bad("a terminal run in the hot image")
-    hot = {r.id: r for r in snap.runs}
+    cold_tasks = [cold.task_at(i) for i in range(cold.n_tasks)]
+    cold_runs = [cold.run_at(i) for i in range(cold.n_runs)]
+    for i, ct in enumerate(cold_tasks):
+        if ct.task.id != cold.task_id_at(i) or ct.task.finished_at is None:
+            raise bad("a cold task record is inconsistent")
+        if (ct.created_seq, ct.finished_at) != (ct.task.created_seq, ct.task.finished_at):
+            raise bad("a cold task's head differs from its body")
+    tasks = {t.id: t for t in snap.tasks} | {ct.task.id: ct.task for ct in cold_tasks}
+    runs = {r.id: r for r in snap.runs} | {r.id: r for r in cold_runs}
+    if len(tasks) != len(snap.tasks) + len(cold_tasks):
+        raise bad("a task appears twice")
+    if len(runs) != len(snap.runs) + len(cold_runs):
+        raise bad("a run appears twice")
+    hot_ids = {t.id for t in snap.tasks}
+    lists = dict(zip((t.id for t in snap.tasks), snap.task_runs, strict=True))
+    lists |= {ct.task.id: list(ct.runs) for ct in cold_tasks}
     listed = 0
-    for task, ids in zip(snap.tasks, snap.task_runs, strict=True):
+    for tid, ids in lists.items():
+        task = tasks[tid]
+        ordinals = []
         for id_ in ids:
-            run = hot.get(id_)
-            if run is None:
-                i = cold.find_run(id_)
-                if i is None:
-                    raise bad("a hot task's run list names a run that is not held")
-                run = cold.run_at(i)
-            if run.task_id != task.id:
-                raise bad("a run listed under another task")
-            listed += id_ in hot
-    if listed != len(hot):
-        raise bad("a hot run missing from its task's run list")
+            run = runs.get(id_)
+            if run is None or run.task_id != tid:
+                raise bad("a run list names a run that is not held or not the task's")
+            if tid in hot_ids and snap.run(id_) != run:
+                raise bad("a hot task's run list names a run that is not held")
+            ordinals.append(run.ordinal)
+        if any(a >= b for a, b in itertools.pairwise(ordinals)) or any(
+            o >= task.runs_created for o in ordinals
+        ):
+            raise bad("a run list out of ordinal order or beyond runs_created")
+        listed += len(ids)
+        mine = [runs[i] for i in ids]
+        if is_finished(task, mine) != (task.finished_at is not None):
+            raise bad("finished_at does not say whether the task is finished")
+        if (tid in hot_ids) == (task.finished_at is not None):
+            raise bad("a finished task in the hot image or an unfinished one cold")
+        if task.canceled_at is not None and any(r.state not in TERMINAL for r in mine):
+            raise bad("a canceled task with a non-terminal run")
+    if listed != len(runs):
+        raise bad("a run missing from its task's run list")
+    holders: dict[str, bytes] = {}
+    for run in runs.values():
+        task = tasks[run.task_id]
+        if not task.created_seq <= run.created_seq <= seq or task.created_seq > seq:
+            raise bad("an impossible creation sequence")
+        if run.lease is not None and run.state not in (2, 3):
+            raise bad("a lease on a run that is neither Leased nor Running")
+        if (run.not_before is not None) != (run.state == 4):
+            raise bad("not_before set outside RetryWait")
+        if run.current_attempt is not None and (
+            run.state != 3
+            or not run.attempts
+            or run.attempts[-1].id != run.current_attempt
+            or run.attempts[-1].outcome is not None
+        ):
+            raise bad("an inconsistent open attempt")
+        if holds_key(run, task):
+            key = task.spec[5][2]
+            if key in holders:
+                raise bad(f"two runs hold the concurrency key {key!r}")
+            holders[key] = run.id
+    dedupe = [t.spec[7] for t in snap.tasks if t.spec[7] is not None]
+    if len(dedupe) != len(set(dedupe)):
+        raise bad("a dedupe key held by two unfinished tasks")
