@@ -272,7 +272,7 @@ class ColdSection:
             self._bad(f"records_len {records_len} != records parsed {records_end}")
         if (n_tasks, n_runs) != (len(self.task_offsets), len(self.run_offsets)):
             self._bad("trailer counts disagree with the records")
-        if kt != table_bits(n_tasks) or kr != table_bits(n_runs):
+        if kt > 32 or kr > 32 or kt != table_bits(n_tasks) or kr != table_bits(n_runs):
             self._bad(f"table sizes 2^{kt}, 2^{kr} wrong for {n_tasks} tasks, {n_runs} runs")
         expect = records_len + 8 * (n_tasks + n_runs) + 4 * ((1 << kt) + (1 << kr)) + TRAILER
         if expect != len(data):
@@ -288,9 +288,6 @@ class ColdSection:
         self.task_table = list(struct.unpack_from(f"<{1 << kt}I", data, pos))
         pos += 4 << kt
         self.run_table = list(struct.unpack_from(f"<{1 << kr}I", data, pos))
-        for table, n in ((self.task_table, n_tasks), (self.run_table, n_runs)):
-            if any(v > n for v in table):
-                self._bad("table slot names a record that does not exist")
 
     # --- records ---
 
@@ -330,20 +327,22 @@ class ColdSection:
 
     # --- lookups through the tables (version 3), or a scan (version 2) ---
 
-    def _probe(self, table: list[int], k: int, id_: bytes) -> Iterator[int]:
-        """Slots' record numbers from the first probed slot on, until an empty slot."""
+    def _probe(self, table: list[int], k: int, n: int, id_: bytes) -> Iterator[int]:
+        """Slots' record numbers from the first probed slot on, until an empty slot (a
+        number above ``n`` names no record: passed over)."""
         slot, size = first_slot(id_hash(id_, self.seed), k), 1 << k
         for _ in range(size):
             v = table[slot]
             if v == 0:
                 return
-            yield v - 1
+            if v <= n:
+                yield v - 1
             slot = (slot + 1) & (size - 1)
 
     def find_task(self, id_: bytes) -> int | None:
         if self.version == 2:
             return self._task_map.get(id_)
-        for i in self._probe(self.task_table, self.kt, id_):
+        for i in self._probe(self.task_table, self.kt, self.n_tasks, id_):
             if self.task_id_at(i) == id_:
                 return i
         return None
@@ -351,7 +350,7 @@ class ColdSection:
     def find_run(self, id_: bytes) -> int | None:
         if self.version == 2:
             return self._run_map.get(id_)
-        for i in self._probe(self.run_table, self.kr, id_):
+        for i in self._probe(self.run_table, self.kr, self.n_runs, id_):
             if self.run_id_at(i) == id_:
                 return i
         return None

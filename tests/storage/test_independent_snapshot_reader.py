@@ -454,3 +454,18 @@ def test_another_seed_only_hides_records(scene: Scene, tmp_path: Path) -> None:
     rewrite(bad, 3, snap.sequence, data[40:-40] + bytes(trailer))
     with pytest.raises(SnapshotFormatError, match="run list names a run that is not held"):
         read_snapshot(bad)
+
+
+def test_a_slot_naming_no_record_is_passed_over(scene: Scene) -> None:
+    """A slot above the record count hides the record it replaced; the records after it in
+    its probe chain are still found."""
+    cold = read_snapshot(scene.path).cold
+    data = bytearray(cold.data)
+    run_slots = len(data) - 40 - 4 * len(cold.run_table)
+    slot = next(i for i, v in enumerate(cold.run_table) if v)
+    hidden = cold.run_table[slot] - 1
+    data[run_slots + 4 * slot : run_slots + 4 * slot + 4] = struct.pack("<I", cold.n_runs + 7)
+    other = ColdSection("x", bytes(data), 3)
+    assert other.run_table[slot] == cold.n_runs + 7
+    found = [other.find_run(cold.run_id_at(i)) for i in range(cold.n_runs)]
+    assert found == [None if i == hidden else i for i in range(cold.n_runs)]
