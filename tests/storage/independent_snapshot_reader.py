@@ -5,7 +5,9 @@ the postcard helpers of ``independent_reader``, themselves written from FORMAT.m
 checks everything the document says a reader checks, decodes the hot image, and looks cold
 records up by id through the section's hash tables (version 3) the way the document
 describes, so a snapshot it reads identically to the public API proves the document complete
-and the writer faithful to it.
+and the writer faithful to it. It also checks every consistency rule of §9 at load, decoding
+every cold record to do so (stricter than the reference reader, which decodes a cold record
+when it is asked for: fine for test-sized files).
 
 Spec tuples are the ``TaskSpec`` wire tuples of ``independent_reader.decode_spec``; ids are
 16-byte ``bytes``; states and outcomes their §3 variant indices.
