@@ -400,6 +400,35 @@ def test_a_flipped_bit_is_rejected(scene: Scene, tmp_path: Path, where: str) -> 
     assert not snapshot_api.inspect(bad).valid
 
 
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [
+        ("version 1", "unsupported version 1"),
+        ("version 4", "unsupported version 4"),
+        ("flags 1", "flags 0x1"),
+        ("sequence 5", "image sequence"),
+    ],
+)
+def test_a_checksummed_header_is_still_checked(
+    scene: Scene, tmp_path: Path, field: str, reason: str
+) -> None:
+    name, value = field.split()
+    data = scene.path.read_bytes()
+    snap = read_snapshot(scene.path)
+    version = int(value) if name == "version" else 3
+    sequence = int(value) if name == "sequence" else snap.sequence
+    bad = tmp_path / "snapshot.aqs"  # no sequence in the name: only the header's counts
+    rewrite(bad, version, sequence, data[40:])
+    if name == "flags":
+        head = bytearray(bad.read_bytes()[:40])
+        head[12] = 1
+        head[36:40] = struct.pack("<I", crc32c.crc32c(bytes(head[:36])))
+        bad.write_bytes(bytes(head) + data[40:])
+    with pytest.raises(SnapshotFormatError, match=reason):
+        read_snapshot(bad)
+    assert not snapshot_api.inspect(bad).valid
+
+
 @pytest.mark.parametrize("cut", [1, 40, 200])
 def test_a_truncated_file_is_rejected(scene: Scene, tmp_path: Path, cut: int) -> None:
     data = scene.path.read_bytes()
@@ -410,8 +439,8 @@ def test_a_truncated_file_is_rejected(scene: Scene, tmp_path: Path, cut: int) ->
 
 
 def test_a_valid_crc_does_not_hide_a_bad_layout(scene: Scene, tmp_path: Path) -> None:
-    """Checks past the checksums: a table with a wrong size, a wrong seed, an offset that
-    misses its record (each re-checksummed so that only the layout is wrong)."""
+    """Checks past the checksums: a table with a wrong size, an offset that misses its record
+    (each re-checksummed so that only the layout is wrong)."""
     data = scene.path.read_bytes()
     body = data[40:]
     snap = read_snapshot(scene.path)
