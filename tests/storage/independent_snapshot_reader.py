@@ -3,7 +3,7 @@
 Pure Python plus the ``crc32c`` package; it shares no code with the Rust implementation (only
 the postcard helpers of ``independent_reader``, themselves written from FORMAT.md §3). It
 checks everything the document says a reader checks, decodes the hot image, and looks cold
-records up by id through the section's hash tables (version 3) the way the document
+records up by id through the section's hash tables (versions 3 and 4) the way the document
 describes, so a snapshot it reads identically to the public API proves the document complete
 and the writer faithful to it. It also checks every consistency rule of §9 at load, decoding
 every cold record to do so (stricter than the reference reader, which decodes a cold record
@@ -373,6 +373,8 @@ class ColdSection:
 class Snapshot:
     path: str
     version: int
+    #: the ``wal_id`` of the log the snapshot names (version 4; None: bound to no log)
+    log_id: int | None
     sequence: int
     paused_at: int | None
     tasks: list[Task]
@@ -434,7 +436,7 @@ def read_snapshot(path: str | Path) -> Snapshot:
         raise bad("bad magic")
     if crc32c.crc32c(data[:36]) != header_crc:
         raise bad("header crc mismatch")
-    if version not in (2, 3):
+    if version not in (2, 3, 4):
         raise bad(f"unsupported version {version}")
     if flags != 0:
         raise bad(f"flags {flags:#x}")
@@ -447,6 +449,12 @@ def read_snapshot(path: str | Path) -> Snapshot:
     if m and int(m.group(1)) != sequence:
         raise bad(f"name says sequence {int(m.group(1))}, header {sequence}")
 
+    log_id = None
+    if version >= 4:
+        if len(body) < 8:
+            raise bad("body shorter than the log id")
+        log_id = int.from_bytes(body[:8], "little") or None
+        body = body[8:]
     c = Cursor(body)
     try:
         image_seq, paused_at, tasks, runs, task_runs = decode_hot(c)
@@ -460,7 +468,7 @@ def read_snapshot(path: str | Path) -> Snapshot:
         if any(a >= b for a, b in itertools.pairwise(seqs)):
             raise bad("hot records not in creation order")
     cold = ColdSection(p, body[c.pos :], version)
-    snap = Snapshot(p, version, sequence, paused_at, tasks, runs, task_runs, cold)
+    snap = Snapshot(p, version, log_id, sequence, paused_at, tasks, runs, task_runs, cold)
     _check_parts(snap, bad)
     return snap
 

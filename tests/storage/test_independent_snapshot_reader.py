@@ -214,7 +214,9 @@ def agree(snap: Snapshot, q: aq.ActionQueue, task_ids: Iterable[aq.TaskId]) -> N
 
 def test_every_task_and_run_agrees_with_the_public_api(scene: Scene) -> None:
     snap = read_snapshot(scene.path)
-    assert snap.version == 3
+    assert snap.version == 4
+    assert snap.log_id is not None  # a queue's snapshot names its log
+    assert snap.log_id == snapshot_api.inspect(scene.path).log_id
     assert snap.paused_at == scene.clock.now()
     agree(snap, scene.q, scene.tasks.values())
 
@@ -368,14 +370,26 @@ def rewrite(path: Path, version: int, sequence: int, body: bytes) -> None:
     path.write_bytes(head + struct.pack("<I", crc32c.crc32c(head)) + body)
 
 
-def test_version_2_is_the_same_without_tables(scene: Scene, tmp_path: Path) -> None:
-    """A version-2 file as §9 describes it (the cold section ends after the records): the
-    reader finds the same records, and so does the core's loader."""
-    v3 = read_snapshot(scene.path)
+def test_versions_3_and_2_are_the_same_without_log_id_and_tables(
+    scene: Scene, tmp_path: Path
+) -> None:
+    """A version-3 file as §9 describes it (no log id) and a version-2 one (the cold section
+    ends after the records): the reader finds the same records, and so does the core's
+    loader."""
+    v4 = read_snapshot(scene.path)
     data = scene.path.read_bytes()
+    body = data[48:]  # without the log id
+    old = tmp_path / "v3" / scene.path.name
+    old.parent.mkdir()
+    rewrite(old, 3, v4.sequence, body)
+    v3 = read_snapshot(old)
+    assert (v3.version, v3.log_id) == (3, None)
+    assert v3.all_runs() == v4.all_runs()
+    assert v3.all_tasks() == v4.all_tasks()
+    assert snapshot_api.inspect(old).log_id is None
+    assert snapshot_api.load(old).state_digest() == snapshot_api.load(scene.path).state_digest()
     records_len = struct.unpack("<Q", data[-40:-32])[0]
     cold_len = len(v3.cold.data)
-    body = data[40:]
     v2_body = body[: len(body) - cold_len + records_len]
     v2 = tmp_path / scene.path.name
     rewrite(v2, 2, v3.sequence, v2_body)
@@ -404,7 +418,7 @@ def test_a_flipped_bit_is_rejected(scene: Scene, tmp_path: Path, where: str) -> 
     ("field", "reason"),
     [
         ("version 1", "unsupported version 1"),
-        ("version 4", "unsupported version 4"),
+        ("version 5", "unsupported version 5"),
         ("flags 1", "flags 0x1"),
         ("sequence 5", "image sequence"),
     ],
@@ -415,7 +429,7 @@ def test_a_checksummed_header_is_still_checked(
     name, value = field.split()
     data = scene.path.read_bytes()
     snap = read_snapshot(scene.path)
-    version = int(value) if name == "version" else 3
+    version = int(value) if name == "version" else 4
     sequence = int(value) if name == "sequence" else snap.sequence
     bad = tmp_path / "snapshot.aqs"  # no sequence in the name: only the header's counts
     rewrite(bad, version, sequence, data[40:])
@@ -456,7 +470,7 @@ def test_a_valid_crc_does_not_hide_a_bad_layout(scene: Scene, tmp_path: Path) ->
     cases["offsets"] = bytes(moved)
     for reason, b in cases.items():
         bad = tmp_path / scene.path.name
-        rewrite(bad, 3, snap.sequence, b)
+        rewrite(bad, 4, snap.sequence, b)
         with pytest.raises(SnapshotFormatError, match=reason):
             read_snapshot(bad)
         assert not snapshot_api.inspect(bad).valid
@@ -480,7 +494,7 @@ def test_another_seed_only_hides_records(scene: Scene, tmp_path: Path) -> None:
     found = [other.find_run(cold.run_id_at(i)) for i in range(cold.n_runs)]
     assert all(f in (None, i) for i, f in enumerate(found))
     bad = tmp_path / scene.path.name
-    rewrite(bad, 3, snap.sequence, data[40:-40] + bytes(trailer))
+    rewrite(bad, 4, snap.sequence, data[40:-40] + bytes(trailer))
     with pytest.raises(SnapshotFormatError, match="run list names a run that is not held"):
         read_snapshot(bad)
 
