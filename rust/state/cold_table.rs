@@ -249,7 +249,9 @@ pub(crate) fn write_tables(
     flush(&mut buf, w, true)
 }
 
-/// The seed a snapshot at `sequence` uses (deterministic: equal states encode equally).
+/// The seed a snapshot at `sequence` uses: a function of the sequence alone (the tables of two
+/// snapshots at one sequence hash alike; their cold records may still be in another order,
+/// FORMAT.md §9).
 pub(crate) fn seed_for(sequence: u64) -> u64 {
     mix(sequence ^ 0x6171_5f63_6f6c_6473)
 }
