@@ -270,6 +270,41 @@ def test_a_refusing_executor_stops_the_driver_instead_of_releasing_runs_for_ever
     assert run.attempt_count == 0
 
 
+@pytest.mark.timeout(60)
+def test_waiting_for_a_background_loop_that_a_refusing_executor_stopped_raises(
+    make_queue: MakeQueue,
+) -> None:
+    """BUG: once the background loop stopped on a refusing executor (a Dask client or cluster
+    closed under the queue, a pool shut down or broken), ``wait`` / ``result`` /
+    ``run_until_idle`` went on waiting for it until their timeout — for ever without one —
+    and ``q.running`` stayed True. They now raise the loop's ExecutorError."""
+    import concurrent.futures
+    import logging
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    q = make_queue(executor=pool)
+    q.register("h", lambda ctx, p: p)
+    q.start()
+    assert q.result(q.submit("h", 1), timeout=30) == 1
+    pool.shutdown()  # what closing a Dask client does to the adapter: every submit refused
+    tid = q.submit("h", 2)
+    logging.disable(logging.ERROR)
+    try:
+        # (The timeouts are a safety net: they were what ended these calls.)
+        with pytest.raises(aq.errors.ExecutorError, match="refused work"):
+            q.wait(tid, timeout=30)
+        assert not q.running
+        with pytest.raises(aq.errors.ExecutorError, match="refused work"):
+            q.result(tid, timeout=30)
+        with pytest.raises(aq.errors.ExecutorError, match="refused work"):
+            q.run_until_idle(timeout=30)
+    finally:
+        logging.disable(logging.NOTSET)
+    (run,) = q.runs(tid)
+    assert (run.state, run.attempt_count) == (RunState.READY, 0)  # given back, nothing used
+    assert q.stop(timeout=10)
+
+
 @pytest.mark.timeout(30)
 def test_futures_attempts_never_wait_behind_a_timed_out_task_still_running(
     make_queue: MakeQueue,

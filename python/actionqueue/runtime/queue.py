@@ -222,6 +222,9 @@ class ActionQueue:
         self._stopping = False
         self._unsubscribe: Callable[[], None] | None = None
         self._loop_exit: threading.Event | None = None
+        #: the error that stopped the background loop for good (a refusing executor, a failed
+        #: log): the threads waiting for that loop raise it instead of waiting on
+        self._loop_failure: BaseException | None = None
         #: handler name -> (its registry entry, template, encoder) for submits that use the
         #: handler's defaults; a re-registration makes a new entry, so a stale one never matches
         self._plain_templates: dict[
@@ -900,6 +903,7 @@ class ActionQueue:
                         raise WaitTimeoutError("run_until_idle: the timeout passed")
                     if self._thread is None:
                         break
+                    self._raise_loop_failure()
                     # Notified when the driver finds the queue idle (not on every event);
                     # bounded so that a loop that stopped meanwhile is noticed.
                     d.idle_cond.wait(0.5 if left is None else min(left, 0.5))
@@ -930,8 +934,10 @@ class ActionQueue:
         """Run the dispatch loop on a background thread (returns at once)."""
         self._check_open()
         with self._lock:
-            if self._thread is not None:
+            if self._thread is not None and self._loop_failure is None:
                 return
+            # (A loop stopped by a failure is replaced: the new one meets it again if it lasts.)
+            self._loop_failure = None
             self._stopping = False
             self._dispatcher.draining = False
             self._thread = threading.Thread(
@@ -961,7 +967,8 @@ class ActionQueue:
                     failed = getattr(self.authority, "failed", None)
                     if failed or isinstance(e, (ClosedError, ExecutorError)):
                         _LOG.error("dispatch loop stopped: %s", e)
-                        d.wake()
+                        self._loop_failure = e
+                        d.wake()  # waiters see the failure now
                         return
                     _LOG.exception("dispatch loop error; retrying in %.2f s", backoff)
                     time.sleep(backoff)
@@ -973,8 +980,16 @@ class ActionQueue:
 
     @property
     def running(self) -> bool:
-        """Whether the background loop is running."""
-        return self._thread is not None
+        """Whether the background loop is running (``False`` once a failure stopped it)."""
+        return self._thread is not None and self._loop_failure is None
+
+    def _raise_loop_failure(self) -> None:
+        """Called by a thread waiting for the background loop: raises the error that stopped
+        the loop (a refusing executor, a failed log), which nothing would otherwise report to
+        it — the wait went on until its timeout, for ever without one."""
+        error = self._loop_failure
+        if error is not None and self._thread is not None:
+            raise error
 
     def stop(
         self, drain: bool = True, timeout: float | None = None, *, _closing: bool = False
@@ -1319,6 +1334,7 @@ class ActionQueue:
                 with d.mutex:
                     if done() or d.final:
                         continue
+                    self._raise_loop_failure()
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         raise WaitTimeoutError(f"{target} did not finish within {timeout} s")
