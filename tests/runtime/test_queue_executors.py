@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import threading
@@ -61,6 +62,44 @@ def test_asyncio_cancel_of_a_running_task(make_queue: MakeQueue) -> None:
     q.wait(tid, timeout=10)
     assert q.runs(tid)[0].state is RunState.CANCELED
     assert q.stop(timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_close_does_not_wait_for_an_async_handler_that_ignores_its_cancel(
+    make_queue: MakeQueue,
+) -> None:
+    """BUG: an ``async def`` handler that swallows ``CancelledError`` after a cancel (or a
+    timeout) has its outcome recorded at once, yet close() waited for its task for ever: the
+    executor's drain waited for every task on the loop, then the loop thread for the cancelled
+    ones. A script ending with such a handler never exited (the exit-time close hung). Now the
+    task is abandoned, as a stuck sync handler's thread is."""
+    q = make_queue(executor="asyncio")
+    started, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    @q.handler("stubborn")
+    async def stubborn(ctx: Any, p: Any) -> None:
+        started.set()
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # ignored: goes on
+                await asyncio.sleep(0.01)
+        done.set()
+
+    q.start()
+    tid = q.submit("stubborn")
+    try:
+        assert started.wait(10)
+        q.cancel(tid)
+        q.wait(tid, timeout=10)
+        assert q.runs(tid)[0].state is RunState.CANCELED
+        closer = threading.Thread(target=q.close, daemon=True)
+        closer.start()
+        closer.join(20)  # a safety net: the old close never returned
+        assert not closer.is_alive(), "close() waited for a canceled handler ignoring it"
+        assert q.closed
+        assert not done.is_set()
+    finally:
+        release.set()
+    assert done.wait(10)  # abandoned, not killed: it ran on until it returned
 
 
 @pytest.mark.timeout(30)

@@ -12,6 +12,12 @@ thread starts (a warning is logged) and fewer sync handlers run at once until st
 return (a returning abandoned thread serves again if the executor is short of threads, else
 it ends). A sync handler waiting for a thread counts its timeout from the wait's start.
 :meth:`AsyncioExecutor.shutdown` never waits for abandoned threads (daemon threads).
+
+An ``async def`` handler that ignores its cancellation (catches ``CancelledError`` and goes on)
+after a timeout or cancel is abandoned the same way: its outcome is recorded already, and
+:meth:`AsyncioExecutor.shutdown` waits only for handlers whose outcome is not (as ``wait`` and
+``timeout`` say); it then cancels what is left and gives it ``CANCEL_GRACE_S`` to end. Tasks
+still running after that keep the loop's (daemon) thread going until they return.
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ from actionqueue.runtime.outcomes import AttemptResult
 __all__ = ["AsyncioExecutor"]
 
 _LOG = logging.getLogger("actionqueue.runtime")
+
+#: How long a shut-down executor's loop waits for the tasks it cancelled to end (their
+#: ``except CancelledError`` / ``finally`` cleanup) before it abandons those that go on.
+CANCEL_GRACE_S = 2.0
+#: While draining: how often the jobs still waited for are re-read (a handler that times out
+#: meanwhile and ignores its cancellation is no longer waited for).
+DRAIN_RECHECK_S = 0.05
 
 
 class _Call:
@@ -173,6 +186,11 @@ class AsyncioExecutor(ExecutorAdapter):
         self._lock = threading.Lock()
         self._closed = False
         self._live: set[asyncio.Task[None]] = set()
+        #: the task of every handler running on the loop, with its job (loop thread only)
+        self._running: dict[asyncio.Task[Any], Job] = {}
+        #: set once the loop has stopped serving the executor (closed, or left running only
+        #: for tasks that ignored their cancellation)
+        self._stopped = threading.Event()
         # backlog = submitted - started; each counter has one writer (submitting thread / loop)
         self._submitted = 0
         self._started = 0
@@ -200,15 +218,11 @@ class AsyncioExecutor(ExecutorAdapter):
             def run() -> None:
                 asyncio.set_event_loop(loop)
                 loop.call_soon(ready.set)
-                loop.run_forever()
-                # Stopped: cancel what is left and close cleanly.
-                pending = asyncio.all_tasks(loop)
-                for t in pending:
-                    t.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_default_executor())
-                loop.close()
+                try:
+                    loop.run_forever()
+                    self._wind_down(loop)
+                finally:
+                    self._stopped.set()
 
             self._thread = threading.Thread(target=run, name="aq-asyncio", daemon=True)
             self._thread.start()
@@ -239,6 +253,43 @@ class AsyncioExecutor(ExecutorAdapter):
             live.add(task)  # the loop only keeps weak references to tasks
             task.add_done_callback(live.discard)
 
+    def _wind_down(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop's thread, once the loop has stopped: cancel the tasks left and close the
+        loop. The handlers whose outcome is not recorded get up to ``CANCEL_GRACE_S`` to end
+        (their cleanup on ``CancelledError``); those recorded already (timed out, canceled:
+        they ignored that cancellation) one more loop turn. A task still running then is
+        abandoned, and the loop goes on serving it and its like here, in this daemon thread,
+        until they return; nobody waits for it."""
+        pending = asyncio.all_tasks(loop)
+        for t in pending:
+            t.cancel()
+        if pending:
+            running = self._running
+            fresh = [t for t in pending if t not in running or not running[t].done]
+            if fresh:
+                loop.run_until_complete(asyncio.wait(fresh, timeout=CANCEL_GRACE_S))
+            loop.run_until_complete(asyncio.sleep(0))  # the abandoned ones see the cancel
+            stuck = [t for t in pending if not t.done()]
+            if stuck:
+                _LOG.warning(
+                    "%d async handlers ignored their cancellation and still run after the "
+                    "asyncio executor shut down; abandoned (their outcomes were recorded)",
+                    len(stuck),
+                )
+                self._stopped.set()  # shutdown() returns now
+                left = set(stuck)
+
+                def gone(t: asyncio.Task[Any]) -> None:
+                    left.discard(t)
+                    if not left:
+                        loop.stop()
+
+                for t in stuck:
+                    t.add_done_callback(gone)
+                loop.run_forever()
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
     async def _run(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
@@ -250,6 +301,7 @@ class AsyncioExecutor(ExecutorAdapter):
             job.finish(interrupted(job.context.cancelled.requested or "canceled", 0.0))
             return
         job.handle = task
+        self._running[task] = job
         job.started = time.monotonic()
 
         # A stop request (cancel, timeout, shutdown) cancels the task on the loop.
@@ -295,6 +347,7 @@ class AsyncioExecutor(ExecutorAdapter):
             else:
                 job.finish(AttemptResult.returned(value, took))
         finally:
+            del self._running[task]
             if timer is not None:
                 timer.cancel()
 
@@ -329,17 +382,31 @@ class AsyncioExecutor(ExecutorAdapter):
         if loop is None or thread is None:
             return
         if wait:
-            # Let running handlers finish (up to timeout) before the loop stops.
+            # Let running handlers finish (up to timeout) before the loop stops: those whose
+            # outcome is not recorded yet. One that timed out or was canceled and ignores its
+            # cancellation is not waited for: nothing would end the wait.
             async def _drain() -> None:
-                me = asyncio.current_task()
-                others = [t for t in asyncio.all_tasks() if t is not me]
-                if others:
-                    await asyncio.wait(others, timeout=timeout)
+                end = None if timeout is None else loop.time() + timeout
+                while True:
+                    waiting = [t for t, j in self._running.items() if not (j.done or t.done())]
+                    if not waiting:
+                        return
+                    left = None if end is None else end - loop.time()
+                    if left is not None and left <= 0:
+                        return
+                    await asyncio.wait(
+                        waiting,
+                        timeout=DRAIN_RECHECK_S if left is None else min(left, DRAIN_RECHECK_S),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
 
-            fut = asyncio.run_coroutine_threadsafe(_drain(), loop)
-            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
-                fut.result(None if timeout is None else timeout + 1)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout if wait else 0.1)
-        # The loop has stopped the tasks still running: their threads are abandoned.
+            with contextlib.suppress(RuntimeError):  # the loop is closed already
+                fut = asyncio.run_coroutine_threadsafe(_drain(), loop)
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    fut.result(None if timeout is None else timeout + 1)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(loop.stop)
+        # The loop cancels the tasks still running (a sync handler's thread is abandoned) and
+        # closes, or leaves those ignoring their cancellation to run on (see _wind_down).
+        self._stopped.wait(CANCEL_GRACE_S + 1 if wait else 0.1)
         self._sync.shutdown(wait, timeout)
