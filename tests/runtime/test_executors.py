@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -467,6 +468,40 @@ def test_unshippable_handlers_and_results_are_clear_failures(procs: ProcessExecu
     # Terminal, as an unencodable return value is elsewhere: retrying would only run the
     # handler's side effects again (it was a retried TypeError).
     assert r.error.control == "fail"
+
+
+@pytest.mark.timeout(60)
+def test_a_handler_the_worker_cannot_import_is_a_clear_terminal_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """BUG: a handler that pickles here but cannot be loaded in the worker (defined in
+    ``python -c``, a notebook or an interactive session — ``__main__`` without a file —, or in
+    a module the worker cannot import) made the worker die unpickling it: "worker process
+    died: exited with code 1", a retryable failure, retried into the same wall with a fresh
+    worker each time. Now the worker reports it as the handler's terminal failure, and serves
+    on."""
+    import types
+
+    mod = types.ModuleType("aq_only_in_the_owner")
+
+    def handler(ctx: Any, payload: Any) -> str:
+        return "ran"
+
+    handler.__module__, handler.__qualname__ = mod.__name__, "handler"
+    mod.handler = handler  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)  # importable here, not in a worker
+    procs = ProcessExecutor(1)  # one slot: the follow-up job runs on the same worker
+    try:
+        r = h.run(procs, handler)
+        assert r.kind is ResultKind.RAISED, r.detail
+        assert r.error is not None
+        assert r.error.control == "fail"
+        assert "cannot be loaded in the worker process" in r.error.message
+        assert "aq_only_in_the_owner" in r.error.message
+        assert h.run(procs, h.echo, "after").value == "after"
+        assert procs.started_processes == 1  # no worker died
+    finally:
+        procs.shutdown(wait=False)
 
 
 def test_a_worker_that_cannot_start_is_named_even_without_a_message(

@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from actionqueue.runtime.api import Fail
@@ -45,9 +46,19 @@ def worker_main(conn: Connection) -> None:
     _exit_with_parent()
     while True:
         try:
-            msg: Any = conn.recv()
+            data = conn.recv_bytes()
         except (EOFError, OSError, KeyboardInterrupt):
             return
+        try:
+            msg: Any = ForkingPickler.loads(data)
+        except BaseException as e:
+            # The job arrived whole but cannot be unpickled here: the handler (or a class in
+            # its payload) is not importable in this process — defined in an interactive
+            # session, `python -c`, a notebook, or a module this process cannot import. It
+            # used to end the worker ("exited with code 1", retried into the same wall).
+            # Reported as the handler's terminal failure; the worker serves on.
+            conn.send(AttemptResult.raised(Fail(_unloadable(e))))
+            continue
         fn, payload, snapshot, is_async = msg
         result = run_remote(fn, payload, snapshot, is_async)
         try:
@@ -67,6 +78,18 @@ def worker_main(conn: Connection) -> None:
                     result.duration,
                 )
             )
+
+
+def _unloadable(e: BaseException) -> str:
+    try:
+        why = f"{type(e).__name__}: {e}"
+    except BaseException:
+        why = type(e).__name__
+    return (
+        "the handler or its payload cannot be loaded in the worker process (a handler must be "
+        "importable there by its module and name: defined at module level of a module the "
+        "worker can import, not in an interactive session, a notebook or `python -c`): " + why
+    )
 
 
 def ignore_stop_signal(signum: int, frame: object) -> None:
