@@ -166,6 +166,17 @@ def unpicklable_result(ctx: Any, payload: Any) -> Any:
     return threading.Lock()
 
 
+class NeedsTwoArgs(Exception):
+    """Pickles (as ``(cls, (a,))``) but does not unpickle: ``__init__`` wants two arguments."""
+
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(a)
+
+
+def unloadable_result(ctx: Any, payload: Any) -> Any:
+    return NeedsTwoArgs("a", "b")
+
+
 async def async_echo(ctx: Any, payload: Any) -> Any:
     await asyncio.sleep(0)
     return payload

@@ -504,6 +504,27 @@ def test_a_handler_the_worker_cannot_import_is_a_clear_terminal_failure(
         procs.shutdown(wait=False)
 
 
+@pytest.mark.timeout(60)
+def test_a_result_that_does_not_unpickle_in_the_owner_is_a_terminal_failure() -> None:
+    """BUG: a return value that pickles in the worker but not back (an exception class with
+    its own ``__init__``) raised in the slot's thread: the attempt was a RetryableFailure
+    carrying the runtime's own traceback, the handler — which had succeeded — ran again, and
+    the worker was discarded. Now it is a terminal failure naming the cause, as a value that
+    cannot be sent back is; the worker serves on."""
+    procs = ProcessExecutor(1)  # one slot: the follow-up job runs on the same worker
+    try:
+        r = h.run(procs, h.unloadable_result)
+        assert r.kind is ResultKind.RAISED
+        assert r.error is not None
+        assert r.error.control == "fail"
+        assert "cannot be received from the worker process" in r.error.message
+        assert "NeedsTwoArgs" in r.error.message
+        assert h.run(procs, h.echo, "after").value == "after"
+        assert procs.started_processes == 1  # the worker was kept
+    finally:
+        procs.shutdown(wait=False)
+
+
 def test_a_worker_that_cannot_start_is_named_even_without_a_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from multiprocessing.context import BaseContext
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from actionqueue.errors import ExecutorError, ValidationError
@@ -90,6 +91,29 @@ def _describe_exit(code: int | None) -> str:
             name = f"signal {-code}"
         return f"killed by {name} (exit code {code})"
     return f"exited with code {code}"
+
+
+def _terminal(e: BaseException, message: str, duration: float = 0.0) -> AttemptResult:
+    """The handler's terminal failure (retrying cannot help), described by ``message``."""
+    info = ErrorInfo.from_exception(e)
+    return AttemptResult(
+        ResultKind.RAISED,
+        error=ErrorInfo(
+            type_name=info.type_name, classes=info.classes, message=message, control="fail"
+        ),
+        duration=duration,
+    )
+
+
+def _unreadable_result(e: BaseException) -> str:
+    try:
+        why = f"{type(e).__name__}: {e}"
+    except BaseException:
+        why = type(e).__name__
+    return (
+        "the handler's return value cannot be received from the worker process (it pickles "
+        "there but does not unpickle in the queue's process): " + why
+    )
 
 
 class _Slot:
@@ -189,17 +213,11 @@ class _Slot:
         except Exception as e:
             # Pickling failed before anything was written: the handler cannot be shipped.
             # Retrying will not fix that, so report it as the handler's terminal failure.
-            info = ErrorInfo.from_exception(e)
             job.finish(
-                AttemptResult(
-                    ResultKind.RAISED,
-                    error=ErrorInfo(
-                        type_name=info.type_name,
-                        classes=info.classes,
-                        message=f"cannot send the handler or its payload to a worker process "
-                        f"(define handlers at module level; payloads must be picklable): {e}",
-                        control="fail",
-                    ),
+                _terminal(
+                    e,
+                    f"cannot send the handler or its payload to a worker process "
+                    f"(define handlers at module level; payloads must be picklable): {e}",
                 )
             )
             self.job = None
@@ -218,10 +236,20 @@ class _Slot:
                 ready = multiprocessing.connection.wait(waitables, remaining)
                 if conn in ready:
                     try:
-                        result = conn.recv()
+                        data = conn.recv_bytes()
                     except (EOFError, OSError):
                         code = self.kill()
                         job.finish(AttemptResult(ResultKind.CRASHED, detail=_describe_exit(code)))
+                        return
+                    try:
+                        result = ForkingPickler.loads(data)
+                    except BaseException as e:
+                        # The handler returned a value that pickles in the worker but does not
+                        # unpickle here (an exception class with a custom __init__, a class
+                        # only the worker can import...). The handler ran and succeeded: a
+                        # terminal failure, as a value that cannot be sent back is, not a retry
+                        # running its side effects again. The worker is fine and serves on.
+                        job.finish(_terminal(e, _unreadable_result(e), job.elapsed()))
                         return
                     job.finish(result)
                     return
