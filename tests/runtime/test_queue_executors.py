@@ -207,6 +207,46 @@ def test_a_ctrl_c_reaching_a_worker_process_does_not_fail_its_attempt(
     assert q.result(tid) == "finished"
 
 
+def test_a_handler_no_worker_process_can_load_is_refused_at_register(
+    make_queue: MakeQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BUG: a lambda, a closure, or a function of a ``__main__`` that workers cannot import (a
+    notebook, ``python -c``) was accepted by ``register`` under the processes executor (and a
+    ProcessPoolExecutor), then failed every run submitted for it — with a process pool as
+    Lost, retried up to max_attempts. Refused at register now (nothing is started)."""
+    import concurrent.futures
+    import types
+
+    def closure(ctx: Any, p: Any) -> Any:
+        return p
+
+    in_main = types.ModuleType("__main__")  # what `python -c` or a notebook runs: no file
+
+    def main_fn(ctx: Any, p: Any) -> Any:
+        return p
+
+    main_fn.__module__, main_fn.__qualname__ = "__main__", "main_fn"
+    in_main.main_fn = main_fn  # type: ignore[attr-defined]  # it pickles (by reference)
+
+    with concurrent.futures.ProcessPoolExecutor(1) as pool:
+        for executor in ("processes", pool):
+            q = make_queue(executor=executor)
+            with pytest.raises(aq.errors.ValidationError, match="does not pickle"):
+                q.register("lambda", lambda ctx, p: p)
+            with pytest.raises(aq.errors.ValidationError, match="does not pickle"):
+                q.handler("closure")(closure)
+            with monkeypatch.context() as m:
+                m.setitem(sys.modules, "__main__", in_main)
+                with pytest.raises(aq.errors.ValidationError, match="__main__"):
+                    q.register("main", main_fn)
+            assert q.handlers.names() == []
+            q.register("echo", h.echo)  # importable by name: fine
+            q.close()
+    q = make_queue(executor="threads")  # runs them in this process: anything callable
+    q.register("lambda", lambda ctx, p: p)
+    q.handler("closure")(closure)
+
+
 def test_processes_cancel_kills_the_worker(make_queue: MakeQueue) -> None:
     q = make_queue(executor="processes", max_workers=1)
     q.register("sleep", h.sleep_long)

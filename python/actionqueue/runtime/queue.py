@@ -459,14 +459,27 @@ class ActionQueue:
         self._check_open()
         check_option_names(options)
         self._check_codec_option(options)
-        return self.handlers.handler(name, **options)
+        deco = self.handlers.handler(name, **options)
+
+        def register(fn: F) -> F:
+            self._check_handler(name, fn)
+            return deco(fn)
+
+        return register
 
     def register(self, name: str, fn: HandlerFn, **options: Any) -> None:
         """Function form of :meth:`handler`."""
         self._check_open()
         check_option_names(options)
         self._check_codec_option(options)
+        self._check_handler(name, fn)
         self.handlers.register(name, fn, **options)
+
+    def _check_handler(self, name: str, fn: HandlerFn) -> None:
+        """A handler the executor can never run (one a worker process cannot load) is refused
+        now, instead of failing every run submitted for it."""
+        if isinstance(name, str) and callable(fn):  # else the registry names what is wrong
+            self.executor.check_handler(name, fn)
 
     def _check_codec_option(self, options: dict[str, Any]) -> None:
         codec = options.get("codec")

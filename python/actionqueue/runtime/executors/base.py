@@ -223,6 +223,10 @@ class ExecutorAdapter(ABC):
         after a job: only executors whose workers are plain threads say so."""
         return False
 
+    def check_handler(self, name: str, fn: Callable[..., Any]) -> None:  # noqa: B027
+        """Raise :class:`~actionqueue.errors.ValidationError` if ``fn`` can never run here
+        (called when a handler is registered). The default accepts every callable."""
+
     def cancel(self, job: Job, reason: str = "canceled") -> None:
         """Ask ``job`` to stop: sets its cancel signal; executors that can stop it harder do.
 

@@ -105,6 +105,14 @@ class FuturesExecutor(ExecutorAdapter):
     def executor(self) -> Any:
         return self._ex
 
+    def check_handler(self, name: str, fn: Any) -> None:
+        # A process pool pickles what it ships (a Dask client uses cloudpickle: closures and
+        # lambdas travel); a handler that cannot make it would be Lost at every attempt.
+        if isinstance(self._ex, concurrent.futures.ProcessPoolExecutor):
+            from actionqueue.runtime.executors.processes import check_shippable
+
+            check_shippable(name, fn, "the worker processes of a ProcessPoolExecutor")
+
     def submit(self, job: Job) -> None:
         if self._closed:
             raise ExecutorError("the futures executor adapter is shut down")

@@ -24,10 +24,12 @@ Handlers get a :class:`~actionqueue.runtime.context.RemoteContext`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -43,7 +45,7 @@ from actionqueue.runtime.executors.base import ExecutorAdapter, Job, interrupted
 from actionqueue.runtime.executors.watcher import LONGEST_WAIT_S
 from actionqueue.runtime.outcomes import AttemptResult, ErrorInfo, ResultKind
 
-__all__ = ["ProcessExecutor", "default_mp_context"]
+__all__ = ["ProcessExecutor", "check_shippable", "default_mp_context"]
 
 _LOG = logging.getLogger("actionqueue.runtime")
 
@@ -64,6 +66,37 @@ def default_mp_context() -> BaseContext:
         )
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+def check_shippable(name: str, fn: Any, where: str) -> None:
+    """:class:`ValidationError` if the handler ``fn`` can never reach a worker process that
+    loads it by reference (``pickle``): it does not pickle here (a lambda, a closure, a local
+    class's method), or it belongs to a ``__main__`` that workers cannot import (an
+    interactive session, a notebook, ``python -c``: no file to import it from)."""
+    try:
+        pickle.dumps(fn)
+    except Exception as e:
+        raise ValidationError(
+            f"handler {name!r} cannot be sent to {where}: it does not pickle "
+            f"({type(e).__name__}: {e}); define it at module level of an importable module"
+        ) from e
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if getattr(target, "__module__", None) == "__main__" and not _main_importable():
+        raise ValidationError(
+            f"handler {name!r} cannot be loaded by {where}: it is defined in a __main__ "
+            "that they cannot import (an interactive session, a notebook, `python -c`); "
+            "define it in a module (a .py file) and import it from there"
+        )
+
+
+def _main_importable() -> bool:
+    """Whether ``spawn`` / ``forkserver`` workers import this program's ``__main__`` (by its
+    module name under ``python -m``, else from its file), as ``multiprocessing`` does."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return bool(getattr(spec, "name", None) or getattr(main, "__file__", None))
 
 
 def kill_worker(proc: Any) -> None:
@@ -331,6 +364,9 @@ class ProcessExecutor(ExecutorAdapter):
         if not self._slots:
             self.start()
         self.jobs.put(job)
+
+    def check_handler(self, name: str, fn: Any) -> None:
+        check_shippable(name, fn, "the worker processes of the processes executor")
 
     def cancel(self, job: Job, reason: str = "canceled") -> None:
         job.context.cancelled.request(reason)
