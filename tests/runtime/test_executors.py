@@ -572,6 +572,28 @@ def test_a_process_pool_executor_runs_remote() -> None:
         assert r.kind is ResultKind.RAISED
 
 
+@pytest.mark.timeout(60)
+def test_a_process_pool_result_that_cannot_travel_back_is_a_terminal_failure() -> None:
+    """BUG: with a ProcessPoolExecutor (or a Dask client) a return value that does not pickle
+    on the worker failed the future: the attempt was recorded Lost and retried, so the handler,
+    which had run, ran again up to max_attempts. Results are now pickled on the worker: one
+    that does not pickle there, or not unpickle here, is the handler's terminal failure."""
+    from actionqueue.runtime.executors.processes import default_mp_context
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=default_mp_context()) as pool:
+        ex = FuturesExecutor(pool)
+        for fn, needle in [
+            (h.unpicklable_result, "cannot be sent back from the worker"),
+            (h.unloadable_result, "cannot be received from the worker"),
+        ]:
+            r = h.run(ex, fn)
+            assert r.kind is ResultKind.RAISED, r.detail
+            assert r.error is not None
+            assert r.error.control == "fail"
+            assert needle in r.error.message
+        assert h.run(ex, h.echo, [1, "a"]).value == [1, "a"]  # the pool is not broken
+
+
 @pytest.mark.timeout(30)
 def test_a_future_failing_outside_the_handler_is_lost() -> None:
     class Broken(concurrent.futures.Executor):
@@ -622,5 +644,10 @@ def test_dask_client_executes_on_worker_processes() -> None:
         assert r.kind is ResultKind.RAISED
         assert r.error is not None
         assert r.error.message == "boom 3"
+        # A result that cannot travel back is the handler's terminal failure, not Lost (and
+        # retried: the handler ran again).
+        r = h.run(ex, h.unpicklable_result)
+        assert (r.kind, r.error and r.error.control) == (ResultKind.RAISED, "fail")
+        assert "cannot be sent back from the worker" in r.error.message
         # callbacks arrive off the caller's thread; the runtime records them on its own threads
         assert not ex.inline_completion

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import pickle
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+from actionqueue.runtime.api import Fail
 from actionqueue.runtime.context import (
     CURRENT_HANDLER,
     ContextSnapshot,
@@ -27,7 +29,14 @@ from actionqueue.runtime.context import (
 )
 from actionqueue.runtime.outcomes import AttemptResult, ResultKind
 
-__all__ = ["ExecutorAdapter", "Job", "call_handler", "run_remote"]
+__all__ = [
+    "ExecutorAdapter",
+    "Job",
+    "call_handler",
+    "load_result",
+    "run_remote",
+    "run_remote_serialized",
+]
 
 
 #: Guards every job's first-result-wins check: held for a few instructions and never while
@@ -152,6 +161,67 @@ def run_remote(
     except BaseException as e:
         return AttemptResult.raised(e, time.monotonic() - t0)
     return AttemptResult.returned(value, time.monotonic() - t0)
+
+
+def run_remote_serialized(
+    fn: Callable[..., Any], payload: Any, snapshot: ContextSnapshot, is_async: bool
+) -> bytes:
+    """:func:`run_remote`, its result pickled here, on the worker, for executors that would
+    pickle it anyway (a process pool, Dask). A return value that does not pickle is then the
+    handler's terminal failure, as on the processes executor: left to the executor it failed
+    the future, the attempt was taken for Lost and retried — the handler, which had run,
+    ran again, into the same wall. (:func:`load_result` reads it back in the owner.)"""
+    result = run_remote(fn, payload, snapshot, is_async)
+    try:
+        return _dumps(result)
+    except BaseException as e:
+        try:
+            why = f"{type(e).__name__}: {e}"
+        except BaseException:
+            why = type(e).__name__
+        return _dumps(
+            AttemptResult.raised(
+                Fail(
+                    f"the handler's return value ({type(result.value).__name__}) cannot be "
+                    f"sent back from the worker: {why}"
+                ),
+                result.duration,
+            )
+        )
+
+
+def _dumps(result: AttemptResult) -> bytes:
+    try:
+        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:
+        try:  # what Dask falls back to: lambdas, local classes (pickle.loads reads it back)
+            import cloudpickle  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        except ImportError:
+            raise e from None
+        data: bytes = cloudpickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        return data
+
+
+def load_result(data: Any) -> Any:
+    """The owner's side of :func:`run_remote_serialized`: the worker's :class:`AttemptResult`;
+    a return value that does not unpickle here (an exception class with its own ``__init__``,
+    a class only the worker can import) is the handler's terminal failure — it ran, so it is
+    not retried. Anything but bytes is returned as it is (the caller judges it)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    try:
+        return pickle.loads(data)
+    except BaseException as e:
+        try:
+            why = f"{type(e).__name__}: {e}"
+        except BaseException:
+            why = type(e).__name__
+        return AttemptResult.raised(
+            Fail(
+                "the handler's return value cannot be received from the worker (it pickles "
+                "there but does not unpickle in the queue's process): " + why
+            )
+        )
 
 
 def interrupted(reason: str, elapsed: float) -> AttemptResult:

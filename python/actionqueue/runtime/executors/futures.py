@@ -22,8 +22,12 @@ the handler importable (Dask pickles lambdas and closures too, through cloudpick
 * A future that the executor cancels by itself (a Dask client closed with tasks in flight) is
   recorded as **Lost**, like a lost worker: only the runtime's own stop requests count as
   canceled.
-* A future that fails *outside* the handler (worker lost, ``KilledWorker``, a result that
-  cannot be deserialized) is recorded as **Lost**: nobody knows whether the handler ran.
+* A future that fails *outside* the handler (worker lost, ``KilledWorker``) is recorded as
+  **Lost**: nobody knows whether the handler ran.
+* With a process pool or Dask the result is pickled on the worker
+  (:func:`~actionqueue.runtime.executors.base.run_remote_serialized`): a return value that
+  does not pickle there, or not unpickle here, is the handler's terminal failure — it ran,
+  so it is not retried (it was taken for Lost, and the handler ran again).
 * A :class:`concurrent.futures.ThreadPoolExecutor` runs in this process, so its handlers get the
   live context (cancel signal, heartbeat) instead of a snapshot.
 """
@@ -41,8 +45,10 @@ from actionqueue.runtime.executors.base import (
     ExecutorAdapter,
     Job,
     interrupted,
+    load_result,
     run_local,
     run_remote,
+    run_remote_serialized,
 )
 from actionqueue.runtime.executors.watcher import DeadlineWatcher
 from actionqueue.runtime.outcomes import AttemptResult, ResultKind
@@ -87,6 +93,9 @@ class FuturesExecutor(ExecutorAdapter):
         self.name = "dask" if self.dask else "futures"
         self._local = isinstance(executor, concurrent.futures.ThreadPoolExecutor)
         self.remote = not self._local
+        #: results are pickled on the worker (see ``run_remote_serialized``) where the
+        #: executor would pickle them anyway: a process pool, Dask
+        self._serialized = self.dask or isinstance(executor, concurrent.futures.ProcessPoolExecutor)
         if max_workers is None:
             if self.dask:
                 max_workers = _dask_workers(executor)
@@ -121,7 +130,11 @@ class FuturesExecutor(ExecutorAdapter):
         elif self.dask:
             # pure=False: two attempts with equal arguments are still two executions.
             fut = self._ex.submit(
-                run_remote, job.fn, job.payload, job.snapshot, job.is_async, pure=False
+                run_remote_serialized, job.fn, job.payload, job.snapshot, job.is_async, pure=False
+            )
+        elif self._serialized:
+            fut = self._ex.submit(
+                run_remote_serialized, job.fn, job.payload, job.snapshot, job.is_async
             )
         else:
             fut = self._ex.submit(run_remote, job.fn, job.payload, job.snapshot, job.is_async)
@@ -174,6 +187,8 @@ class FuturesExecutor(ExecutorAdapter):
                 )
                 return
             result = fut.result()
+            if self._serialized:
+                result = load_result(result)
         except BaseException as e:
             job.finish(
                 AttemptResult(
