@@ -527,6 +527,17 @@ pyclass_queries!(PyAuthority, {
     ) -> PyResult<Bound<'py, PyList>> {
         super::lifecycle::due_scheduled_ids(self, py, now, limit)
     }
+
+    /// `(run_id, not_before)` of up to `limit` RetryWait runs due at `now`, earliest first
+    /// (`due_retries` without the whole run tuples).
+    fn due_retry_ids<'py>(
+        &self,
+        py: Python<'py>,
+        now: i64,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        super::lifecycle::due_retry_ids(self, py, now, limit)
+    }
 });
 
 fn report_dict<'py>(py: Python<'py>, r: &RecoveryReport) -> PyResult<Bound<'py, PyDict>> {

@@ -206,6 +206,29 @@ pub(crate) fn due_scheduled_ids<'py>(
     Ok(out)
 }
 
+/// `_core.Authority.due_retry_ids`: `(run_id, not_before)` of up to `limit` RetryWait runs
+/// due at `now`, earliest first (`not_before` is `None` for a run that has none) — what a
+/// retry promotion needs. The whole run tuples `due_retries` returns hold every attempt and
+/// state change of the run: a run retried n times cost O(n) per retry, O(n²) in all.
+pub(crate) fn due_retry_ids<'py>(
+    h: &impl Holder,
+    py: Python<'py>,
+    now: Millis,
+    limit: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    let due: Vec<(Id, Option<Millis>)> = h.with(py, move |p| {
+        p.due_retries(now)
+            .take(limit)
+            .filter_map(|id| p.run(&id).map(|r| (r.id, r.not_before)))
+            .collect()
+    })?;
+    let out = PyList::empty(py);
+    for (run_id, not_before) in &due {
+        out.append((PyBytes::new(py, run_id), *not_before))?;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -498,6 +498,30 @@ def test_due_scheduled_ids_are_due_scheduled_without_the_run_tuples(
     ]
 
 
+def test_due_retry_ids_are_due_retries_without_the_run_tuples(
+    auth: StorageMutationAuthority,
+) -> None:
+    waits: list[tuple[RunId, int]] = []
+    for delay in (300, 100, 200):
+        _, rid = ready_run(auth, max_attempts=2)
+        cmds, att = dispatch(rid, T0)
+        auth.submit_batch(
+            [
+                *cmds,
+                AttemptFinishCommand(None, rid, att, AttemptOutcome.RETRYABLE_FAILURE, T0),
+                tr(rid, S.RUNNING, S.RETRY_WAIT, T0, not_before=T0 + delay),
+            ],
+            DEF,
+        )
+        waits.append((rid, T0 + delay))
+    by_time = sorted(waits, key=lambda w: w[1])
+    assert auth.due_retry_ids(T0 + 99, 10) == []
+    assert auth.due_retry_ids(T0 + 200, 10) == [(r.bytes, nb) for r, nb in by_time[:2]]
+    assert [r for r, _ in auth.due_retry_ids(T0 + 300, 2)] == [
+        w[0] for w in auth.due_retries(T0 + 300, 2)
+    ]
+
+
 def test_submit_uniform_wire_builds_one_record_and_refuses_bad_input_whole(
     auth: StorageMutationAuthority,
 ) -> None:

@@ -537,6 +537,11 @@ class Engine:
         self._due_ids: Callable[[int, int], list[Any]] | None = getattr(
             authority, "due_scheduled_ids", None
         )
+        #: ``(run_id, not_before)`` rows of due retries (the storage authority has it): a
+        #: whole run tuple holds every attempt, so a run retried n times cost O(n) per retry
+        self._due_retry_ids: Callable[[int, int], list[Any]] | None = getattr(
+            authority, "due_retry_ids", None
+        )
         #: the storage authority's one-call uniform batch (see submit_uniform), and its
         #: variant that never waits (see try_submit_uniform)
         self._submit_uniform: Callable[..., object] | None = getattr(
@@ -989,11 +994,15 @@ class Engine:
         if not self._auth.is_paused:
             while True:
                 events: list[EventTuple] = []
-                retries = self._auth.due_retries(now, PAGE)
-                for w in retries:
-                    events.append((2, w[0], _RETRY_WAIT, _READY, None, None, now))
+                lean = self._due_retry_ids
+                if lean is not None:
+                    retries = lean(now, PAGE)
+                    due_at = {rid: now if nb is None else nb for rid, nb in retries}
+                else:
+                    retries = self._auth.due_retries(now, PAGE)
+                    due_at = {w[0]: now if w[10] is None else w[10] for w in retries}
+                events.extend((2, rid, _RETRY_WAIT, _READY, None, None, now) for rid in due_at)
                 retried += len(retries)
-                due_at = {w[0]: now if w[10] is None else w[10] for w in retries}
                 due, reasons = self._due_page(now)
                 if reasons is not None:  # plain promotions, no planning
                     events.extend(

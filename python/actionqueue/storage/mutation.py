@@ -363,6 +363,11 @@ class StorageMutationAuthority(ProjectionQueries):
         without whole run tuples (what a plain promotion needs)."""
         return self._core.due_scheduled_ids(now, limit)
 
+    def due_retry_ids(self, now: int, limit: int) -> list[tuple[bytes, int | None]]:
+        """``(run_id, not_before)`` of the runs :meth:`due_retries` would return, without
+        whole run tuples (a retried run's tuple holds its every attempt and state change)."""
+        return self._core.due_retry_ids(now, limit)
+
     def hot_path(
         self,
     ) -> tuple[
