@@ -92,7 +92,13 @@ class _Queries:
         self, state: int, limit: int, after: bytes | None = None
     ) -> list[_RunTuple]: ...
     def runs_page(
-        self, state: int, limit: int, cursor: bytes | None = None
+        self,
+        state: int,
+        limit: int,
+        cursor: bytes | None = None,
+        *,
+        tag: str | None = None,
+        handler: str | None = None,
     ) -> tuple[list[_RunTuple], bytes | None]: ...
     def ready_candidates(self, limit: int) -> list[_Candidate]: ...
     def key_holder(self, key: str) -> bytes | None: ...

@@ -197,12 +197,17 @@ pub(crate) fn due<'py>(
 /// by the previous page) rather than from a run: paging goes on correctly whatever happens to
 /// the runs already listed (moved to another state, pruned, retried). Returns the rows and the
 /// cursor after the last one (`None` when the page is not full: the listing is over).
+///
+/// With a `filter` (a tag, a handler) only the runs of the tasks it keeps are returned, and a
+/// page examines at most [`FILTER_SCAN`] index entries: it may hold fewer than `limit` rows
+/// (none at all) and still have a next cursor; `None` means the state was examined to its end.
 pub(crate) fn runs_page<'py>(
     h: &impl Holder,
     py: Python<'py>,
     state: u8,
     limit: usize,
     cursor: Option<&[u8]>,
+    filter: crate::state::RunFilter,
 ) -> PyResult<(Bound<'py, PyList>, Option<Bound<'py, PyBytes>>)> {
     let state = parse_state(state)?;
     let cursor = cursor
@@ -217,7 +222,15 @@ pub(crate) fn runs_page<'py>(
             })
         })
         .transpose()?;
-    let (runs, next) = h.with(py, |p| {
+    let (runs, next) = h.with(py, move |p| {
+        if !filter.is_empty() {
+            let page = p.runs_matching(state, cursor, &filter, limit, FILTER_SCAN);
+            let next = page
+                .next
+                .as_ref()
+                .map(crate::state::Cursor::to_cursor_bytes);
+            return (collect_runs(p, page.keys.iter().map(|k| k.id), limit), next);
+        }
         let keys: Vec<_> = p.runs_in_state(state, cursor).take(limit).collect();
         let next = keys
             .last()
@@ -227,6 +240,9 @@ pub(crate) fn runs_page<'py>(
     })?;
     Ok((runs_to_py(py, &runs)?, next.map(|c| PyBytes::new(py, &c))))
 }
+
+/// Index entries a filtered page examines at most (a few ms under the owner's lock).
+pub(crate) const FILTER_SCAN: usize = 8192;
 
 pub(crate) fn runs_in_state<'py>(
     h: &impl Holder,
@@ -372,9 +388,13 @@ macro_rules! pyclass_queries {
 
             /// One page of a state's runs in index order from an opaque `cursor` (the one the
             /// previous page returned): `(rows, next_cursor)`, `next_cursor` None at the end.
-            #[pyo3(signature = (state, limit, cursor = None))]
-            fn runs_page<'py>(&self, py: Python<'py>, state: u8, limit: usize, cursor: Option<&[u8]>) -> PyResult<(Bound<'py, PyList>, Option<Bound<'py, PyBytes>>)> {
-                $crate::py::queries::runs_page(self, py, state, limit, cursor)
+            /// `tag` / `handler` keep only the runs of tasks carrying that tag / routed to that
+            /// handler (a filtered page examines a bounded number of runs: it may be short, or
+            /// empty, before the end).
+            #[pyo3(signature = (state, limit, cursor = None, *, tag = None, handler = None))]
+            fn runs_page<'py>(&self, py: Python<'py>, state: u8, limit: usize, cursor: Option<&[u8]>, tag: Option<String>, handler: Option<String>) -> PyResult<(Bound<'py, PyList>, Option<Bound<'py, PyBytes>>)> {
+                let filter = $crate::state::RunFilter { tag, handler };
+                $crate::py::queries::runs_page(self, py, state, limit, cursor, filter)
             }
 
             /// Ready runs in selection order, held keys skipped:

@@ -61,7 +61,7 @@ pub(crate) fn cold_seed(sequence: u64) -> u64 {
     cold_table::seed_for(sequence)
 }
 pub use indexes::{holds_key, IxKey, KeySlot};
-pub use queries::{Cursor, ReadyIter, CURSOR_LEN};
+pub use queries::{Cursor, FilteredPage, ReadyIter, RunFilter, CURSOR_LEN};
 pub use types::{fmt_id, Attempt, Lease, Run, StateChange, Task};
 
 use batch::UndoLog;

@@ -239,6 +239,98 @@ impl Projection {
     }
 }
 
+/// Which runs a filtered listing keeps: those of tasks carrying `tag` (when set) and routed
+/// to `handler` (when set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub tag: Option<String>,
+    pub handler: Option<String>,
+}
+
+impl RunFilter {
+    pub fn is_empty(&self) -> bool {
+        self.tag.is_none() && self.handler.is_none()
+    }
+
+    fn keeps(&self, task: &Task) -> bool {
+        let shape = &task.spec.shape;
+        self.handler
+            .as_deref()
+            .is_none_or(|h| shape.handler.as_deref() == Some(h))
+            && self
+                .tag
+                .as_ref()
+                .is_none_or(|t| shape.metadata.tags.contains(t))
+    }
+}
+
+/// One page of a filtered listing (see [`Projection::runs_matching`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilteredPage {
+    /// The kept runs' positions, in index order.
+    pub keys: Vec<Cursor>,
+    /// Where the next page starts (the last position examined); `None` when the index was
+    /// examined to its end.
+    pub next: Option<Cursor>,
+    /// Index entries examined.
+    pub scanned: usize,
+}
+
+impl Projection {
+    /// The task id of a run, without decoding a cold run.
+    pub fn run_task_id(&self, id: &Id) -> Option<Id> {
+        match self.runs.get(id) {
+            Some(r) => Some(r.task_id),
+            None => self.cold.run_task(id),
+        }
+    }
+
+    /// Up to `limit` runs of `state` that `filter` keeps, in index order after `after`,
+    /// examining at most `budget` index entries (at least 1): the filter is applied here, per
+    /// index entry (each task looked up once per call), instead of on a run tuple built for
+    /// every entry. A listing for a rare tag pages through the whole state either way, but
+    /// each call holds the caller's lock for a bounded time. With `limit` 0 nothing is
+    /// examined and `next` is `None`, as for an unfiltered page.
+    pub fn runs_matching(
+        &self,
+        state: RunState,
+        after: Option<Cursor>,
+        filter: &RunFilter,
+        limit: usize,
+        budget: usize,
+    ) -> FilteredPage {
+        let mut verdicts: super::Map<Id, bool> = super::Map::default();
+        let mut keys = Vec::new();
+        let mut last = None;
+        let mut scanned = 0;
+        for k in self.runs_in_state(state, after) {
+            if keys.len() >= limit || scanned >= budget.max(1) {
+                return FilteredPage {
+                    keys,
+                    next: last,
+                    scanned,
+                };
+            }
+            scanned += 1;
+            last = Some(k);
+            let Some(task) = self.run_task_id(&k.id) else {
+                continue;
+            };
+            let keep = *verdicts
+                .entry(task)
+                .or_insert_with(|| self.task(&task).is_some_and(|t| filter.keeps(&t)));
+            if keep {
+                keys.push(k);
+            }
+        }
+        FilteredPage {
+            keys,
+            next: None,
+            scanned,
+        }
+    }
+}
+
 impl Projection {
     /// The position run `id` would have in the index of `state`, computed from its current
     /// fields (so paging can resume after a run that has since moved to another state).

@@ -220,7 +220,11 @@ def runs(
         tid = target
     specs: dict[bytes, TaskRecord | None] = {}
     out: list[RunInstance] = []
-    source = q.runs_for_task(tid) if tid is not None else iter_runs(q, wanted)
+    source = (
+        q.runs_for_task(tid)
+        if tid is not None
+        else iter_runs(q, wanted, tag=tag or None, handler=handler or None)
+    )
     for r in source:
         if wanted and r.state not in wanted:
             continue

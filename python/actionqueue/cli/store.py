@@ -280,12 +280,21 @@ def open_authority(data_dir: str, **options: object) -> Iterator[StorageMutation
         authority.close()
 
 
-def iter_runs(q: ProjectionQueries, states: list[RunState] | None = None) -> Iterator[RunInstance]:
-    """Every run held, state by state (each state in its index order)."""
+def iter_runs(
+    q: ProjectionQueries,
+    states: list[RunState] | None = None,
+    *,
+    tag: str | None = None,
+    handler: str | None = None,
+) -> Iterator[RunInstance]:
+    """Every run held, state by state (each state in its index order); with ``tag`` /
+    ``handler``, only the runs of tasks carrying that tag / routed to that handler (filtered
+    in the core, without a run tuple for every run left out)."""
+    filters = {"tag": tag, "handler": handler} if tag is not None or handler is not None else {}
     for st in states if states else list(RunState):
         cursor: bytes | None = None
         while True:
-            rows, cursor = q.runs_page(st, _PAGE, cursor)
+            rows, cursor = q.runs_page(st, _PAGE, cursor, **filters)
             for row in rows:
                 yield RunInstance.from_wire(row)
             if cursor is None:

@@ -1173,17 +1173,6 @@ class ActionQueue:
         tid = task_id if isinstance(task_id, TaskId) else TaskId(task_id)
         return sorted(self.engine.runs_for_task(tid), key=lambda r: r.ordinal)
 
-    def _spec_of(self, tid: TaskId, seen: dict[bytes, TaskSpec | None]) -> TaskSpec | None:
-        """``tid``'s spec, looked up once per :meth:`list_runs` call (``seen``). Not kept
-        across calls: a queue-wide cache kept every scanned task's spec, payload included,
-        for ever — pruned tasks too."""
-        key = tid.bytes
-        if key in seen:
-            return seen[key]
-        rec = self.engine.get_task(tid)
-        spec = seen[key] = None if rec is None else rec.spec
-        return spec
-
     def list_runs(
         self,
         *,
@@ -1209,25 +1198,19 @@ class ActionQueue:
         if limit == 0:
             return []
         out: list[RunInstance] = []
-        seen: dict[bytes, TaskSpec | None] = {}
         page = 512
+        # The tag / handler filter is applied in the core, per index entry: a run tuple (and
+        # a task lookup) for every run of the state cost ~25 µs each, 2.6 s for a rare tag
+        # among 100k runs.
+        filters = {"tag": tag, "handler": handler} if tag is not None or handler is not None else {}
         for st in states:
             cursor: bytes | None = None
             while True:
-                rows, cursor = self.authority.runs_page(st, page, cursor)
-                for row in rows:
-                    run = RunInstance.from_wire(row)
-                    if tag is not None or handler is not None:
-                        spec = self._spec_of(run.task_id, seen)
-                        if spec is None:
-                            continue
-                        if tag is not None and tag not in spec.metadata.tags:
-                            continue
-                        if handler is not None and spec.handler != handler:
-                            continue
-                    out.append(run)
-                    if limit is not None and len(out) >= limit:
-                        return out
+                want = page if limit is None else min(page, limit - len(out))
+                rows, cursor = self.authority.runs_page(st, want, cursor, **filters)
+                out.extend(map(RunInstance.from_wire, rows))
+                if limit is not None and len(out) >= limit:
+                    return out
                 if cursor is None:
                     break
         return out

@@ -91,7 +91,13 @@ class _CoreQueries(Protocol):
         self, state: int, limit: int, after: bytes | None = None
     ) -> list[tuple[Any, ...]]: ...
     def runs_page(
-        self, state: int, limit: int, cursor: bytes | None = None
+        self,
+        state: int,
+        limit: int,
+        cursor: bytes | None = None,
+        *,
+        tag: str | None = None,
+        handler: str | None = None,
     ) -> tuple[list[tuple[Any, ...]], bytes | None]: ...
     def ready_candidates(
         self, limit: int
@@ -240,16 +246,34 @@ class ProjectionQueries:
         return self._q.runs_in_state(_state_value(state), _nonneg(limit, "limit"), a)
 
     def runs_page(
-        self, state: RunState | int, limit: int, cursor: bytes | None = None
+        self,
+        state: RunState | int,
+        limit: int,
+        cursor: bytes | None = None,
+        *,
+        tag: str | None = None,
+        handler: str | None = None,
     ) -> tuple[list[RunTuple], bytes | None]:
         """One page of a state's run tuples in index order, and the cursor to pass for the
         next page (``None`` once the listing is over). The cursor is a position in the index,
         not a run: whatever happens to the runs already listed (finished, retried, pruned),
         the next page starts right after the last one — every run that stays in the state
-        meanwhile is listed exactly once."""
+        meanwhile is listed exactly once.
+
+        ``tag`` / ``handler`` keep only the runs of tasks carrying that tag / routed to that
+        handler, filtered in the core (a task looked up once per page, no tuple built for a
+        run left out). Such a page examines a bounded number of runs (8,192), so it may hold
+        fewer than ``limit`` rows, or none, and still have a next cursor."""
         if cursor is not None and not isinstance(cursor, bytes):
             raise WrongTypeError(f"cursor must be bytes or None, got {type(cursor).__name__}")
-        return self._q.runs_page(_state_value(state), _nonneg(limit, "limit"), cursor)
+        for name, value in (("tag", tag), ("handler", handler)):
+            if value is not None and not isinstance(value, str):
+                raise WrongTypeError(f"{name} must be a str or None, got {type(value).__name__}")
+        if tag is None and handler is None:
+            return self._q.runs_page(_state_value(state), _nonneg(limit, "limit"), cursor)
+        return self._q.runs_page(
+            _state_value(state), _nonneg(limit, "limit"), cursor, tag=tag, handler=handler
+        )
 
     def ready_candidates(self, limit: int) -> list[CandidateTuple]:
         """Ready runs in selection order as ``(run_id, task_id, priority, scheduled_at,

@@ -35,9 +35,19 @@ fn same_answers(a: &Projection, b: &Projection) -> Result<(), TestCaseError> {
     for keep in 0..4 {
         prop_assert_eq!(a.prune_cutoff_keeping(keep), b.prune_cutoff_keeping(keep));
     }
+    let filters = [Some("h"), Some("other")].map(|h| crate::state::RunFilter {
+        tag: None,
+        handler: h.map(String::from),
+    });
     for state in RunState::ALL {
         let la: Vec<_> = a.runs_in_state(state, None).collect();
         prop_assert_eq!(&la, &b.runs_in_state(state, None).collect::<Vec<_>>());
+        for f in &filters {
+            prop_assert_eq!(
+                a.runs_matching(state, None, f, usize::MAX, 2),
+                b.runs_matching(state, None, f, usize::MAX, 2)
+            );
+        }
         for k in &la {
             prop_assert_eq!(a.cursor_for(&k.id, state), b.cursor_for(&k.id, state));
         }

@@ -124,3 +124,90 @@ fn short_cron_windows_lists_live_cron_tasks_with_room_to_derive() {
     p.ok1(tr(id(100), S::Scheduled, S::Canceled, 30));
     assert_eq!(p.0.short_cron_windows(), [id(1), id(2), id(6)]);
 }
+
+/// Tasks 1..=6, one Scheduled run each (id(10 + n), due at n): even ones routed to "h" and
+/// tagged "even", task 6 also tagged "six"; odd ones routed to "g".
+fn tagged() -> P {
+    let mut p = P::new();
+    for n in 1..=6u64 {
+        let mut s = spec(id(n));
+        let shape = s.shape_mut();
+        shape.handler = Some(if n % 2 == 0 { "h" } else { "g" }.into());
+        if n % 2 == 0 {
+            shape.metadata.tags.push("even".into());
+        }
+        if n == 6 {
+            shape.metadata.tags.push("six".into());
+        }
+        p.ok(&[tc(s, 0), rc(id(10 + n), id(n), 0, n as i64)]);
+    }
+    p
+}
+
+fn filter(tag: Option<&str>, handler: Option<&str>) -> crate::state::RunFilter {
+    crate::state::RunFilter {
+        tag: tag.map(String::from),
+        handler: handler.map(String::from),
+    }
+}
+
+fn ids_of(keys: &[crate::state::Cursor]) -> Vec<Id> {
+    keys.iter().map(|k| k.id).collect()
+}
+
+#[test]
+fn runs_matching_keeps_the_runs_of_tasks_with_the_tag_and_handler() {
+    let p = tagged();
+    let all = |f| {
+        p.0.runs_matching(S::Scheduled, None, &f, usize::MAX, usize::MAX)
+    };
+    let even = all(filter(Some("even"), None));
+    assert_eq!(ids_of(&even.keys), [id(12), id(14), id(16)]);
+    assert_eq!((even.next, even.scanned), (None, 6));
+    assert_eq!(
+        ids_of(&all(filter(None, Some("g"))).keys),
+        [id(11), id(13), id(15)]
+    );
+    assert_eq!(ids_of(&all(filter(Some("six"), Some("h"))).keys), [id(16)]);
+    assert!(all(filter(Some("six"), Some("g"))).keys.is_empty());
+    assert!(all(filter(Some("nope"), None)).keys.is_empty());
+    assert!(p
+        .0
+        .runs_matching(S::Ready, None, &filter(None, Some("h")), 9, 9)
+        .keys
+        .is_empty());
+}
+
+#[test]
+fn runs_matching_stops_at_its_limit_or_scan_budget_and_goes_on_from_its_cursor() {
+    let p = tagged();
+    let f = filter(Some("even"), None);
+    // The limit: two kept runs, the next page starts after the second.
+    let a = p.0.runs_matching(S::Scheduled, None, &f, 2, usize::MAX);
+    assert_eq!(ids_of(&a.keys), [id(12), id(14)]);
+    assert_eq!(a.scanned, 4);
+    assert_eq!(a.next.map(|k| k.id), Some(id(14)));
+    let b = p.0.runs_matching(S::Scheduled, a.next, &f, 2, usize::MAX);
+    assert_eq!(ids_of(&b.keys), [id(16)]);
+    assert_eq!(b.next, None);
+    // The budget: each page examines at most 1 entry; paging finds the same runs.
+    let mut found = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = p.0.runs_matching(S::Scheduled, cursor, &f, 10, 1);
+        assert!(page.scanned <= 1);
+        found.extend(ids_of(&page.keys));
+        pages += 1;
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(found, [id(12), id(14), id(16)]);
+    // One entry each; the last one finds the end.
+    assert_eq!(pages, 6);
+    // A zero limit examines nothing.
+    let z = p.0.runs_matching(S::Scheduled, None, &f, 0, usize::MAX);
+    assert_eq!((z.keys.len(), z.next, z.scanned), (0, None, 0));
+}
