@@ -528,6 +528,10 @@ class Engine:
         # module docs), and whether the first tick still has to refill short cron windows.
         self._stalled: dict[bytes, str] = {}
         self._windows_checked = False
+        #: runs the ticks made terminal so far (misfire cancels, expiry-sweep failures): a
+        #: runtime waking the threads that wait for runs to finish watches it, since these
+        #: runs end without a result of its own being recorded
+        self.tick_finished = 0
         # Optional one-call ``(work_due, paused)`` peek (the storage authority has it).
         self._dispatch_state: Callable[[int], tuple[bool, bool]] | None = getattr(
             authority, "dispatch_state", None
@@ -1022,6 +1026,7 @@ class Engine:
                 batches += 1
                 if len(retries) < PAGE and len(due) < PAGE:
                     break
+        self.tick_finished += misfired
         return TickReport(promoted, misfired, retried, expired, created, batches)
 
     def _due_page(self, now: int) -> tuple[Sequence[Any], list[str | None] | None]:
@@ -1168,6 +1173,7 @@ class Engine:
                 self._counts[rid] = counted
             if target is _RS_READY:  # a Leased run never started: due again from now
                 self._due_at[rid] = now
+        self.tick_finished += sum(1 for _, target, _ in outcome if target in _TERMINAL)
         if lost and self._on_lost is not None:
             self._on_lost(lost)  # written: the log holds these attempts as Lost now
         return swept, created, 1 if events else 0

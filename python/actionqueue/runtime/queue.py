@@ -267,7 +267,8 @@ class ActionQueue:
             )
             subscribe = getattr(self.clock, "subscribe", None)
             if callable(subscribe):
-                self._unsubscribe = subscribe(lambda _now: self._dispatcher.wake())
+                # A clock change concerns the driver only: it ends no run by itself.
+                self._unsubscribe = subscribe(lambda _now: self._dispatcher.wake(waiters=False))
             self.metrics.add_collector(self._collect)
             # The uncertainty clause: leases of a dead process are recovered now, not at first use.
             self.engine.tick()
@@ -744,7 +745,7 @@ class ActionQueue:
             if tid != spec.task_id:  # a live task holds the dedupe key: nothing was written
                 return tid
         self.metrics.inc("submitted_total", handler=handler)
-        self._dispatcher.wake()
+        self._dispatcher.wake(waiters=False)  # a new task ends no run anyone waits for
         return tid
 
     def submit_many(
@@ -786,7 +787,7 @@ class ActionQueue:
             template, items, origin=self._origin(at, delay), durability=durability
         )
         self.metrics.inc("submitted_total", len(ids), handler=handler)
-        self._dispatcher.wake()
+        self._dispatcher.wake(waiters=False)
         return ids
 
     async def asubmit(self, handler: str, payload: Any = None, **kwargs: Any) -> TaskId:
@@ -902,7 +903,7 @@ class ActionQueue:
         return d.started_total - before
 
     def _driving(self, deadline: float | None) -> _DriverLock:
-        return _DriverLock(self._dispatcher.driver_lock, deadline)
+        return _DriverLock(self._dispatcher, deadline)
 
     def _await_background_idle(
         self, advance: bool, until: int | None, deadline: float | None
@@ -941,7 +942,7 @@ class ActionQueue:
             pause = min(pause, left)
         if pause > 0:
             time.sleep(pause)
-        self._dispatcher.wake()
+        self._dispatcher.wake(waiters=False)
 
     def start(self) -> None:
         """Run the dispatch loop on a background thread (returns at once)."""
@@ -1312,8 +1313,10 @@ class ActionQueue:
                 raise closed_error() from None
 
         # While this thread waits, close() keeps the log open for its looks (`reading`): a
-        # target finished in close's drain is seen as done, not as closed.
-        with d.reading():
+        # target finished in close's drain is seen as done, not as closed. It sleeps on a
+        # condition of its own (`watching`), woken by the results of its target's runs and by
+        # the events that may end any wait — not by every result recorded.
+        with d.reading(), d.watching(target.bytes) as mine:
             while True:
                 if done():
                     break
@@ -1335,7 +1338,7 @@ class ActionQueue:
                     if left is not None and left <= 0:
                         raise WaitTimeoutError(f"{target} did not finish within {timeout} s")
                     # Bounded so that a driver finishing elsewhere is noticed and taken over.
-                    d.cond.wait(0.5 if left is None else min(left, 0.5))
+                    mine.wait(0.5 if left is None else min(left, 0.5))
         if stop is not None and stop.is_set():
             raise asyncio.CancelledError
 
@@ -1426,10 +1429,12 @@ class ActionQueue:
 
 
 class _DriverLock:
-    """The driver lock as a context manager with a deadline."""
+    """The dispatcher's driver lock as a context manager with a deadline; on release, one
+    thread in ``wait()`` is offered the driver's role."""
 
-    def __init__(self, lock: threading.Lock, deadline: float | None) -> None:
-        self._lock = lock
+    def __init__(self, dispatcher: Dispatcher, deadline: float | None) -> None:
+        self._dispatcher = dispatcher
+        self._lock = dispatcher.driver_lock
         self._deadline = deadline
 
     def __enter__(self) -> None:
@@ -1439,6 +1444,7 @@ class _DriverLock:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
+        self._dispatcher.pass_driving()  # a thread in wait() may take over
 
 
 def _states(state: RunState | str | Iterable[RunState | str] | None) -> list[RunState]:
