@@ -8,10 +8,13 @@ its own task (a 2 ms handler, 4 workers) took 9.3 s of CPU and 9.2 s of wall tim
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 
+import pytest
 from rt_helpers import MakeQueue
 
 import actionqueue as aq
@@ -103,3 +106,38 @@ def test_many_threads_waiting_with_no_loop_take_turns_driving(make_queue: MakeQu
         t.join(90)
     assert not errors
     assert got == {i: i for i in range(60)}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("looping", [False, True], ids=["no-loop", "loop"])
+def test_pending_awaits_do_not_hold_the_loops_default_executor(
+    make_queue: MakeQueue, looping: bool
+) -> None:
+    """``aresult`` / ``await_task`` waited on a thread of the loop's default executor: a few
+    waits for tasks due later (as many as its threads: 6 on a 2-core machine) blocked every
+    other ``asyncio.to_thread`` call of the application — ``asubmit_many`` included — and
+    the next awaits, until those tasks ran. Here the default executor has one thread."""
+    q = make_queue()
+    q.register("echo", lambda ctx, p: p)
+    if looping:
+        q.start()
+    later = [q.submit("echo", i, delay=3600) for i in range(4)]
+
+    async def main() -> list[object]:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+        pending = [asyncio.ensure_future(q.aresult(t)) for t in later[:2]]
+        pending += [asyncio.ensure_future(q.await_task(t)) for t in later[2:]]
+        await asyncio.sleep(0)
+        try:
+            ids = await asyncio.wait_for(q.asubmit_many("echo", [1, 2]), 20)
+            return [
+                await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 20),
+                *[await asyncio.wait_for(q.aresult(t), 20) for t in ids],
+            ]
+        finally:
+            for p in pending:
+                p.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            assert all(p.cancelled() for p in pending)
+
+    assert asyncio.run(main()) == ["free", 1, 2]

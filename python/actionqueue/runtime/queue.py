@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import contextvars
 import inspect
 import logging
 import math
@@ -1411,16 +1413,51 @@ class ActionQueue:
     async def _await_in_thread(
         self, fn: Callable[..., _T], ident: IdLike, timeout: float | None
     ) -> _T:
-        """``fn(ident, timeout, stop)`` on a worker thread of ``asyncio.to_thread``. Cancelling
-        the awaiting coroutine cannot stop that thread, so it sets ``stop`` and wakes the
-        queue's waiters: the thread's wait (or the driving it does while no loop runs) ends
-        promptly instead of blocking ``asyncio.run``'s executor shutdown for ever."""
+        """``fn(ident, timeout, stop)`` on a thread of its own, awaited on the loop.
+
+        Not on the loop's default executor (``asyncio.to_thread``): its few threads (6 on a
+        2-core machine) were each held for a whole wait, so a handful of pending waits for
+        tasks due later starved every other ``to_thread`` user of the application — an
+        ``asubmit_many``, an ``asubmit`` that cannot write on the loop, the next ``aresult`` —
+        until those tasks ran. A waiting thread sleeps until its own target's results (see
+        :meth:`Dispatcher.watching`). Cancelling the awaiting coroutine sets ``stop`` and wakes
+        the queue's waiters, and the coroutine ends once the thread has: its wait (or the
+        driving it does while no loop runs) ends promptly, and ``asyncio.run`` returns."""
         stop = threading.Event()
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[_T] = loop.create_future()
+        ended: asyncio.Future[None] = loop.create_future()
+        context = contextvars.copy_context()
+
+        def deliver(value: Any, error: BaseException | None) -> None:
+            if not outcome.done():
+                if error is None:
+                    outcome.set_result(value)
+                else:
+                    outcome.set_exception(error)
+            if not ended.done():
+                ended.set_result(None)
+
+        def run() -> None:
+            value: Any = None
+            error: BaseException | None = None
+            try:
+                value = context.run(fn, ident, timeout, stop)
+            except BaseException as e:
+                error = e
+            # A closed loop (RuntimeError): nobody awaits this any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(deliver, value, error)
+
+        thread = threading.Thread(target=run, name="actionqueue-await", daemon=True)
+        thread.start()
         try:
-            return await asyncio.to_thread(fn, ident, timeout, stop)
+            return await outcome
         except asyncio.CancelledError:
             stop.set()
             self._dispatcher.wake()
+            await asyncio.shield(ended)
+            thread.join()  # it has delivered: only its return is left
             raise
 
     def __repr__(self) -> str:
