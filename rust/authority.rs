@@ -183,6 +183,22 @@ fn nothing_written(e: &CoreError, wal: &WalWriter) -> bool {
     }
 }
 
+/// Events in a record beyond which [`Authority::try_submit`] gives it back: about as long
+/// as Python's own GIL switch interval (5 ms) to apply.
+pub const LONG_RECORD_EVENTS: usize = 8192;
+
+/// Whether applying `events` may take long: a Prune (O(runs and tasks removed): ~3 us each,
+/// a second per 300k), a TaskCancel (O(the task's runs): ~20 us each), or a very large
+/// record. [`Authority::try_submit`] gives such a record back, so that the binding releases
+/// the GIL for it: kept, it froze every other Python thread of the process — handlers, the
+/// dispatch loop, an event loop — for the whole apply.
+pub fn long_record(events: &[Event]) -> bool {
+    events.len() > LONG_RECORD_EVENTS
+        || events
+            .iter()
+            .any(|e| matches!(e, Event::Prune { .. } | Event::TaskCancel { .. }))
+}
+
 impl Authority {
     /// An authority over an open WAL writer and the projection of exactly that log.
     ///
@@ -308,7 +324,8 @@ impl Authority {
     /// (nothing done). Lets the binding keep the GIL for a short uncontended submit — on an
     /// event-loop thread, releasing it mid-submit hands it to the completer thread and costs a
     /// GIL round trip per commit — and release it for anything that may block (a held lock, a
-    /// snapshot). With Immediate `durability` the record may be held for the next group sync
+    /// snapshot), or that takes long to apply ([`long_record`]). With Immediate
+    /// `durability` the record may be held for the next group sync
     /// (see [`WalWriter::append_encoded`]): the caller must then wait for it
     /// ([`wait_durable`](Self::wait_durable)).
     pub fn try_submit(
@@ -319,6 +336,9 @@ impl Authority {
     ) -> std::result::Result<Result<Appended>, Prepared> {
         if let Err(e) = self.check_process() {
             return Ok(Err(e));
+        }
+        if long_record(&record.events) {
+            return Err(record);
         }
         let mut g = match self.inner.try_lock() {
             Ok(g) => g,

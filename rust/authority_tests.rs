@@ -455,3 +455,36 @@ fn record_refused_by_the_log_is_taken_back_from_memory() {
     let (_b, report) = open(t.path(), small_opts(0));
     assert_eq!(report.digest, Some(live));
 }
+
+#[test]
+fn try_submit_gives_back_records_that_take_long_to_apply() {
+    // Kept, the GIL froze every other Python thread for the whole apply: a Prune of 300k runs
+    // held it for ~1 s. Given back, the binding releases it and submits the record blocking.
+    let t = tempfile::tempdir().unwrap();
+    let (a, _) = open(t.path(), small_opts(0));
+    create_once(&a, 1, 10);
+    let seq = || a.read(|p| p.latest_sequence()).unwrap();
+    let long: [Vec<Event>; 3] = [
+        vec![Event::Prune { before: 5, at: 20 }],
+        vec![cancel(id(1), 20)],
+        (0..=LONG_RECORD_EVENTS as u64)
+            .map(|n| tc(spec(id(100 + n)), 20))
+            .collect(),
+    ];
+    for events in long {
+        assert!(long_record(&events));
+        let before = seq();
+        let back = a.try_submit(None, a.prepare(events), Durability::Deferred);
+        let Err(record) = back else {
+            panic!("a long record is given back")
+        };
+        assert_eq!(seq(), before); // nothing was done
+        a.append_prepared(None, record, Durability::Deferred)
+            .unwrap();
+        assert!(seq() > before);
+    }
+    let short = vec![tc(spec(id(2)), 30), rc(id(2_000_002), id(2), 0, 30)];
+    assert!(!long_record(&short));
+    let kept = a.try_submit(None, a.prepare(short), Durability::Deferred);
+    assert!(matches!(kept, Ok(Ok(_))));
+}
