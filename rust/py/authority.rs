@@ -538,6 +538,12 @@ pyclass_queries!(PyAuthority, {
     ) -> PyResult<Bound<'py, PyList>> {
         super::lifecycle::due_retry_ids(self, py, now, limit)
     }
+
+    /// The ids of the task's non-terminal runs, in ordinal order (`runs_for_task` without
+    /// the run tuples of every run it ever had).
+    fn live_run_ids<'py>(&self, py: Python<'py>, task_id: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        super::lifecycle::live_run_ids(self, py, task_id)
+    }
 });
 
 fn report_dict<'py>(py: Python<'py>, r: &RecoveryReport) -> PyResult<Bound<'py, PyDict>> {

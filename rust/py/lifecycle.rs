@@ -229,6 +229,23 @@ pub(crate) fn due_retry_ids<'py>(
     Ok(out)
 }
 
+/// `_core.Authority.live_run_ids`: the ids of a task's non-terminal runs, in ordinal order
+/// (none for an unknown task) — what a cancel needs to forget its hints about them, without
+/// the run tuples `runs_for_task` builds for every run the task ever had.
+pub(crate) fn live_run_ids<'py>(
+    h: &impl Holder,
+    py: Python<'py>,
+    task_id: &[u8],
+) -> PyResult<Bound<'py, PyList>> {
+    let id = super::queries::parse_id(task_id, "task_id")?;
+    let ids = h.with(py, move |p| p.live_runs_of_task(&id))?;
+    let out = PyList::empty(py);
+    for run_id in &ids {
+        out.append(PyBytes::new(py, run_id))?;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

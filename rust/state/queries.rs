@@ -113,6 +113,20 @@ impl Projection {
         }
     }
 
+    /// The task's non-terminal runs, in ordinal order, without decoding any run: a cold task's
+    /// runs are all terminal, and a hot task's are looked up in the hot map only. O(the task's
+    /// runs held).
+    pub fn live_runs_of_task(&self, task: &Id) -> Vec<Id> {
+        let Some(t) = self.tasks.get(task) else {
+            return Vec::new();
+        };
+        t.runs
+            .iter()
+            .filter(|r| self.runs.get(r).is_some_and(|run| !run.state.is_terminal()))
+            .copied()
+            .collect()
+    }
+
     /// Live cron tasks holding fewer non-terminal runs than their window while runs remain to
     /// derive (no `max_occurrences`, or fewer runs created), in creation order. The engine
     /// refills a window in the same record as the run leaving it, so this is empty unless it

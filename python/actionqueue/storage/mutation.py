@@ -49,7 +49,13 @@ from actionqueue.core._validate import U32_MAX, check_bool, check_int
 from actionqueue.core.mutation import DurabilityPolicy, MutationCommand
 from actionqueue.core.time import now_ms
 from actionqueue.errors import ValidationError, WrongTypeError
-from actionqueue.storage._queries import ProjectionQueries, TaskRecord, _CoreQueries, _nonneg
+from actionqueue.storage._queries import (
+    ProjectionQueries,
+    TaskRecord,
+    _CoreQueries,
+    _id_bytes,
+    _nonneg,
+)
 from actionqueue.storage.snapshot import SnapshotInfo
 from actionqueue.storage.wal.fs_writer import U64_MAX, WalFsWriter
 
@@ -367,6 +373,12 @@ class StorageMutationAuthority(ProjectionQueries):
         """``(run_id, not_before)`` of the runs :meth:`due_retries` would return, without
         whole run tuples (a retried run's tuple holds its every attempt and state change)."""
         return self._core.due_retry_ids(now, limit)
+
+    def live_run_ids(self, task_id: Any) -> list[bytes]:
+        """The ids of the task's non-terminal runs, in ordinal order (none for an unknown
+        task), without the run tuples :meth:`runs_for_task` builds for every run it holds.
+        ``task_id``: a ``TaskId`` or its 16 bytes."""
+        return self._core.live_run_ids(_id_bytes(task_id, "task_id"))
 
     def hot_path(
         self,

@@ -211,3 +211,17 @@ fn runs_matching_stops_at_its_limit_or_scan_budget_and_goes_on_from_its_cursor()
     let z = p.0.runs_matching(S::Scheduled, None, &f, 0, usize::MAX);
     assert_eq!((z.keys.len(), z.next, z.scanned), (0, None, 0));
 }
+
+#[test]
+fn live_runs_of_task_lists_its_non_terminal_runs_in_ordinal_order() {
+    let mut p = five_scheduled();
+    p.ok1(tr(id(11), S::Scheduled, S::Canceled, 5));
+    p.ok1(tr(id(13), S::Scheduled, S::Ready, 5));
+    assert_eq!(
+        p.0.live_runs_of_task(&id(1)),
+        [id(10), id(12), id(13), id(14)]
+    );
+    assert!(p.0.live_runs_of_task(&id(99)).is_empty());
+    p.ok1(cancel(id(1), 6));
+    assert!(p.0.live_runs_of_task(&id(1)).is_empty());
+}
