@@ -141,3 +141,41 @@ def test_pending_awaits_do_not_hold_the_loops_default_executor(
             assert all(p.cancelled() for p in pending)
 
     assert asyncio.run(main()) == ["free", 1, 2]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("waiter", ["wait", "result"])
+def test_an_immediate_wait_returns_once_the_outcome_is_durable(
+    make_queue: MakeQueue, waiter: str
+) -> None:
+    """Results are applied first and synced with the driver's next step. ``wait`` /
+    ``result`` returned as soon as the run was Completed in memory: a crash right after
+    could lose the output the caller was handed, and the run would run again. Here the
+    driver's sync is held back; the waiter must make the outcome durable itself."""
+    q = make_queue()
+
+    @q.handler("h")
+    def h(ctx: object, p: int) -> int:
+        return p + 1
+
+    d = q._dispatcher
+    release = threading.Event()
+    real_sync = d._sync
+
+    def held_sync(settling: list[object]) -> None:
+        if settling:  # results to sync (a lease batch alone goes through)
+            release.wait(10)
+        real_sync(settling)  # type: ignore[arg-type]
+
+    d._sync = held_sync  # type: ignore[method-assign]
+    q.start()
+    try:
+        t = q.submit("h", 1)
+        got = q.result(t, timeout=10) if waiter == "result" else q.wait(t, timeout=10)
+        st = q.authority.stats()
+        assert st.synced_sequence >= q.authority.latest_sequence
+        assert got == (2 if waiter == "result" else None)
+        assert q.stats()["in_flight"] == 0
+        assert q.progress(q.runs(t)[0].run_id) is None
+    finally:
+        release.set()

@@ -1223,7 +1223,7 @@ class ActionQueue:
         state, executor, and the runtime counters."""
         self._check_usable()
         s = self.engine.stats()
-        s["in_flight"] = len(self._dispatcher.inflight)
+        s["in_flight"] = len(self._dispatcher.executing)
         s["executor"] = self.executor.name
         s["max_workers"] = self.executor.max_workers
         s["handlers"] = self.handlers.names()
@@ -1235,7 +1235,11 @@ class ActionQueue:
         """The last ``ctx.report_progress()`` value of a run's in-flight attempt."""
         self._check_usable()
         rid = run_id if isinstance(run_id, RunId) else RunId(run_id)
-        a = self._dispatcher.inflight.get(rid.bytes)
+        d = self._dispatcher
+        # Not once its outcome is recorded (the entry stays until that is durable).
+        if rid.bytes not in d.executing:
+            return None
+        a = d.inflight.get(rid.bytes)
         return None if a is None else a.progress
 
     def _count_lost(self, lost: Mapping[str | None, int]) -> None:
@@ -1250,7 +1254,7 @@ class ActionQueue:
             return
         for st, n in self.engine.counts().items():
             yield ("runs", "gauge", {"state": st.label}, float(n))
-        yield ("in_flight", "gauge", {}, float(len(self._dispatcher.inflight)))
+        yield ("in_flight", "gauge", {}, float(len(self._dispatcher.executing)))
         stats = getattr(self.authority, "stats", None)
         if callable(stats):
             a = stats()
@@ -1341,8 +1345,23 @@ class ActionQueue:
                         raise WaitTimeoutError(f"{target} did not finish within {timeout} s")
                     # Bounded so that a driver finishing elsewhere is noticed and taken over.
                     mine.wait(0.5 if left is None else min(left, 0.5))
-        if stop is not None and stop.is_set():
-            raise asyncio.CancelledError
+            if stop is not None and stop.is_set():
+                raise asyncio.CancelledError
+            self._durable_outcome(closed_error)
+
+    def _durable_outcome(self, closed_error: Callable[[], ClosedError]) -> None:
+        """Under Immediate durability, a wait returns once the outcome it saw is on stable
+        storage. Results are applied first and synced right after, together with the next
+        lease batch (one fsync for both): without this, ``result()`` could hand out an output
+        that a crash a moment later would lose — and the run would run again. The sync is
+        the group commit's (usually the one already under way)."""
+        if self.durability is not DurabilityPolicy.IMMEDIATE:
+            return
+        try:
+            self.authority.flush()
+        except ClosedError:  # close() synced everything before closing the log
+            if not self._dispatcher.final:
+                raise closed_error() from None
 
     def result(self, ident: IdLike, timeout: float | None = None) -> Any:
         """Wait (see :meth:`wait`), then return the decoded output of the run's successful
