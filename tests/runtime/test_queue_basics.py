@@ -12,7 +12,7 @@ import pytest
 from rt_helpers import T0, MakeQueue, needs_real_storage
 
 import actionqueue as aq
-from actionqueue import RunState
+from actionqueue import RunPolicy, RunState, TaskId, TaskSpec
 from actionqueue.core.run.attempt import AttemptOutcome
 from actionqueue.engine import ManualClock
 from actionqueue.errors import (
@@ -377,6 +377,56 @@ def test_dedupe_key_returns_the_live_task(make_queue: MakeQueue) -> None:
     q.run_until_idle()
     assert q.result(a) == 1
     assert q.submit("h", 3, dedupe_key="k") != a  # the first one finished
+
+
+@needs_real_storage
+def test_immediate_dedupe_hit_returns_only_once_the_live_task_is_durable(
+    make_queue: MakeQueue,
+) -> None:
+    """A dedupe hit writes nothing, but an Immediate submit still promises a durable task: the
+    live task it returns may be visible before it is durable (a Deferred submit, or another
+    thread's Immediate one still waiting for its group sync). It returned without syncing."""
+    q = make_queue(durability="immediate")
+    q.register("h", lambda ctx, p: p)
+    a = q.submit("h", 1, dedupe_key="k", durability="deferred")
+    assert q.authority.stats().synced_sequence < q.authority.latest_sequence
+    assert q.submit("h", 2, dedupe_key="k") == a
+    assert q.authority.stats().synced_sequence >= q.authority.latest_sequence
+    # A Deferred hit does not sync.
+    b = q.submit("h", 1, dedupe_key="k2", durability="deferred")
+    assert q.submit("h", 2, dedupe_key="k2", durability="deferred") == b
+    assert q.authority.stats().synced_sequence < q.authority.latest_sequence
+    # The engine's submit_many: a batch whose every spec is a hit.
+    spec = TaskSpec(TaskId.new(), b"", RunPolicy.once(), dedupe_key="k2")
+    assert q.engine.submit_many([spec, spec], durability="immediate") == [b, b]
+    assert q.authority.stats().synced_sequence >= q.authority.latest_sequence
+
+
+def test_dedupe_key_from_many_threads_gives_one_task(make_queue: MakeQueue) -> None:
+    """16 threads submitting one dedupe key at once: one task, and every caller gets its id."""
+    q = make_queue()
+    q.register("h", lambda ctx, p: p)
+
+    def submit_all(durability: str) -> list[TaskId]:
+        barrier = threading.Barrier(16)
+        got: list[TaskId] = []
+
+        def submit(i: int) -> None:
+            barrier.wait()
+            got.append(q.submit("h", i, dedupe_key=f"k-{durability}", durability=durability))
+
+        threads = [threading.Thread(target=submit, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return got
+
+    for durability in ("immediate", "deferred"):
+        got = submit_all(durability)
+        assert len(got) == 16
+        assert len(set(got)) == 1
+    assert q.stats()["total_runs"] == 2
 
 
 def test_priorities_order_dispatch(make_queue: MakeQueue, clock: ManualClock) -> None:

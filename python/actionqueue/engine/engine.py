@@ -765,6 +765,15 @@ class Engine:
                 ids.append(s.task_id)
                 new_specs.append(s)
                 events.extend(self._create_events(s, o, t, wires))
+            if not events:
+                # Every spec named a live task's dedupe key: nothing to write. That task's
+                # record is visible before it is durable (another thread's Immediate submit
+                # still waiting for its group sync, or a Deferred one): an Immediate caller is
+                # told "done" only once it is. A record of our own would come after it in the
+                # log, so its sync covers the existing task as well.
+                if ids and dur is _IMMEDIATE:
+                    self._auth.flush()
+                return ids
             # Known before the write: a dispatch on another thread may lease these runs as soon
             # as the record is applied. Only ids without a row get one: a row that exists is a
             # known task's, and a spec reusing its id is refused by the write below — which
