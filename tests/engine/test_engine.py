@@ -132,6 +132,34 @@ def test_submit_many_one_batch_and_dedupe(env: Env) -> None:
     assert e.submit(d) == d.task_id
 
 
+def test_submit_many_that_keeps_losing_dedupe_races_returns_the_winners(env: Env) -> None:
+    """Other writers take keys of a batch between its lookup and its write, four times in a
+    row (one more key each time): every key then names a live task, and the batch answers
+    with those tasks and writes what is left. It raised the refusal after three lost races."""
+    rivals = [spec(dedupe=f"k{i}") for i in range(4)]
+    won = list(rivals)
+    inner = env.auth
+    rival = Engine(inner, env.clock, owner="rival")
+
+    class Racing:
+        def __getattr__(self, name: str) -> object:
+            return getattr(inner, name)
+
+        def submit_wire(
+            self, events: object, durability: object, expected: object = None
+        ) -> object:
+            if rivals:  # another thread wins the race for one more key of the batch
+                rival.submit(rivals.pop(0))
+            return inner.submit_wire(events, durability, expected)
+
+    env.auth = Racing()
+    e = env._engine()
+    env.auth = inner
+    mine = [spec(dedupe=f"k{i}") for i in range(5)]
+    assert e.submit_many(mine) == [r.task_id for r in won] + [mine[4].task_id]
+    assert [e.get_task(s.task_id) is None for s in mine] == [True] * 4 + [False]
+
+
 # --- retries -------------------------------------------------------------------------------
 
 
