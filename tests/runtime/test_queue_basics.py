@@ -402,6 +402,31 @@ def test_immediate_dedupe_hit_returns_only_once_the_live_task_is_durable(
     assert q.authority.stats().synced_sequence >= q.authority.latest_sequence
 
 
+def test_dedupe_key_is_freed_by_cancel_and_kept_across_reopen(
+    make_queue: MakeQueue, clock: ManualClock, tmp_path: Path
+) -> None:
+    """docs/runtime.md: a key names a live task; cancelling the task, or the last unfinished
+    run of it, frees the key; a run cancelled while others remain does not; a reopen keeps it."""
+    q = make_queue(tmp_path / "d", clock=clock)
+    q.register("h", lambda ctx, p: p)
+    a = q.submit("h", 1, dedupe_key="k")
+    q.cancel(a)
+    b = q.submit("h", 2, dedupe_key="k")
+    assert b != a
+    q.cancel(q.runs(b)[0].run_id)  # its only run: the task is finished
+    c = q.submit("h", 3, dedupe_key="k", policy=aq.every(60, count=2))
+    assert c not in (a, b)
+    q.cancel(q.runs(c)[0].run_id)  # one run of two: still live
+    assert q.submit("h", 4, dedupe_key="k") == c
+    q.close()
+    q = make_queue(tmp_path / "d", clock=clock)
+    q.register("h", lambda ctx, p: p)
+    assert q.submit("h", 5, dedupe_key="k", durability="deferred") == c
+    q.run_until_idle(advance_clock=True)
+    assert [r.state for r in q.runs(c)] == [RunState.CANCELED, RunState.COMPLETED]
+    assert q.submit("h", 6, dedupe_key="k") != c
+
+
 def test_dedupe_key_from_many_threads_gives_one_task(make_queue: MakeQueue) -> None:
     """16 threads submitting one dedupe key at once: one task, and every caller gets its id."""
     q = make_queue()
