@@ -53,7 +53,7 @@ from actionqueue.runtime.outcomes import (
     AttemptResult,
     ResultKind,
     Verdict,
-    exception_message,
+    describe_exception,
     interpret,
 )
 
@@ -542,7 +542,9 @@ class Dispatcher:
         reg = att.handler
         if reg is None:
             err = UnknownHandlerError(self.handlers._unknown_message(d.handler))
-            self._record(att, Verdict(AttemptOutcome.TERMINAL_FAILURE, error=_err_text(err)))
+            self._record(
+                att, Verdict(AttemptOutcome.TERMINAL_FAILURE, error=describe_exception(err))
+            )
             return False
         spec = d.spec
         try:
@@ -550,7 +552,7 @@ class Dispatcher:
         except Exception as e:
             verdict = Verdict(
                 AttemptOutcome.TERMINAL_FAILURE,
-                error=f"the payload could not be decoded: {_err_text(e)}",
+                error=f"the payload could not be decoded: {describe_exception(e)}",
             )
             self._record(att, verdict)
             return False
@@ -680,7 +682,7 @@ class Dispatcher:
                 timeout_s=None if c.timeout_ms is None else c.timeout_ms / 1000,
             )
         except Exception as e:  # pragma: no cover - interpret is total; belt and braces
-            return Verdict(AttemptOutcome.RETRYABLE_FAILURE, error=_err_text(e))
+            return Verdict(AttemptOutcome.RETRYABLE_FAILURE, error=describe_exception(e))
 
     def _free_slot_locked(self, att: InFlight) -> None:
         """``att`` no longer occupies a slot — unless its run was dispatched again meanwhile.
@@ -1184,10 +1186,6 @@ def _log_fields(d: Dispatch) -> dict[str, object]:
     )
 
 
-def _err_text(e: BaseException) -> str:
-    return f"{type(e).__name__}: {exception_message(e)}"
-
-
 def _too_large(verdict: Verdict, e: RecordTooLargeError) -> Verdict:
     """What to record when ``verdict`` makes a record over the size limit: a return value
     that cannot be stored fails the run (like one the codec cannot encode: retrying will not
@@ -1195,11 +1193,11 @@ def _too_large(verdict: Verdict, e: RecordTooLargeError) -> Verdict:
     if verdict.output is not None:
         return Verdict(
             AttemptOutcome.TERMINAL_FAILURE,
-            error=f"the handler's return value could not be recorded: {_err_text(e)}",
+            error=f"the handler's return value could not be recorded: {describe_exception(e)}",
         )
     head = (verdict.error or "").split("\n", 1)[0][:200]
     return Verdict(
         verdict.outcome,
-        error=f"{head} [error text dropped: {_err_text(e)}]",
+        error=f"{head} [error text dropped: {describe_exception(e)}]",
         retry_delay_ms=verdict.retry_delay_ms,
     )

@@ -116,6 +116,12 @@ def exception_message(exc: BaseException) -> str:
         return f"<unprintable {type(exc).__name__}>"
 
 
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` for an error text, bounded and never raising (see
+    :func:`exception_message`)."""
+    return f"{type(exc).__name__}: {exception_message(exc)}"
+
+
 def _loggable(text: str) -> str:
     """``text`` with lone surrogates (which UTF-8, the log's text encoding, cannot hold) written
     as ``\\udXXX`` escapes: an exception message is the handler's text, not the caller's

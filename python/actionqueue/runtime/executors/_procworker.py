@@ -24,7 +24,7 @@ from typing import Any
 
 from actionqueue.runtime.api import Fail
 from actionqueue.runtime.executors.base import run_remote
-from actionqueue.runtime.outcomes import AttemptResult
+from actionqueue.runtime.outcomes import AttemptResult, describe_exception
 
 __all__ = ["ignore_stop_signal", "leads_own_group", "worker_main"]
 
@@ -81,14 +81,11 @@ def worker_main(conn: Connection) -> None:
 
 
 def _unloadable(e: BaseException) -> str:
-    try:
-        why = f"{type(e).__name__}: {e}"
-    except BaseException:
-        why = type(e).__name__
     return (
         "the handler or its payload cannot be loaded in the worker process (a handler must be "
         "importable there by its module and name: defined at module level of a module the "
-        "worker can import, not in an interactive session, a notebook or `python -c`): " + why
+        "worker can import, not in an interactive session, a notebook or `python -c`): "
+        + describe_exception(e)
     )
 
 

@@ -27,7 +27,7 @@ from actionqueue.runtime.context import (
     HandlerContext,
     RemoteContext,
 )
-from actionqueue.runtime.outcomes import AttemptResult, ResultKind
+from actionqueue.runtime.outcomes import AttemptResult, ResultKind, describe_exception
 
 __all__ = [
     "ExecutorAdapter",
@@ -175,15 +175,11 @@ def run_remote_serialized(
     try:
         return _dumps(result)
     except BaseException as e:
-        try:
-            why = f"{type(e).__name__}: {e}"
-        except BaseException:
-            why = type(e).__name__
         return _dumps(
             AttemptResult.raised(
                 Fail(
                     f"the handler's return value ({type(result.value).__name__}) cannot be "
-                    f"sent back from the worker: {why}"
+                    f"sent back from the worker: {describe_exception(e)}"
                 ),
                 result.duration,
             )
@@ -212,14 +208,10 @@ def load_result(data: Any) -> Any:
     try:
         return pickle.loads(data)
     except BaseException as e:
-        try:
-            why = f"{type(e).__name__}: {e}"
-        except BaseException:
-            why = type(e).__name__
         return AttemptResult.raised(
             Fail(
                 "the handler's return value cannot be received from the worker (it pickles "
-                "there but does not unpickle in the queue's process): " + why
+                "there but does not unpickle in the queue's process): " + describe_exception(e)
             )
         )
 

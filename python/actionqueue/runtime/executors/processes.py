@@ -43,7 +43,7 @@ from actionqueue.errors import ExecutorError, ValidationError
 from actionqueue.runtime.executors._procworker import leads_own_group, worker_main
 from actionqueue.runtime.executors.base import ExecutorAdapter, Job, interrupted
 from actionqueue.runtime.executors.watcher import LONGEST_WAIT_S
-from actionqueue.runtime.outcomes import AttemptResult, ErrorInfo, ResultKind
+from actionqueue.runtime.outcomes import AttemptResult, ErrorInfo, ResultKind, describe_exception
 
 __all__ = ["ProcessExecutor", "check_shippable", "default_mp_context"]
 
@@ -139,13 +139,9 @@ def _terminal(e: BaseException, message: str, duration: float = 0.0) -> AttemptR
 
 
 def _unreadable_result(e: BaseException) -> str:
-    try:
-        why = f"{type(e).__name__}: {e}"
-    except BaseException:
-        why = type(e).__name__
     return (
         "the handler's return value cannot be received from the worker process (it pickles "
-        "there but does not unpickle in the queue's process): " + why
+        "there but does not unpickle in the queue's process): " + describe_exception(e)
     )
 
 
