@@ -160,6 +160,63 @@ def test_submit_many_that_keeps_losing_dedupe_races_returns_the_winners(env: Env
     assert [e.get_task(s.task_id) is None for s in mine] == [True] * 4 + [False]
 
 
+def test_submit_refused_over_a_dedupe_key_whose_holder_finished_since_writes_its_task(
+    env: Env,
+) -> None:
+    """Another writer takes the key between this submit's lookup and its write, and its task
+    finishes before the refusal is looked into: the key is free again, and the submit writes
+    its own task. It raised the refusal (CommandRejectedError 'dedupe key ... is held by live
+    task'), although a submit with a dedupe key never fails over the key: found under
+    concurrent submitters with fast handlers (the runtime kill loop)."""
+    inner = env.auth
+    rival = Engine(inner, env.clock, owner="rival")
+    raced = [spec(dedupe="k")]
+
+    class Racing:
+        def __getattr__(self, name: str) -> object:
+            return getattr(inner, name)
+
+        def submit_wire(
+            self, events: object, durability: object, expected: object = None
+        ) -> object:
+            if not raced:
+                return inner.submit_wire(events, durability, expected)
+            rival.submit(raced.pop())  # wins the race for the key...
+            try:
+                return inner.submit_wire(events, durability, expected)
+            finally:  # ...and its task finishes before the refusal is looked into
+                (d,) = rival.dispatch_next()
+                rival.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS)
+
+    env.auth = Racing()
+    e = env._engine()
+    env.auth = inner
+    mine = spec(dedupe="k")
+    assert e.submit(mine) == mine.task_id
+    assert e.get_task(mine.task_id) is not None
+    assert e.submit(spec(dedupe="k")) == mine.task_id  # it holds the key now
+
+
+def test_submit_refused_for_another_reason_raises_although_it_has_a_dedupe_key(
+    env: Env,
+) -> None:
+    """A refusal a lost race does not explain (here: the task id is taken) is raised, once."""
+    e = env.engine
+    first = spec()
+    e.submit(first)
+    again = TaskSpec(
+        first.task_id,
+        b"payload",
+        RunPolicy.once(),
+        TaskConstraints(),
+        TaskMetadata(),
+        dedupe_key="fresh",
+    )
+    with pytest.raises(CommandRejectedError, match="already exists"):
+        e.submit(again)
+    assert e.submit(spec(dedupe="fresh")) != first.task_id  # the key was never taken
+
+
 # --- retries -------------------------------------------------------------------------------
 
 

@@ -747,6 +747,7 @@ class Engine:
         dur = self._dur(durability)
         wires: dict[tuple[int, int, int], tuple[Any, Any, Any]] = {}
         lookup = self._auth.task_by_dedupe_key
+        refused: str | None = None  # the last refusal retried with every key free
         while True:
             ids: list[TaskId] = []
             events: list[EventTuple] = []
@@ -799,15 +800,28 @@ class Engine:
             except BaseException as e:
                 for b in added:  # nothing was written: these tasks do not exist
                     tasks.pop(b, None)
+                if not isinstance(e, CommandRejectedError):
+                    raise
+                keys = [s.dedupe_key for s in new_specs if s.dedupe_key is not None]
+                if not keys:
+                    raise
                 # A dedupe key may have been taken by another thread between the lookup and the
                 # write: its task is live now, and looking again answers that spec with it.
                 # Each such retry follows another writer's success (a bounded count of 3 let
                 # a batch that lost three races raise the refusal, although every key it
-                # lost named a live task). Any other refusal is raised.
-                if not isinstance(e, CommandRejectedError) or not any(
-                    s.dedupe_key is not None and lookup(s.dedupe_key) is not None for s in new_specs
-                ):
+                # lost named a live task).
+                if any(lookup(k) is not None for k in keys):
+                    continue
+                # Every key is free again: the task that took one may have finished since it
+                # refused this write (fast handlers), and the write goes through now — raising
+                # failed a submit over a key that no live task holds. A refusal such a race
+                # does not explain (a task id already taken) repeats itself word for word and
+                # is raised the second time; a lost race names its holder, a new task each
+                # time (a finished task never holds a key again).
+                text = str(e)
+                if text == refused:
                     raise
+                refused = text
                 continue
             return ids
 
