@@ -491,8 +491,12 @@ pyclass_queries!(PyAuthority, {
     /// Else leases and starts up to `limit` Ready runs in selection order (one Deferred
     /// record; `[]` when paused or nothing is Ready) and returns `(run_id, task_id,
     /// scheduled_at, attempt, attempt_id, lease_expires_at)` per run. `random`: 16 random
-    /// bytes per run for the attempt ids.
-    #[pyo3(signature = (now, owner, limit, default_lease_ms, random, check_due = true))]
+    /// bytes per run for the attempt ids. `busy_keys`: concurrency keys to treat as held
+    /// besides those the log holds (a handler still running after its outcome was recorded):
+    /// the runs of those keys are skipped, not dropped.
+    #[pyo3(signature = (
+        now, owner, limit, default_lease_ms, random, check_due = true, busy_keys = Vec::new()
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn dispatch_ready<'py>(
         &self,
@@ -503,17 +507,21 @@ pyclass_queries!(PyAuthority, {
         default_lease_ms: i64,
         random: &[u8],
         check_due: bool,
+        busy_keys: Vec<String>,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
         super::lifecycle::dispatch_ready(
             self,
             &self.inner,
             py,
-            now,
-            owner,
-            limit,
-            default_lease_ms,
-            random,
-            check_due,
+            super::lifecycle::DispatchAsk {
+                now,
+                owner,
+                limit,
+                default_lease_ms,
+                random,
+                check_due,
+                busy_keys,
+            },
         )
     }
 

@@ -79,19 +79,35 @@ pub(crate) fn submit_unsynced(
     }
 }
 
+/// The arguments of `_core.Authority.dispatch_ready` (see the method's docstring).
+pub(crate) struct DispatchAsk<'a> {
+    pub now: Millis,
+    pub owner: &'a str,
+    pub limit: usize,
+    pub default_lease_ms: Millis,
+    pub random: &'a [u8],
+    pub check_due: bool,
+    /// Concurrency keys held outside the log (handlers still running after their outcome was
+    /// recorded): their runs are skipped like those of a key the log holds.
+    pub busy_keys: Vec<String>,
+}
+
 /// `_core.Authority.dispatch_ready`; see the method's docstring.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn dispatch_ready<'py>(
     h: &impl Holder,
     a: &Authority,
     py: Python<'py>,
-    now: Millis,
-    owner: &str,
-    limit: usize,
-    default_lease_ms: Millis,
-    random: &[u8],
-    check_due: bool,
+    ask: DispatchAsk<'_>,
 ) -> PyResult<Option<Bound<'py, PyList>>> {
+    let DispatchAsk {
+        now,
+        owner,
+        limit,
+        default_lease_ms,
+        random,
+        check_due,
+        busy_keys,
+    } = ask;
     if owner.is_empty() || default_lease_ms <= 0 || random.len() < limit.saturating_mul(16) {
         return Err(to_py(CoreError::InvalidArgument(format!(
             "dispatch_ready needs a non-empty owner, default_lease_ms > 0 and 16 random bytes \
@@ -109,15 +125,23 @@ pub(crate) fn dispatch_ready<'py>(
         if limit == 0 || p.is_paused() {
             return Step::Picks(Vec::new());
         }
+        // The candidates hold one run per key at most, so a busy key costs one skipped
+        // candidate: at most `limit + busy_keys.len()` are looked at.
         let picks = p
             .ready()
-            .take(limit)
+            .take(limit.saturating_add(busy_keys.len()))
             .filter_map(|id| {
                 let r = p.run(&id)?;
-                let timeout = p.task(&r.task_id)?.spec.shape.constraints.timeout_ms;
-                let exp = now.saturating_add(lease_ms(timeout, default_lease_ms));
+                let c = &p.task(&r.task_id)?.spec.shape.constraints;
+                if let Some(k) = &c.concurrency_key {
+                    if busy_keys.iter().any(|b| b == k) {
+                        return None;
+                    }
+                }
+                let exp = now.saturating_add(lease_ms(c.timeout_ms, default_lease_ms));
                 Some((r.id, r.task_id, r.scheduled_at, r.attempt_count, exp))
             })
+            .take(limit)
             .collect();
         Step::Picks(picks)
     })?;

@@ -810,6 +810,51 @@ def test_bad_arguments_are_typed_errors(env: Env) -> None:
     assert run.attempts[0].output == b"ok"
 
 
+@pytest.mark.parametrize("limit", [1, 3, 200])  # 200: past the core's fast path
+@pytest.mark.parametrize("selector", [False, True])
+def test_busy_keys_are_skipped_not_dropped(env: Env, limit: int, selector: bool) -> None:
+    """Keys the caller keeps busy (the runtime: a stopped handler still running) are treated
+    like keys the log holds; the runs behind them stay Ready for a later dispatch."""
+    if selector:
+        env.engine = Engine(env.auth, env.clock, owner="w1", selector=DefaultSelector())
+    e = env.engine
+    busy = e.submit(spec(key="busy", priority=9))  # first in selection order
+    keyed = e.submit(spec(key="other"))
+    free = e.submit(spec())
+    assert e.ready_on_keys(["busy"]) is False  # Scheduled: not promoted yet
+    e.tick()
+    assert e.ready_on_keys(["busy"]) is True
+    got = e.dispatch_next(limit=limit, busy_keys={"busy"})
+    assert [d.task_id for d in got] == [keyed, free][:limit]
+    assert states(e, busy) == [S.READY]
+    assert e.ready_on_keys(["busy"]) is True  # waiting only for that key
+    assert e.ready_on_keys(["other", "nobody"]) is False  # its run is Running: not a candidate
+    (d,) = e.dispatch_next(limit=limit)  # no longer busy
+    assert d.task_id == busy
+
+
+def test_busy_keys_must_be_a_collection_of_str(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(key="k"))
+    with pytest.raises(WrongTypeError, match="busy_keys"):
+        e.dispatch_next(limit=1, busy_keys="k")
+    with pytest.raises(WrongTypeError, match="busy_keys"):
+        e.dispatch_next(limit=1, busy_keys=[b"k"])
+    with pytest.raises(WrongTypeError, match="busy_keys"):
+        e.ready_on_keys(7)  # type: ignore[arg-type]
+    assert len(e.dispatch_next(limit=1)) == 1  # nothing was changed by the refused calls
+
+
+def test_ready_on_keys_is_false_while_paused(env: Env) -> None:
+    e = env.engine
+    e.submit(spec(key="k"))
+    e.tick()
+    e.pause()
+    assert e.ready_on_keys(["k"]) is False
+    e.resume()
+    assert e.ready_on_keys(["k"]) is True
+
+
 def test_selector_violating_the_key_contract_cannot_break_the_gate(env: Env) -> None:
     class Greedy(DefaultSelector):
         def select(self, candidates, limit, held_keys=frozenset()):  # type: ignore[no-untyped-def]

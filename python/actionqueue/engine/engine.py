@@ -50,7 +50,7 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -423,6 +423,20 @@ def _check_owner(owner: object) -> str:
     if type(owner) is not str or not owner:
         raise ValidationError(f"owner must be a non-empty str, got {owner!r}")
     return check_text(owner, "owner")
+
+
+def _check_keys(keys: object) -> frozenset[str]:
+    """``busy_keys`` of :meth:`Engine.dispatch_next`: a collection of key strings (a lone
+    str is refused: it would read as a set of one-letter keys)."""
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Collection):
+        raise WrongTypeError(
+            f"busy_keys must be a collection of str, got {type(keys).__name__} {keys!r}"
+        )
+    out = frozenset(keys)
+    for k in out:
+        if type(k) is not str:
+            raise WrongTypeError(f"busy_keys must hold str keys, got {type(k).__name__} {k!r}")
+    return out
 
 
 def _check_limit(limit: object) -> int:
@@ -1304,21 +1318,26 @@ class Engine:
         limit: int = 1,
         *,
         durability: DurabilityPolicy | str | None = None,
+        busy_keys: Collection[str] = (),
     ) -> list[Dispatch]:
         """Promote what is due, select up to ``limit`` Ready runs and lease + start them.
 
         Per run, one batch holds Ready → Leased, ``LeaseAcquire``, Leased → Running and
         ``AttemptStart``; all runs of the call share that batch. Runs whose concurrency key is
-        held (or taken by an earlier pick) are skipped, not dropped. Returns ``[]`` when paused
-        or nothing is Ready.
+        held (or taken by an earlier pick) are skipped, not dropped. ``busy_keys``: keys to
+        treat as held besides those the log holds — the runtime passes the keys of handlers
+        still running after their outcome was recorded (a timed-out thread it cannot stop).
+        Returns ``[]`` when paused or nothing is Ready.
         """
         t = self._now(now)
         who = self.owner if owner is None else _check_owner(owner)
         if type(limit) is not int or limit < 0:
             raise ValidationError(f"limit must be an int >= 0, got {limit!r}")
         dur = self.durability if durability is None else DurabilityPolicy.parse(durability)
+        if busy_keys:
+            busy_keys = _check_keys(busy_keys)
         if self._dispatch_ready is not None and self._selector is None and limit <= _FAST_LIMIT:
-            fast = self._dispatch_fast(t, who, limit)
+            fast = self._dispatch_fast(t, who, limit, busy_keys)
             if dur is _IMMEDIATE and fast:
                 self._auth.flush()
             return fast
@@ -1338,10 +1357,14 @@ class Engine:
                 self._tick(t)
             if limit == 0 or paused:
                 return []
+            # One candidate per key at most: a busy key costs one more candidate.
             if self._selector is None:
-                cands = auth.ready_candidates(limit)
+                cands = auth.ready_candidates(limit + len(busy_keys))
+                if busy_keys:
+                    cands = [c for c in cands if c[5] not in busy_keys][:limit]
             else:
-                cands = self._select(auth.ready_candidates(max(limit, SELECTOR_SCAN)), limit)
+                raw = auth.ready_candidates(max(limit, SELECTOR_SCAN) + len(busy_keys))
+                cands = self._select(raw, limit, busy_keys)
             if not cands:
                 return []
             info_of = self._info
@@ -1407,7 +1430,9 @@ class Engine:
             auth.flush()  # group commit: one fdatasync covers every record appended so far
         return out
 
-    def _dispatch_fast(self, t: int, who: str, limit: int) -> list[Dispatch]:
+    def _dispatch_fast(
+        self, t: int, who: str, limit: int, busy_keys: Collection[str] = ()
+    ) -> list[Dispatch]:
         """:meth:`dispatch_next` with the default order over the storage authority: the
         due check, the pick and the lease + start record are one call into the core (a
         second one after promoting when something was due)."""
@@ -1415,10 +1440,13 @@ class Engine:
         assert ready is not None
         rnd = _random_ids(limit) if limit else b""
         with self._lock:
-            got = ready(t, who, limit, self.default_lease_ms, rnd)
+            if busy_keys:
+                got = ready(t, who, limit, self.default_lease_ms, rnd, True, list(busy_keys))
+            else:
+                got = ready(t, who, limit, self.default_lease_ms, rnd)
             if got is None:
                 self._tick(t)
-                got = ready(t, who, limit, self.default_lease_ms, rnd, False)
+                got = ready(t, who, limit, self.default_lease_ms, rnd, False, list(busy_keys))
             if not got:
                 return []
             spec_of = self._spec_and_info
@@ -1446,7 +1474,7 @@ class Engine:
                 inflight[rid] = (aid, attempt, info, who, exp, tid)
         return out
 
-    def _select(self, raw: list[Any], limit: int) -> list[Any]:
+    def _select(self, raw: list[Any], limit: int, busy_keys: Collection[str] = ()) -> list[Any]:
         assert self._selector is not None
         by_id = {}
         cands = []
@@ -1454,7 +1482,7 @@ class Engine:
             c = Candidate(_run_id_of(w[0]), TaskId.from_bytes(w[1]), w[2], w[3], w[4], w[5])
             by_id[c.run_id] = w
             cands.append(c)
-        picked = self._selector.select(cands, limit, frozenset())
+        picked = self._selector.select(cands, limit, frozenset(busy_keys))
         # The selector contract says: each candidate once, one per key. Re-check it, since a
         # violating batch would be refused whole by the authority.
         out = []
@@ -1465,7 +1493,7 @@ class Engine:
             if w is None or c.run_id in seen:
                 continue
             if c.concurrency_key is not None:
-                if c.concurrency_key in keys:
+                if c.concurrency_key in keys or c.concurrency_key in busy_keys:
                     continue
                 keys.add(c.concurrency_key)
             seen.add(c.run_id)
@@ -1872,6 +1900,25 @@ class Engine:
         if best is None:
             return None
         return max(best, t)
+
+    def ready_on_keys(self, keys: Collection[str]) -> bool:
+        """Whether a Ready run of one of ``keys`` (concurrency keys) is a dispatch candidate
+        now: the log does not hold its key and the queue is not paused. The runtime asks it
+        about keys it keeps busy itself (``busy_keys`` of :meth:`dispatch_next`) before it
+        calls the queue idle. Reads the candidates in selection order, so it costs
+        O(candidates ahead of the first match) — few when nothing else is dispatchable."""
+        wanted = _check_keys(keys)
+        auth = self._auth
+        if not wanted or auth.is_paused:
+            return False
+        limit = len(wanted) + 64
+        while True:
+            cands = auth.ready_candidates(limit)
+            if any(c[5] in wanted for c in cands):
+                return True
+            if len(cands) < limit:
+                return False
+            limit *= 4
 
     # --- control -----------------------------------------------------------------------------
 

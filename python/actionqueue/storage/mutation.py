@@ -348,6 +348,7 @@ class StorageMutationAuthority(ProjectionQueries):
         default_lease_ms: int,
         random: bytes,
         check_due: bool = True,
+        busy_keys: Sequence[str] = (),
     ) -> list[tuple[bytes, bytes, int, int, bytes, int]] | None:
         """One dispatch step in one call into the core (the engine's hot path).
 
@@ -361,8 +362,13 @@ class StorageMutationAuthority(ProjectionQueries):
         attempt number now open, the lease is ``default_lease_ms`` or the task's timeout plus
         5 s if longer. ``[]`` when paused or nothing is Ready. ``random`` holds 16 random bytes
         per run (``os.urandom(16 * limit)``), made into version-4 attempt ids.
+        ``busy_keys``: concurrency keys to treat as held besides those the log holds (the
+        runtime's handlers still running after their outcome was recorded); their runs are
+        skipped, not dropped.
         """
-        return self._core.dispatch_ready(now, owner, limit, default_lease_ms, random, check_due)
+        return self._core.dispatch_ready(
+            now, owner, limit, default_lease_ms, random, check_due, list(busy_keys)
+        )
 
     def due_scheduled_ids(self, now: int, limit: int) -> list[tuple[bytes, bytes, int]]:
         """``(run_id, task_id, scheduled_at)`` of the runs :meth:`due_scheduled` would return,
