@@ -93,27 +93,26 @@ def test_a_lost_attempts_late_result_leaves_the_next_attempt_in_flight(
     make_queue: MakeQueue, clock: ManualClock
 ) -> None:
     """Attempt 1 loses its lease under a thread that cannot be stopped; attempt 2 of the same
-    run is dispatched while it still runs. When attempt 1 returns, its (stale) result must not
-    drop attempt 2 from the in-flight attempts: attempt 2 would no longer be heartbeated, would
-    lose its lease under its live handler as time moves on, and the run's concurrency key would
-    go to B while attempt 2 still runs (never told to stop)."""
+    run (no concurrency key: nothing keeps it back) is dispatched while it still runs. When
+    attempt 1 returns, its (stale) result must not drop attempt 2 from the in-flight attempts:
+    attempt 2 would no longer be heartbeated, would lose its lease under its live handler as
+    time moves on, and would never be told to stop."""
     q = make_queue(clock=clock, lease=10, max_workers=2)
     a1_started, a1_done, a2_started, a2_go = (threading.Event() for _ in range(4))
     log: list[tuple[str, int]] = []
 
     def h(ctx: Any, p: str) -> None:
         log.append((p, ctx.attempt))
-        if p == "A" and ctx.attempt == 1:
+        if ctx.attempt == 1:
             a1_started.set()
             a2_started.wait(10)  # ignores ctx.cancelled, like any thread that cannot be stopped
             a1_done.set()
-        elif p == "A":
+        else:
             a2_started.set()
             a2_go.wait(10)
 
     q.register("h", h)
-    a = q.submit("h", "A", concurrency_key="k", max_attempts=2)
-    b = q.submit("h", "B", concurrency_key="k")
+    a = q.submit("h", "A", max_attempts=2)
     q.start()
     assert a1_started.wait(10)
     clock.advance(11_000)  # attempt 1's lease is gone: recorded Lost, attempt 2 dispatched
@@ -127,9 +126,42 @@ def test_a_lost_attempts_late_result_leaves_the_next_attempt_in_flight(
     (ra,) = q.runs(a)
     assert ra.state is RunState.RUNNING
     assert [x.outcome.label if x.outcome else None for x in ra.attempts] == ["Lost", None]
-    assert q.runs(b)[0].state is RunState.READY  # the key is still A's
-    assert ("B", 1) not in log
     a2_go.set()
     q.run_until_idle(timeout=20)
     assert [x.outcome.label for x in q.runs(a)[0].attempts] == ["Lost", "Success"]
-    assert log[-1] == ("B", 1)
+    assert log == [("A", 1), ("A", 2)]
+
+
+def test_a_lost_attempts_handler_keeps_its_key_until_it_returns(
+    make_queue: MakeQueue, clock: ManualClock
+) -> None:
+    """The same lost lease with a concurrency key: the run's retry (which keeps the key) and
+    the key's other run wait until the handler of the Lost attempt really returns — a key
+    never has two handlers running at once in this process."""
+    q = make_queue(clock=clock, lease=10, max_workers=2)
+    a1_started, a1_go = threading.Event(), threading.Event()
+    log: list[tuple[str, int]] = []
+
+    def h(ctx: Any, p: str) -> None:
+        log.append((p, ctx.attempt))
+        if p == "A" and ctx.attempt == 1:
+            a1_started.set()
+            a1_go.wait(10)  # ignores ctx.cancelled
+        log.append((p + " end", ctx.attempt))
+
+    q.register("h", h)
+    a = q.submit("h", "A", concurrency_key="k", max_attempts=2)
+    b = q.submit("h", "B", concurrency_key="k")
+    q.start()
+    assert a1_started.wait(10)
+    clock.advance(11_000)  # attempt 1's lease is gone: recorded Lost
+    deadline = time.monotonic() + 10
+    while q.runs(a)[0].attempts[0].outcome is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert q.stats()["busy_keys"] == ["k"]
+    a1_go.set()
+    q.run_until_idle(timeout=20)
+    assert log[:2] == [("A", 1), ("A end", 1)]  # nothing else started before it returned
+    assert [x.outcome.label for x in q.runs(a)[0].attempts] == ["Lost", "Success"]
+    assert q.runs(b)[0].state is RunState.COMPLETED
+    assert q.stats()["busy_keys"] == []

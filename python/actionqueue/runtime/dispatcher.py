@@ -182,6 +182,11 @@ class Dispatcher:
         #: fsync covering it returns; so the next dispatch overlaps that fsync instead of
         #: waiting for it, and both records often share the next one.
         self.executing: set[bytes] = set()
+        #: concurrency keys of handlers still running after their outcome was recorded (a
+        #: timed-out or canceled thread cannot be stopped): key -> how many. Runs of these keys
+        #: are not dispatched until those handlers return, so a key never has two handlers
+        #: running at once in this process (see :meth:`_keep_key_busy`).
+        self.busy_keys: dict[str, int] = {}
         #: Immediate only: results applied but not yet synced, whose fsync a driver will do
         #: together with its next lease batch (one fdatasync for both); ``drivers`` counts the
         #: threads inside :meth:`drive` (when none, a recorder syncs its results itself).
@@ -351,8 +356,13 @@ class Dispatcher:
             else:
                 free = self.free()
                 # Applied now, synced below together with the results waiting in `settling`.
+                busy = self.busy_keys
                 batch = self.engine.dispatch_next(
-                    self.owner, now, max(0, free), durability=DurabilityPolicy.DEFERRED
+                    self.owner,
+                    now,
+                    max(0, free),
+                    durability=DurabilityPolicy.DEFERRED,
+                    busy_keys=tuple(busy) if busy else (),
                 )
         finally:
             # Even if the dispatch failed: the results applied before it must be synced.
@@ -570,6 +580,10 @@ class Dispatcher:
     # --- finishing an attempt ----------------------------------------------------------------
 
     def _on_done(self, att: InFlight, job: Job, result: AttemptResult) -> None:
+        if job._running:  # stopped (timeout, cancel, lost lease) while its code still runs
+            key = att.dispatch.spec.constraints.concurrency_key
+            if key is not None:
+                self._keep_key_busy(key, job)
         # The job is over: drop the InFlight -> Job link. It is the only reference cycle of an
         # attempt (job -> on_done / context -> progress callback -> att -> job), so without it
         # the attempt's objects are freed by reference counting instead of piling up for the
@@ -615,6 +629,35 @@ class Dispatcher:
                 self._completer_pool().submit(self._drain)
             except RuntimeError:  # the pool is shut down (closing): record here
                 self._drain()
+
+    def _keep_key_busy(self, key: str, job: Job) -> None:
+        """``job``'s outcome is being recorded while its handler still runs: its concurrency
+        key stays busy here until the handler returns. Counted before the outcome is
+        recorded, so no dispatch sees the key free in between (the log releases it with the
+        outcome)."""
+        with self.mutex:
+            self.busy_keys[key] = self.busy_keys.get(key, 0) + 1
+        if not job.linger(functools.partial(self._key_free_again, key)):
+            self._key_free_again(key)  # it returned meanwhile
+
+    def _key_free_again(self, key: str, _job: Job | None = None) -> None:
+        with self.mutex:
+            n = self.busy_keys.get(key, 0) - 1
+            if n > 0:
+                self.busy_keys[key] = n
+                return
+            self.busy_keys.pop(key, None)
+            # The key's next run may be dispatched now: wake the driver (and idle waiters).
+            self.gen += 1
+            self.drive_cond.notify_all()
+            self.cond.notify_all()
+
+    def waiting_on_busy_keys(self) -> bool:
+        """Whether a Ready run waits only for a busy key (see :attr:`busy_keys`): it becomes
+        runnable when that key's stopped handler returns, so the queue is not idle."""
+        with self.mutex:
+            busy = tuple(self.busy_keys)
+        return bool(busy) and self.engine.ready_on_keys(busy)
 
     def _step_for_driver(self) -> None:
         """One loop step on an executor thread while the driver sleeps; the driver is woken
@@ -1046,6 +1089,11 @@ class Dispatcher:
                     # effects may not be covered by the step, so step again before judging.
                     continue
                 idle = not self.inflight
+            if idle and self.busy_keys and self.waiting_on_busy_keys():
+                idle = False  # a run waits for a stopped handler to return
+            with self.mutex:
+                if idle and self.gen != gen:
+                    continue
                 if idle:
                     self.idle_gen = gen
                     self.cond.notify_all()

@@ -1224,6 +1224,8 @@ class ActionQueue:
         self._check_usable()
         s = self.engine.stats()
         s["in_flight"] = len(self._dispatcher.executing)
+        # Keys kept busy by handlers still running after their outcome was recorded.
+        s["busy_keys"] = sorted(self._dispatcher.busy_keys)
         s["executor"] = self.executor.name
         s["max_workers"] = self.executor.max_workers
         s["handlers"] = self.handlers.names()

@@ -30,7 +30,6 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from actionqueue.errors import ExecutorError, ValidationError
@@ -54,19 +53,23 @@ DRAIN_RECHECK_S = 0.05
 class _Call:
     """One sync handler call: its outcome goes to ``future`` (on the loop) as ``(ok, value)``."""
 
-    __slots__ = ("args", "context", "fn", "future", "worker")
+    __slots__ = ("args", "context", "fn", "future", "job", "task_over", "worker")
 
     def __init__(
         self,
         future: asyncio.Future[tuple[bool, Any]],
-        fn: Callable[..., Any],
+        job: Job,
         args: tuple[Any, ...],
     ) -> None:
         self.future = future
-        self.fn = fn
+        self.job = job
+        self.fn = job.fn
         self.args = args
         self.context = contextvars.copy_context()  # as asyncio.to_thread does
+        #: the thread running it (``None``: queued, dropped or returned)
         self.worker: PoolThread | None = None
+        #: the task awaiting it has stopped waiting (returned or stopped)
+        self.task_over = False
 
 
 class _SyncThreads(ThreadBudget):
@@ -78,9 +81,10 @@ class _SyncThreads(ThreadBudget):
         super().__init__(max_workers, max_abandoned, prefix)
         self._calls: collections.deque[_Call] = collections.deque()
 
-    def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> _Call:
-        """Queue ``fn(*args)`` (from the loop thread); its outcome arrives in ``.future``."""
-        call = _Call(loop.create_future(), fn, args)
+    def call(self, loop: asyncio.AbstractEventLoop, job: Job) -> _Call:
+        """Queue ``job``'s handler call (from the loop thread); its outcome arrives in
+        ``.future``."""
+        call = _Call(loop.create_future(), job, (job.context, job.payload))
         with self._lock:
             if self._closed:
                 raise ExecutorError("the asyncio executor is shut down")
@@ -137,13 +141,27 @@ class _SyncThreads(ThreadBudget):
                 outcome = (False, e)
             with self._lock:
                 call.worker = None
+                last = call.task_over  # its task stopped waiting: the handler ends here
                 abandoned = w.abandoned
                 # Back from a stuck handler: serve again if short of workers, else leave.
-                if abandoned and not self._rejoin_locked(w):
-                    return
+                stays = not abandoned or self._rejoin_locked(w)
+            if last:
+                call.job.leave()
+            if not stays:
+                return
             if not abandoned:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                     call.future.get_loop().call_soon_threadsafe(_settle, call.future, outcome)
+
+    def task_over(self, call: _Call) -> None:
+        """``call``'s task stopped waiting for it (it returned, or was stopped and
+        :meth:`abandon` ran): the handler's code ends now, unless a thread still runs it (that
+        thread then says so when it returns)."""
+        with self._lock:
+            call.task_over = True
+            running = call.worker is not None
+        if not running:
+            call.job.leave()
 
     def shutdown(self, wait: bool, timeout: float | None) -> None:
         """Idle workers leave; ``wait``: join the workers (up to ``timeout`` s each), never
@@ -297,7 +315,11 @@ class AsyncioExecutor(ExecutorAdapter):
         self._started += 1
         if job.done:  # canceled (and recorded) before it started: never call the handler
             return
+        # Running from before the stop check (see ThreadExecutor._loop): until the task ends,
+        # or for a sync handler until its thread returns (see _SyncThreads.task_over).
+        job.enter()
         if job.context.cancelled.is_set():  # stopped between the dispatch and here
+            job.leave()
             job.finish(interrupted(job.context.cancelled.requested or "canceled", 0.0))
             return
         job.handle = task
@@ -350,20 +372,29 @@ class AsyncioExecutor(ExecutorAdapter):
             del self._running[task]
             if timer is not None:
                 timer.cancel()
+            if job.is_async:
+                job.leave()
 
     async def _call_sync(self, loop: asyncio.AbstractEventLoop, job: Job) -> Any:
         """A sync handler, on the executor's threads; stopping the task abandons its thread."""
-        call = self._sync.call(loop, job.fn, job.context, job.payload)
         try:
-            ok, value = await call.future
-        except asyncio.CancelledError:
-            self._sync.abandon(call)
+            call = self._sync.call(loop, job)
+        except BaseException:
+            job.leave()
             raise
-        if not ok:
-            raise value
-        if asyncio.iscoroutine(value):
-            value = await value
-        return value
+        try:
+            try:
+                ok, value = await call.future
+            except asyncio.CancelledError:
+                self._sync.abandon(call)
+                raise
+            if not ok:
+                raise value
+            if asyncio.iscoroutine(value):
+                value = await value
+            return value
+        finally:
+            self._sync.task_over(call)
 
     def _expire(self, job: Job) -> None:
         self.cancel(job, "timeout")

@@ -49,6 +49,8 @@ class Job:
 
     __slots__ = (
         "_done",
+        "_on_exit",
+        "_running",
         "context",
         "fn",
         "handle",
@@ -81,6 +83,10 @@ class Job:
         self.handle: Any = None
         self.started = time.monotonic()
         self._done = False
+        #: the handler's code is executing (set by the executor around the call; executors
+        #: that stop a handler before they report it — killed worker processes — never set it)
+        self._running = False
+        self._on_exit: Callable[[Job], None] | None = None
 
     @property
     def snapshot(self) -> ContextSnapshot:
@@ -110,6 +116,43 @@ class Job:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    # The handler's code may outlive the job's result: a thread cannot be stopped, so a
+    # timed-out or canceled handler goes on after its outcome is recorded. The executor says
+    # when the code runs (``enter`` / ``leave``); the runtime asks to hear when it stops
+    # (``linger``), to keep the run's concurrency key busy meanwhile. ``leave`` is on every
+    # attempt's path, so it takes no lock unless someone listens; the GIL orders the plain
+    # stores and loads below, and the callback is claimed under the lock by exactly one side.
+
+    def enter(self) -> None:
+        """Executor: the handler's code starts running (in this process or remotely)."""
+        self._running = True
+
+    def leave(self) -> None:
+        """Executor: the handler's code is no longer running (returned, raised, killed).
+        Calls the :meth:`linger` callback, if one is waiting."""
+        self._running = False
+        if self._on_exit is not None:
+            with _FINISH_LOCK:
+                cb, self._on_exit = self._on_exit, None
+            if cb is not None:
+                cb(self)
+
+    @property
+    def running(self) -> bool:
+        """Whether the handler's code is executing now."""
+        return self._running
+
+    def linger(self, on_exit: Callable[[Job], None]) -> bool:
+        """If the handler's code still runs, have ``on_exit(job)`` called (once, from the
+        thread where it stops) when it does and return ``True``; else ``False`` (and
+        ``on_exit`` is never called)."""
+        self._on_exit = on_exit
+        if self._running:
+            return True
+        with _FINISH_LOCK:  # it left meanwhile: take the callback back unless leave() has
+            cb, self._on_exit = self._on_exit, None
+        return cb is None
 
     def __repr__(self) -> str:
         return f"Job({self.snapshot.handler!r}, run={self.snapshot.run_id}, done={self._done})"
@@ -142,10 +185,13 @@ def run_local(job: Job, t0: float | None = None) -> AttemptResult:
     failure, not the worker's (see :mod:`actionqueue.runtime.outcomes`)."""
     if t0 is None:
         t0 = time.monotonic()
+    job._running = True  # job.enter(), without the call on the hot path
     try:
         value = call_handler(job.fn, job.context, job.payload, job.is_async)
     except BaseException as e:
         return AttemptResult.raised(e, time.monotonic() - t0)
+    finally:
+        job.leave()
     return AttemptResult.returned(value, time.monotonic() - t0)
 
 

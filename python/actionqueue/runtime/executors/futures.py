@@ -125,19 +125,15 @@ class FuturesExecutor(ExecutorAdapter):
     def submit(self, job: Job) -> None:
         if self._closed:
             raise ExecutorError("the futures executor adapter is shut down")
-        if self._local:
-            fut = self._ex.submit(run_local, job)
-        elif self.dask:
-            # pure=False: two attempts with equal arguments are still two executions.
-            fut = self._ex.submit(
-                run_remote_serialized, job.fn, job.payload, job.snapshot, job.is_async, pure=False
-            )
-        elif self._serialized:
-            fut = self._ex.submit(
-                run_remote_serialized, job.fn, job.payload, job.snapshot, job.is_async
-            )
-        else:
-            fut = self._ex.submit(run_remote, job.fn, job.payload, job.snapshot, job.is_async)
+        # Running (maybe remotely) until its future is done: a task that cannot be stopped
+        # keeps its run's concurrency key busy until then. (A Dask future is done once
+        # cancelled, whatever the worker still does.)
+        job.enter()
+        try:
+            fut = self._hand_over(job)
+        except BaseException:
+            job.leave()  # refused: it never runs
+            raise
         job.handle = fut
         with self._lock:
             self._pending += 1
@@ -148,10 +144,25 @@ class FuturesExecutor(ExecutorAdapter):
             )
         fut.add_done_callback(functools.partial(self._done, job, timer))
 
+    def _hand_over(self, job: Job) -> Any:
+        if self._local:
+            return self._ex.submit(run_local, job)
+        if self.dask:
+            # pure=False: two attempts with equal arguments are still two executions.
+            return self._ex.submit(
+                run_remote_serialized, job.fn, job.payload, job.snapshot, job.is_async, pure=False
+            )
+        if self._serialized:
+            return self._ex.submit(
+                run_remote_serialized, job.fn, job.payload, job.snapshot, job.is_async
+            )
+        return self._ex.submit(run_remote, job.fn, job.payload, job.snapshot, job.is_async)
+
     def occupied(self) -> int:
         return self._pending
 
     def _done(self, job: Job, timer: int | None, fut: Any) -> None:
+        job.leave()
         with self._lock:
             self._pending -= 1
         if timer is not None:

@@ -4,8 +4,8 @@ Python cannot stop a thread from outside. At an attempt's deadline the executor 
 handler's cancel signal (``ctx.cancelled``, reason ``"timeout"``) and records **Timeout at
 once**; the thread may keep running until the handler returns, and whatever it returns then is
 ignored. Cancel works the same way. For a hard stop, use the process executor. (The run's
-concurrency key goes with the recorded outcome: the key's next run may start while the
-abandoned handler still runs; see docs/concurrency.md.)
+concurrency key stays busy in this runtime until the abandoned handler returns: the key's
+next run does not start beside it; see docs/concurrency.md.)
 
 Capacity: so that a stuck handler does not eat the pool, its thread is *abandoned*: it no
 longer counts as a worker, and a replacement starts now. The pool keeps ``max_workers`` workers
@@ -198,8 +198,12 @@ class ThreadExecutor(ThreadBudget, ExecutorAdapter):
                 continue
             w.job = job
             job.handle = w
+            # Running from before the stop check: a stop that the check misses finds the
+            # handler running (see Job.linger), one it sees means the handler never runs.
+            job.enter()
             if job.context.cancelled.is_set():  # stopped between the queue and here
                 w.job = None
+                job.leave()
                 job.finish(interrupted(job.context.cancelled.requested or "canceled", 0.0))
                 continue
             # A prefetched job may have waited in the queue: its time starts now.

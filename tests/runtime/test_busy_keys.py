@@ -1,0 +1,217 @@
+"""A concurrency key stays busy while a stopped handler's code still runs.
+
+A thread cannot be stopped: with the thread executor (and an asyncio executor's sync handlers,
+an ``async def`` handler that swallows its cancellation, a ``concurrent.futures`` thread pool)
+a timed-out or canceled handler goes on after its outcome is recorded. The log releases the
+run's key with that outcome; the runtime keeps the key busy until the handler returns, so the
+key's next run never starts beside it. These tests used to see two handlers of one key at
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from typing import Any
+
+import pytest
+from rt_helpers import MakeQueue
+
+from actionqueue import RunState
+from actionqueue.errors import WaitTimeoutError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Overlap:
+    """Counts handlers of one key running at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = 0
+        self.most = 0
+        self.order: list[str] = []
+
+    def enter(self, name: str) -> None:
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            self.order.append(f"{name} start")
+
+    def leave(self, name: str) -> None:
+        with self.lock:
+            self.active -= 1
+            self.order.append(f"{name} end")
+
+
+def _first_stuck_then_second(q: Any, overlap: Overlap, release: threading.Event) -> None:
+    """Submits a stuck run and a second run on key ``k`` (handler ``h``, registered by the
+    caller); checks that the second waits for the stuck handler to return."""
+    first = q.submit("h", "first", concurrency_key="k")
+    second = q.submit("h", "second", concurrency_key="k")
+    q.wait(first, timeout=20)  # its Timeout is recorded; its handler still runs
+    assert q.runs(first)[0].state is RunState.FAILED
+    assert q.stats()["busy_keys"] == ["k"]
+    assert q.runs(second)[0].state is RunState.READY  # not dispatched beside it
+    # Not idle: a run waits for the key, and the key for a handler that will return.
+    with pytest.raises(WaitTimeoutError):
+        q.run_until_idle(timeout=0.2)
+    assert q.runs(second)[0].state is RunState.READY
+    release.set()
+    q.run_until_idle(timeout=20)
+    assert q.runs(second)[0].state is RunState.COMPLETED
+    assert overlap.most == 1
+    assert overlap.order == ["first start", "first end", "second start", "second end"]
+    assert q.stats()["busy_keys"] == []
+
+
+def test_thread_executor_keeps_the_key_until_a_timed_out_handler_returns(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue(max_workers=4)
+    overlap, release = Overlap(), threading.Event()
+
+    @q.handler("h", timeout=0.05, max_attempts=1)
+    def h(ctx: Any, name: str) -> None:
+        overlap.enter(name)
+        if name == "first":
+            release.wait(20)  # ignores ctx.cancelled
+        overlap.leave(name)
+
+    _first_stuck_then_second(q, overlap, release)
+
+
+def test_asyncio_sync_handler_keeps_the_key_until_its_thread_returns(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue(executor="asyncio")
+    overlap, release = Overlap(), threading.Event()
+
+    @q.handler("h", timeout=0.05, max_attempts=1)
+    def h(ctx: Any, name: str) -> None:
+        overlap.enter(name)
+        if name == "first":
+            release.wait(20)
+        overlap.leave(name)
+
+    _first_stuck_then_second(q, overlap, release)
+
+
+def test_asyncio_handler_swallowing_its_cancellation_keeps_the_key(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue(executor="asyncio")
+    overlap, release = Overlap(), threading.Event()
+
+    @q.handler("h", timeout=0.05, max_attempts=1)
+    async def h(ctx: Any, name: str) -> None:
+        overlap.enter(name)
+        if name == "first":
+            while not release.is_set():
+                with contextlib.suppress(asyncio.CancelledError):  # goes on regardless
+                    await asyncio.sleep(0.01)
+        overlap.leave(name)
+
+    _first_stuck_then_second(q, overlap, release)
+
+
+def test_a_thread_pool_future_keeps_the_key_until_its_task_ends(make_queue: MakeQueue) -> None:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        q = make_queue(executor=pool)
+        overlap, release = Overlap(), threading.Event()
+
+        @q.handler("h", timeout=0.05, max_attempts=1)
+        def h(ctx: Any, name: str) -> None:
+            overlap.enter(name)
+            if name == "first":
+                release.wait(20)
+            overlap.leave(name)
+
+        _first_stuck_then_second(q, overlap, release)
+        assert q.stop(timeout=10)
+
+
+def test_a_canceled_handler_keeps_its_key_too(make_queue: MakeQueue) -> None:
+    q = make_queue(max_workers=4)
+    overlap, release, started = Overlap(), threading.Event(), threading.Event()
+
+    @q.handler("h", max_attempts=1)
+    def h(ctx: Any, name: str) -> None:
+        overlap.enter(name)
+        if name == "first":
+            started.set()
+            release.wait(20)
+        overlap.leave(name)
+
+    first = q.submit("h", "first", concurrency_key="k")
+    second = q.submit("h", "second", concurrency_key="k")
+    q.start()
+    assert started.wait(20)
+    q.cancel(first)
+    q.wait(first, timeout=20)
+    assert q.runs(first)[0].state is RunState.CANCELED
+    with pytest.raises(WaitTimeoutError):  # the loop runs, but not the key's next run
+        q.wait(second, timeout=0.3)
+    assert q.runs(second)[0].state is RunState.READY
+    release.set()
+    assert q.result(second, timeout=20) is None
+    assert overlap.most == 1
+    assert q.stop(timeout=10)
+
+
+def test_other_keys_and_keyless_runs_are_not_held_back(make_queue: MakeQueue) -> None:
+    q = make_queue(max_workers=4)
+    release = threading.Event()
+
+    @q.handler("h", timeout=0.05, max_attempts=1)
+    def h(ctx: Any, name: str) -> str:
+        if name == "stuck":
+            release.wait(20)
+        return name
+
+    stuck = q.submit("h", "stuck", concurrency_key="k")
+    q.wait(stuck, timeout=20)
+    other = q.submit("h", "other", concurrency_key="j")
+    free = q.submit("h", "free")
+    try:
+        assert q.result(other, timeout=20) == "other"
+        assert q.result(free, timeout=20) == "free"
+        # Nothing waits for "k": idle, although its stopped handler still runs.
+        q.run_until_idle(timeout=20)
+        assert q.stats()["busy_keys"] == ["k"]
+    finally:
+        release.set()
+
+
+def test_a_handler_that_returns_before_its_outcome_is_looked_at_frees_the_key(
+    make_queue: MakeQueue,
+) -> None:
+    """The ordinary path: a handler that stops on its signal leaves no busy key behind."""
+    q = make_queue(max_workers=2)
+
+    @q.handler("h", timeout=0.05, max_attempts=1)
+    def h(ctx: Any, name: str) -> str:
+        if name == "polite":
+            ctx.cancelled.wait(20)
+        return name
+
+    polite = q.submit("h", "polite", concurrency_key="k")
+    after = q.submit("h", "after", concurrency_key="k")
+    assert q.result(after, timeout=20) == "after"
+    assert q.runs(polite)[0].state is RunState.FAILED
+    assert q.stats()["busy_keys"] == []
+
+
+def test_processes_executor_never_keeps_a_key_busy(make_queue: MakeQueue) -> None:
+    """A timed-out worker process is killed before its outcome is recorded: nothing lingers."""
+    import rt_helpers as ph
+
+    q = make_queue(executor="processes", max_workers=2)
+    q.register("sleep", ph.sleep_long, timeout=0.3, max_attempts=1)
+    q.register("echo", ph.echo)
+    stuck = q.submit("sleep", concurrency_key="k")
+    q.wait(stuck, timeout=60)
+    assert q.stats()["busy_keys"] == []
+    assert q.result(q.submit("echo", 7, concurrency_key="k"), timeout=60) == 7
