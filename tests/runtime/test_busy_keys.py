@@ -54,6 +54,7 @@ def _first_stuck_then_second(q: Any, overlap: Overlap, release: threading.Event)
     q.wait(first, timeout=20)  # its Timeout is recorded; its handler still runs
     assert q.runs(first)[0].state is RunState.FAILED
     assert q.stats()["busy_keys"] == ["k"]
+    assert q.metrics.value("busy_keys") == 1
     assert q.runs(second)[0].state is RunState.READY  # not dispatched beside it
     # Not idle: a run waits for the key, and the key for a handler that will return.
     with pytest.raises(WaitTimeoutError):
@@ -65,6 +66,7 @@ def _first_stuck_then_second(q: Any, overlap: Overlap, release: threading.Event)
     assert overlap.most == 1
     assert overlap.order == ["first start", "first end", "second start", "second end"]
     assert q.stats()["busy_keys"] == []
+    assert q.metrics.value("busy_keys") == 0
 
 
 def test_thread_executor_keeps_the_key_until_a_timed_out_handler_returns(

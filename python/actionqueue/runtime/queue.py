@@ -1257,6 +1257,7 @@ class ActionQueue:
         for st, n in self.engine.counts().items():
             yield ("runs", "gauge", {"state": st.label}, float(n))
         yield ("in_flight", "gauge", {}, float(len(self._dispatcher.executing)))
+        yield ("busy_keys", "gauge", {}, float(len(self._dispatcher.busy_keys)))
         stats = getattr(self.authority, "stats", None)
         if callable(stats):
             a = stats()
