@@ -89,6 +89,33 @@ def sleep_long(ctx: Any, payload: Any) -> str:
     return "woke"
 
 
+def flock_and_sleep(ctx: Any, path: str) -> str:
+    """Holds an exclusive ``flock`` on ``path`` (released when the process dies), writes
+    ``path + ".held"``, then sleeps."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    with open(path + ".held", "w"):
+        pass
+    time.sleep(60)
+    return "woke"
+
+
+def flock_free(ctx: Any, path: str) -> bool:
+    """Whether nobody holds a ``flock`` on ``path`` (no other handler of the key runs)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def start_child_and_sleep(ctx: Any, pid_file: str) -> str:
     """Starts a process of its own (as a handler running a tool would), writes its pid to
     ``pid_file``, then sleeps: killing the worker must take that process down too."""

@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from rt_helpers import MakeQueue
 
 from actionqueue import RunState
+from actionqueue.engine import ManualClock
 from actionqueue.errors import WaitTimeoutError
 
 pytestmark = pytest.mark.timeout(120)
@@ -217,3 +221,103 @@ def test_processes_executor_never_keeps_a_key_busy(make_queue: MakeQueue) -> Non
     q.wait(stuck, timeout=60)
     assert q.stats()["busy_keys"] == []
     assert q.result(q.submit("echo", 7, concurrency_key="k"), timeout=60) == 7
+
+
+def _dispatching_in_the_gap(q: Any, started: threading.Event) -> None:
+    """Widens the gap between the log's cancel (which frees the key) and the signal to the
+    handler (which keeps it busy): the running loop is woken there and given time to dispatch
+    the key's next run, as any event (a submit, another result) may make it do."""
+    for name in ("cancel_run", "cancel_task"):
+        real = getattr(q.engine, name)
+
+        def gap(*args: Any, _real: Any = real, **kw: Any) -> None:
+            _real(*args, **kw)
+            q._dispatcher.wake()
+            started.wait(0.5)
+
+        setattr(q.engine, name, gap)
+
+
+@pytest.mark.parametrize("target", ["run", "task"])
+def test_a_cancel_keeps_the_key_busy_from_before_the_log_frees_it(
+    make_queue: MakeQueue, target: str
+) -> None:
+    """q.cancel() records Canceled (the log frees the key) and only then signals the handler,
+    which keeps the key busy from that point: a dispatch in between ran the key's next run
+    beside the canceled handler (seen under load with a few ms between the two)."""
+    q = make_queue(max_workers=4)
+    overlap, release = Overlap(), threading.Event()
+    first_started, second_started = threading.Event(), threading.Event()
+
+    @q.handler("h", max_attempts=1)
+    def h(ctx: Any, name: str) -> None:
+        overlap.enter(name)
+        if name == "first":
+            first_started.set()
+            release.wait(20)  # ignores ctx.cancelled
+        else:
+            second_started.set()
+        overlap.leave(name)
+
+    first = q.submit("h", "first", concurrency_key="k")
+    second = q.submit("h", "second", concurrency_key="k")
+    q.start()
+    assert first_started.wait(20)
+    _dispatching_in_the_gap(q, second_started)
+    q.cancel(first if target == "task" else q.runs(first)[0].run_id)
+    assert q.runs(first)[0].state is RunState.CANCELED
+    assert q.runs(second)[0].state is RunState.READY
+    assert q.stats()["busy_keys"] == ["k"]
+    release.set()
+    assert q.result(second, timeout=20) is None
+    assert overlap.most == 1
+    assert overlap.order == ["first start", "first end", "second start", "second end"]
+    assert q.stop(timeout=10)
+    assert q.stats()["busy_keys"] == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+@pytest.mark.parametrize("stop", ["cancel", "lost"])
+def test_a_stopped_worker_process_keeps_its_key_until_it_is_killed(
+    make_queue: MakeQueue, clock: ManualClock, tmp_path: Path, stop: str
+) -> None:
+    """A cancel frees the key in the log at once, and so does the sweep of a lease lost under
+    a live handler (in the very step whose heartbeat found it lost), but a worker process is
+    killed later, by its slot's thread: the key's next run must not start in another worker
+    meanwhile."""
+    import rt_helpers as ph
+
+    q = make_queue(executor="processes", max_workers=2, clock=clock, lease=10)
+    q.register("hold", ph.flock_and_sleep, max_attempts=1)
+    q.register("free", ph.flock_free)
+    lock = tmp_path / "lock"
+    first = q.submit("hold", str(lock), concurrency_key="k")
+    second = q.submit("free", str(lock), concurrency_key="k")
+    q.start()
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "lock.held").exists():  # the first worker holds the lock
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    (att,) = q._dispatcher.inflight.values()
+    assert att.job is not None
+    slot = att.job.handle
+    real_kill = slot.kill
+
+    def slow_kill() -> int | None:  # the worker lives on a while after the stop request
+        slot.kill = real_kill
+        with contextlib.suppress(Exception):
+            end = time.monotonic() + 1
+            while q.runs(second)[0].state is RunState.READY and time.monotonic() < end:
+                time.sleep(0.01)
+            if q.runs(second)[0].state is not RunState.READY:  # dispatched beside it
+                q.wait(second, timeout=30)  # (let it look at the lock)
+        return real_kill()
+
+    slot.kill = slow_kill
+    if stop == "cancel":
+        q.cancel(first)
+    else:
+        clock.advance(11_000)  # past the lease: the next heartbeat is refused
+    assert q.result(second, timeout=60) is True  # the first worker was gone
+    (run,) = q.runs(first)
+    assert run.state is (RunState.CANCELED if stop == "cancel" else RunState.FAILED)

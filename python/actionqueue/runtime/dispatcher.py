@@ -104,6 +104,9 @@ class InFlight:
     #: the loop that dispatched it (for ``ctx.heartbeat()``) and the timeout in seconds
     owner: Dispatcher | None = None
     timeout_s: float | None = None
+    #: its run's concurrency key is counted in ``Dispatcher.busy_keys`` until it is forgotten
+    #: (see :meth:`Dispatcher.hold_keys`)
+    key_held: bool = False
 
     # The handler context's AttemptSource: asked only when a handler uses these.
 
@@ -437,6 +440,10 @@ class Dispatcher:
             a.lease_lost = True
             job = a.job
             if job is not None and not job.done:
+                # The sweep frees the run's key (maybe in this very step) while a worker
+                # process is killed only once its slot's thread sees the request: the key
+                # stays busy until then (see hold_keys).
+                self.hold_keys(lambda x: x is a)
                 # The lease ran out under a live handler: the clock jumped, or this process
                 # stalled for longer than the lease. The attempt is Lost like after a crash
                 # and its run may be dispatched again: ask the handler to stop (enforced by
@@ -652,6 +659,25 @@ class Dispatcher:
             self.drive_cond.notify_all()
             self.cond.notify_all()
 
+    def hold_keys(self, predicate: Callable[[InFlight], bool]) -> None:
+        """Keep the concurrency keys of the in-flight attempts matching ``predicate`` busy until
+        each attempt is over here (recorded, or dropped at close). Called before their runs
+        are ended in the log (a cancel frees the key at once) or their handlers are asked to
+        stop in a way that takes effect later (a worker process is killed by its slot's
+        thread): until then the handler still runs, and :meth:`_on_done` has not yet kept
+        the key busy for it — the key's next run would start beside it. By the time the
+        attempt is forgotten, its job is over: a handler still running is counted by
+        :meth:`_keep_key_busy`."""
+        with self.mutex:
+            busy = self.busy_keys
+            for a in self.inflight.values():
+                if a.key_held or not predicate(a):
+                    continue
+                key = a.dispatch.spec.constraints.concurrency_key
+                if key is not None:
+                    a.key_held = True
+                    busy[key] = busy.get(key, 0) + 1
+
     def waiting_on_busy_keys(self) -> bool:
         """Whether a Ready run waits only for a busy key (see :attr:`busy_keys`): it becomes
         runnable when that key's stopped handler returns, so the queue is not idle."""
@@ -747,6 +773,11 @@ class Dispatcher:
         if self.inflight.get(att.run_key) is att:
             del self.inflight[att.run_key]
         self._free_slot_locked(att)
+        if att.key_held:  # see hold_keys
+            att.key_held = False
+            key = att.dispatch.spec.constraints.concurrency_key
+            assert key is not None
+            self._key_free_again(key)
 
     def _record_batch(self, items: list[tuple[InFlight, AttemptResult]]) -> None:
         """Record finished attempts: one ``Engine.finish_attempts`` call for all of them."""

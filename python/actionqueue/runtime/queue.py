@@ -65,7 +65,7 @@ from actionqueue.errors import (
 )
 from actionqueue.runtime.codecs import Codec, CodecRegistry, is_content_type
 from actionqueue.runtime.context import current_context
-from actionqueue.runtime.dispatcher import Dispatcher
+from actionqueue.runtime.dispatcher import Dispatcher, InFlight
 from actionqueue.runtime.executors import ExecutorAdapter, make_executor
 from actionqueue.runtime.handlers import (
     HandlerFn,
@@ -1117,13 +1117,22 @@ class ActionQueue:
         its result, if any, is ignored — the log says Canceled."""
         self._check_usable()
         target = self._resolve(ident)
+        d = self._dispatcher
+        of_task = isinstance(target, TaskId)
+
+        def match(a: InFlight) -> bool:
+            return (a.dispatch.task_id if of_task else a.dispatch.run_id) == target
+
+        # The log frees the keys of the canceled runs at once, while their handlers still run
+        # until the signal below stops them (or, a thread, does not): keep those keys busy
+        # from before, else the key's next run may be dispatched in between, beside them.
+        d.hold_keys(match)
         if isinstance(target, TaskId):
             self.engine.cancel_task(target, reason)
-            self._dispatcher.signal(lambda a: a.dispatch.task_id == target, "canceled")
         else:
             self.engine.cancel_run(target, reason)
-            self._dispatcher.signal(lambda a: a.dispatch.run_id == target, "canceled")
-        self._dispatcher.wake()
+        d.signal(match, "canceled")
+        d.wake()
 
     def retry_now(self, run_id: RunId | str) -> None:
         """Make a RetryWait or Suspended run Ready now (skipping the rest of its backoff)."""
