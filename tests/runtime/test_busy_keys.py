@@ -321,3 +321,73 @@ def test_a_stopped_worker_process_keeps_its_key_until_it_is_killed(
     assert q.result(second, timeout=60) is True  # the first worker was gone
     (run,) = q.runs(first)
     assert run.state is (RunState.CANCELED if stop == "cancel" else RunState.FAILED)
+
+
+@pytest.mark.parametrize("executor", ["threads", "asyncio", "pool"])
+@pytest.mark.parametrize("where", ["leased", "starting", "submitting"])
+def test_a_cancel_landing_while_a_step_starts_the_run_stops_it_and_keeps_its_key(
+    make_queue: MakeQueue, executor: str, where: str
+) -> None:
+    """A cancel recorded after a step leased the run but before its attempt was in flight
+    (``leased``), before its job existed (``starting``) or before the executor had it
+    (``submitting``) found nothing to signal: the handler ran on unsignalled, with its key
+    free in the log, beside the key's next run."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        if executor == "pool":
+            q = make_queue(executor=pool)
+        else:
+            q = make_queue(executor=executor, max_workers=4)
+        overlap = Overlap()
+        saw_cancel: list[bool] = []
+
+        @q.handler("h", max_attempts=1)
+        def h(ctx: Any, name: str) -> None:
+            overlap.enter(name)
+            if name == "first":
+                saw_cancel.append(ctx.cancelled.wait(0.3))
+                time.sleep(0.1)  # and goes on a while all the same
+            overlap.leave(name)
+
+        first = q.submit("h", "first", concurrency_key="k")
+        second = q.submit("h", "second", concurrency_key="k")
+        d = q._dispatcher
+        fired: list[bool] = []
+
+        def cancel_once() -> None:
+            if not fired:
+                fired.append(True)
+                q.cancel(first)
+
+        if where == "leased":
+            real_dispatch = q.engine.dispatch_next
+
+            def dispatch(*args: Any, **kw: Any) -> Any:
+                got = real_dispatch(*args, **kw)
+                if got:
+                    cancel_once()
+                return got
+
+            q.engine.dispatch_next = dispatch  # type: ignore[method-assign]
+        elif where == "starting":
+            real_start = d._start
+
+            def start(att: Any) -> bool:
+                cancel_once()
+                return real_start(att)
+
+            d._start = start  # type: ignore[method-assign]
+        else:
+            real_submit = q.executor.submit_many
+
+            def submit_many(jobs: list[Any]) -> None:
+                cancel_once()
+                real_submit(jobs)
+
+            q.executor.submit_many = submit_many  # type: ignore[method-assign]
+        q.run_until_idle(timeout=20)
+        assert fired
+        assert q.runs(first)[0].state is RunState.CANCELED
+        assert q.runs(second)[0].state is RunState.COMPLETED
+        assert saw_cancel in ([], [True])  # never ran, or was told to stop
+        assert overlap.most == 1
+        assert q.stats()["busy_keys"] == []

@@ -190,6 +190,9 @@ class Dispatcher:
         #: are not dispatched until those handlers return, so a key never has two handlers
         #: running at once in this process (see :meth:`_keep_key_busy`).
         self.busy_keys: dict[str, int] = {}
+        #: bumped (under ``mutex``) by every cancel once the log has it: a step whose dispatch
+        #: overlapped one looks at the runs of its batch again (see :meth:`_stop_canceled`)
+        self.cancels = 0
         #: Immediate only: results applied but not yet synced, whose fsync a driver will do
         #: together with its next lease batch (one fdatasync for both); ``drivers`` counts the
         #: threads inside :meth:`drive` (when none, a recorder syncs its results itself).
@@ -358,6 +361,7 @@ class Dispatcher:
                     self.engine.tick(now)  # the expiry sweep still runs while draining
             else:
                 free = self.free()
+                cancels = self.cancels
                 # Applied now, synced below together with the results waiting in `settling`.
                 busy = self.busy_keys
                 batch = self.engine.dispatch_next(
@@ -374,7 +378,7 @@ class Dispatcher:
             elif settling:
                 self._settle(settling, None)
         if batch:
-            first_beat = self._start_batch(batch, now)
+            first_beat = self._start_batch(batch, now, cancels)
             # The batch's first heartbeats belong to this step's wake-up: `next_beat` was read
             # before it was dispatched, and a loop whose slots the batch filled sleeps until
             # the wake-up — else until the new leases' expiry, when the beat is refused and the
@@ -475,9 +479,10 @@ class Dispatcher:
 
     # --- starting an attempt -----------------------------------------------------------------
 
-    def _start_batch(self, batch: list[Dispatch], now: int) -> int:
+    def _start_batch(self, batch: list[Dispatch], now: int, cancels: int) -> int:
         """Start a dispatched batch (not empty); metrics are recorded once per handler, not per
-        run. Returns the time of the batch's first heartbeat."""
+        run. ``cancels``: :attr:`cancels` before the batch was dispatched. Returns the time of
+        the batch's first heartbeat."""
         latencies: dict[str | None, list[float]] = {}
         regs: dict[str | None, RegisteredHandler | None] = {}
         find = self.handlers.find
@@ -549,7 +554,32 @@ class Dispatcher:
                 "were given back. A shut-down or broken executor cannot run handlers: close "
                 "the queue and open it with a working one"
             ) from e
+        if self.cancels != cancels:
+            self._stop_canceled(ready)
         return first_beat
+
+    def _stop_canceled(self, ready: list[InFlight]) -> None:
+        """A cancel was recorded while this batch was dispatched and started: it may have
+        ended runs the batch had leased before they were in flight, where its signal looks
+        for them — their handlers would run on unsignalled, their keys free in the log, and
+        the key's next run would start beside them. Stop those now, their keys busy
+        meanwhile (no other step dispatches before this one ends)."""
+        get = self.engine.get_run
+        stopped = set()
+        for att in ready:
+            try:
+                run = get(att.dispatch.run_id)
+            except ActionQueueError:  # the log failed or closed: nothing more to do
+                return
+            if run is not None and run.state is RunState.CANCELED:
+                stopped.add(att.run_key)
+        if not stopped:
+            return
+        self.hold_keys(lambda a: a.run_key in stopped)
+        for att in ready:
+            job = att.job
+            if att.run_key in stopped and job is not None and not job.done:
+                self.executor.cancel(job, "canceled")
 
     def _start(self, att: InFlight) -> bool:
         """Prepare an attempt's job (``att`` is in ``inflight`` already); returns whether it is
@@ -677,6 +707,14 @@ class Dispatcher:
                 if key is not None:
                     a.key_held = True
                     busy[key] = busy.get(key, 0) + 1
+
+    def canceled(self, predicate: Callable[[InFlight], bool]) -> None:
+        """A cancel is in the log (before its signal): counted (see :meth:`_stop_canceled`),
+        and the keys of the canceled runs' attempts that entered ``inflight`` since
+        :meth:`hold_keys` looked are held too."""
+        with self.mutex:
+            self.cancels += 1
+            self.hold_keys(predicate)
 
     def waiting_on_busy_keys(self) -> bool:
         """Whether a Ready run waits only for a busy key (see :attr:`busy_keys`): it becomes

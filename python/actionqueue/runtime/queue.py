@@ -1131,6 +1131,7 @@ class ActionQueue:
             self.engine.cancel_task(target, reason)
         else:
             self.engine.cancel_run(target, reason)
+        d.canceled(match)  # (and the attempts a step was starting meanwhile: see there)
         d.signal(match, "canceled")
         d.wake()
 

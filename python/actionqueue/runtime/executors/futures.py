@@ -129,6 +129,9 @@ class FuturesExecutor(ExecutorAdapter):
         # keeps its run's concurrency key busy until then. (A Dask future is done once
         # cancelled, whatever the worker still does.)
         job.enter()
+        if job.done:  # canceled before it was handed over (see ThreadExecutor._loop)
+            job.leave()
+            return
         try:
             fut = self._hand_over(job)
         except BaseException:
