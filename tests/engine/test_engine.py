@@ -855,6 +855,21 @@ def test_ready_on_keys_is_false_while_paused(env: Env) -> None:
     assert e.ready_on_keys(["k"]) is True
 
 
+def test_has_ready_sees_dispatch_candidates_only(env: Env) -> None:
+    e = env.engine
+    assert e.has_ready() is False
+    e.submit(spec(key="k"))
+    e.submit(spec(key="k"))
+    assert e.has_ready() is False  # Scheduled: not promoted yet
+    e.tick()
+    assert e.has_ready() is True
+    e.pause()
+    assert e.has_ready() is False
+    e.resume()
+    assert len(e.dispatch_next(limit=10)) == 1
+    assert e.has_ready() is False  # the other run waits for the key the log holds
+
+
 def test_selector_violating_the_key_contract_cannot_break_the_gate(env: Env) -> None:
     class Greedy(DefaultSelector):
         def select(self, candidates, limit, held_keys=frozenset()):  # type: ignore[no-untyped-def]

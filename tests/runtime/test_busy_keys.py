@@ -391,3 +391,40 @@ def test_a_cancel_landing_while_a_step_starts_the_run_stops_it_and_keeps_its_key
         assert saw_cancel in ([], [True])  # never ran, or was told to stop
         assert overlap.most == 1
         assert q.stats()["busy_keys"] == []
+
+
+def test_a_run_waiting_for_the_worker_a_stopped_task_holds_is_not_idle(
+    make_queue: MakeQueue,
+) -> None:
+    """A timed-out ``concurrent.futures`` task holds its worker until it ends (the runtime
+    hands out nothing in its place): a Ready run waiting for that worker waits for a handler
+    that will return, like one waiting for a busy key. run_until_idle() returned at once,
+    leaving it Ready."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        q = make_queue(executor=pool)
+        release = threading.Event()
+
+        @q.handler("h", max_attempts=1)
+        def h(ctx: Any, name: str) -> str:
+            if name == "stuck":
+                release.wait(20)  # ignores ctx.cancelled
+            return name
+
+        try:
+            stuck = q.submit("h", "stuck", timeout=0.05)
+            q.wait(stuck, timeout=20)
+            assert q.runs(stuck)[0].state is RunState.FAILED
+            nxt = q.submit("h", "next")
+            with pytest.raises(WaitTimeoutError):
+                q.run_until_idle(timeout=0.3)
+            assert q.runs(nxt)[0].state is RunState.READY
+            release.set()
+            q.run_until_idle(timeout=20)
+            assert q.result(nxt, timeout=1) == "next"
+            # Nothing Ready: idle although the worker is still held.
+            release.clear()
+            again = q.submit("h", "stuck", timeout=0.05)
+            q.wait(again, timeout=20)
+            q.run_until_idle(timeout=20)
+        finally:
+            release.set()

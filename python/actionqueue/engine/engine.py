@@ -1901,6 +1901,13 @@ class Engine:
             return None
         return max(best, t)
 
+    def has_ready(self) -> bool:
+        """Whether a Ready run is a dispatch candidate now: the log does not hold its key and
+        the queue is not paused. The runtime asks before it calls the queue idle while its
+        workers are all held by handlers still running after their outcome was recorded."""
+        auth = self._auth
+        return not auth.is_paused and bool(auth.ready_candidates(1))
+
     def ready_on_keys(self, keys: Collection[str]) -> bool:
         """Whether a Ready run of one of ``keys`` (concurrency keys) is a dispatch candidate
         now: the log does not hold its key and the queue is not paused. The runtime asks it

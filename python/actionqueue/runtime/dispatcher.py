@@ -717,8 +717,13 @@ class Dispatcher:
             self.hold_keys(predicate)
 
     def waiting_on_busy_keys(self) -> bool:
-        """Whether a Ready run waits only for a busy key (see :attr:`busy_keys`): it becomes
-        runnable when that key's stopped handler returns, so the queue is not idle."""
+        """Whether a Ready run waits only for handlers still running after their outcome was
+        recorded — for its busy key (see :attr:`busy_keys`), or, nothing being in flight, for
+        a worker such a handler holds (``executor.occupied()``: a ``concurrent.futures`` task
+        that cannot be stopped): it becomes runnable when that handler returns, so the queue
+        is not idle."""
+        if self.free() <= 0:
+            return self.engine.has_ready()
         with self.mutex:
             busy = tuple(self.busy_keys)
         return bool(busy) and self.engine.ready_on_keys(busy)
@@ -1158,7 +1163,7 @@ class Dispatcher:
                     # effects may not be covered by the step, so step again before judging.
                     continue
                 idle = not self.inflight
-            if idle and self.busy_keys and self.waiting_on_busy_keys():
+            if idle and (self.busy_keys or self.free() <= 0) and self.waiting_on_busy_keys():
                 idle = False  # a run waits for a stopped handler to return
             with self.mutex:
                 if idle and self.gen != gen:

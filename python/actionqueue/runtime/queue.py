@@ -869,7 +869,10 @@ class ActionQueue:
 
         "Nothing runnable now" is literal: runs scheduled in the future, waiting for a retry
         backoff, blocked by a concurrency key held by a waiting run, Suspended, or Ready while
-        the queue is paused are not waited for. With ``advance_clock=True`` the queue also works
+        the queue is paused are not waited for. A Ready run that waits only for a handler still
+        running after its Timeout or Canceled was recorded (its concurrency key is busy, or
+        every worker of a ``concurrent.futures`` pool is held by such tasks) is: it runs once
+        that handler returns. With ``advance_clock=True`` the queue also works
         through future work: a ``ManualClock`` is moved to each next wake-up (instantly); any
         other clock is slept on until it. ``max_time`` (seconds) bounds how far the clock may
         go from now (needed for an endless cron). ``timeout`` (real seconds) raises
