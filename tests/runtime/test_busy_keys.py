@@ -428,3 +428,32 @@ def test_a_run_waiting_for_the_worker_a_stopped_task_holds_is_not_idle(
             q.run_until_idle(timeout=20)
         finally:
             release.set()
+
+
+def test_an_async_handler_that_returns_leaves_no_busy_key_behind(make_queue: MakeQueue) -> None:
+    """An ``async def`` handler's code ends when its coroutine does: its outcome was recorded
+    while it still counted as running, so every keyed attempt kept its key busy for a moment
+    (listed in stats()["busy_keys"], the key's next run held back, one more loop wake-up)."""
+    q = make_queue(executor="asyncio")
+    kept: list[str] = []
+    d = q._dispatcher
+    real = d._keep_key_busy
+
+    def spy(key: str, job: Any) -> None:
+        kept.append(key)
+        real(key, job)
+
+    d._keep_key_busy = spy  # type: ignore[method-assign]
+
+    @q.handler("h", max_attempts=1)
+    async def h(ctx: Any, n: int) -> int:
+        await asyncio.sleep(0)
+        if n % 2:
+            raise ValueError(n)
+        return n
+
+    ids = [q.submit("h", n, concurrency_key=f"k{n % 3}") for n in range(12)]
+    q.run_until_idle(timeout=20)
+    assert [q.runs(t)[0].state for t in ids] == [RunState.COMPLETED, RunState.FAILED] * 6
+    assert kept == []
+    assert q.stats()["busy_keys"] == []

@@ -315,7 +315,7 @@ class AsyncioExecutor(ExecutorAdapter):
         self._started += 1
         if job.done:  # canceled (and recorded) before it started: never call the handler
             return
-        # Running from before the stop check (see ThreadExecutor._loop): until the task ends,
+        # Running from before the stop check (see ThreadExecutor._loop): until its coroutine ends,
         # or for a sync handler until its thread returns (see _SyncThreads.task_over).
         job.enter()
         if job.context.cancelled.is_set():  # stopped between the dispatch and here
@@ -346,6 +346,10 @@ class AsyncioExecutor(ExecutorAdapter):
                     value = await self._call_sync(loop, job)
             finally:
                 CURRENT_HANDLER.reset(token)
+                if job.is_async:
+                    # Its coroutine has ended (returned, raised, stopped): before the outcome
+                    # is recorded, which would else find it running and keep its key busy.
+                    job.leave()
         except asyncio.CancelledError as e:
             reason = job.context.cancelled.requested
             if reason is None and self._closed:
@@ -372,8 +376,6 @@ class AsyncioExecutor(ExecutorAdapter):
             del self._running[task]
             if timer is not None:
                 timer.cancel()
-            if job.is_async:
-                job.leave()
 
     async def _call_sync(self, loop: asyncio.AbstractEventLoop, job: Job) -> Any:
         """A sync handler, on the executor's threads; stopping the task abandons its thread."""
