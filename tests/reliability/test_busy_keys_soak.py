@@ -6,8 +6,9 @@ driven by ``run_until_idle``, the background loop or threads in ``wait()``. The 
 record when their code really starts and ends: no key may ever have two running at once,
 every run ends terminal, nothing hangs, and no key is left busy.
 
-Timing decides what each trial covers, so it runs only when asked: ``AQ_SOAK=1`` (20 trials per
-configuration, about 3 minutes) or ``AQ_BUSY_TRIALS=n``; ``AQ_SEED`` sets the first seed.
+Timing decides what each trial covers (its checks hold whatever the timing): one trial per
+configuration by default (about 10 s), ``AQ_SOAK=1`` for 20 (about 3 minutes) or
+``AQ_BUSY_TRIALS=n``; ``AQ_SEED`` sets the first seed.
 """
 
 from __future__ import annotations
@@ -30,13 +31,9 @@ from actionqueue import ActionQueue, RunState
 from actionqueue.core import TaskId
 
 SOAK = os.environ.get("AQ_SOAK", "0") not in ("", "0")
-TRIALS = int(os.environ.get("AQ_BUSY_TRIALS", "20" if SOAK else "0"))
+TRIALS = int(os.environ.get("AQ_BUSY_TRIALS", "20" if SOAK else "1"))
 SEED = int(os.environ.get("AQ_SEED", "0"))
 TERMINAL = {RunState.COMPLETED, RunState.FAILED, RunState.CANCELED}
-
-pytestmark = pytest.mark.skipif(
-    TRIALS == 0, reason="a soak test (timing-dependent): AQ_SOAK=1 or AQ_BUSY_TRIALS=n"
-)
 
 
 class Spans:
@@ -175,7 +172,7 @@ def _trial(path: Path, seed: int, executor: str, mode: str) -> None:
         left = [r for t in tids for r in q.runs(t) if r.state not in TERMINAL]
         assert left == []
         assert spans.violations == [], f"seed {seed}: two handlers of a key at once"
-        assert spans.starts >= len(tids) // 2
+        assert spans.starts >= len(tids) // 4  # the trial did run handlers (not all canceled)
     finally:
         q.close(timeout=20)
         if pool is not None:
