@@ -22,7 +22,8 @@
 //! finished since the previous snapshot)) and by loading a snapshot. A record leaves the cold
 //! store when Prune removes it or when an event names it ([`Cold::take_run`], "thawing": it is
 //! decoded back into the hot maps, then the reducer's ordinary code runs). A segment whose
-//! records are all gone is dropped.
+//! records are all gone is dropped, and the next segment takes its slot: the slots are as many
+//! as the segments live at once, not as the segments ever made.
 //!
 //! Invariants: every cold run is terminal; every cold task is finished. Cold tasks are not
 //! counted in the concurrency-key slots (they never hold a key): thawing one counts it again.
@@ -327,6 +328,10 @@ mod load;
 #[derive(Debug, Default)]
 pub(crate) struct Cold {
     slots: Vec<Slot>,
+    /// Slots whose records are all gone: the next segment takes one of them (see
+    /// [`Cold::slot_for`]), so the slots are as many as the segments live at once, not one
+    /// per segment ever made.
+    free: Vec<u32>,
     /// Records of segments without tables (frozen here, or a format-2 snapshot's).
     runs: IdMap<Loc>,
     tasks: IdMap<Loc>,
@@ -346,6 +351,12 @@ pub struct ColdView {
 }
 
 impl Cold {
+    /// Slots in use or free (tests: they must not grow with every segment ever made).
+    #[cfg(test)]
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     pub fn run_count(&self) -> usize {
         self.runs.len() + self.tab_runs
     }
@@ -469,8 +480,50 @@ impl Cold {
     }
 
     fn kill(&mut self, loc: Loc) {
-        if let Some(slot) = self.slots.get_mut(loc.seg as usize) {
-            slot.kill(loc.ix);
+        let Some(slot) = self.slots.get_mut(loc.seg as usize) else {
+            return;
+        };
+        if slot.live == 0 {
+            return;
+        }
+        slot.kill(loc.ix);
+        if slot.live == 0 {
+            self.release(loc.seg);
+        }
+    }
+
+    /// Slot `seg` holds no live record any more (its memory is given back already, see
+    /// [`Slot::kill`]): a later segment takes it. No lookup reaches it in between: the id maps
+    /// hold no location in it, and a tabled one leaves `tabled`.
+    fn release(&mut self, seg: u32) {
+        self.tabled.retain(|&s| s != seg);
+        self.free.push(seg);
+    }
+
+    /// The slot number of the next segment: a free slot, else a new one at the end. Its
+    /// records' locations name it while the segment is parsed; [`Cold::install`] then puts
+    /// the segment there.
+    fn slot_for(&self) -> Result<u32, String> {
+        match self.free.last() {
+            Some(&s) => Ok(s),
+            None => u32::try_from(self.slots.len()).map_err(|_| "too many segments".into()),
+        }
+    }
+
+    /// Puts `slot` at `seg` (from [`Cold::slot_for`]); an empty one is free again at once.
+    fn install(&mut self, seg: u32, slot: Slot) {
+        let empty = slot.live == 0;
+        match self.slots.get_mut(seg as usize) {
+            Some(s) => {
+                if self.free.last() == Some(&seg) {
+                    self.free.pop();
+                }
+                *s = slot;
+            }
+            None => self.slots.push(slot),
+        }
+        if empty {
+            self.release(seg);
         }
     }
 

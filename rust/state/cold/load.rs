@@ -15,7 +15,7 @@ impl Cold {
     /// fixed fields (`sequence` bounds creation sequences; `hot_tasks` are the other tasks a
     /// run may belong to) and returns what the indexes need. Refuses duplicates.
     pub fn add(&mut self, seg: Seg, load: Option<LoadCheck<'_>>) -> Result<Loaded, String> {
-        let seg_no = u32::try_from(self.slots.len()).map_err(|_| "too many segments")?;
+        let seg_no = self.slot_for()?;
         let mut out = Loaded::default();
         let b = seg
             .buf
@@ -92,18 +92,16 @@ impl Cold {
             return Err(bad("trailing bytes"));
         }
         let n = ix as usize;
-        self.slots.push(Slot {
-            seg: Some(Arc::new(seg)),
-            tab: None,
-            n_tasks: u32::try_from(n_tasks).unwrap_or(u32::MAX),
-            dead: vec![0; n.div_ceil(64)],
-            live: n,
-        });
-        if n == 0 {
-            if let Some(s) = self.slots.last_mut() {
-                s.seg = None;
-            }
-        }
+        self.install(
+            seg_no,
+            Slot {
+                seg: (n > 0).then(|| Arc::new(seg)),
+                tab: None,
+                n_tasks: u32::try_from(n_tasks).unwrap_or(u32::MAX),
+                dead: vec![0; n.div_ceil(64)],
+                live: n,
+            },
+        );
         Ok(out)
     }
 
@@ -115,7 +113,7 @@ impl Cold {
     /// docs/DESIGN.md, "Cold store validation").
     pub fn add_tabled(&mut self, mut seg: Seg, load: LoadCheck<'_>) -> Result<Loaded, String> {
         let (seq, hot_task) = load;
-        let seg_no = u32::try_from(self.slots.len()).map_err(|_| "too many segments")?;
+        let seg_no = self.slot_for()?;
         let bad = |what: &str| format!("cold section: {what}");
         let sec = seg
             .buf
@@ -191,14 +189,18 @@ impl Cold {
         seg.end = seg.start + tab.records_len;
         let n = tab.tasks.n + tab.runs.n;
         u32::try_from(n).map_err(|_| bad("too many records"))?;
-        self.slots.push(Slot {
-            seg: (n > 0).then(|| Arc::new(seg)),
-            tab: Some(tab),
-            n_tasks: u32::try_from(tab.tasks.n).map_err(|_| bad("too many records"))?,
-            dead: vec![0; n.div_ceil(64)],
-            live: n,
-        });
+        let n_tasks = u32::try_from(tab.tasks.n).map_err(|_| bad("too many records"))?;
         self.tabled.push(seg_no);
+        self.install(
+            seg_no,
+            Slot {
+                seg: (n > 0).then(|| Arc::new(seg)),
+                tab: Some(tab),
+                n_tasks,
+                dead: vec![0; n.div_ceil(64)],
+                live: n,
+            },
+        );
         self.tab_tasks += tab.tasks.n;
         self.tab_runs += tab.runs.n;
         Ok(out)
