@@ -781,10 +781,13 @@ impl Authority {
         Ok((segments, snapshots))
     }
 
-    /// Flushes, optionally snapshots, and closes the WAL (releasing the directory lock).
-    /// Closing a failed authority only releases resources. Idempotent. In a forked child it
-    /// only forgets the inherited handles: no flush, snapshot or checkpoint (see
-    /// [`crate::fork`]).
+    /// Flushes, optionally snapshots, and closes the WAL (releasing the directory lock), then
+    /// drops the in-memory state: every call is refused from then on, so it goes at the close,
+    /// not when the last reference to the authority does (a closed queue an application still
+    /// holds kept all of it, a mapped snapshot that a checkpoint had deleted included, whose
+    /// disk space came back only then). Closing a failed authority only releases resources.
+    /// Idempotent. In a forked child it only forgets the inherited handles: no flush,
+    /// snapshot or checkpoint (see [`crate::fork`]).
     pub fn close(&self) -> Result<()> {
         if !self.wal.in_owner_process() {
             // Only tried: a lock a parent thread held at the fork is never released here.
@@ -803,6 +806,17 @@ impl Authority {
             return Ok(());
         }
         g.closed = true;
+        let result = self.close_locked(&mut g);
+        let state = std::mem::take(&mut g.p);
+        g.pending = None;
+        drop(g);
+        drop(state);
+        result
+    }
+
+    /// [`close`](Self::close) once the authority is marked closed: the final snapshot and the
+    /// WAL's close.
+    fn close_locked(&self, g: &mut Inner) -> Result<()> {
         if g.failed.is_some() || self.wal.failure().is_some() {
             let _ = self.wal.close();
             return Ok(());
@@ -815,9 +829,9 @@ impl Authority {
             // A failed snapshot at close loses nothing (the log is complete); report it after
             // the log is closed properly. (Lock order: `inner` then `writer`; writers never
             // take `inner` while holding `writer`.)
-            let res = self.capture(&mut g).map(|job| self.write_job(job));
+            let res = self.capture(g).map(|job| self.write_job(job));
             let res = match res {
-                Ok(r) => self.record(&mut g, r),
+                Ok(r) => self.record(g, r),
                 Err(e) => Err(e),
             };
             if let Err(e) = res {
@@ -827,7 +841,7 @@ impl Authority {
         let closed = self.wal.close();
         if let Err(e) = closed {
             Self::fail(
-                &mut g,
+                g,
                 CoreError::Failed {
                     cause: e.to_string(),
                 },

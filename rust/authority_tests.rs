@@ -154,6 +154,58 @@ fn closed_authority_refuses_everything() {
     assert_eq!(b.read(|p| p.latest_sequence()).unwrap(), 2);
 }
 
+/// Close drops the in-memory state at once: calls are refused from then on, yet a closed
+/// authority still referenced (a closed queue an application keeps) held every task and run,
+/// and the snapshot it had loaded (used in place, mapped from 1 MiB) even after a checkpoint
+/// deleted its file.
+#[test]
+fn close_drops_the_state_and_the_loaded_snapshot() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, _) = open(t.path(), small_opts(0));
+    for n in 0..2_000u64 {
+        a.submit(
+            None,
+            &[
+                tc(spec(id(n)), 10),
+                rc(id(n + 1_000_000), id(n), 0, 10),
+                tr(
+                    id(n + 1_000_000),
+                    RunState::Scheduled,
+                    RunState::Canceled,
+                    11,
+                ),
+            ],
+            Durability::Deferred,
+        )
+        .unwrap();
+    }
+    create_once(&a, 5_000, 12);
+    a.snapshot().unwrap();
+    a.close().unwrap();
+    let (a, report) = open(t.path(), small_opts(0));
+    let loaded = report.snapshot.clone().unwrap().0;
+    let held = |a: &Authority| {
+        let g = lock(&a.inner);
+        (g.p.task_count(), g.p.run_count())
+    };
+    assert_eq!(held(&a), (2_001, 2_001));
+    // Two more snapshots: the checkpoint deletes the one the state was loaded from.
+    create_once(&a, 6_000, 13);
+    a.snapshot().unwrap();
+    create_once(&a, 7_000, 14);
+    a.snapshot().unwrap();
+    assert!(!loaded.exists());
+    a.close().unwrap();
+    assert_eq!(held(&a), (0, 0));
+    assert!(matches!(
+        a.read(|p| p.latest_sequence()),
+        Err(CoreError::Closed(_))
+    ));
+    a.close().unwrap();
+    let (b, _) = open(t.path(), small_opts(0));
+    assert_eq!(b.read(|p| p.task_count()).unwrap(), 2_003);
+}
+
 #[test]
 fn failed_fsync_is_sticky_and_refuses_reads() {
     let t = tempfile::tempdir().unwrap();
