@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rt_helpers import MakeQueue, needs_real_storage
+from rt_helpers import MakeQueue, echo, needs_real_storage
 
 import actionqueue as aq
 from actionqueue import RunState
@@ -186,6 +186,39 @@ def test_reopen_keeps_results_and_pause(tmp_path: Path) -> None:
 
 
 @needs_real_storage
+@needs_real_storage
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc/self/maps")
+def test_a_closed_queue_still_referenced_holds_none_of_its_state(tmp_path: Path) -> None:
+    """close() releases the queue's state, not the last reference to the queue: a closed queue
+    an application kept (in a list, a global, a traceback) held every task and run in memory,
+    the payloads of its live tasks in Python too, and the snapshot it had loaded in place —
+    mapped even after a checkpoint deleted the file, whose disk space came back only once the
+    queue object was freed."""
+    path = tmp_path / "q"
+    with aq.ActionQueue.open(path, durability="deferred") as q:
+        q.register("echo", echo)
+        q.submit_many("echo", [b"x" * 200] * 6_000)
+        q.run_until_idle()
+    q = aq.ActionQueue.open(path, durability="deferred")  # loads the close's snapshot (> 1 MiB)
+    loaded = q.recovery.snapshot_path
+    assert loaded is not None
+    assert os.path.getsize(loaded) > 1 << 20
+    assert loaded in Path("/proc/self/maps").read_text()  # used in place
+    q.register("echo", echo)
+    q.submit_many("echo", [b"y" * 200] * 1_000, delay=3600)
+    for _ in range(2):  # two newer snapshots: the checkpoint deletes the loaded one
+        q.submit("echo", 1)
+        q.run_until_idle()
+        q.snapshot()
+    assert not os.path.exists(loaded)
+    q.close()
+    assert loaded not in Path("/proc/self/maps").read_text()
+    assert q.engine._tasks == {}
+    assert q.engine._shapes == {}
+    with pytest.raises(aq.errors.ClosedError):
+        q.stats()
+
+
 def test_attempts_of_a_dead_owner_found_lost_at_open_are_counted(
     make_queue: MakeQueue, tmp_path: Path
 ) -> None:

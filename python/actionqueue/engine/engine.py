@@ -2090,11 +2090,28 @@ class Engine:
         b = to_millis(before, "before")
         with self._lock:
             self._submit([(12, b, t)], self._dur(durability))
-            self._tasks.clear()  # pruned tasks must not linger in the spec cache
-            with self._shape_lock:
-                self._shapes.clear()
-                self._shape_of.clear()
-                self._templates.clear()
+            self._forget_specs()  # pruned tasks must not linger in the spec cache
+
+    def _forget_specs(self) -> None:
+        """Drop the task rows and shapes (a task met again is looked up in the authority)."""
+        self._tasks.clear()
+        with self._shape_lock:
+            self._shapes.clear()
+            self._shape_of.clear()
+            self._templates.clear()
+
+    def forget(self) -> None:
+        """Drop everything the engine keeps about its authority's tasks and runs (task rows
+        with their payloads, shapes, templates, the hints of runs in flight or waiting): what
+        a runtime calls once it has closed the authority, which refuses every call from then
+        on. Without it a closed queue still referenced kept the payload of every live task
+        (and of every task canceled since the last prune) until the queue object was freed."""
+        with self._lock:
+            self._forget_specs()
+            self._inflight.clear()
+            self._counts.clear()
+            self._due_at.clear()
+            self._stalled.clear()
 
     # --- inspection --------------------------------------------------------------------------
 

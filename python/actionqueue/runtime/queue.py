@@ -436,6 +436,9 @@ class ActionQueue:
                     if callable(flush):
                         flush()
             finally:
+                # The log is closed: what the engine keeps about its tasks goes with it, not
+                # with the last reference to this queue (the core drops its state likewise).
+                self.engine.forget()
                 d.finish_close()  # threads still in wait() raise ClosedError now
 
     def flush(self) -> None:
