@@ -124,3 +124,41 @@ def test_priority_order_with_a_key_is_the_lease_order(make_queue: MakeQueue, pre
     q.resume()
     q.run_until_idle()
     assert order == (["X", "Z", "Y"] if prefetch > 1 else ["X", "Y", "Z"])
+
+
+def test_results_of_a_prefetched_batch_do_not_wait_for_its_slow_last_job(
+    make_queue: MakeQueue,
+) -> None:
+    """One worker, a batch of three quick runs then a slow one: the quick results are
+    recorded while the slow handler still runs. They waited for it: results of a batch whose
+    jobs were still queued woke nobody (the batch's last job was to record them), so with a
+    slow last job the quick runs stayed Running in the log as long as it ran."""
+    from actionqueue.engine import ManualClock
+
+    clock = ManualClock(1_700_000_000_000)
+    q = make_queue(executor=ThreadExecutor(1, prefetch=4), durability="deferred", clock=clock)
+    q._dispatcher.quick_attempt_s = 10.0  # every handler counts as quick: prefetch is on
+    release, slow_started = threading.Event(), threading.Event()
+    q.register("quick", lambda ctx, p: p)
+
+    def slow(ctx: Any, p: Any) -> None:
+        slow_started.set()
+        release.wait(30)
+
+    q.register("slow", slow)
+    q.submit_many("quick", [0, 1])
+    q.run_until_idle(timeout=20)  # results recorded: the loop now knows its handlers
+    q.pause()
+    quick = q.submit_many("quick", [1, 2, 3], priority=5)
+    q.submit("slow", 0)
+    q.start()
+    q.resume()
+    try:
+        assert slow_started.wait(20)
+        for t in quick:
+            q.wait(t, timeout=20)  # before the fix: only once the slow handler returned
+        assert not release.is_set()
+        assert [q.result(t) for t in quick] == [1, 2, 3]
+    finally:
+        release.set()
+    assert q.stop(timeout=20)

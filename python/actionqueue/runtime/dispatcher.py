@@ -157,6 +157,7 @@ class Dispatcher:
         self.executor = executor
         # A worker held past its attempt's recorded outcome coming back is capacity again.
         executor.on_capacity = self.wake
+        executor.on_drained = self._queue_drained
         self.metrics = metrics
         self.owner = owner
         self.max_in_flight = max_in_flight
@@ -727,6 +728,22 @@ class Dispatcher:
         with self.mutex:
             busy = tuple(self.busy_keys)
         return bool(busy) and self.engine.ready_on_keys(busy)
+
+    def _queue_drained(self) -> None:
+        """An executor thread took the last queued job. Results that came while jobs were
+        queued woke nobody (see :meth:`_on_done`: the batch's last job records them); that job
+        may be slow, and they must not wait for it, their runs Running in the log. Record them
+        now — here, before this thread runs the job, when the driver sleeps (one step per
+        batch as before, taken earlier), else by waking the driver."""
+        with self.mutex:
+            if not self._done or self._recording or self._nudged or not self.drivers:
+                return
+            if not (self._sleeping and self.executor.on_worker_thread()):
+                self._nudged = True
+                self.gen += 1
+                self.drive_cond.notify_all()
+                return
+        self._step_for_driver()
 
     def _step_for_driver(self) -> None:
         """One loop step on an executor thread while the driver sleeps; the driver is woken

@@ -325,6 +325,12 @@ class ExecutorAdapter(ABC):
     #: busy after its outcome was recorded is free again.
     on_capacity: Callable[[], None] | None = None
 
+    #: Set by the runtime: called by a worker thread that has just taken the last queued job,
+    #: before it runs it (only executors that queue jobs behind busy workers: ``backlog()``).
+    #: Results handed over while jobs were queued wait for the batch's last job (see
+    #: ``Dispatcher._on_done``); if that one is slow they must not wait for it.
+    on_drained: Callable[[], None] | None = None
+
     def on_worker_thread(self) -> bool:
         """Whether the calling thread is one of this executor's own workers, free to do a
         short piece of the runtime's work (record results, hand out the next batch) right

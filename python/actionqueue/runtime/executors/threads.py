@@ -176,7 +176,7 @@ class ThreadExecutor(ThreadBudget, ExecutorAdapter):
 
     def _next_job(self) -> Job | None:
         """The next queued job (``None``: shutting down), waking one more worker if jobs
-        are left behind it."""
+        are left behind it; the last one is announced (:attr:`on_drained`)."""
         with self._lock:
             if not self._jobs and not self._wait_for_work_locked(self._jobs):
                 return None
@@ -186,7 +186,12 @@ class ThreadExecutor(ThreadBudget, ExecutorAdapter):
                 if timer is not None:
                     self._watcher.cancel(timer)
             self._wake_one_locked()
-            return job
+            drained = not self._jobs
+        if drained:
+            cb = self.on_drained
+            if cb is not None:
+                cb()
+        return job
 
     def _loop(self, w: PoolThread) -> None:
         self._tls.worker = True
