@@ -641,8 +641,9 @@ class Dispatcher:
             if self.drivers:
                 if self.executor.backlog():
                     # A job still waiting for a thread holds a slot already: recording now
-                    # frees nothing. The last job of the batch to finish does it. (A result
-                    # left without a wake-up is picked up by the driver's short re-check.)
+                    # frees nothing. The thread that takes the last queued job records them
+                    # (_queue_drained), before running it: it may be slow. (A result left
+                    # without a wake-up is picked up by the driver's short re-check.)
                     return
                 if not (self._sleeping and self.executor.on_worker_thread()):
                     if not self._nudged:  # wake the driver once per batch of results
