@@ -1343,3 +1343,26 @@ def test_a_cron_task_that_would_never_run_is_refused(
         assert "the task would never run; nothing was submitted" in str(e.value)
     assert q.authority.latest_sequence == before
     assert q.stats()["total_runs"] == 0
+
+
+def test_a_queue_that_fails_to_open_leaves_a_shared_clock_alone(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """The first tick fails (say, a failed log): the queue never comes to life, and a shared
+    ManualClock neither calls it nor keeps it alive (it stayed subscribed)."""
+    from actionqueue.engine import Engine
+
+    clock = ManualClock(T0)
+
+    def broken_tick(self: Any, now: Any = None) -> Any:
+        raise RuntimeError("the log failed")
+
+    monkeypatch.setattr(Engine, "tick", broken_tick)
+    with pytest.raises(RuntimeError, match="the log failed"):
+        aq.ActionQueue(tmp_path / "q", clock=clock)
+    assert clock._listeners == []
+    monkeypatch.undo()
+    with aq.ActionQueue(tmp_path / "q", clock=clock) as q:  # the directory was let go too
+        assert len(clock._listeners) == 1
+        assert q.stats()["total_runs"] == 0
+    assert clock._listeners == []

@@ -276,6 +276,11 @@ class ActionQueue:
             self.engine.tick()
             _track_open(self)
         except BaseException:
+            # A shared ManualClock must not keep calling (and keeping alive) a queue that
+            # never came to life (the first tick can fail: a failed log).
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
             # Do not keep the directory locked for a queue that never came to life.
             closer = getattr(authority, "close", None)
             if callable(closer) and authority is not self._given_authority:
