@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import multiprocessing
 import os
@@ -651,3 +652,36 @@ def test_dask_client_executes_on_worker_processes() -> None:
         assert "cannot be sent back from the worker" in r.error.message
         # callbacks arrive off the caller's thread; the runtime records them on its own threads
         assert not ex.inline_completion
+
+
+def test_asyncio_sync_thread_skips_a_call_stopped_while_it_waited() -> None:
+    """A sync handler's call taken by a thread after its stop request (the task's cancel not
+    yet processed) is not run, as on the thread executor (it used to run)."""
+    from actionqueue.runtime.context import HandlerContext
+    from actionqueue.runtime.executors.aio import _SyncThreads
+    from actionqueue.runtime.executors.base import Job
+
+    threads = _SyncThreads(1, 4, "t")
+    gate, called = threading.Event(), []
+
+    def job(fn: Any, payload: Any = None) -> Job:
+        return Job(fn, payload, HandlerContext(h.snapshot(), payload))
+
+    async def main() -> tuple[bool, Any]:
+        loop = asyncio.get_running_loop()
+        first = job(lambda ctx, p: gate.wait(10))
+        stopped = job(lambda ctx, p: called.append(p), "x")
+        busy = threads.call(loop, first)  # holds the only thread
+        queued = threads.call(loop, stopped)
+        stopped.context.cancelled.request("canceled")
+        gate.set()
+        await busy.future
+        return await queued.future
+
+    try:
+        ok, value = asyncio.run(main())
+    finally:
+        threads.shutdown(True, 10)
+    assert not ok
+    assert isinstance(value, asyncio.CancelledError)
+    assert called == []

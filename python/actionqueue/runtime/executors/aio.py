@@ -135,10 +135,15 @@ class _SyncThreads(ThreadBudget):
                 call = self._calls.popleft()
                 call.worker = w
             outcome: tuple[bool, Any]
-            try:
-                outcome = (True, call.context.run(call.fn, *call.args))
-            except BaseException as e:  # the handler's failure, not the thread's
-                outcome = (False, e)
+            if call.job.context.cancelled.is_set():
+                # Stopped while it waited for this thread (its task is being cancelled): the
+                # handler is not called, as on the thread executor.
+                outcome = (False, asyncio.CancelledError())
+            else:
+                try:
+                    outcome = (True, call.context.run(call.fn, *call.args))
+                except BaseException as e:  # the handler's failure, not the thread's
+                    outcome = (False, e)
             with self._lock:
                 call.worker = None
                 last = call.task_over  # its task stopped waiting: the handler ends here
