@@ -73,11 +73,8 @@ def _first_stuck_then_second(q: Any, overlap: Overlap, release: threading.Event)
     assert q.metrics.value("busy_keys") == 0
 
 
-def test_thread_executor_keeps_the_key_until_a_timed_out_handler_returns(
-    make_queue: MakeQueue,
-) -> None:
-    q = make_queue(max_workers=4)
-    overlap, release = Overlap(), threading.Event()
+def _register_stuck_sync(q: Any, overlap: Overlap, release: threading.Event) -> None:
+    """Handler ``h``: the run named "first" ignores its timeout until ``release``."""
 
     @q.handler("h", timeout=0.05, max_attempts=1)
     def h(ctx: Any, name: str) -> None:
@@ -86,22 +83,16 @@ def test_thread_executor_keeps_the_key_until_a_timed_out_handler_returns(
             release.wait(20)  # ignores ctx.cancelled
         overlap.leave(name)
 
-    _first_stuck_then_second(q, overlap, release)
 
-
-def test_asyncio_sync_handler_keeps_the_key_until_its_thread_returns(
-    make_queue: MakeQueue,
+@pytest.mark.parametrize(
+    "executor", ["threads", "asyncio"], ids=["thread executor", "asyncio sync handler"]
+)
+def test_a_timed_out_sync_handler_keeps_the_key_until_its_thread_returns(
+    make_queue: MakeQueue, executor: str
 ) -> None:
-    q = make_queue(executor="asyncio")
+    q = make_queue(executor=executor, max_workers=4)
     overlap, release = Overlap(), threading.Event()
-
-    @q.handler("h", timeout=0.05, max_attempts=1)
-    def h(ctx: Any, name: str) -> None:
-        overlap.enter(name)
-        if name == "first":
-            release.wait(20)
-        overlap.leave(name)
-
+    _register_stuck_sync(q, overlap, release)
     _first_stuck_then_second(q, overlap, release)
 
 
@@ -127,14 +118,7 @@ def test_a_thread_pool_future_keeps_the_key_until_its_task_ends(make_queue: Make
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         q = make_queue(executor=pool)
         overlap, release = Overlap(), threading.Event()
-
-        @q.handler("h", timeout=0.05, max_attempts=1)
-        def h(ctx: Any, name: str) -> None:
-            overlap.enter(name)
-            if name == "first":
-                release.wait(20)
-            overlap.leave(name)
-
+        _register_stuck_sync(q, overlap, release)
         _first_stuck_then_second(q, overlap, release)
         assert q.stop(timeout=10)
 
