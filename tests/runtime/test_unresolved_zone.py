@@ -93,3 +93,25 @@ def test_a_log_naming_a_zone_unknown_here_opens_and_keeps_dispatching(
     assert all(r.state is RunState.COMPLETED for r in q.runs(paris)[:-2])
     assert q.stats()["stalled_tasks"] == {}
     assert len(_records(caplog, "actionqueue.engine", logging.WARNING)) == 1
+
+
+def test_a_canceled_stalled_task_is_no_longer_listed(
+    make_queue: MakeQueue, clock: ManualClock, tmp_path: Path, hide_zones: Callable[..., None]
+) -> None:
+    """``stats()["stalled_tasks"]`` lists cron tasks held back by an unknown zone: a task
+    canceled since has nothing left to derive (it was listed until the queue was reopened)."""
+    path = tmp_path / "q"
+    q = make_queue(path, clock=clock)
+    q.register("h", lambda ctx, p: None)
+    paris = q.submit("h", "p", policy=RunPolicy.cron("* * * * *", timezone="Europe/Paris"))
+    q.close()
+    hide_zones("Europe/Paris")
+    clock.advance(3 * MIN)
+    q = make_queue(path, clock=clock)
+    q.register("h", lambda ctx, p: None)
+    q.run_until_idle()
+    assert list(q.stats()["stalled_tasks"]) == [str(paris)]
+    q.cancel(paris)
+    assert q.stats()["stalled_tasks"] == {}
+    q.run_until_idle()
+    assert q.stats()["stalled_tasks"] == {}

@@ -1969,6 +1969,7 @@ class Engine:
             lean = self._live_run_ids
             live = None if lean is None else lean(tid.bytes)
             self._submit([(9, tid.bytes, reason, t)], self._dur(durability))
+            self._stalled.pop(tid.bytes, None)  # nothing left to derive: no longer stalled
             if live is None:
                 live = [r.run_id.bytes for r in self._auth.runs_for_task(tid)]
             for rid in live:
