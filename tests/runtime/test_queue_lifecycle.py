@@ -17,6 +17,7 @@ from rt_helpers import MakeQueue, echo, needs_real_storage
 import actionqueue as aq
 from actionqueue import RunState
 from actionqueue.core.run.attempt import AttemptOutcome
+from actionqueue.runtime.executors.threads import ThreadExecutor
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -372,3 +373,62 @@ def test_advance_clock_with_the_background_loop_and_a_real_clock_waits_for_futur
     tid = q.submit("h", 1, delay=0.2)
     assert q.run_until_idle(advance_clock=True, timeout=30) == 1
     assert q.runs(tid)[0].state is RunState.COMPLETED
+
+
+@needs_real_storage
+def test_close_waits_for_a_step_that_began_before_it(tmp_path: Path) -> None:
+    """close() stops dispatching (``draining``), but a step that had read that flag before
+    (a ``run_until_idle()``/``wait()`` driver, or an executor thread standing in for a sleeping
+    driver) went on: its batch, leased in the log after close found nothing in flight, was
+    handed to the shut-down executor (``ExecutorError`` to the driver) and given back on a
+    closed log, so its runs stayed Running in the log — their attempts Lost at the next open."""
+    path = tmp_path / "q"
+    q = aq.ActionQueue.open(path, executor=ThreadExecutor(2))
+    q.register("echo", echo)
+    tids = [q.submit("echo", i) for i in range(2)]  # one step leases both
+    d = q._dispatcher
+    real_dispatch = q.engine.dispatch_next
+    real_shutdown = q.executor.shutdown
+    entered, leased, shut = threading.Event(), threading.Event(), threading.Event()
+
+    def dispatch_next(*args: Any, **kwargs: Any) -> Any:
+        if entered.is_set():
+            return real_dispatch(*args, **kwargs)
+        entered.set()  # this step saw no close: it dispatches
+        deadline = time.monotonic() + 5
+        while not d.closing and time.monotonic() < deadline:
+            time.sleep(0.001)
+        out = real_dispatch(*args, **kwargs)
+        leased.set()
+        # Give close() every chance to get ahead of this step (to the end, on the old code).
+        shut.wait(0.5)
+        deadline = time.monotonic() + 0.5
+        while not d.closed and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return out
+
+    def shutdown(*args: Any, **kwargs: Any) -> None:
+        leased.wait(5)
+        real_shutdown(*args, **kwargs)
+        shut.set()
+
+    q.engine.dispatch_next = dispatch_next  # type: ignore[method-assign]
+    q.executor.shutdown = shutdown  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            q.run_until_idle()
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=drive)
+    t.start()
+    assert entered.wait(5)
+    q.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert [type(e) for e in errors] in ([], [aq.errors.ClosedError])
+    with aq.ActionQueue.open(path) as q2:
+        states = {q2.runs(tid)[0].state for tid in tids}
+    assert states == {RunState.COMPLETED}

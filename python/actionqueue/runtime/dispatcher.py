@@ -1262,6 +1262,16 @@ class Dispatcher:
             self.draining = True
         self.wake()
 
+    def await_step(self) -> None:
+        """After :meth:`begin_close`: wait for a step that began before it — a driver's (in
+        ``run_until_idle()`` / ``wait()``) or an executor thread's standing in for a sleeping
+        driver — which read ``draining`` before it was set and may still lease a batch. Once
+        it is over, that batch is in ``inflight`` (close drains or gives it back) and every
+        later step dispatches nothing: else close found nothing in flight, shut the executor
+        and closed the log under it, and the batch's runs stayed Running in the log."""
+        with self._step_lock:
+            pass
+
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
         """Held by a waiter from before its first look at its target until it has read it,

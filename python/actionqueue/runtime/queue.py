@@ -412,6 +412,7 @@ class ActionQueue:
         d.begin_close()  # threads driving from wait() / run_until_idle() return now
         try:
             self.stop(drain=drain, timeout=timeout, _closing=True)
+            d.await_step()  # a step begun before begin_close may still be leasing a batch
             if d.inflight:
                 if drain:
                     d.wait_in_flight(timeout)
