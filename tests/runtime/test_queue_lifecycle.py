@@ -432,3 +432,42 @@ def test_close_waits_for_a_step_that_began_before_it(tmp_path: Path) -> None:
     with aq.ActionQueue.open(path) as q2:
         states = {q2.runs(tid)[0].state for tid in tids}
     assert states == {RunState.COMPLETED}
+
+
+def test_a_start_racing_close_is_refused(make_queue: MakeQueue) -> None:
+    """A start() that passed its closed check just before close() began, and took the lock
+    after close() had stopped the loop, set ``draining`` back and started a new loop: it
+    leased runs through the drain, past the executor's shutdown and the log's close."""
+    q = make_queue(executor=ThreadExecutor(1))
+    q.register("echo", echo)
+    d = q._dispatcher
+    real_await_step = d.await_step
+    at_drain, go_on = threading.Event(), threading.Event()
+
+    def await_step() -> None:
+        at_drain.set()  # close() has set closing and stopped the loop
+        go_on.wait(5)
+        real_await_step()
+
+    d.await_step = await_step  # type: ignore[method-assign]
+    closer = threading.Thread(target=q.close)
+    real_check = q._check_open
+    calls = 0
+
+    def check_open() -> None:
+        nonlocal calls
+        calls += 1
+        real_check()
+        if calls == 1:  # passed: close() begins now
+            closer.start()
+            assert at_drain.wait(5)
+
+    q._check_open = check_open  # type: ignore[method-assign]
+    try:
+        with pytest.raises(aq.errors.ClosedError):
+            q.start()
+        assert q._thread is None
+        assert d.draining
+    finally:
+        go_on.set()
+        closer.join(10)

@@ -962,6 +962,9 @@ class ActionQueue:
         """Run the dispatch loop on a background thread (returns at once)."""
         self._check_open()
         with self._lock:
+            # Again under the lock close() sets it with: a start() that passed the check as
+            # close() began started a loop that dispatched through close's drain.
+            self._check_open()
             if self._thread is not None and self._loop_failure is None:
                 return
             # (A loop stopped by a failure is replaced: the new one meets it again if it lasts.)
