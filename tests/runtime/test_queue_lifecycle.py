@@ -471,3 +471,37 @@ def test_a_start_racing_close_is_refused(make_queue: MakeQueue) -> None:
     finally:
         go_on.set()
         closer.join(10)
+
+
+def test_close_from_inside_a_step_of_its_own_thread_does_not_wait_for_it(
+    make_queue: MakeQueue,
+) -> None:
+    """close() waits for a step begun before it, but not for one of its own thread (a signal
+    handler calling close() while the main thread drives): that one would wait for itself."""
+    q = make_queue(executor=ThreadExecutor(1))
+    q.register("echo", echo)
+    q.submit("echo", 1)
+    real_dispatch = q.engine.dispatch_next
+    closed: list[bool] = []
+
+    def dispatch_next(*args: Any, **kwargs: Any) -> Any:
+        if not closed:
+            closed.append(True)
+            q.close()  # as a signal handler interrupting this step would
+        return real_dispatch(*args, **kwargs)
+
+    q.engine.dispatch_next = dispatch_next  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            q.run_until_idle()
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=drive, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive()
+    assert q.closed
+    assert all(isinstance(e, aq.errors.ActionQueueError) for e in errors)

@@ -1268,7 +1268,11 @@ class Dispatcher:
         driver — which read ``draining`` before it was set and may still lease a batch. Once
         it is over, that batch is in ``inflight`` (close drains or gives it back) and every
         later step dispatches nothing: else close found nothing in flight, shut the executor
-        and closed the log under it, and the batch's runs stayed Running in the log."""
+        and closed the log under it, and the batch's runs stayed Running in the log. Not from
+        inside this thread's own step (close() from a signal handler that interrupted it): it
+        would wait for itself."""
+        if self._stepper == threading.get_ident() or getattr(self._tls, "stepping", False):
+            return
         with self._step_lock:
             pass
 
