@@ -2144,7 +2144,9 @@ class Engine:
             "next_due": self._auth.next_due(),
             "next_lease_expiry": self._auth.next_lease_expiry(),
             "latest_sequence": self._auth.latest_sequence,
-            "stalled_tasks": {str(_task_id_of(t)): why for t, why in self._stalled.items()},
+            # A copy first: a tick (or forget at close) may change it meanwhile on another
+            # thread, and iterating a dict that changes size raises.
+            "stalled_tasks": {str(_task_id_of(t)): w for t, w in list(self._stalled.items())},
         }
 
     def __repr__(self) -> str:
