@@ -728,7 +728,7 @@ class Dispatcher:
             return self.engine.has_ready()
         with self.mutex:
             busy = tuple(self.busy_keys)
-        return bool(busy) and self.engine.ready_on_keys(busy)
+        return bool(busy) and self.engine.ready_on_keys(busy)  # no engine call when none
 
     def _queue_drained(self) -> None:
         """An executor thread took the last queued job. Results that came while jobs were
@@ -1181,7 +1181,7 @@ class Dispatcher:
                     # effects may not be covered by the step, so step again before judging.
                     continue
                 idle = not self.inflight
-            if idle and (self.busy_keys or self.free() <= 0) and self.waiting_on_busy_keys():
+            if idle and self.waiting_on_busy_keys():
                 idle = False  # a run waits for a stopped handler to return
             with self.mutex:
                 if idle and self.gen != gen:
