@@ -376,6 +376,21 @@ def test_advance_clock_with_the_background_loop_and_a_real_clock_waits_for_futur
 
 
 @needs_real_storage
+def _drive_in_thread(q: aq.ActionQueue) -> tuple[threading.Thread, list[BaseException]]:
+    """``q.run_until_idle()`` on a daemon thread, started; what it raised lands in the list."""
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            q.run_until_idle()
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=drive, daemon=True)
+    t.start()
+    return t, errors
+
+
 def test_close_waits_for_a_step_that_began_before_it(tmp_path: Path) -> None:
     """close() stops dispatching (``draining``), but a step that had read that flag before
     (a ``run_until_idle()``/``wait()`` driver, or an executor thread standing in for a sleeping
@@ -414,16 +429,7 @@ def test_close_waits_for_a_step_that_began_before_it(tmp_path: Path) -> None:
 
     q.engine.dispatch_next = dispatch_next  # type: ignore[method-assign]
     q.executor.shutdown = shutdown  # type: ignore[method-assign]
-    errors: list[BaseException] = []
-
-    def drive() -> None:
-        try:
-            q.run_until_idle()
-        except BaseException as e:
-            errors.append(e)
-
-    t = threading.Thread(target=drive)
-    t.start()
+    t, errors = _drive_in_thread(q)
     assert entered.wait(5)
     q.close()
     t.join(10)
@@ -491,16 +497,7 @@ def test_close_from_inside_a_step_of_its_own_thread_does_not_wait_for_it(
         return real_dispatch(*args, **kwargs)
 
     q.engine.dispatch_next = dispatch_next  # type: ignore[method-assign]
-    errors: list[BaseException] = []
-
-    def drive() -> None:
-        try:
-            q.run_until_idle()
-        except BaseException as e:
-            errors.append(e)
-
-    t = threading.Thread(target=drive, daemon=True)
-    t.start()
+    t, errors = _drive_in_thread(q)
     t.join(10)
     assert not t.is_alive()
     assert q.closed
