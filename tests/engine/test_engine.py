@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from actionqueue.core import (
@@ -132,6 +134,29 @@ def test_submit_many_one_batch_and_dedupe(env: Env) -> None:
     assert e.submit(d) == d.task_id
 
 
+def _engine_with_racing_writes(
+    env: Env, on_write: Callable[[Callable[[], object]], object]
+) -> Engine:
+    """An engine whose every record goes through ``on_write(write)``: the hook may let other
+    writers in before (or after) calling ``write()``, the authority's own submit."""
+    inner = env.auth
+
+    class Racing:
+        def __getattr__(self, name: str) -> object:
+            return getattr(inner, name)
+
+        def submit_wire(
+            self, events: object, durability: object, expected: object = None
+        ) -> object:
+            return on_write(lambda: inner.submit_wire(events, durability, expected))
+
+    env.auth = Racing()
+    try:
+        return env._engine()
+    finally:
+        env.auth = inner
+
+
 def test_submit_many_that_keeps_losing_dedupe_races_returns_the_winners(env: Env) -> None:
     """Other writers take keys of a batch between its lookup and its write, four times in a
     row (one more key each time): every key then names a live task, and the batch answers
@@ -141,20 +166,12 @@ def test_submit_many_that_keeps_losing_dedupe_races_returns_the_winners(env: Env
     inner = env.auth
     rival = Engine(inner, env.clock, owner="rival")
 
-    class Racing:
-        def __getattr__(self, name: str) -> object:
-            return getattr(inner, name)
+    def on_write(write: Callable[[], object]) -> object:
+        if rivals:  # another thread wins the race for one more key of the batch
+            rival.submit(rivals.pop(0))
+        return write()
 
-        def submit_wire(
-            self, events: object, durability: object, expected: object = None
-        ) -> object:
-            if rivals:  # another thread wins the race for one more key of the batch
-                rival.submit(rivals.pop(0))
-            return inner.submit_wire(events, durability, expected)
-
-    env.auth = Racing()
-    e = env._engine()
-    env.auth = inner
+    e = _engine_with_racing_writes(env, on_write)
     mine = [spec(dedupe=f"k{i}") for i in range(5)]
     assert e.submit_many(mine) == [r.task_id for r in won] + [mine[4].task_id]
     assert [e.get_task(s.task_id) is None for s in mine] == [True] * 4 + [False]
@@ -172,25 +189,17 @@ def test_submit_refused_over_a_dedupe_key_whose_holder_finished_since_writes_its
     rival = Engine(inner, env.clock, owner="rival")
     raced = [spec(dedupe="k")]
 
-    class Racing:
-        def __getattr__(self, name: str) -> object:
-            return getattr(inner, name)
+    def on_write(write: Callable[[], object]) -> object:
+        if not raced:
+            return write()
+        rival.submit(raced.pop())  # wins the race for the key...
+        try:
+            return write()
+        finally:  # ...and its task finishes before the refusal is looked into
+            (d,) = rival.dispatch_next()
+            rival.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS)
 
-        def submit_wire(
-            self, events: object, durability: object, expected: object = None
-        ) -> object:
-            if not raced:
-                return inner.submit_wire(events, durability, expected)
-            rival.submit(raced.pop())  # wins the race for the key...
-            try:
-                return inner.submit_wire(events, durability, expected)
-            finally:  # ...and its task finishes before the refusal is looked into
-                (d,) = rival.dispatch_next()
-                rival.finish_attempt(d.run_id, d.attempt_id, Out.SUCCESS)
-
-    env.auth = Racing()
-    e = env._engine()
-    env.auth = inner
+    e = _engine_with_racing_writes(env, on_write)
     mine = spec(dedupe="k")
     assert e.submit(mine) == mine.task_id
     assert e.get_task(mine.task_id) is not None
